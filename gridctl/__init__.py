@@ -1,0 +1,3 @@
+"""gridctl: feeder-safe energy sharing for community microgrids."""
+
+__version__ = "0.1.0"

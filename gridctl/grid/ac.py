@@ -1,0 +1,77 @@
+"""AC power flow of a feeder with households attached, with pandapower."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+
+from gridctl.core import FeederError
+
+W_PER_MW = 1e6
+
+
+@dataclass(frozen=True)
+class AcResult:
+    """One converged power flow, in gridctl units.
+
+    p_trafo_w: active power into the feeder at the transformers' HV side, load convention
+        (> 0 the feeder imports from upstream), W.
+    losses_w: line plus transformer losses, W (≥ 0).
+    vm_pu: voltage magnitude of every in-service bus, p.u.
+    line_loading_pct: loading of every in-service line, % of its thermal rating.
+    trafo_loading_pct: loading of every transformer, % of its rating.
+    """
+
+    p_trafo_w: float
+    losses_w: float
+    vm_pu: np.ndarray
+    line_loading_pct: np.ndarray
+    trafo_loading_pct: np.ndarray
+
+
+class AcFeeder:
+    """A feeder whose own loads and generators are replaced by one load per household.
+
+    Each household is a pandapower ``load`` at its bus carrying the household's net power
+    (load convention, so export is a negative load).
+    """
+
+    def __init__(self, net: pp.pandapowerNet, household_bus: np.ndarray, names: list[str]):
+        self.net = copy.deepcopy(net)
+        for table in ("load", "sgen", "storage", "gen"):
+            if table in self.net and len(self.net[table]):
+                self.net[table]["in_service"] = False
+        self._idx = np.array(
+            [
+                pp.create_load(self.net, bus=int(b), p_mw=0.0, name=n)
+                for b, n in zip(household_bus, names, strict=True)
+            ]
+        )
+        self._solved = False
+
+    def run(self, p_w: np.ndarray, q_var: np.ndarray) -> AcResult:
+        """Power flow with household powers ``p_w`` (W) and ``q_var`` (var), load convention."""
+        self.net.load.loc[self._idx, "p_mw"] = p_w / W_PER_MW
+        self.net.load.loc[self._idx, "q_mvar"] = q_var / W_PER_MW
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pp.runpp(self.net, numba=False, init="results" if self._solved else "auto")
+        except pp.LoadflowNotConverged:
+            self._solved = False
+            raise FeederError("AC power flow did not converge") from None
+        self._solved = True
+        net = self.net
+        losses_mw = net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum()
+        return AcResult(
+            p_trafo_w=float(net.res_trafo.p_hv_mw.sum() * W_PER_MW),
+            losses_w=float(losses_mw * W_PER_MW),
+            # copies: pandapower overwrites its result tables in place on the next run
+            vm_pu=net.res_bus.vm_pu[net.bus.in_service].to_numpy(copy=True),
+            line_loading_pct=net.res_line.loading_percent[net.line.in_service].to_numpy(copy=True),
+            trafo_loading_pct=net.res_trafo.loading_percent.to_numpy(copy=True),
+        )

@@ -1,0 +1,65 @@
+"""Key performance indicators of a simulation run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridctl.core import MICRO, interval_hours
+from gridctl.sim.engine import SimResult
+
+
+def _kwh(p_w: np.ndarray) -> float:
+    """Energy of a power series held one interval per value, kWh."""
+    return float(np.sum(p_w) * interval_hours() / 1000.0)
+
+
+def kpis(r: SimResult) -> dict[str, float | int | str]:
+    """Community KPIs of a run.
+
+    self_sufficiency: 1 - transformer import / demand (base load + EV), 0–1.
+    shared_kwh: verified energy shared through the community pool.
+    grid_import_kwh / grid_export_kwh / peak_import_kw: at the transformer (feeder losses included).
+    voltage_violations: intervals in which any bus leaves the scenario's voltage band.
+    line_overloads / trafo_overloads: intervals in which any line / transformer exceeds its limit.
+    grid_cost: what the community pays the grid at the tariff, currency (negative = earns).
+    tokens_issued: token rewards booked, tokens.
+    """
+    scn = r.scenario
+    lim = scn.limits
+    imp_w = np.maximum(r.p_trafo_w, 0.0)
+    exp_w = np.maximum(-r.p_trafo_w, 0.0)
+    demand_kwh = _kwh(r.demand_w)
+    grid_import_kwh = _kwh(imp_w)
+    grid_export_kwh = _kwh(exp_w)
+    voltage_bad = (r.vm_min_pu < lim.v_min_pu) | (r.vm_max_pu > lim.v_max_pu)
+    return {
+        "scenario": scn.name,
+        "intervals": len(r.times),
+        "households": len(r.household_ids),
+        "self_sufficiency": round(float(np.clip(1.0 - grid_import_kwh / demand_kwh, 0.0, 1.0)), 4)
+        if demand_kwh > 0
+        else 1.0,
+        "demand_kwh": round(demand_kwh, 3),
+        "pv_kwh": round(-_kwh(r.pv_w), 3),
+        "shared_kwh": round(float(r.supplied_wh.sum()) / 1000.0, 3),
+        "grid_import_kwh": round(grid_import_kwh, 3),
+        "grid_export_kwh": round(grid_export_kwh, 3),
+        "peak_import_kw": round(float(imp_w.max(initial=0.0)) / 1000.0, 3),
+        "losses_kwh": round(_kwh(r.losses_w), 3),
+        "curtailed_kwh": round(_kwh(r.curtailed_w), 3),
+        "ev_unmet_kwh": round(r.ev_unmet_wh / 1000.0, 3),
+        "grid_cost": round(
+            grid_import_kwh * scn.tariff.import_per_kwh
+            - grid_export_kwh * scn.tariff.feed_in_per_kwh,
+            2,
+        ),
+        "min_voltage_pu": round(float(r.vm_min_pu.min()), 4),
+        "max_voltage_pu": round(float(r.vm_max_pu.max()), 4),
+        "max_line_loading_pct": round(float(r.line_loading_max_pct.max()), 2),
+        "max_trafo_loading_pct": round(float(r.trafo_loading_max_pct.max()), 2),
+        "voltage_violations": int(voltage_bad.sum()),
+        "line_overloads": int((r.line_loading_max_pct > lim.loading_max_pct).sum()),
+        "trafo_overloads": int((r.trafo_loading_max_pct > lim.loading_max_pct).sum()),
+        "tokens_issued": float(r.tokens_micro.sum()) / MICRO,
+        "ledger_head": r.ledger_head,
+    }

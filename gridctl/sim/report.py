@@ -1,0 +1,120 @@
+"""HTML report of a simulation run, with PNG plots beside it."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gridctl.core import MICRO, interval_hours
+from gridctl.sim.engine import SimResult
+
+PLOTS = {
+    "feeder_power.png": "Feeder power at the transformer",
+    "voltage.png": "Lowest and highest bus voltage",
+    "households.png": "Energy shared and received, tokens earned, per household",
+}
+
+
+def _time_axis(ax: plt.Axes) -> None:
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz="UTC"))
+    ax.set_xlabel("time (UTC)")
+    ax.grid(alpha=0.3)
+
+
+def _feeder_power(r: SimResult, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    ax.plot(r.times, r.p_trafo_w / 1000, label="transformer (+ import / − export)", lw=2)
+    ax.plot(r.times, r.demand_w.sum(1) / 1000, label="demand (base load + EV)", lw=1)
+    ax.plot(r.times, r.pv_w.sum(1) / 1000, label="PV", lw=1)
+    ax.fill_between(
+        r.times,
+        0,
+        r.shared_wh / 1000 / interval_hours(),
+        alpha=0.3,
+        label="shared in the pool",
+        step="post",
+    )
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("power (kW, load convention)")
+    ax.legend(loc="upper left", fontsize=8)
+    _time_axis(ax)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _voltage(r: SimResult, path: Path) -> None:
+    lim = r.scenario.limits
+    fig, ax = plt.subplots(figsize=(10, 3.5), layout="constrained")
+    ax.plot(r.times, r.vm_max_pu, label="highest bus", color="tab:red")
+    ax.plot(r.times, r.vm_min_pu, label="lowest bus", color="tab:blue")
+    for v in (lim.v_min_pu, lim.v_max_pu):
+        ax.axhline(v, color="k", ls="--", lw=0.8)
+    ax.set_ylabel("voltage (p.u.)")
+    ax.set_ylim(
+        min(lim.v_min_pu, r.vm_min_pu.min()) - 0.01, max(lim.v_max_pu, r.vm_max_pu.max()) + 0.01
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    _time_axis(ax)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _households(r: SimResult, path: Path) -> None:
+    x = np.arange(len(r.household_ids))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, layout="constrained")
+    ax1.bar(x - 0.2, r.supplied_wh / 1000, width=0.4, label="shared (supplied to the pool)")
+    ax1.bar(x + 0.2, r.received_wh / 1000, width=0.4, label="received from the pool")
+    ax1.set_ylabel("energy (kWh)")
+    ax1.legend(fontsize=8)
+    ax1.grid(axis="y", alpha=0.3)
+    ax2.bar(x, r.tokens_micro / MICRO, color="tab:green")
+    ax2.set_ylabel("tokens earned")
+    ax2.set_xticks(x, r.household_ids)
+    ax2.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(r: SimResult, kpi: dict[str, float | int | str], out: Path) -> Path:
+    """Write ``report.html`` and its PNG plots into ``out``; returns the HTML path."""
+    for name, draw in zip(PLOTS, (_feeder_power, _voltage, _households), strict=True):
+        draw(r, out / name)
+    rows = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in kpi.items()
+    )
+    figs = "\n".join(
+        f'<figure><img src="{n}" alt="{html.escape(t)}">'
+        f"<figcaption>{html.escape(t)}</figcaption></figure>"
+        for n, t in PLOTS.items()
+    )
+    scn = r.scenario
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>gridctl report: {html.escape(scn.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 2px 12px; border-bottom: 1px solid #ddd; }}
+th {{ text-align: left; font-weight: 500; }} td {{ font-family: monospace; }}
+img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555; }}
+</style></head><body>
+<h1>gridctl simulation: {html.escape(scn.name)}</h1>
+<p>{len(r.household_ids)} households, {len(r.times)} intervals of 15 min from
+{r.times[0]:%Y-%m-%d %H:%M} UTC, seed {scn.seed}. Powers use the load convention
+(positive = drawn from the grid).</p>
+<h2>Key figures</h2>
+<table>{rows}</table>
+<h2>Plots</h2>
+{figs}
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

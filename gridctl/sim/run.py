@@ -1,0 +1,62 @@
+"""One simulation job: scenario in, ledger, KPIs and report out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gridctl.core import ScenarioError
+from gridctl.sim.engine import Progress, simulate
+from gridctl.sim.kpis import kpis
+from gridctl.sim.report import PLOTS, write_report
+from gridctl.sim.scenario import Scenario, load_scenario
+
+OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS)
+
+
+@dataclass(frozen=True)
+class SimOutput:
+    """Where a run put its results, and its KPIs."""
+
+    kpis: dict[str, float | int | str]
+    kpis_path: Path
+    ledger_path: Path
+    report_path: Path
+
+
+def with_overrides(scn: Scenario, seed: int | None, intervals: int | None) -> Scenario:
+    """The scenario with the command line's seed and interval count, validated again."""
+    update = {k: v for k, v in (("seed", seed), ("intervals", intervals)) if v is not None}
+    try:
+        return Scenario.model_validate({**scn.model_dump(), **update})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ScenarioError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def run_sim(
+    scenario: Path | None,
+    out: Path,
+    seed: int | None = None,
+    intervals: int | None = None,
+    progress: Progress | None = None,
+) -> SimOutput:
+    """Simulate ``scenario`` (the packaged default when None) and write results into ``out``.
+
+    Results of an earlier run in ``out`` (the files this job writes) are replaced.
+    """
+    scn = with_overrides(load_scenario(scenario), seed, intervals)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    result = simulate(scn, out / "ledger.sqlite", progress)
+    kpi = kpis(result)
+    kpis_path = out / "kpis.json"
+    kpis_path.write_text(json.dumps(kpi, indent=2) + "\n", encoding="utf-8")
+    report = write_report(result, kpi, out)
+    return SimOutput(
+        kpis=kpi, kpis_path=kpis_path, ledger_path=result.ledger_path, report_path=report
+    )

@@ -6,7 +6,8 @@ package (``gridctl.grid``) and nowhere else.
 
 from __future__ import annotations
 
-import logging
+import copy
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,6 @@ import pandapower as pp
 import pandas as pd
 
 from gridctl.core import FeederError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE_SOURCE = "1-LV-rural1--0-sw"
 """SimBench code whose profiles serve feeders that carry none (pandapower JSON files)."""
@@ -35,7 +34,8 @@ class Profiles:
     pv: pd.DataFrame
 
 
-def _simbench_net(code: str) -> pp.pandapowerNet:
+@functools.lru_cache(maxsize=4)
+def _simbench_net_cached(code: str) -> pp.pandapowerNet:
     import simbench as sb
 
     try:
@@ -44,6 +44,11 @@ def _simbench_net(code: str) -> pp.pandapowerNet:
             return sb.get_simbench_net(code)
     except (KeyError, ValueError, IndexError, AttributeError):
         raise FeederError(f"unknown SimBench code {code!r}") from None
+
+
+def _simbench_net(code: str) -> pp.pandapowerNet:
+    """A fresh copy of a SimBench network (reading one from the CSV set takes seconds)."""
+    return copy.deepcopy(_simbench_net_cached(code))
 
 
 def _profiles(net: pp.pandapowerNet) -> Profiles:

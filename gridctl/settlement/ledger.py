@@ -194,36 +194,34 @@ def verify_ledger(path: Path) -> LedgerCheck:
     except sqlite3.Error as e:
         raise LedgerError(f"{path} is not a gridctl ledger: {e}") from None
 
-    problems: list[tuple[int, str]] = []
+    chain_problem: str | None = None
     head = GENESIS
     sums: dict[tuple[str, str], int] = defaultdict(int)
     first_seq: dict[str, int] = {}
     for k, (seq, tx_id, interval, kind, account, asset, amount, prev, h) in enumerate(rows, 1):
-        where = f"entry {seq} (tx {tx_id}, {account}, {asset})"
-        if not problems:
+        if chain_problem is None:
+            where = f"entry {seq} (tx {tx_id}, {account}, {asset})"
             if seq != k:
-                problems.append((seq, f"{where}: sequence gap, expected {k}"))
+                chain_problem = f"{where}: sequence gap, expected {k}"
             elif prev != head:
-                problems.append((seq, f"{where}: prev_hash does not match the previous entry"))
+                chain_problem = f"{where}: prev_hash does not match the previous entry"
             elif entry_hash(head, seq, tx_id, interval, kind, account, asset, amount) != h:
-                problems.append((seq, f"{where}: hash mismatch (content changed)"))
+                chain_problem = f"{where}: hash mismatch (content changed)"
         head = h
         sums[(tx_id, asset)] += amount
         first_seq.setdefault(tx_id, seq)
-    for (tx_id, asset), total in sums.items():
-        if total != 0:
-            problems.append(
-                (
-                    first_seq[tx_id],
-                    f"entry {first_seq[tx_id]} (tx {tx_id}): {asset} sums to {total}, not 0",
-                )
-            )
-    if not problems and (stored[0] if stored else GENESIS) != head:
-        problems.append((len(rows), "stored head does not match the last entry"))
-    problems.sort()
+    unbalanced = sorted((first_seq[t], t, a, v) for (t, a), v in sums.items() if v != 0)
+    # the first entry whose hash breaks is the most precise pointer; a forger who re-chained
+    # every hash is still caught by the balance check, and a swapped head by the last test
+    problem = chain_problem
+    if problem is None and unbalanced:
+        seq, tx_id, asset, total = unbalanced[0]
+        problem = f"entry {seq} (tx {tx_id}): {asset} sums to {total}, not 0"
+    if problem is None and (stored[0] if stored else GENESIS) != head:
+        problem = "stored head does not match the last entry"
     return LedgerCheck(
         entries=len(rows),
         transactions=len(first_seq),
         head=head,
-        problem=problems[0][1] if problems else None,
+        problem=problem,
     )

@@ -144,9 +144,9 @@ def _run(
         )
         sid = session_of[:, t]
         plugged = sid >= 0
-        p_ev = ev_step(
-            plan.ev_w[:, t], fleet.ev_max_w[:, t], np.where(plugged, ev_left_wh[sid], 0.0), dt_h
-        )
+        ev_need_wh = np.zeros(n_h)
+        ev_need_wh[plugged] = ev_left_wh[sid[plugged]]
+        p_ev = ev_step(plan.ev_w[:, t], fleet.ev_max_w[:, t], ev_need_wh, dt_h)
         ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
         curtail = plan.curtail_w[:, t] > 1e-3
         pv_limit_w = np.where(curtail, -(series.pv_fc_w[:, t] + plan.curtail_w[:, t]), np.inf)

@@ -12,7 +12,7 @@ from gridctl.core import ScenarioError
 from gridctl.sim.engine import Progress, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
-from gridctl.sim.scenario import Scenario, load_scenario
+from gridctl.sim.scenario import Scenario, describe_validation_error, load_scenario
 
 OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS)
 
@@ -33,8 +33,7 @@ def with_overrides(scn: Scenario, seed: int | None, intervals: int | None) -> Sc
     try:
         return Scenario.model_validate({**scn.model_dump(), **update})
     except ValidationError as e:
-        first = e.errors()[0]
-        raise ScenarioError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ScenarioError(describe_validation_error(e)) from None
 
 
 def run_sim(

@@ -162,12 +162,13 @@ class Scenario(_Strict):
         return Tariff(**self.tariff.model_dump())
 
 
-def _describe(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError) -> str:
     """One line naming the first failing field and why."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return f"{where.lstrip('.') or '(top level)'}: {msg}{more}"
 
 
 def default_scenario_path() -> Path:
@@ -193,4 +194,4 @@ def load_scenario(path: Path | None = None) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as e:
-        raise ScenarioError(f"{path.name}: {_describe(e)}") from None
+        raise ScenarioError(f"{path.name}: {describe_validation_error(e)}") from None

@@ -1,0 +1,3 @@
+from gridctl.cli import app
+
+app(prog_name="gridctl")

@@ -1,0 +1,95 @@
+"""The command line as a user meets it: outputs, exit codes and one-line errors."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gridctl.cli import app
+from gridctl.sim.scenario import default_scenario_path
+
+runner = CliRunner()
+
+
+def _scenario(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load(default_scenario_path().read_text())
+    raw["intervals"] = 4
+    edit(raw)
+    path = tmp_path / "scn.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_sim_from_another_directory_writes_everything(tmp_path: Path) -> None:
+    """The installed console script finds the packaged default scenario from any directory."""
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.run(
+        [shutil.which("gridctl") or "gridctl", "sim", "--intervals", "8", "--out", "res"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "self_sufficiency" in proc.stdout and "report:" in proc.stdout
+    out = tmp_path / "res"
+    kpi = json.loads((out / "kpis.json").read_text())
+    assert kpi["intervals"] == 8 and len(kpi["ledger_head"]) == 64
+    for name in (
+        "ledger.sqlite",
+        "report.html",
+        "feeder_power.png",
+        "voltage.png",
+        "households.png",
+    ):
+        assert (out / name).stat().st_size > 1000, name
+    assert "Traceback" not in proc.stderr
+
+
+def test_rerun_replaces_old_outputs(tmp_path: Path) -> None:
+    args = ["sim", "--intervals", "4", "--out", str(tmp_path), "--json"]
+    first = runner.invoke(app, args)
+    second = runner.invoke(app, args)
+    assert first.exit_code == second.exit_code == 0
+    assert json.loads(first.output)["ledger_head"] == json.loads(second.output)["ledger_head"]
+
+
+BAD = {
+    "missing_field": (lambda r: r.pop("tariff"), "tariff"),
+    "wrong_type": (lambda r: r["households"][1]["pv"].update(kwp="lots"), "households[1].pv.kwp"),
+    "negative": (lambda r: r["households"][0]["pv"].update(kwp=-2), "households[0].pv.kwp"),
+    "unknown_key": (lambda r: r["households"][0].update(colour="red"), "households[0].colour"),
+    "simbench_code": (
+        lambda r: r.update(feeder={"simbench": "9-XX-nowhere--0-sw"}),
+        "9-XX-nowhere--0-sw",
+    ),
+    "bus": (lambda r: r["households"][3].update(bus="LV1.101 Bus 99"), "LV1.101 Bus 99"),
+    "profile": (lambda r: r["households"][2]["load"].update(profile="H9-Z"), "H9-Z"),
+    "price_order": (lambda r: r["tariff"].update(feed_in_per_kwh=0.5), "feed_in"),
+    "intervals": (lambda r: r.update(intervals=0), "intervals"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_scenario_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
+    edit, needle = BAD[case]
+    result = runner.invoke(
+        app, ["sim", str(_scenario(tmp_path, edit)), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
+
+
+def test_missing_scenario_file_and_bad_override(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["sim", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "cannot read scenario" in missing.output
+    bad = runner.invoke(app, ["sim", "--intervals", "0", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "intervals" in bad.output

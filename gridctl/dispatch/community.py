@@ -35,25 +35,17 @@ OVERLOAD_COST_PER_KWH = 100.0
 
 
 @dataclass(frozen=True)
-class CommunityProblem:
-    """Inputs of the community dispatch; arrays are (H, T) unless noted, load convention.
+class Fleet:
+    """Device parameters, shape (H,) unless noted; zeros for devices a household lacks.
 
-    load_w: forecast base load, W (≥ 0).
-    pv_w: forecast PV output, W (≤ 0).
-    bat_e_min_wh, bat_e_max_wh, bat_e0_wh: battery energy bounds and start, Wh, shape (H,).
-    bat_p_max_w: battery power limit, W, shape (H,); 0 for households without one.
-    bat_eta: one-way battery efficiency (0–1], shape (H,).
-    ev_max_w: EV charging limit per interval, W (0 when no car is plugged in).
-    ev_session: (S, 3) int array of (household, first interval, end interval exclusive).
-    ev_need_wh: energy each session needs by its end, Wh, shape (S,).
-    conn_max_w: connection limit (fuse, envelope), W, shape (H,); bounds import and export.
-    feeder_max_w: transformer limit, W.
-    dt_h: interval length, h.
-    import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
+    bat_e_min_wh, bat_e_max_wh, bat_e0_wh: battery energy limits and start, Wh.
+    bat_p_max_w: battery power limit, W. bat_eta: one-way efficiency.
+    ev_max_w: (H, T) EV charging limit, 0 while no car is plugged in, W.
+    ev_session: (S, 3) int (household, first interval, end interval exclusive).
+    ev_need_wh: (S,) energy each session needs, Wh.
+    conn_max_w: connection limit (fuse, envelope), W; bounds import and export.
     """
 
-    load_w: np.ndarray
-    pv_w: np.ndarray
     bat_e_min_wh: np.ndarray
     bat_e_max_wh: np.ndarray
     bat_e0_wh: np.ndarray
@@ -63,6 +55,23 @@ class CommunityProblem:
     ev_session: np.ndarray
     ev_need_wh: np.ndarray
     conn_max_w: np.ndarray
+
+
+@dataclass(frozen=True)
+class CommunityProblem:
+    """Inputs of the community dispatch; arrays are (H, T), load convention.
+
+    load_w: forecast base load, W (≥ 0).
+    pv_w: forecast PV output, W (≤ 0).
+    fleet: device and connection limits.
+    feeder_max_w: transformer limit, W.
+    dt_h: interval length, h.
+    import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
+    """
+
+    load_w: np.ndarray
+    pv_w: np.ndarray
+    fleet: Fleet
     feeder_max_w: float
     dt_h: float
     import_per_kwh: float
@@ -90,7 +99,7 @@ class Plan:
 
 def _blocks(p: CommunityProblem) -> tuple[int, int, int]:
     h, t = p.load_w.shape
-    return h, t, len(p.ev_need_wh)
+    return h, t, len(p.fleet.ev_need_wh)
 
 
 def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -99,7 +108,7 @@ def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]
     n = n_h * n_t
     eye_n = sp.identity(n, format="csr")
     zero_n = sp.csr_matrix((n, n))
-    eta = np.repeat(p.bat_eta, n_t)
+    eta = np.repeat(p.fleet.bat_eta, n_t)
     g_cols = 3 * n_t + n_s
 
     # household balance: net - curt - bch + bdis - ev = load + pv
@@ -120,7 +129,7 @@ def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]
         ]
     )
     soc_rhs = np.zeros((n_h, n_t))
-    soc_rhs[:, 0] = p.bat_e0_wh
+    soc_rhs[:, 0] = p.fleet.bat_e0_wh
     soc_rhs = soc_rhs.ravel()
 
     # terminal energy not below the start
@@ -137,7 +146,7 @@ def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]
     )
 
     # EV sessions: dt * sum of ev over the window + unmet >= need
-    hh, t0, t1 = (p.ev_session[:, k] for k in range(3)) if n_s else (np.array([], int),) * 3
+    hh, t0, t1 = (p.fleet.ev_session[:, k] for k in range(3)) if n_s else (np.array([], int),) * 3
     lengths = t1 - t0
     rows = np.repeat(np.arange(n_s), lengths)
     cols = np.concatenate(
@@ -149,7 +158,7 @@ def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]
     )
 
     a = sp.vstack([bal, soc, term, feeder, evc], format="csr")
-    lo = np.concatenate([bal_rhs, soc_rhs, p.bat_e0_wh, np.zeros(n_t), p.ev_need_wh])
+    lo = np.concatenate([bal_rhs, soc_rhs, p.fleet.bat_e0_wh, np.zeros(n_t), p.fleet.ev_need_wh])
     hi = np.concatenate(
         [bal_rhs, soc_rhs, np.full(n_h, np.inf), np.zeros(n_t), np.full(n_s, np.inf)]
     )
@@ -160,16 +169,23 @@ def _bounds_and_cost(p: CommunityProblem) -> tuple[np.ndarray, np.ndarray, np.nd
     n_h, n_t, n_s = _blocks(p)
     shape = (n_h, n_t)
     per_wh = p.dt_h / 1000.0  # currency per kWh -> currency per W held one interval
-    conn = np.broadcast_to(p.conn_max_w[:, None], shape)
-    bat = np.broadcast_to(p.bat_p_max_w[:, None], shape)
+    conn = np.broadcast_to(p.fleet.conn_max_w[:, None], shape)
+    bat = np.broadcast_to(p.fleet.bat_p_max_w[:, None], shape)
     zeros = np.zeros(shape)
-    lower = [zeros, zeros, zeros, np.broadcast_to(p.bat_e_min_wh[:, None], shape), zeros, -conn]
+    lower = [
+        zeros,
+        zeros,
+        zeros,
+        np.broadcast_to(p.fleet.bat_e_min_wh[:, None], shape),
+        zeros,
+        -conn,
+    ]
     upper = [
         -p.pv_w,
         bat,
         bat,
-        np.broadcast_to(p.bat_e_max_wh[:, None], shape),
-        p.ev_max_w,
+        np.broadcast_to(p.fleet.bat_e_max_wh[:, None], shape),
+        p.fleet.ev_max_w,
         np.maximum(conn, p.load_w),  # a base load above the fuse is a fact, not a choice
     ]
     cost = [

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from gridctl.core import interval_hours, interval_start
-from gridctl.dispatch.community import CommunityProblem, Plan, solve
+from gridctl.dispatch.community import CommunityProblem, Fleet, Plan, solve
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import settle_interval
 from gridctl.settlement.readings import check_readings
-from gridctl.sim.households import Fleet, HouseholdSeries, build_fleet, build_series
+from gridctl.sim.households import HouseholdSeries, build_fleet, build_series
 from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
 from gridctl.sim.scenario import Scenario
 
@@ -73,15 +73,7 @@ def _problem(
     return CommunityProblem(
         load_w=series.load_fc_w,
         pv_w=series.pv_fc_w,
-        bat_e_min_wh=fleet.bat_e_min_wh,
-        bat_e_max_wh=fleet.bat_e_max_wh,
-        bat_e0_wh=fleet.bat_e0_wh,
-        bat_p_max_w=fleet.bat_p_max_w,
-        bat_eta=fleet.bat_eta,
-        ev_max_w=fleet.ev_max_w,
-        ev_session=fleet.ev_session,
-        ev_need_wh=fleet.ev_need_wh,
-        conn_max_w=fleet.conn_max_w,
+        fleet=fleet,
         feeder_max_w=feeder_max_w,
         dt_h=interval_hours(),
         import_per_kwh=scn.tariff.import_per_kwh,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from gridctl.core import ScenarioError, interval_hours
+from gridctl.dispatch.community import Fleet
 from gridctl.grid.feeder import Profiles
 from gridctl.sim.scenario import Scenario
 
@@ -38,29 +39,6 @@ class HouseholdSeries:
     pv_fc_w: np.ndarray
     pv_w: np.ndarray
     tan_phi: np.ndarray
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """Device parameters, shape (H,) unless noted; zeros for devices a household lacks.
-
-    bat_e_min_wh, bat_e_max_wh, bat_e0_wh: battery energy limits and start, Wh.
-    bat_p_max_w: battery power limit, W. bat_eta: one-way efficiency.
-    ev_max_w: (H, T) EV charging limit, 0 while no car is plugged in, W.
-    ev_session: (S, 3) int (household, first interval, end interval exclusive).
-    ev_need_wh: (S,) energy each session needs, Wh.
-    conn_max_w: connection limit, W.
-    """
-
-    bat_e_min_wh: np.ndarray
-    bat_e_max_wh: np.ndarray
-    bat_e0_wh: np.ndarray
-    bat_p_max_w: np.ndarray
-    bat_eta: np.ndarray
-    ev_max_w: np.ndarray
-    ev_session: np.ndarray
-    ev_need_wh: np.ndarray
-    conn_max_w: np.ndarray
 
 
 def profile_rows(start: datetime, n_t: int) -> np.ndarray:

@@ -1,13 +1,11 @@
 import numpy as np
 import pytest
 
-from gridctl.dispatch.community import CommunityProblem, solve
+from gridctl.dispatch.community import CommunityProblem, Fleet, solve
 
 
-def _problem(n_t: int = 4, **kw) -> CommunityProblem:
-    base = dict(
-        load_w=np.array([[500.0] * n_t, [2000.0] * n_t]),
-        pv_w=np.array([[-3000.0] * n_t, [0.0] * n_t]),
+def _problem(n_t: int = 4, load_w=None, pv_w=None, **kw) -> CommunityProblem:
+    fleet = dict(
         bat_e_min_wh=np.zeros(2),
         bat_e_max_wh=np.zeros(2),
         bat_e0_wh=np.zeros(2),
@@ -17,13 +15,17 @@ def _problem(n_t: int = 4, **kw) -> CommunityProblem:
         ev_session=np.zeros((0, 3), dtype=np.int64),
         ev_need_wh=np.zeros(0),
         conn_max_w=np.full(2, 17_250.0),
+    )
+    fleet.update(kw)
+    return CommunityProblem(
+        load_w=np.array([[500.0] * n_t, [2000.0] * n_t]) if load_w is None else load_w,
+        pv_w=np.array([[-3000.0] * n_t, [0.0] * n_t]) if pv_w is None else pv_w,
+        fleet=Fleet(**fleet),
         feeder_max_w=100_000.0,
         dt_h=0.25,
         import_per_kwh=0.30,
         feed_in_per_kwh=0.08,
     )
-    base.update(kw)
-    return CommunityProblem(**base)
 
 
 def test_surplus_covers_neighbour_before_export() -> None:

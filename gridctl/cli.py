@@ -99,3 +99,147 @@ def ledger_verify(db: Annotated[Path, typer.Argument(help="ledger.sqlite file")]
         f"[bold red]ledger broken:[/] {check.problem}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(1)
+
+
+device_app = typer.Typer(
+    help="Find, read and simulate Modbus / SunSpec devices.", no_args_is_help=True
+)
+app.add_typer(device_app, name="device")
+
+
+def _shown(value: object) -> str:
+    return "n/a" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@device_app.command("profiles")
+def device_profiles(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the device profiles gridctl ships."""
+    from gridctl.devices.profile import load_profile, profile_names
+
+    try:
+        rows = [(n, load_profile(n)) for n in profile_names()]
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        out = [
+            {"name": n, "vendor": p.vendor, "model": p.model, "kind": p.kind, "source": p.source}
+            for n, p in rows
+        ]
+        console.print_json(json.dumps(out))
+        return
+    table = Table(title=f"{len(rows)} device profiles")
+    for col in ("name", "kind", "vendor", "model", "roles"):
+        table.add_column(col)
+    for n, p in rows:
+        table.add_row(n, p.kind, p.vendor, p.model, str(len(p.registers)))
+    console.print(table)
+
+
+@device_app.command("scan")
+def device_scan(
+    host: Annotated[str, typer.Argument(help="device IP address or host name")],
+    port: Annotated[int, typer.Option(help="Modbus TCP port")] = 502,
+    unit: Annotated[int, typer.Option(help="Modbus unit id")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find the SunSpec models of a device and show every point with its unit."""
+    import asyncio
+
+    from gridctl.devices.commands import scan_device
+
+    try:
+        models = asyncio.run(scan_device(host, port, unit))
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        out = [
+            {"id": m.id, "address": m.address, "length": m.length, "label": m.label,
+             "points": {n: {"value": p.value, "units": p.units}
+                        for n, p in (m.root.points.items() if m.root else [])}}
+            for m in models
+        ]  # fmt: skip
+        console.print_json(json.dumps(out))
+        return
+    for m in models:
+        table = Table(
+            title=f"model {m.id} {m.label} at {m.address} (L={m.length})", title_justify="left"
+        )
+        for col in ("point", "value", "units"):
+            table.add_column(col)
+        groups = [("", m.root)] if m.root else []
+        while groups:
+            prefix, g = groups.pop(0)
+            for n, p in g.points.items():
+                table.add_row(prefix + n, _shown(p.value), p.units or "")
+            for gname, items in g.groups.items():
+                groups += [(f"{prefix}{gname}[{i}].", item) for i, item in enumerate(items)]
+        console.print(table)
+
+
+@device_app.command("read")
+def device_read(
+    host: Annotated[str, typer.Argument(help="device IP address or host name")],
+    profile: Annotated[
+        str, typer.Option(help="profile name (see `gridctl device profiles`) or YAML file")
+    ],
+    port: Annotated[
+        int | None, typer.Option(help="Modbus TCP port (default: the profile's)")
+    ] = None,
+    unit: Annotated[
+        int | None, typer.Option(help="Modbus unit id (default: the profile's)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read every role of a device through its profile (load convention, role units)."""
+    import asyncio
+
+    from gridctl.devices.commands import read_device
+    from gridctl.devices.profile import load_profile
+
+    try:
+        poll = asyncio.run(read_device(host, load_profile(profile), port, unit))
+    except GridctlError as e:
+        raise _fail(e) from None
+    if poll.error:
+        raise _fail(GridctlError(poll.error))
+    if as_json:
+        console.print_json(
+            json.dumps({k: {"value": v.value, "unit": v.unit} for k, v in poll.values.items()})
+        )
+        return
+    table = Table(title=f"{profile} at {host}")
+    for col in ("role", "value", "unit"):
+        table.add_column(col)
+    for role, v in poll.values.items():
+        table.add_row(role, _shown(v.value), v.unit)
+    console.print(table)
+
+
+@device_app.command("serve")
+def device_serve(
+    what: Annotated[
+        str,
+        typer.Argument(help="sunspec-inverter, sunspec-meter, battery, ev-charger or a profile"),
+    ],
+    port: Annotated[int, typer.Option(help="TCP port to listen on")] = 5020,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    unit: Annotated[int | None, typer.Option(help="Modbus unit id")] = None,
+) -> None:
+    """Run a virtual device (a Modbus TCP server that behaves physically) until stopped."""
+    import asyncio
+
+    from gridctl.devices.commands import make_virtual, serve_forever
+
+    try:
+        device = make_virtual(what, unit)
+
+        def ready(bound: int) -> None:
+            err_console.print(f"serving {what} on {host}:{bound} unit {device.unit} (Ctrl-C stops)")
+
+        asyncio.run(serve_forever(device, port, host, ready=ready))
+    except KeyboardInterrupt:
+        pass
+    except GridctlError as e:
+        raise _fail(e) from None
+    except OSError as e:
+        raise _fail(GridctlError(f"cannot listen on {host}:{port}: {e.strerror}")) from None

@@ -111,8 +111,8 @@ def decode(
         return raw.split(b"\x00", 1)[0].decode("utf-8", "replace").strip()
     u = _as_uint(regs, word_order)
     if rtype in (RegType.F32, RegType.F64):
-        fmt, width = (">f", 4) if rtype == RegType.F32 else (">d", 8)
-        f = struct.unpack(fmt, u.to_bytes(width, "big"))[0]
+        fmt, n_bytes = (">f", 4) if rtype == RegType.F32 else (">d", 8)
+        f = struct.unpack(fmt, u.to_bytes(n_bytes, "big"))[0]
         return None if math.isnan(f) else f
     if rtype == RegType.PAD:
         return None
@@ -125,7 +125,10 @@ def decode(
 
 
 def encode(
-    value: int | float | str | None, rtype: RegType, size: int | None = None, word_order: str = "big"
+    value: int | float | str | None,
+    rtype: RegType,
+    size: int | None = None,
+    word_order: str = "big",
 ) -> list[int]:
     """Encode a raw value into registers; None encodes the SunSpec "not implemented" value.
 
@@ -142,14 +145,18 @@ def encode(
         data = data.ljust(2 * n, b"\x00")
         return [int.from_bytes(data[2 * k : 2 * k + 2], "big") for k in range(n)]
     if rtype in (RegType.F32, RegType.F64):
-        fmt, width = (">f", 4) if rtype == RegType.F32 else (">d", 8)
+        fmt = ">f" if rtype == RegType.F32 else ">d"
         u = int.from_bytes(struct.pack(fmt, math.nan if value is None else float(value)), "big")
     elif value is None or rtype == RegType.PAD:
         u = _SENTINEL.get(rtype, 0x8000 if rtype == RegType.PAD else 0)
     else:
         bits = 16 * n
         v = int(value)
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if rtype in _SIGNED else (0, (1 << bits) - 1)
+        lo, hi = (
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+            if rtype in _SIGNED
+            else (0, (1 << bits) - 1)
+        )
         if rtype in _ACC:
             v %= 1 << bits  # accumulators wrap
         elif not lo <= v <= hi:

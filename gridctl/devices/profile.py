@@ -101,6 +101,8 @@ class Profile(_Strict):
     products: list[str] = []
     transport: Transport
     word_order: Literal["big", "little"] = "big"
+    na_sentinels: bool = False
+    """SunSpec "not implemented" values (0xFFFF, 0x8000, ...) mean unknown; set for SunSpec maps."""
     registers: Annotated[list[Register], Field(min_length=1)]
     notes: str | None = None
 

@@ -30,7 +30,9 @@ ROLES: dict[str, Role] = {
     "q_var": Role("var", ("var", "kvar"), "reactive power, load convention", True),
     "pv_p_w": Role("W", _POWER, "DC power from the PV strings, load convention (≤ 0)", True),
     "battery_p_w": Role("W", _POWER, "battery power, load convention (> 0 charging)", True),
-    "grid_p_w": Role("W", _POWER, "power at the grid connection, load convention (> 0 import)", True),
+    "grid_p_w": Role(
+        "W", _POWER, "power at the grid connection, load convention (> 0 import)", True
+    ),
     "e_import_wh": Role("Wh", _ENERGY, "energy counter, imported / consumed"),
     "e_export_wh": Role("Wh", _ENERGY, "energy counter, exported / produced"),
     "e_charge_wh": Role("Wh", _ENERGY, "energy counter, battery charged"),

@@ -1,0 +1,190 @@
+"""Async Modbus client on pymodbus: timeouts, bounded retries with backoff, read-back of writes.
+
+A request that fails is retried ``retries`` times with exponential backoff; Modbus exception
+responses are not retried (the device answered; asking again gives the same answer) and
+become a ``ModbusExceptionError`` naming the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from pymodbus import FramerType, ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+from gridctl.core import GridctlError
+
+log = logging.getLogger(__name__)
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its errors are ours to report
+
+Function = Literal["holding", "input"]
+
+EXCEPTION_CODES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+BACKOFF_MAX_S = 60.0
+"""Upper bound of any wait between attempts, s."""
+
+
+class ModbusError(GridctlError):
+    """A Modbus request failed."""
+
+
+class ModbusTimeoutError(ModbusError):
+    """The device did not answer in time, or the connection failed."""
+
+
+class ModbusExceptionError(ModbusError):
+    """The device answered with a Modbus exception code."""
+
+    def __init__(self, code: int, what: str):
+        self.code = code
+        super().__init__(
+            f"{what}: Modbus exception {code} ({EXCEPTION_CODES.get(code, 'unknown')})"
+        )
+
+
+class WriteVerifyError(ModbusError):
+    """A written value did not read back as written."""
+
+
+def backoff_s(attempt: int, base_s: float) -> float:
+    """Wait before retry ``attempt`` (0-based): base x 2^attempt, capped at 60 s."""
+    return min(base_s * (2**attempt), BACKOFF_MAX_S)
+
+
+class ModbusClient:
+    """One Modbus TCP or RTU connection to one unit; use as ``async with``.
+
+    host: IP / host name (TCP) or serial port path (RTU). timeout_s: per request, s.
+    retries: extra attempts after a failure. backoff_base_s: first wait between attempts, s.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 502,
+        unit: int = 1,
+        *,
+        rtu: bool = False,
+        baudrate: int = 9600,
+        parity: str = "N",
+        timeout_s: float = 1.0,
+        retries: int = 2,
+        backoff_base_s: float = 0.1,
+    ):
+        self.host, self.port, self.unit = host, port, unit
+        self.retries, self.backoff_base_s, self.timeout_s = retries, backoff_base_s, timeout_s
+        if rtu:
+            self._client = AsyncModbusSerialClient(
+                host, framer=FramerType.RTU, baudrate=baudrate, parity=parity,
+                timeout=timeout_s, retries=0,
+            )  # fmt: skip
+        else:
+            self._client = AsyncModbusTcpClient(
+                host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
+            )
+
+    @property
+    def where(self) -> str:
+        """Human-readable address of the device."""
+        return f"{self.host}:{self.port} unit {self.unit}"
+
+    async def __aenter__(self) -> ModbusClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def connect(self) -> None:
+        """Open the connection; ModbusTimeoutError if the device cannot be reached."""
+        if self._client.connected:
+            return
+        try:
+            ok = await asyncio.wait_for(self._client.connect(), self.timeout_s * 2)
+        except (TimeoutError, OSError):
+            ok = False
+        if not ok:
+            raise ModbusTimeoutError(f"cannot connect to {self.where}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+    async def _once(self, call, what: str) -> list[int] | None:
+        await self.connect()
+        try:
+            resp = await asyncio.wait_for(call(), self.timeout_s * 1.5)
+        except TimeoutError:
+            raise ModbusTimeoutError(
+                f"{what}: no answer from {self.where} in {self.timeout_s} s"
+            ) from None
+        except ModbusException as e:
+            raise ModbusTimeoutError(f"{what}: {self.where}: {e}") from None
+        if resp.isError():
+            code = getattr(resp, "exception_code", 0)
+            raise ModbusExceptionError(code, f"{what} at {self.where}")
+        return getattr(resp, "registers", None)
+
+    async def _with_retries(self, call, what: str) -> list[int] | None:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._once(call, what)
+            except ModbusExceptionError:
+                raise
+            except ModbusError as e:
+                if attempt == self.retries:
+                    raise
+                log.debug("retry what=%s attempt=%d error=%s", what, attempt + 1, e)
+                self._client.close()
+                await asyncio.sleep(backoff_s(attempt, self.backoff_base_s))
+        raise AssertionError("unreachable")
+
+    async def read(self, function: Function, address: int, count: int) -> list[int]:
+        """Read ``count`` registers (1..125) from ``address`` of the holding or input table."""
+        if not 1 <= count <= 125:
+            raise ModbusError(f"read of {count} registers: Modbus allows 1..125")
+        fn = (
+            self._client.read_holding_registers
+            if function == "holding"
+            else self._client.read_input_registers
+        )
+        what = f"read {function} {address}+{count}"
+        regs = await self._with_retries(lambda: fn(address, count=count, device_id=self.unit), what)
+        if regs is None or len(regs) != count:
+            got = 0 if regs is None else len(regs)
+            raise ModbusError(f"{what} at {self.where}: got {got} registers")
+        return list(regs)
+
+    async def read_holding(self, address: int, count: int) -> list[int]:
+        """Holding registers (function 3)."""
+        return await self.read("holding", address, count)
+
+    async def write(self, address: int, values: Sequence[int], verify: bool = True) -> None:
+        """Write holding registers (function 16) and read them back (WriteVerifyError if different).
+
+        verify: read back (set False only for write-only registers the device cannot read).
+        """
+        what = f"write holding {address}+{len(values)}"
+        await self._with_retries(
+            lambda: self._client.write_registers(address, list(values), device_id=self.unit), what
+        )
+        if not verify:
+            return
+        back = await self.read("holding", address, len(values))
+        if back != list(values):
+            raise WriteVerifyError(
+                f"{what} at {self.where}: wrote {list(values)}, read back {back}"
+            )

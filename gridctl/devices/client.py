@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pymodbus import FramerType, ModbusException
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from gridctl.core import GridctlError
@@ -57,6 +58,18 @@ class ModbusExceptionError(ModbusError):
 
 class WriteVerifyError(ModbusError):
     """A written value did not read back as written."""
+
+
+def response_registers(resp: object, what: str) -> list[int] | None:
+    """Registers carried by a decoded pymodbus response; ModbusExceptionError for an exception."""
+    if resp is None:
+        raise ModbusError(f"{what}: no decodable response")
+    if resp.isError():  # type: ignore[attr-defined]
+        raise ModbusExceptionError(getattr(resp, "exception_code", 0), what)
+    regs = getattr(resp, "registers", None)
+    if regs is not None and any(not 0 <= r <= 0xFFFF for r in regs):
+        raise ModbusError(f"{what}: register value out of range")
+    return regs
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -127,16 +140,13 @@ class ModbusClient:
         await self.connect()
         try:
             resp = await asyncio.wait_for(call(), self.timeout_s * 1.5)
-        except TimeoutError:
+        except (TimeoutError, ModbusIOException):
             raise ModbusTimeoutError(
                 f"{what}: no answer from {self.where} in {self.timeout_s} s"
             ) from None
         except ModbusException as e:
-            raise ModbusTimeoutError(f"{what}: {self.where}: {e}") from None
-        if resp.isError():
-            code = getattr(resp, "exception_code", 0)
-            raise ModbusExceptionError(code, f"{what} at {self.where}")
-        return getattr(resp, "registers", None)
+            raise ModbusError(f"{what}: bad answer from {self.where}: {e}") from None
+        return response_registers(resp, f"{what} at {self.where}")
 
     async def _with_retries(self, call, what: str) -> list[int] | None:
         for attempt in range(self.retries + 1):

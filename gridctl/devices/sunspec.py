@@ -210,16 +210,17 @@ def encode_model(
 ) -> list[int]:
     """Registers of a model block (ID, L and body) from raw point values by name.
 
-    values: raw (unscaled) values of top-level points, and of points in top-level repeating
-    groups as ``"group[i].point"``; anything missing encodes as "not implemented".
-    repeats: instances of each top-level group (default: its fixed count, or 0 for "fill").
+    values: raw (unscaled) values by point name; points of repeating groups are named
+    ``"group[i].point"`` (nested: ``"outer[i].inner[j].point"``); anything missing encodes as
+    "not implemented". A group counted by a point repeats as that point's value says.
+    repeats: instances of groups that fill the block (count 0), by group name (default 0).
     """
     d = model_def(model_id)
     if d is None:
         raise CodecError(f"no SunSpec definition for model {model_id}")
     repeats = dict(repeats or {})
 
-    def points(g: Mapping[str, Any], prefix: str) -> list[int]:
+    def group(g: Mapping[str, Any], prefix: str) -> list[int]:
         out: list[int] = []
         for p in g.get("points", []):
             if p["name"] in ("ID", "L") and not prefix:
@@ -229,14 +230,17 @@ def encode_model(
             out += encode(
                 values.get(prefix + p["name"]), rtype, size if rtype == RegType.STRING else None
             )
+        for sg in g.get("groups", []):
+            c = sg.get("count", 1)
+            if isinstance(c, str):
+                n = int(values.get(prefix + c, values.get(c)) or 0)
+            else:
+                n = c if c > 0 else repeats.get(sg["name"], 0)
+            for i in range(n):
+                out += group(sg, f"{prefix}{sg['name']}[{i}].")
         return out
 
-    body = points(d, "")
-    for sg in d.get("groups", []):
-        c = sg.get("count", 1)
-        n = repeats.get(sg["name"], c if isinstance(c, int) and c > 0 else 0)
-        for i in range(n):
-            body += points(sg, f"{sg['name']}[{i}].")
+    body = group(d, "")
     return [model_id, len(body), *body]
 
 

@@ -117,6 +117,7 @@ class SunSpecInverter(SunSpecDevice):
         self._pending: tuple[float, float] | None = None  # (effective at, pct)
         self._revert_at: float | None = None
         self._rng = np.random.default_rng(seed)
+        self.p_w = -self._target_w(self.t_s)[0]  # starts settled
         self.step(self.t_s, 0.0)
 
     def on_written(self, address: int, values: list[int]) -> None:
@@ -137,22 +138,22 @@ class SunSpecInverter(SunSpecDevice):
         if self._pending is not None and now_s >= self._pending[0]:
             self.limit_pct = self._pending[1]
             self._pending = None
-        available_w = self.w_max_w * min(max(self.availability(now_s), 0.0), 1.0)
-        target_w = min(available_w, self.w_max_w * self.limit_pct / 100.0)
+        target_w, available_w = self._target_w(now_s)
         ramp_s = self.point(123, "WMaxLimPct_RmpTms") or 0
         rate_w_s = (
             self.w_max_w / ramp_s if ramp_s > 0 else self.w_max_w * DEFAULT_RAMP_PCT_PER_S / 100
         )
-        out_w = -self.p_w
-        out_w += (
-            float(np.clip(target_w - out_w, -rate_w_s * dt_s, rate_w_s * dt_s))
-            if dt_s
-            else target_w - out_w
-        )
-        self.e_wh += out_w * dt_s / 3600.0
+        before_w = -self.p_w
+        out_w = before_w + float(np.clip(target_w - before_w, -rate_w_s * dt_s, rate_w_s * dt_s))
+        self.e_wh += (before_w + out_w) / 2 * dt_s / 3600.0  # exact for a linear ramp
         self.p_w = -out_w
         throttled = target_w < available_w - 1.0
         self._publish(out_w, 4 if out_w > 0 and not throttled else 5 if out_w > 0 else 2)
+
+    def _target_w(self, now_s: float) -> tuple[float, float]:
+        """(output the inverter heads for, output available from the panels), W (≥ 0)."""
+        available_w = self.w_max_w * min(max(self.availability(now_s), 0.0), 1.0)
+        return min(available_w, self.w_max_w * self.limit_pct / 100.0), available_w
 
     def _publish(self, out_w: float, state: int) -> None:
         amps = out_w / (3 * V_NOMINAL_V)
@@ -194,13 +195,15 @@ class SunSpecMeter(SunSpecDevice):
             clock,
         )  # fmt: skip
         self.power_w = power_w
+        self.p_w = power_w(self.t_s)
         self.e_import_wh = LIFETIME_WH
         self.e_export_wh = LIFETIME_WH / 2
         self.step(self.t_s, 0.0)
 
     def step(self, now_s: float, dt_s: float) -> None:
-        p_w = self.power_w(now_s)
-        e_wh = p_w * dt_s / 3600.0
+        # the power held since the last update counts for the elapsed time
+        e_wh = self.p_w * dt_s / 3600.0
+        p_w = self.p_w = self.power_w(now_s)
         self.e_import_wh += max(e_wh, 0.0)
         self.e_export_wh += max(-e_wh, 0.0)
         for ph in ("WphA", "WphB", "WphC"):

@@ -192,6 +192,7 @@ def decode_model(regs: list[int], address: int = 0) -> Model:
     return Model(model_id, address, length, d.get("label", d["name"]), root)
 
 
+@cache
 def point_layout(model_id: int) -> dict[str, tuple[int, RegType, int]]:
     """Top-level points of a model: name -> (offset from ID, type, size)."""
     d = model_def(model_id)
@@ -248,14 +249,35 @@ Reader = Callable[[int, int], Awaitable[list[int]]]
 """``read(address, count)`` of holding registers."""
 
 
-async def _read_long(read: Reader, address: int, count: int) -> list[int]:
-    out: list[int] = []
-    while count > 0:
-        n = min(count, MAX_READ)
-        out += await read(address, n)
-        address += n
-        count -= n
-    return out
+class _ReadAhead:
+    """Reads whole 125-register windows and serves smaller requests from them.
+
+    A chain of small models then costs a request or two instead of two per model. A device
+    that refuses a window (an address past its map) is read exactly instead.
+    """
+
+    def __init__(self, read: Reader):
+        self.read = read
+        self.start = 0
+        self.regs: list[int] = []
+
+    async def get(self, address: int, count: int) -> list[int]:
+        from gridctl.devices.client import ModbusExceptionError
+
+        out: list[int] = []
+        while count > 0:
+            if not self.start <= address < self.start + len(self.regs):
+                try:
+                    self.regs = await self.read(address, MAX_READ)
+                except ModbusExceptionError:
+                    self.regs = await self.read(address, min(count, MAX_READ))
+                self.start = address
+            k = address - self.start
+            chunk = self.regs[k : k + count]
+            out += chunk
+            address += len(chunk)
+            count -= len(chunk)
+        return out
 
 
 async def find_base(read: Reader) -> int | None:
@@ -280,11 +302,12 @@ async def scan(read: Reader) -> list[Model]:
         raise ModbusError("no SunSpec marker at 40000, 0 or 50000")
     models: list[Model] = []
     addr = base + 2
+    ahead = _ReadAhead(read)
     for _ in range(MAX_MODELS):
-        model_id, length = await read(addr, 2)
+        model_id, length = await ahead.get(addr, 2)
         if model_id == END_ID:
             return models
-        body = await _read_long(read, addr + 2, length)
+        body = await ahead.get(addr + 2, length)
         models.append(decode_model([model_id, length, *body], addr))
         addr += 2 + length
     raise ModbusError(f"SunSpec chain longer than {MAX_MODELS} models")

@@ -51,7 +51,9 @@ class VirtualDevice:
 
     def advance(self, now_s: float) -> None:
         """Integrate the physics from the last update to ``now_s``."""
-        dt_s = max(now_s - self.t_s, 0.0)
+        if now_s <= self.t_s:
+            return  # no time has passed: nothing moves
+        dt_s = now_s - self.t_s
         self.t_s = now_s
         self.step(now_s, dt_s)
 

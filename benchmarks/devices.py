@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--reads", type=int, default=300)
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--base-port", type=int, default=21000, help="first TCP port for virtual devices")
+    ap.add_argument("--base-port", type=int, default=21000, help="first port for virtual devices")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve, args.base_port))
@@ -135,7 +135,8 @@ def main() -> None:
     try:
         g = asyncio.run(_gridctl_latency(args.base_port, args.reads))
         b = _pysunspec_latency(args.base_port + 1, args.reads)
-        poll = asyncio.run(_poll_many([args.base_port + k for k in range(args.devices)], args.seconds))
+        ports = [args.base_port + k for k in range(args.devices)]
+        poll = asyncio.run(_poll_many(ports, args.seconds))
     finally:
         servers.terminate()
         servers.wait(10)
@@ -145,7 +146,8 @@ def main() -> None:
         "full_read_models": [1, 103, 120, 123],
         "gridctl_p50_ms": round(g50, 3), "gridctl_p99_ms": round(g99, 3),
         "pysunspec2_p50_ms": round(b50, 3), "pysunspec2_p99_ms": round(b99, 3),
-        "p50_ratio_vs_pysunspec2": round(g50 / b50, 3), "p99_ratio_vs_pysunspec2": round(g99 / b99, 3),
+        "p50_ratio_vs_pysunspec2": round(g50 / b50, 3),
+        "p99_ratio_vs_pysunspec2": round(g99 / b99, 3),
         "devices": args.devices, "poll_seconds": args.seconds,
         "poll_cpu_share_of_one_core": round(poll["cpu_share"], 4),
         "polls_per_s": round(poll["polls_per_s"], 1), "late_polls": poll["late_polls"],

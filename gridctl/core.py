@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
 
@@ -40,6 +42,15 @@ class DispatchError(GridctlError):
 
 class LedgerError(GridctlError):
     """The ledger is unreadable or an entry would break its invariants."""
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line naming the first failing field (``households[3].pv.kwp``) and why."""
+    first = err.errors()[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where.lstrip('.') or '(top level)'}: {msg}{more}"
 
 
 def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
@@ -91,6 +102,7 @@ __all__ = [
     "LedgerError",
     "ScenarioError",
     "Tariff",
+    "describe_validation_error",
     "import_export_wh",
     "interval_hours",
     "interval_of",

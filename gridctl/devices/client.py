@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pymodbus import FramerType, ModbusException
-from pymodbus.exceptions import ModbusIOException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusIOException
 
 from gridctl.core import GridctlError
 

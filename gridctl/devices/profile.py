@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gridctl.core import GridctlError
+from gridctl.core import GridctlError, describe_validation_error
 from gridctl.devices.codec import REGISTER_COUNT, RegType
 from gridctl.devices.roles import ROLES
 
@@ -152,10 +152,7 @@ def parse_profile(path: Path) -> Profile:
     except yaml.YAMLError as e:
         raise ProfileError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
     except ValidationError as e:
-        first = e.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise ProfileError(f"{path.name}: {where.lstrip('.')}: {msg}") from None
+        raise ProfileError(f"{path.name}: {describe_validation_error(e)}") from None
 
 
 @cache

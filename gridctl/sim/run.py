@@ -8,11 +8,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gridctl.core import ScenarioError
+from gridctl.core import ScenarioError, describe_validation_error
 from gridctl.sim.engine import Progress, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
-from gridctl.sim.scenario import Scenario, describe_validation_error, load_scenario
+from gridctl.sim.scenario import Scenario, load_scenario
 
 OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gridctl.core import ScenarioError, Tariff, interval_of
+from gridctl.core import ScenarioError, Tariff, describe_validation_error, interval_of
 
 NonNeg = Annotated[float, Field(ge=0)]
 Pos = Annotated[float, Field(gt=0)]
@@ -160,15 +160,6 @@ class Scenario(_Strict):
     def tariff_prices(self) -> Tariff:
         """The tariff as the core type."""
         return Tariff(**self.tariff.model_dump())
-
-
-def describe_validation_error(err: ValidationError) -> str:
-    """One line naming the first failing field and why."""
-    first = err.errors()[0]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where.lstrip('.') or '(top level)'}: {msg}{more}"
 
 
 def default_scenario_path() -> Path:

@@ -60,10 +60,9 @@ async def test_silent_device_times_out_after_bounded_retries() -> None:
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 6])
 async def test_exception_codes_become_named_errors(code: int) -> None:
-    async with fault_server(exception_reply(code)) as port:
-        async with _client(port) as client:
-            with pytest.raises(ModbusExceptionError) as err:
-                await client.read("input", 0, 4)
+    async with fault_server(exception_reply(code)) as port, _client(port) as client:
+        with pytest.raises(ModbusExceptionError) as err:
+            await client.read("input", 0, 4)
     assert err.value.code == code
     assert EXCEPTION_CODES[code] in str(err.value)
 
@@ -102,7 +101,7 @@ async def test_every_write_is_read_back() -> None:
 
 
 async def test_read_count_is_bounded() -> None:
-    with pytest.raises(ModbusError, match="1..125"):
+    with pytest.raises(ModbusError, match=r"1\.\.125"):
         await _client(free_tcp_port()).read("holding", 0, 126)
 
 

@@ -82,7 +82,7 @@ def test_accumulators_wrap() -> None:
 def test_bad_input_is_a_clear_error() -> None:
     with pytest.raises(CodecError, match="needs 2 registers"):
         decode([1], RegType.U32)
-    with pytest.raises(CodecError, match="0..65535"):
+    with pytest.raises(CodecError, match=r"0\.\.65535"):
         decode([70000], RegType.U16)
     with pytest.raises(CodecError, match="does not fit"):
         encode(70000, RegType.U16)

@@ -11,7 +11,10 @@ Variable blocks (each household-major, index ``h * T + t``):
 ``e`` battery energy at the end of the interval (Wh), ``ev`` EV charging (W, ≥ 0),
 ``net`` household grid power (W, load convention); then per interval ``gimp``/``gexp``
 transformer import/export within its rating and ``gover`` import above it (W, ≥ 0,
-heavily penalised so the model is never infeasible); then ``unmet`` per EV session (Wh).
+heavily penalised so the model is never infeasible); then ``unmet`` per EV session (Wh);
+then, with a feeder model, per bus and interval (bus-major) the branch flow ``flow`` into the
+bus (kW, load convention) and ``v``, the squared voltage magnitude (pu^2), linked by the
+LinDistFlow rows of ``gridctl.grid.network`` so that a household touches only its own bus.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import scipy.sparse as sp
 from ortools.linear_solver.python import model_builder as mb
 
 from gridctl.core import DispatchError
+from gridctl.grid.network import W_PER_PU, RadialNetwork
 
 CYCLE_COST_PER_KWH = 0.002
 """Battery throughput cost, currency per kWh, so batteries do not cycle for nothing."""
@@ -58,6 +62,26 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class FeederModel:
+    """Feeder constraints for the LP, arrays (N, T) over buses in tree order and intervals.
+
+    network: the radial tree. household_pos: tree position of each household's bus, (H,).
+    q_w: forecast reactive power per household, (H, T), var, load convention.
+    v_min_pu, v_max_pu: voltage band (after any safety margin), p.u.
+    offset_v2: AC correction added to the linear |V|^2 (pu^2), calibrated by power flows.
+    flow_max_kw: limit on the flow into each bus (its feeding branch), kW.
+    """
+
+    network: RadialNetwork
+    household_pos: np.ndarray
+    q_w: np.ndarray
+    v_min_pu: float
+    v_max_pu: float
+    offset_v2: np.ndarray
+    flow_max_kw: np.ndarray
+
+
+@dataclass(frozen=True)
 class CommunityProblem:
     """Inputs of the community dispatch; arrays are (H, T), load convention.
 
@@ -65,6 +89,7 @@ class CommunityProblem:
     pv_w: forecast PV output, W (≤ 0).
     fleet: device and connection limits.
     feeder_max_w: transformer limit, W.
+    feeder: network constraints (voltages, branch flows), or None for none.
     dt_h: interval length, h.
     import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
     """
@@ -76,6 +101,7 @@ class CommunityProblem:
     dt_h: float
     import_per_kwh: float
     feed_in_per_kwh: float
+    feeder: FeederModel | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,8 @@ class Plan:
     curtail_w: PV curtailment (≥ 0, the amount PV output is reduced by).
     net_w: household grid power. grid_w: transformer power per interval, shape (T,).
     ev_unmet_wh: energy each EV session misses, Wh, shape (S,). cost: objective, currency.
+    v2_lin / flow_kw: with a feeder model, the linear |V|^2 (without offset) and branch flows
+    (kW) per bus and interval, (N, T); else None.
     """
 
     battery_w: np.ndarray
@@ -95,121 +123,174 @@ class Plan:
     grid_w: np.ndarray
     ev_unmet_wh: np.ndarray
     cost: float
+    v2_lin: np.ndarray | None = None
+    flow_kw: np.ndarray | None = None
 
 
-def _blocks(p: CommunityProblem) -> tuple[int, int, int]:
-    h, t = p.load_w.shape
-    return h, t, len(p.fleet.ev_need_wh)
+class _Columns:
+    """Named column blocks of the LP, in order."""
+
+    def __init__(self, sizes: dict[str, int]):
+        self.start: dict[str, int] = {}
+        k = 0
+        for name, n in sizes.items():
+            self.start[name] = k
+            k += n
+        self.sizes = sizes
+        self.total = k
+
+    def rows(self, n_rows: int, parts: dict[str, sp.spmatrix]) -> sp.csr_matrix:
+        """Rows with the given blocks placed at their columns, zeros elsewhere."""
+        blocks = [parts.get(name, sp.csr_matrix((n_rows, n))) for name, n in self.sizes.items()]
+        return sp.hstack(blocks, format="csr")
+
+    def take(self, x: np.ndarray, name: str) -> np.ndarray:
+        """The values of one block."""
+        return x[self.start[name] : self.start[name] + self.sizes[name]]
 
 
-def _matrix(p: CommunityProblem) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Constraint matrix and row bounds."""
-    n_h, n_t, n_s = _blocks(p)
+def _layout(p: CommunityProblem) -> _Columns:
+    n_h, n_t = p.load_w.shape
     n = n_h * n_t
+    sizes = {name: n for name in ("curt", "bch", "bdis", "e", "ev", "net")}
+    sizes |= {"gimp": n_t, "gexp": n_t, "gover": n_t, "unmet": len(p.fleet.ev_need_wh)}
+    if p.feeder is not None:
+        n_b = p.feeder.network.n * n_t
+        sizes |= {"flow": n_b, "v": n_b}
+    return _Columns(sizes)
+
+
+def _household_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    n_h, n_t = p.load_w.shape
+    n = n_h * n_t
+    n_s = len(p.fleet.ev_need_wh)
     eye_n = sp.identity(n, format="csr")
-    zero_n = sp.csr_matrix((n, n))
     eta = np.repeat(p.fleet.bat_eta, n_t)
-    g_cols = 3 * n_t + n_s
+    mats, lo, hi = [], [], []
 
     # household balance: net - curt - bch + bdis - ev = load + pv
-    bal = sp.hstack([-eye_n, -eye_n, eye_n, zero_n, -eye_n, eye_n, sp.csr_matrix((n, g_cols))])
-    bal_rhs = (p.load_w + p.pv_w).ravel()
+    rhs = (p.load_w + p.pv_w).ravel()
+    mats.append(
+        cols.rows(n, {"net": eye_n, "curt": -eye_n, "bch": -eye_n, "bdis": eye_n, "ev": -eye_n})
+    )
+    lo.append(rhs)
+    hi.append(rhs)
 
     # battery energy: e[t] - e[t-1] - eta dt bch + dt/eta bdis = e0 at t == 0, else 0
     shift = sp.kron(sp.identity(n_h), sp.eye(n_t, k=-1))
-    soc = sp.hstack(
-        [
-            zero_n,
-            sp.diags(-eta * p.dt_h),
-            sp.diags(p.dt_h / eta),
-            eye_n - shift,
-            zero_n,
-            zero_n,
-            sp.csr_matrix((n, g_cols)),
-        ]
+    mats.append(
+        cols.rows(
+            n, {"e": eye_n - shift, "bch": sp.diags(-eta * p.dt_h), "bdis": sp.diags(p.dt_h / eta)}
+        )
     )
-    soc_rhs = np.zeros((n_h, n_t))
-    soc_rhs[:, 0] = p.fleet.bat_e0_wh
-    soc_rhs = soc_rhs.ravel()
+    rhs = np.zeros((n_h, n_t))
+    rhs[:, 0] = p.fleet.bat_e0_wh
+    lo.append(rhs.ravel())
+    hi.append(rhs.ravel())
 
     # terminal energy not below the start
     last = sp.csr_matrix(
         (np.ones(n_h), (np.arange(n_h), np.arange(n_h) * n_t + n_t - 1)), shape=(n_h, n)
     )
-    term = sp.hstack([sp.csr_matrix((n_h, 3 * n)), last, sp.csr_matrix((n_h, 2 * n + g_cols))])
+    mats.append(cols.rows(n_h, {"e": last}))
+    lo.append(p.fleet.bat_e0_wh)
+    hi.append(np.full(n_h, np.inf))
 
     # transformer: sum_h net - gimp - gover + gexp = 0
-    sum_h = sp.kron(np.ones((1, n_h)), sp.identity(n_t))
     eye_t = sp.identity(n_t)
-    feeder = sp.hstack(
-        [sp.csr_matrix((n_t, 5 * n)), sum_h, -eye_t, eye_t, -eye_t, sp.csr_matrix((n_t, n_s))]
-    )
+    sum_h = sp.kron(np.ones((1, n_h)), eye_t)
+    mats.append(cols.rows(n_t, {"net": sum_h, "gimp": -eye_t, "gexp": eye_t, "gover": -eye_t}))
+    lo.append(np.zeros(n_t))
+    hi.append(np.zeros(n_t))
 
     # EV sessions: dt * sum of ev over the window + unmet >= need
     hh, t0, t1 = (p.fleet.ev_session[:, k] for k in range(3)) if n_s else (np.array([], int),) * 3
-    lengths = t1 - t0
-    rows = np.repeat(np.arange(n_s), lengths)
-    cols = np.concatenate(
+    rows = np.repeat(np.arange(n_s), t1 - t0)
+    ev_cols = np.concatenate(
         [h * n_t + np.arange(a, b) for h, a, b in zip(hh, t0, t1, strict=True)] or [[]]
     ).astype(np.int64)
-    ev_sum = sp.csr_matrix((np.full(len(rows), p.dt_h), (rows, cols)), shape=(n_s, n))
-    evc = sp.hstack(
-        [sp.csr_matrix((n_s, 4 * n)), ev_sum, sp.csr_matrix((n_s, n + 3 * n_t)), sp.identity(n_s)]
+    ev_sum = sp.csr_matrix((np.full(len(rows), p.dt_h), (rows, ev_cols)), shape=(n_s, n))
+    mats.append(cols.rows(n_s, {"ev": ev_sum, "unmet": sp.identity(n_s)}))
+    lo.append(p.fleet.ev_need_wh)
+    hi.append(np.full(n_s, np.inf))
+    return mats, lo, hi
+
+
+def _feeder_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    """LinDistFlow rows: flow conservation and voltage drop per bus and interval."""
+    f = p.feeder
+    assert f is not None
+    net = f.network
+    n_h, n_t = p.load_w.shape
+    n_b = net.n
+    eye_t = sp.identity(n_t)
+    kids = net.parent >= 0
+    child = sp.csr_matrix(
+        (np.ones(kids.sum()), (net.parent[kids], np.flatnonzero(kids))), shape=(n_b, n_b)
     )
-
-    a = sp.vstack([bal, soc, term, feeder, evc], format="csr")
-    lo = np.concatenate([bal_rhs, soc_rhs, p.fleet.bat_e0_wh, np.zeros(n_t), p.fleet.ev_need_wh])
-    hi = np.concatenate(
-        [bal_rhs, soc_rhs, np.full(n_h, np.inf), np.zeros(n_t), np.full(n_s, np.inf)]
+    at_bus = sp.csr_matrix((np.ones(n_h), (f.household_pos, np.arange(n_h))), shape=(n_b, n_h))
+    eye_b = sp.identity(n_b)
+    # flow_k - sum of children's flows - households at k (kW) = 0
+    cons = cols.rows(
+        n_b * n_t, {"flow": sp.kron(eye_b - child, eye_t), "net": -sp.kron(at_bus, eye_t) / 1000.0}
     )
-    return a, lo, hi
+    # v_k - v_parent + 2 r_k flow_k = -2 x_k Q_k (bus 0: v_0 = v_root^2)
+    q_bus = np.zeros((n_b, n_t))
+    np.add.at(q_bus, f.household_pos, f.q_w)
+    q_flow_pu = net.subtree_sum(q_bus) / W_PER_PU
+    drop = sp.kron(eye_b - child.T, eye_t)
+    volt = cols.rows(
+        n_b * n_t,
+        {"v": drop, "flow": sp.kron(sp.diags(2.0 * net.r_pu * 1000.0 / W_PER_PU), eye_t)},
+    )
+    rhs = -2.0 * net.x_pu[:, None] * q_flow_pu
+    rhs[0, :] = net.v_root_pu**2
+    zeros = np.zeros(n_b * n_t)
+    return [cons, volt], [zeros, rhs.ravel()], [zeros, rhs.ravel()]
 
 
-def _bounds_and_cost(p: CommunityProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n_h, n_t, n_s = _blocks(p)
+def _bounds_and_cost(
+    p: CommunityProblem, cols: _Columns
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_h, n_t = p.load_w.shape
     shape = (n_h, n_t)
     per_wh = p.dt_h / 1000.0  # currency per kWh -> currency per W held one interval
-    conn = np.broadcast_to(p.fleet.conn_max_w[:, None], shape)
-    bat = np.broadcast_to(p.fleet.bat_p_max_w[:, None], shape)
+    fl = p.fleet
+    conn = np.broadcast_to(fl.conn_max_w[:, None], shape)
+    bat = np.broadcast_to(fl.bat_p_max_w[:, None], shape)
     zeros = np.zeros(shape)
-    lower = [
-        zeros,
-        zeros,
-        zeros,
-        np.broadcast_to(p.fleet.bat_e_min_wh[:, None], shape),
-        zeros,
-        -conn,
-    ]
-    upper = [
-        -p.pv_w,
-        bat,
-        bat,
-        np.broadcast_to(p.fleet.bat_e_max_wh[:, None], shape),
-        p.fleet.ev_max_w,
-        np.maximum(conn, p.load_w),  # a base load above the fuse is a fact, not a choice
-    ]
-    cost = [
-        np.full(shape, CURTAIL_COST_PER_KWH * per_wh),
-        np.full(shape, CYCLE_COST_PER_KWH * per_wh / 2),
-        np.full(shape, CYCLE_COST_PER_KWH * per_wh / 2),
-        zeros,
-        zeros,
-        zeros,
-    ]
-    t_zero, t_max = np.zeros(n_t), np.full(n_t, p.feeder_max_w)
-    lb = np.concatenate([b.ravel() for b in lower] + [t_zero, t_zero, t_zero, np.zeros(n_s)])
-    ub = np.concatenate(
-        [b.ravel() for b in upper] + [t_max, t_max, np.full(n_t, np.inf), np.full(n_s, np.inf)]
+    lb = np.zeros(cols.total)
+    ub = np.full(cols.total, np.inf)
+    c = np.zeros(cols.total)
+
+    def put(name: str, low, high, cost=0.0) -> None:
+        sl = slice(cols.start[name], cols.start[name] + cols.sizes[name])
+        lb[sl] = np.ravel(low)
+        ub[sl] = np.ravel(high)
+        c[sl] = np.ravel(np.broadcast_to(cost, (cols.sizes[name],)))
+
+    put("curt", zeros, -p.pv_w, CURTAIL_COST_PER_KWH * per_wh)
+    put("bch", zeros, bat, CYCLE_COST_PER_KWH * per_wh / 2)
+    put("bdis", zeros, bat, CYCLE_COST_PER_KWH * per_wh / 2)
+    put(
+        "e",
+        np.broadcast_to(fl.bat_e_min_wh[:, None], shape),
+        np.broadcast_to(fl.bat_e_max_wh[:, None], shape),
     )
-    c = np.concatenate(
-        [b.ravel() for b in cost]
-        + [
-            np.full(n_t, p.import_per_kwh * per_wh),
-            np.full(n_t, -p.feed_in_per_kwh * per_wh),
-            np.full(n_t, OVERLOAD_COST_PER_KWH * per_wh),
-            np.full(n_s, UNMET_EV_COST_PER_KWH / 1000.0),
-        ]
-    )
+    put("ev", zeros, fl.ev_max_w)
+    put(
+        "net", -conn, np.maximum(conn, p.load_w)
+    )  # a base load above the fuse is a fact, not a choice
+    put("gimp", 0.0, np.full(n_t, p.feeder_max_w), p.import_per_kwh * per_wh)
+    put("gexp", 0.0, np.full(n_t, p.feeder_max_w), -p.feed_in_per_kwh * per_wh)
+    put("gover", 0.0, np.inf, OVERLOAD_COST_PER_KWH * per_wh)
+    put("unmet", 0.0, np.inf, UNMET_EV_COST_PER_KWH / 1000.0)
+    if p.feeder is not None:
+        f = p.feeder
+        put("flow", -f.flow_max_kw, f.flow_max_kw)
+        put("v", f.v_min_pu**2 - f.offset_v2, f.v_max_pu**2 - f.offset_v2)
+        root = slice(cols.start["v"], cols.start["v"] + n_t)  # the slack holds its voltage
+        lb[root] = ub[root] = f.network.v_root_pu**2
     return lb, ub, c
 
 
@@ -219,25 +300,34 @@ def solve(p: CommunityProblem, solver: str = "glop") -> Plan:
     solver: an OR-Tools model_builder backend name ("glop", "pdlp", "highs").
     Returns the plan; raises DispatchError if the solver does not reach an optimum.
     """
-    n_h, n_t, _ = _blocks(p)
-    a, lo, hi = _matrix(p)
-    lb, ub, c = _bounds_and_cost(p)
+    n_h, n_t = p.load_w.shape
+    cols = _layout(p)
+    mats, lo, hi = _household_rows(p, cols)
+    if p.feeder is not None:
+        fm, flo, fhi = _feeder_rows(p, cols)
+        mats, lo, hi = mats + fm, lo + flo, hi + fhi
+    a = sp.vstack(mats, format="csr")
+    lb, ub, c = _bounds_and_cost(p, cols)
     model = mb.Model()
-    model.helper.fill_model_from_sparse_data(lb, ub, c, lo, hi, a)
+    model.helper.fill_model_from_sparse_data(lb, ub, c, np.concatenate(lo), np.concatenate(hi), a)
     engine = mb.Solver(solver)
     status = engine.solve(model)
     if status != mb.SolveStatus.OPTIMAL:
         raise DispatchError(f"community dispatch not solved: {status.name}")
     x = engine.values(model.get_variables()).to_numpy()
-    n = n_h * n_t
-    curt, bch, bdis, _e, ev, net = (x[k * n : (k + 1) * n].reshape(n_h, n_t) for k in range(6))
-    g = x[6 * n : 6 * n + 3 * n_t].reshape(3, n_t)
+
+    def hh(name: str) -> np.ndarray:
+        return cols.take(x, name).reshape(n_h, n_t)
+
+    n_b = p.feeder.network.n if p.feeder is not None else 0
     return Plan(
-        battery_w=bch - bdis,
-        ev_w=ev,
-        curtail_w=curt,
-        net_w=net,
-        grid_w=g[0] - g[1] + g[2],
-        ev_unmet_wh=x[6 * n + 3 * n_t :],
+        battery_w=hh("bch") - hh("bdis"),
+        ev_w=hh("ev"),
+        curtail_w=hh("curt"),
+        net_w=hh("net"),
+        grid_w=cols.take(x, "gimp") - cols.take(x, "gexp") + cols.take(x, "gover"),
+        ev_unmet_wh=cols.take(x, "unmet"),
         cost=float(engine.objective_value),
+        v2_lin=cols.take(x, "v").reshape(n_b, n_t) if n_b else None,
+        flow_kw=cols.take(x, "flow").reshape(n_b, n_t) if n_b else None,
     )

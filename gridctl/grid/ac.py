@@ -75,3 +75,15 @@ class AcFeeder:
             line_loading_pct=net.res_line.loading_percent[net.line.in_service].to_numpy(copy=True),
             trafo_loading_pct=net.res_trafo.loading_percent.to_numpy(copy=True),
         )
+
+    def vm_pu(self, buses: np.ndarray) -> np.ndarray:
+        """Voltage magnitudes of the last power flow at pandapower buses ``buses``, p.u."""
+        return self.net.res_bus.vm_pu.loc[buses].to_numpy(copy=True)
+
+    def loading_pct(self, branches: list[tuple[str, int] | None]) -> np.ndarray:
+        """Loading of the last power flow for (table, index) branches, % (0 for None/switches)."""
+        out = np.zeros(len(branches))
+        for k, b in enumerate(branches):
+            if b is not None and b[0] in ("line", "trafo"):
+                out[k] = float(self.net[f"res_{b[0]}"].loading_percent.at[b[1]])
+        return out

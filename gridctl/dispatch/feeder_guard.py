@@ -1,0 +1,158 @@
+"""Feeder-safe planning: linear feeder constraints in the LP, proved by AC power flows.
+
+The LP sees the feeder through LinDistFlow rows (``gridctl.grid.network``) plus, per bus and
+interval, an offset that brings the linear |V|^2 onto pandapower's AC result. Offsets start
+from a no-load power flow and are recalibrated at the planned operating point whenever the
+AC check of a planned interval finds a violation; violated branches get a tighter flow limit.
+The plan is re-solved until the checked intervals are clean or the rounds run out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandapower as pp
+
+from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, solve
+from gridctl.grid.ac import AcFeeder
+from gridctl.grid.network import W_PER_PU, radial_network
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeederLimits:
+    """Operating limits and how the planner keeps them.
+
+    v_min_pu, v_max_pu: allowed voltage band, p.u. loading_max_pct: branch loading limit, %.
+    margin_v_pu: safety margin the plan keeps inside the band (forecast error, model error), p.u.
+    flow_factor: share of a branch's rating the plan may use for active power (reactive power,
+    voltage below nominal), 0–1. rounds: most AC-check / re-solve rounds per plan.
+    """
+
+    v_min_pu: float = 0.94
+    v_max_pu: float = 1.06
+    loading_max_pct: float = 100.0
+    margin_v_pu: float = 0.006
+    flow_factor: float = 0.92
+    rounds: int = 5
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A limit the AC power flow found broken: kind "v_high" | "v_low" | "loading"."""
+
+    interval: int
+    kind: str
+    where: str
+    value: float
+
+
+@dataclass
+class GuardReport:
+    """What the AC verification of one plan did."""
+
+    rounds: int = 0
+    checked: int = 0
+    remaining: list[Violation] = field(default_factory=list)
+
+
+class FeederGuard:
+    """Verifies plans of one feeder with pandapower and tightens the LP until they hold."""
+
+    def __init__(
+        self, net: pp.pandapowerNet, household_bus: np.ndarray, ids: list[str], limits: FeederLimits
+    ):
+        self.limits = limits
+        self.network = radial_network(net)
+        self.pos = self.network.position(household_bus)
+        self.ac = AcFeeder(net, household_bus, ids)
+        n_h = len(ids)
+        self.ac.run(np.zeros(n_h), np.zeros(n_h))
+        vm0 = self.ac.vm_pu(self.network.bus)
+        zero = np.zeros(self.network.n)
+        self.offset0 = vm0**2 - self.network.voltage_sq(zero, zero)
+        rating_kw = self.network.s_max_pu * W_PER_PU / 1000.0 * limits.loading_max_pct / 100.0
+        self.flow_max_kw = np.where(np.isfinite(rating_kw), rating_kw * limits.flow_factor, np.inf)
+        self._offset: dict[int, np.ndarray] = {}  # interval -> learned offset (N,)
+        self._flow_cap: dict[int, np.ndarray] = {}  # interval -> tightened flow limit (N,)
+
+    def model(self, first_interval: int, q_w: np.ndarray) -> FeederModel:
+        """Feeder constraints for a horizon starting at ``first_interval`` (q_w: (H, T), var)."""
+        n_t = q_w.shape[1]
+        ivs = range(first_interval, first_interval + n_t)
+        offset = np.stack([self._offset.get(i, self.offset0) for i in ivs], axis=1)
+        flow = np.stack([self._flow_cap.get(i, self.flow_max_kw) for i in ivs], axis=1)
+        lim = self.limits
+        return FeederModel(
+            network=self.network,
+            household_pos=self.pos,
+            q_w=q_w,
+            v_min_pu=lim.v_min_pu + lim.margin_v_pu,
+            v_max_pu=lim.v_max_pu - lim.margin_v_pu,
+            offset_v2=offset,
+            flow_max_kw=flow,
+        )
+
+    def check(
+        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, v2_lin: np.ndarray | None
+    ) -> list[Violation]:
+        """AC power flow of one planned interval; learn from it; return the violations.
+
+        p_w, q_w: planned household powers, W / var, load convention. v2_lin: the plan's linear
+        |V|^2 per bus for this interval (None: offsets are left as they are).
+        """
+        lim = self.limits
+        self.ac.run(p_w, q_w)
+        vm = self.ac.vm_pu(self.network.bus)
+        loading = self.ac.loading_pct(self.network.branch)
+        out = [
+            Violation(interval, "v_high" if v > lim.v_max_pu else "v_low", f"bus {b}", float(v))
+            for b, v in zip(self.network.bus, vm, strict=True)
+            if v > lim.v_max_pu or v < lim.v_min_pu
+        ]
+        over = loading > lim.loading_max_pct
+        out += [
+            Violation(
+                interval,
+                "loading",
+                f"{self.network.branch[k][0]} {self.network.branch[k][1]}",
+                float(loading[k]),
+            )
+            for k in np.flatnonzero(over)
+        ]
+        if out and v2_lin is not None:
+            self._offset[interval] = vm**2 - v2_lin  # recalibrate at the planned point
+        if over.any():
+            cap = self._flow_cap.get(interval, self.flow_max_kw).copy()
+            cap[over] *= lim.loading_max_pct / loading[over] * 0.98
+            self._flow_cap[interval] = cap
+        return out
+
+    def plan(
+        self, problem: CommunityProblem, first_interval: int, q_w: np.ndarray, check_ahead: int = 1
+    ) -> tuple[Plan, GuardReport]:
+        """Solve ``problem`` within the feeder limits; AC-check its first intervals."""
+        report = GuardReport()
+        n_t = problem.load_w.shape[1]
+        for _ in range(self.limits.rounds):
+            report.rounds += 1
+            plan = solve(replace(problem, feeder=self.model(first_interval, q_w)))
+            found: list[Violation] = []
+            for j in range(min(check_ahead, n_t)):
+                found += self.check(
+                    first_interval + j, plan.net_w[:, j], q_w[:, j], plan.v2_lin[:, j]
+                )
+            report.checked += min(check_ahead, n_t)
+            report.remaining = found
+            if not found:
+                break
+            log.info(
+                "ac check round=%d violations=%d interval=%d",
+                report.rounds,
+                len(found),
+                first_interval,
+            )
+        return plan, report

@@ -40,12 +40,18 @@ def sim(
     intervals: Annotated[
         int | None, typer.Option(help="override the number of 15-minute intervals")
     ] = None,
+    dispatch: Annotated[
+        str, typer.Option(help="none (self-consumption), home (each home alone) or community")
+    ] = "community",
     as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
 ) -> None:
     """Simulate a community on a virtual feeder and write KPIs, ledger and report."""
+    from gridctl.sim.engine import DISPATCH_MODES
     from gridctl.sim.run import run_sim
 
     logging.basicConfig(level=logging.WARNING)
+    if dispatch not in DISPATCH_MODES:
+        raise _fail(GridctlError(f"--dispatch must be one of {', '.join(DISPATCH_MODES)}"))
     try:
         with Progress(
             TextColumn("simulating"),
@@ -62,6 +68,7 @@ def sim(
                 seed,
                 intervals,
                 lambda done, total: bar.update(task, completed=done, total=total),
+                dispatch,  # type: ignore[arg-type]
             )
     except GridctlError as e:
         raise _fail(e) from None

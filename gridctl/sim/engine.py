@@ -7,17 +7,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from gridctl.controller.fallback import self_consumption_battery_w
 from gridctl.core import interval_hours, interval_start
-from gridctl.dispatch.community import CommunityProblem, Fleet, Plan, solve
+from gridctl.dispatch.community import CommunityProblem, Fleet, Plan
+from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
+from gridctl.dispatch.home import solve_each_home
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import settle_interval
 from gridctl.settlement.readings import check_readings
-from gridctl.sim.households import HouseholdSeries, build_fleet, build_series
+from gridctl.sim.households import HouseholdSeries, build_fleet, build_series, window
 from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
 from gridctl.sim.scenario import Scenario
 
@@ -40,7 +44,9 @@ class SimResult:
     trafo_loading_max_pct: most loaded line / transformer, %.
     shared_wh: energy shared through the pool per interval, Wh.
     supplied_wh / received_wh / tokens_micro / paid_micro / earned_micro: per-household totals.
-    ev_unmet_wh: EV energy not delivered by departure (or by the end of the run), Wh.
+    ev_unmet_wh: EV energy not delivered by departures within the run, Wh.
+    dispatch: the dispatch mode. plans / plan_rounds: plans made and AC-check rounds they took;
+    plan_violations_left: violations the AC check of planned intervals could not remove.
     """
 
     scenario: Scenario
@@ -63,41 +69,107 @@ class SimResult:
     paid_micro: np.ndarray
     earned_micro: np.ndarray
     ev_unmet_wh: float
+    dispatch: str
+    plans: int
+    plan_rounds: int
+    plan_violations_left: int
     ledger_head: str
     ledger_path: Path
 
 
-def _problem(
-    scn: Scenario, series: HouseholdSeries, fleet: Fleet, feeder_max_w: float
-) -> CommunityProblem:
-    return CommunityProblem(
-        load_w=series.load_fc_w,
-        pv_w=series.pv_fc_w,
-        fleet=fleet,
-        feeder_max_w=feeder_max_w,
-        dt_h=interval_hours(),
-        import_per_kwh=scn.tariff.import_per_kwh,
-        feed_in_per_kwh=scn.tariff.feed_in_per_kwh,
-    )
+DispatchMode = Literal["none", "home", "community"]
+DISPATCH_MODES: tuple[str, ...] = ("none", "home", "community")
 
 
-def simulate(scn: Scenario, ledger_path: Path, progress: Progress | None = None) -> SimResult:
+@dataclass
+class _Planner:
+    """Re-plans every ``replan_every`` intervals over ``horizon`` intervals, per dispatch mode."""
+
+    mode: DispatchMode
+    scn: Scenario
+    series: HouseholdSeries
+    fleet: Fleet
+    feeder_max_w: float
+    guard: FeederGuard | None
+    plan: Plan | None = None
+    plan_t0: int = 0
+    plans: int = 0
+    rounds: int = 0
+    unresolved: int = 0
+
+    def setpoints(
+        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """(battery W or None for the local policy, EV W, export floor W or None) for interval t."""
+        if self.mode == "none":
+            return None, self.fleet.ev_max_w[:, t], None
+        if self.plan is None or t - self.plan_t0 >= self.scn.dispatch.replan_every:
+            self._replan(t, e_bat_wh, ev_left_wh)
+        j = t - self.plan_t0
+        assert self.plan is not None
+        curtailing = self.plan.curtail_w[:, j] > 1e-3
+        floor_w = np.where(curtailing, self.plan.net_w[:, j], -np.inf)
+        return self.plan.battery_w[:, j], self.plan.ev_w[:, j], floor_w
+
+    def _replan(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
+        n = self.scn.dispatch.horizon
+        s = self.series
+        problem = CommunityProblem(
+            load_w=s.load_fc_w[:, t : t + n],
+            pv_w=s.pv_fc_w[:, t : t + n],
+            fleet=window(self.fleet, t, n, e_bat_wh, ev_left_wh),
+            feeder_max_w=self.feeder_max_w,
+            dt_h=interval_hours(),
+            import_per_kwh=self.scn.tariff.import_per_kwh,
+            feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
+        )
+        if self.mode == "home":
+            self.plan = solve_each_home(problem)
+        else:
+            assert self.guard is not None
+            q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
+            self.plan, report = self.guard.plan(problem, self.scn.first_interval + t, q_w)
+            self.rounds += report.rounds
+            self.unresolved += len(report.remaining)
+        self.plan_t0 = t
+        self.plans += 1
+
+
+def simulate(
+    scn: Scenario,
+    ledger_path: Path,
+    progress: Progress | None = None,
+    dispatch: DispatchMode = "community",
+) -> SimResult:
     """Run ``scn`` end to end, booking settlement into a new ledger at ``ledger_path``.
 
+    dispatch: "none" (every home self-consumes, no coordination), "home" (each household
+    optimised alone, no sharing) or "community" (gridctl's feeder-aware dispatch).
     progress: called with (intervals done, intervals total) after each interval.
     """
     net, profiles = load_feeder(scn.feeder.simbench, scn.feeder.file, scn.base_dir)
     buses = resolve_buses(net, [h.bus for h in scn.households])
     ids = [h.id for h in scn.households]
     rng = np.random.default_rng(scn.seed)
-    series = build_series(scn, profiles, rng)
-    fleet = build_fleet(scn)
+    n_all = scn.intervals + scn.dispatch.horizon
+    series = build_series(scn, profiles, rng, n_all)
+    fleet = build_fleet(scn, n_all)
+    lim = scn.limits
+    guard = None
+    if dispatch == "community":
+        limits = FeederLimits(
+            v_min_pu=lim.v_min_pu,
+            v_max_pu=lim.v_max_pu,
+            loading_max_pct=lim.loading_max_pct,
+            margin_v_pu=scn.dispatch.margin_v_pu,
+            rounds=scn.dispatch.rounds,
+        )
+        guard = FeederGuard(net, buses, ids, limits)
     feeder_max_w = TRAFO_HEADROOM * float(net.trafo.sn_mva.sum()) * 1e6
-    plan = solve(_problem(scn, series, fleet, feeder_max_w))
-    log.info("plan solved households=%d intervals=%d cost=%.2f", len(ids), scn.intervals, plan.cost)
+    planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard)
     ac = AcFeeder(net, buses, ids)
     with Ledger(ledger_path) as ledger:
-        return _run(scn, ids, series, fleet, plan, ac, ledger, progress)
+        return _run(scn, ids, series, fleet, planner, ac, ledger, progress)
 
 
 def _run(
@@ -105,14 +177,15 @@ def _run(
     ids: list[str],
     series: HouseholdSeries,
     fleet: Fleet,
-    plan: Plan,
+    planner: _Planner,
     ac: AcFeeder,
     ledger: Ledger,
     progress: Progress | None,
 ) -> SimResult:
-    n_h, n_t = series.load_w.shape
+    n_h = len(ids)
+    n_t = scn.intervals
     dt_h = interval_hours()
-    session_of = np.full((n_h, n_t), -1)
+    session_of = np.full(fleet.ev_max_w.shape, -1)
     for s, (h, a, b) in enumerate(fleet.ev_session):
         session_of[h, a:b] = s
     ev_left_wh = fleet.ev_need_wh.copy()
@@ -125,8 +198,18 @@ def _run(
     totals = {k: np.zeros(n_h, dtype=np.int64) for k in ("sup", "rec", "tok", "paid", "earn")}
     for t in range(n_t):
         interval = scn.first_interval + t
+        load_w, pv_avail_w = series.load_w[:, t], series.pv_w[:, t]
+        bat_set_w, ev_set_w, floor_w = planner.setpoints(t, e_bat_wh, ev_left_wh)
+        sid = session_of[:, t]
+        plugged = sid >= 0
+        ev_need_wh = np.zeros(n_h)
+        ev_need_wh[plugged] = ev_left_wh[sid[plugged]]
+        p_ev = ev_step(ev_set_w, fleet.ev_max_w[:, t], ev_need_wh, dt_h)
+        ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
+        if bat_set_w is None:
+            bat_set_w = self_consumption_battery_w(load_w, pv_avail_w, p_ev)
         p_bat, e_bat_wh = battery_step(
-            plan.battery_w[:, t],
+            bat_set_w,
             e_bat_wh,
             fleet.bat_e_min_wh,
             fleet.bat_e_max_wh,
@@ -134,27 +217,22 @@ def _run(
             fleet.bat_eta,
             dt_h,
         )
-        sid = session_of[:, t]
-        plugged = sid >= 0
-        ev_need_wh = np.zeros(n_h)
-        ev_need_wh[plugged] = ev_left_wh[sid[plugged]]
-        p_ev = ev_step(plan.ev_w[:, t], fleet.ev_max_w[:, t], ev_need_wh, dt_h)
-        ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
-        curtail = plan.curtail_w[:, t] > 1e-3
-        pv_limit_w = np.where(curtail, -(series.pv_fc_w[:, t] + plan.curtail_w[:, t]), np.inf)
-        p_pv = pv_step(series.pv_w[:, t], pv_limit_w)
-        p_w = series.load_w[:, t] + p_pv + p_bat + p_ev
-        res = ac.run(p_w, series.load_w[:, t] * series.tan_phi)
+        p_pv = pv_avail_w
+        if floor_w is not None:  # export no more than the plan allows where it curtails
+            p_pv = pv_step(pv_avail_w, np.maximum(-(floor_w - load_w - p_bat - p_ev), 0.0))
+        p_w = load_w + p_pv + p_bat + p_ev
+        res = ac.run(p_w, load_w * series.tan_phi)
 
         ctr_imp, ctr_exp = meter_step(ctr_imp, ctr_exp, p_w, dt_h)
         reading = (np.floor(ctr_imp), np.floor(ctr_exp))
         check = check_readings(*prev_read, *reading, max_wh)
         prev_read = reading
+        pooled = planner.mode == "community"  # without a community, nothing goes through a pool
         st = settle_interval(
             interval,
             ids,
-            check.import_wh,
-            check.export_wh,
+            check.import_wh if pooled else np.zeros(n_h, dtype=np.int64),
+            check.export_wh if pooled else np.zeros(n_h, dtype=np.int64),
             scn.tariff.community_per_kwh,
             scn.reward_tokens_per_kwh,
         )
@@ -170,9 +248,9 @@ def _run(
         ):
             totals[key] += arr
         rec["p"].append(p_w)
-        rec["demand"].append(series.load_w[:, t] + p_ev)
+        rec["demand"].append(load_w + p_ev)
         rec["pv"].append(p_pv)
-        rec["curt"].append(p_pv - series.pv_w[:, t])
+        rec["curt"].append(p_pv - pv_avail_w)
         rec["ac"].append(res)
         rec["shared"].append(st.supplied_wh.sum())
         if progress:
@@ -198,7 +276,11 @@ def _run(
         tokens_micro=totals["tok"],
         paid_micro=totals["paid"],
         earned_micro=totals["earn"],
-        ev_unmet_wh=float(ev_left_wh.sum()),
+        ev_unmet_wh=float(ev_left_wh[fleet.ev_session[:, 2] <= n_t].sum()),
+        dispatch=planner.mode,
+        plans=planner.plans,
+        plan_rounds=planner.rounds,
+        plan_violations_left=planner.unresolved,
         ledger_head=ledger.head,
         ledger_path=ledger.path,
     )

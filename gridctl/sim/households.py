@@ -59,9 +59,14 @@ def _columns(table_name: str, names: list[str], table, field: str) -> np.ndarray
     return table[names].to_numpy().T
 
 
-def build_series(scn: Scenario, profiles: Profiles, rng: np.random.Generator) -> HouseholdSeries:
-    """Forecast and actual base load and PV for every household of ``scn``."""
-    rows = profile_rows(scn.start, scn.intervals)
+def build_series(
+    scn: Scenario, profiles: Profiles, rng: np.random.Generator, n_t: int
+) -> HouseholdSeries:
+    """Forecast and actual base load and PV for every household, ``n_t`` intervals from the start.
+
+    n_t may exceed the scenario's intervals: a rolling plan looks beyond the last one.
+    """
+    rows = profile_rows(scn.start, n_t)
     hh = scn.households
     load_shape = _columns("load", [h.load.profile for h in hh], profiles.load, "load.profile")
     annual_wh = np.array([h.load.annual_kwh * 1000.0 for h in hh])
@@ -85,13 +90,12 @@ def build_series(scn: Scenario, profiles: Profiles, rng: np.random.Generator) ->
     return HouseholdSeries(load_fc_w=load_fc, load_w=load, pv_fc_w=pv_fc, pv_w=pv, tan_phi=tan_phi)
 
 
-def ev_sessions(scn: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ev_sessions(scn: Scenario, n_t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Daily EV sessions clipped to the horizon.
 
     Returns (ev_max_w (H, T), session (S, 3) of household/first/end-exclusive interval,
     need_wh (S,)); a session cut by the horizon needs energy in proportion to the part inside.
     """
-    n_t = scn.intervals
     ev_max = np.zeros((len(scn.households), n_t))
     sessions: list[tuple[int, int, int]] = []
     needs: list[float] = []
@@ -119,15 +123,15 @@ def ev_sessions(scn: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ev_max, session, np.array(needs, dtype=float)
 
 
-def build_fleet(scn: Scenario) -> Fleet:
-    """Device parameters of every household of ``scn``."""
+def build_fleet(scn: Scenario, n_t: int) -> Fleet:
+    """Device parameters of every household of ``scn`` over ``n_t`` intervals from the start."""
     hh = scn.households
 
     def bat(attr: str, default: float = 0.0) -> np.ndarray:
         return np.array([getattr(h.battery, attr) if h.battery else default for h in hh])
 
     cap_wh = bat("kwh") * 1000.0
-    ev_max, session, need = ev_sessions(scn)
+    ev_max, session, need = ev_sessions(scn, n_t)
     return Fleet(
         bat_e_min_wh=cap_wh * bat("soc_min"),
         bat_e_max_wh=cap_wh,
@@ -138,4 +142,32 @@ def build_fleet(scn: Scenario) -> Fleet:
         ev_session=session,
         ev_need_wh=need,
         conn_max_w=np.array([h.connection_kw * 1000.0 for h in hh]),
+    )
+
+
+def window(fleet: Fleet, t0: int, n_t: int, e_now_wh: np.ndarray, ev_left_wh: np.ndarray) -> Fleet:
+    """The fleet as a plan starting at interval ``t0`` for ``n_t`` intervals sees it.
+
+    e_now_wh: battery energy now, Wh. ev_left_wh: energy each session of ``fleet`` needs, Wh.
+    Sessions are clipped to the window; one that runs past its end needs energy in proportion
+    to the part inside.
+    """
+    t1 = t0 + n_t
+    rows, needs = [], []
+    for s, (h, a, b) in enumerate(fleet.ev_session):
+        lo, hi = max(a, t0), min(b, t1)
+        if lo >= hi or ev_left_wh[s] <= 0:
+            continue
+        rows.append((h, lo - t0, hi - t0))
+        needs.append(ev_left_wh[s] * (hi - lo) / (b - lo))
+    return Fleet(
+        bat_e_min_wh=fleet.bat_e_min_wh,
+        bat_e_max_wh=fleet.bat_e_max_wh,
+        bat_e0_wh=np.clip(e_now_wh, fleet.bat_e_min_wh, fleet.bat_e_max_wh),
+        bat_p_max_w=fleet.bat_p_max_w,
+        bat_eta=fleet.bat_eta,
+        ev_max_w=fleet.ev_max_w[:, t0:t1],
+        ev_session=np.array(rows, dtype=np.int64).reshape(-1, 3),
+        ev_need_wh=np.array(needs, dtype=float),
+        conn_max_w=fleet.conn_max_w,
     )

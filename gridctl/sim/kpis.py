@@ -21,7 +21,11 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     grid_import_kwh / grid_export_kwh / peak_import_kw: at the transformer (feeder losses included).
     voltage_violations: intervals in which any bus leaves the scenario's voltage band.
     line_overloads / trafo_overloads: intervals in which any line / transformer exceeds its limit.
-    grid_cost: what the community pays the grid at the tariff, currency (negative = earns).
+    grid_cost: the community's bill at the transformer, import at the tariff minus feed-in,
+        currency (negative = earns).
+    households_cost: the sum of the households' own bills: each pays import and earns feed-in
+        at its meter, except for energy it shared through the community pool (which cancels
+        between households), currency.
     tokens_issued: token rewards booked, tokens.
     """
     scn = r.scenario
@@ -32,6 +36,9 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     grid_import_kwh = _kwh(imp_w)
     grid_export_kwh = _kwh(exp_w)
     voltage_bad = (r.vm_min_pu < lim.v_min_pu) | (r.vm_max_pu > lim.v_max_pu)
+    own_import_kwh = _kwh(np.maximum(r.p_household_w, 0.0))
+    own_export_kwh = _kwh(np.maximum(-r.p_household_w, 0.0))
+    shared_kwh = float(r.supplied_wh.sum()) / 1000.0
     return {
         "scenario": scn.name,
         "intervals": len(r.times),
@@ -41,7 +48,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         else 1.0,
         "demand_kwh": round(demand_kwh, 3),
         "pv_kwh": round(-_kwh(r.pv_w), 3),
-        "shared_kwh": round(float(r.supplied_wh.sum()) / 1000.0, 3),
+        "shared_kwh": round(shared_kwh, 3),
         "grid_import_kwh": round(grid_import_kwh, 3),
         "grid_export_kwh": round(grid_export_kwh, 3),
         "peak_import_kw": round(float(imp_w.max(initial=0.0)) / 1000.0, 3),
@@ -60,6 +67,15 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         "voltage_violations": int(voltage_bad.sum()),
         "line_overloads": int((r.line_loading_max_pct > lim.loading_max_pct).sum()),
         "trafo_overloads": int((r.trafo_loading_max_pct > lim.loading_max_pct).sum()),
+        "households_cost": round(
+            (own_import_kwh - shared_kwh) * scn.tariff.import_per_kwh
+            - (own_export_kwh - shared_kwh) * scn.tariff.feed_in_per_kwh,
+            2,
+        ),
+        "dispatch": r.dispatch,
+        "plans": r.plans,
+        "plan_rounds": r.plan_rounds,
+        "plan_violations_left": r.plan_violations_left,
         "tokens_issued": float(r.tokens_micro.sum()) / MICRO,
         "ledger_head": r.ledger_head,
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gridctl.core import ScenarioError, describe_validation_error
-from gridctl.sim.engine import Progress, simulate
+from gridctl.sim.engine import DispatchMode, Progress, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
@@ -42,6 +42,7 @@ def run_sim(
     seed: int | None = None,
     intervals: int | None = None,
     progress: Progress | None = None,
+    dispatch: DispatchMode = "community",
 ) -> SimOutput:
     """Simulate ``scenario`` (the packaged default when None) and write results into ``out``.
 
@@ -51,7 +52,7 @@ def run_sim(
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    result = simulate(scn, out / "ledger.sqlite", progress)
+    result = simulate(scn, out / "ledger.sqlite", progress, dispatch)
     kpi = kpis(result)
     kpis_path = out / "kpis.json"
     kpis_path.write_text(json.dumps(kpi, indent=2) + "\n", encoding="utf-8")

@@ -117,6 +117,15 @@ class LimitsSpec(_Strict):
     loading_max_pct: Pos = 100.0
 
 
+class DispatchSpec(_Strict):
+    """How the community plans: horizon and re-plan period in intervals, AC check settings."""
+
+    horizon: Annotated[int, Field(ge=1, le=7 * 96)] = 96
+    replan_every: Annotated[int, Field(ge=1, le=96)] = 1
+    margin_v_pu: Annotated[float, Field(ge=0, le=0.05)] = 0.006
+    rounds: Annotated[int, Field(ge=1, le=20)] = 5
+
+
 class Scenario(_Strict):
     """A complete, validated simulation scenario."""
 
@@ -128,6 +137,7 @@ class Scenario(_Strict):
     tariff: TariffSpec
     reward_tokens_per_kwh: NonNeg = 1.0
     limits: LimitsSpec = LimitsSpec()
+    dispatch: DispatchSpec = DispatchSpec()
     households: Annotated[list[HouseholdSpec], Field(min_length=1)]
     base_dir: Path = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""

@@ -52,11 +52,17 @@ class Violation:
 
 @dataclass
 class GuardReport:
-    """What the AC verification of one plan did."""
+    """What the AC verification of one plan did.
+
+    export_tight: per planned interval, True where an export-side feeder limit binds (a branch
+    carries reverse flow near its limit, or a voltage sits near the top of its band): there,
+    households must not export more than planned, whatever their PV does.
+    """
 
     rounds: int = 0
     checked: int = 0
     remaining: list[Violation] = field(default_factory=list)
+    export_tight: np.ndarray | None = None
 
 
 class FeederGuard:
@@ -139,7 +145,9 @@ class FeederGuard:
         n_t = problem.load_w.shape[1]
         for _ in range(self.limits.rounds):
             report.rounds += 1
-            plan = solve(replace(problem, feeder=self.model(first_interval, q_w)))
+            feeder = self.model(first_interval, q_w)
+            plan = solve(replace(problem, feeder=feeder))
+            report.export_tight = export_tight(plan, feeder)
             found: list[Violation] = []
             for j in range(min(check_ahead, n_t)):
                 found += self.check(
@@ -156,3 +164,16 @@ class FeederGuard:
                 first_interval,
             )
         return plan, report
+
+
+TIGHT_SHARE = 0.97
+"""A limit counts as binding once the plan uses this share of it."""
+
+
+def export_tight(plan: Plan, feeder: FeederModel) -> np.ndarray:
+    """Intervals (T,) where the plan presses against an export-side feeder limit."""
+    assert plan.flow_kw is not None and plan.v2_lin is not None
+    reverse = (plan.flow_kw < -TIGHT_SHARE * feeder.flow_max_kw).any(axis=0)
+    v_top = feeder.v_max_pu**2 - feeder.offset_v2
+    high = (plan.v2_lin > v_top - (1 - TIGHT_SHARE) * 0.01).any(axis=0)
+    return reverse | high

@@ -93,6 +93,7 @@ class _Planner:
     guard: FeederGuard | None
     plan: Plan | None = None
     plan_t0: int = 0
+    export_tight: np.ndarray | None = None
     plans: int = 0
     rounds: int = 0
     unresolved: int = 0
@@ -107,8 +108,12 @@ class _Planner:
             self._replan(t, e_bat_wh, ev_left_wh)
         j = t - self.plan_t0
         assert self.plan is not None
-        curtailing = self.plan.curtail_w[:, j] > 1e-3
-        floor_w = np.where(curtailing, self.plan.net_w[:, j], -np.inf)
+        # export no more than planned where the plan curtails, and everywhere in an interval
+        # where the feeder's export limits bind (an operating envelope per household)
+        limited = self.plan.curtail_w[:, j] > 1e-3
+        if self.export_tight is not None and self.export_tight[j]:
+            limited[:] = True
+        floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
         return self.plan.battery_w[:, j], self.plan.ev_w[:, j], floor_w
 
     def _replan(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
@@ -129,6 +134,7 @@ class _Planner:
             assert self.guard is not None
             q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
             self.plan, report = self.guard.plan(problem, self.scn.first_interval + t, q_w)
+            self.export_tight = report.export_tight
             self.rounds += report.rounds
             self.unresolved += len(report.remaining)
         self.plan_t0 = t

@@ -19,6 +19,7 @@ LinDistFlow rows of ``gridctl.grid.network`` so that a household touches only it
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,6 +250,41 @@ def _feeder_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]
     return [cons, volt], [zeros, rhs.ravel()], [zeros, rhs.ravel()]
 
 
+def _fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    """Equal curtailment share for households at the same bus.
+
+    The fairness rule: households at the same electrical position (the same bus) see the
+    same voltages and load the same branches, so none of them should be curtailed more than
+    its neighbour in proportion to its PV: curt_a / pv_a = curt_b / pv_b every interval.
+    Between positions the LP curtails where it helps the feeder most (the far end first).
+    """
+    f = p.feeder
+    if f is None:
+        return [], [], []
+    n_h, n_t = p.load_w.shape
+    has_pv = (p.pv_w < 0).any(axis=1)
+    pairs = []
+    for b in np.unique(f.household_pos):
+        members = np.flatnonzero((f.household_pos == b) & has_pv)
+        pairs += list(itertools.pairwise(members))
+    if not pairs:
+        return [], [], []
+    a_h, b_h = np.array(pairs).T
+    n_r = len(pairs) * n_t
+    rows = np.arange(n_r)
+    t = np.tile(np.arange(n_t), len(pairs))
+    ha, hb = np.repeat(a_h, n_t), np.repeat(b_h, n_t)
+    coeff = sp.csr_matrix(
+        (
+            np.concatenate([-p.pv_w[hb, t], p.pv_w[ha, t]]),  # curt_a |pv_b| - curt_b |pv_a| = 0
+            (np.concatenate([rows, rows]), np.concatenate([ha * n_t + t, hb * n_t + t])),
+        ),
+        shape=(n_r, n_h * n_t),
+    )
+    zeros = np.zeros(n_r)
+    return [cols.rows(n_r, {"curt": coeff})], [zeros], [zeros]
+
+
 def _bounds_and_cost(
     p: CommunityProblem, cols: _Columns
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -304,8 +340,9 @@ def solve(p: CommunityProblem, solver: str = "glop") -> Plan:
     cols = _layout(p)
     mats, lo, hi = _household_rows(p, cols)
     if p.feeder is not None:
-        fm, flo, fhi = _feeder_rows(p, cols)
-        mats, lo, hi = mats + fm, lo + flo, hi + fhi
+        for rows_fn in (_feeder_rows, _fairness_rows):
+            fm, flo, fhi = rows_fn(p, cols)
+            mats, lo, hi = mats + fm, lo + flo, hi + fhi
     a = sp.vstack(mats, format="csr")
     lb, ub, c = _bounds_and_cost(p, cols)
     model = mb.Model()

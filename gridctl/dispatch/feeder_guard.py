@@ -17,7 +17,7 @@ import pandapower as pp
 
 from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, solve
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.network import W_PER_PU, radial_network
+from gridctl.grid.network import W_PER_PU, prune, radial_network
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class FeederGuard:
         self, net: pp.pandapowerNet, household_bus: np.ndarray, ids: list[str], limits: FeederLimits
     ):
         self.limits = limits
-        self.network = radial_network(net)
+        self.network = prune(radial_network(net), household_bus)
         self.pos = self.network.position(household_bus)
         self.ac = AcFeeder(net, household_bus, ids)
         n_h = len(ids)

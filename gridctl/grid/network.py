@@ -79,6 +79,27 @@ class RadialNetwork:
         return v
 
 
+def prune(rn: RadialNetwork, keep_buses: np.ndarray) -> RadialNetwork:
+    """The network without the subtrees that hold none of ``keep_buses`` (no flow runs there,
+    and their voltages equal their parent's), so the LP carries only buses that matter."""
+    mark = np.zeros(rn.n)
+    mark[rn.position(keep_buses)] = 1.0
+    mark[0] = 1.0
+    kept = np.flatnonzero(rn.subtree_sum(mark) > 0)  # keeps breadth-first order
+    new_pos = np.full(rn.n, -1, dtype=np.int64)
+    new_pos[kept] = np.arange(len(kept))
+    parent = np.where(rn.parent[kept] >= 0, new_pos[np.maximum(rn.parent[kept], 0)], -1)
+    return RadialNetwork(
+        bus=rn.bus[kept],
+        parent=parent,
+        r_pu=rn.r_pu[kept],
+        x_pu=rn.x_pu[kept],
+        s_max_pu=rn.s_max_pu[kept],
+        branch=[rn.branch[k] for k in kept],
+        v_root_pu=rn.v_root_pu,
+    )
+
+
 def _branches(net: pp.pandapowerNet):
     """(from_bus, to_bus, kind, index, r_ohm_lv, x_ohm_lv, s_max_mva, vn_kv of 'to' side) rows."""
     rows = []

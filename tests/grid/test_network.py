@@ -63,3 +63,24 @@ def test_meshed_or_slackless_feeders_are_refused(rural) -> None:
     orphan.ext_grid["in_service"] = False
     with pytest.raises(FeederError, match="ext_grid"):
         radial_network(orphan)
+
+
+def test_pruning_keeps_only_paths_to_households(rural) -> None:
+    from gridctl.grid.network import prune
+
+    rn = radial_network(rural)
+    far = rn.bus[-1]
+    small = prune(rn, np.array([far]))
+    path = [rn.n - 1]
+    while rn.parent[path[-1]] >= 0:
+        path.append(rn.parent[path[-1]])
+    assert sorted(small.bus.tolist()) == sorted(rn.bus[path].tolist())
+    assert all(small.parent[k] < k for k in range(1, small.n))
+    # the far bus sees the same linear voltage in both models
+    p = np.zeros(rn.n)
+    p[-1] = -0.02
+    ps = np.zeros(small.n)
+    ps[small.position(np.array([far]))] = -0.02
+    assert rn.voltage_sq(p, np.zeros(rn.n))[-1] == pytest.approx(
+        small.voltage_sq(ps, np.zeros(small.n))[small.position(np.array([far]))[0]]
+    )

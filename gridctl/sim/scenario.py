@@ -81,6 +81,13 @@ class EvSpec(_Strict):
             raise ValueError(f"time of day must look like 18:30, got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _has_window(self) -> Self:
+        # a departure earlier in the day than the arrival means the next morning
+        if self.arrival == self.departure:
+            raise ValueError("departure equals arrival: the car would never be plugged in")
+        return self
+
 
 class HouseholdSpec(_Strict):
     """One household: where it connects, what it owns, its connection limits."""

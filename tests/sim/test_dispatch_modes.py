@@ -47,3 +47,12 @@ def test_community_beats_homes_optimised_alone(default_day: SimResult, tmp_path:
     assert community["self_sufficiency"] > home["self_sufficiency"]
     assert community["households_cost"] < home["households_cost"]
     assert home["shared_kwh"] == 0 and community["shared_kwh"] > 0
+
+
+def test_impossible_ev_demand_is_served_as_far_as_possible_and_reported(tmp_path: Path) -> None:
+    raw = load_scenario().model_dump()
+    raw["households"][3]["ev"] = {"arrival": "12:00", "departure": "13:00", "kwh": 200.0, "kw": 11.0}
+    raw.update(start="2026-06-21T11:00:00Z", intervals=12)
+    k = kpis(simulate(Scenario.model_validate(raw), tmp_path / "l.sqlite"))
+    # one hour at 11 kW: 11 kWh delivered of 200, the rest reported as unmet
+    assert k["ev_unmet_kwh"] == pytest.approx(200.0 - 11.0, abs=0.5)

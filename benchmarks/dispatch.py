@@ -29,7 +29,7 @@ from gridctl.grid.feeder import load_feeder
 from gridctl.sim.households import build_fleet, build_series, window
 from gridctl.sim.scenario import Scenario
 
-FEEDERS = {10: "1-LV-rural1--0-sw", 100: "1-LV-semiurb5--0-sw", 1000: "1-MVLV-semiurb-all-0-sw"}
+FEEDERS = {10: "1-LV-rural1--0-sw", 100: "1-LV-semiurb5--0-sw", 1000: "1-MVLV-urban-all-0-sw"}
 TARIFF = {"import_per_kwh": 0.32, "feed_in_per_kwh": 0.08, "community_per_kwh": 0.2}
 
 

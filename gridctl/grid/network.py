@@ -130,6 +130,22 @@ def _branches(net: pp.pandapowerNet):
     return rows
 
 
+def _merge_parallel(rows: list[tuple]) -> list[tuple]:
+    """Branches joining the same two buses act as one: impedances in parallel, ratings added.
+    The merged branch keeps the first one's identity (its loading is checked by the AC flow)."""
+    by_pair: dict[tuple[int, int], tuple] = {}
+    for row in rows:
+        key = (min(int(row[0]), int(row[1])), max(int(row[0]), int(row[1])))
+        old = by_pair.get(key)
+        if old is None:
+            by_pair[key] = row
+            continue
+        z1, z2 = complex(old[4], old[5]), complex(row[4], row[5])
+        z = 0j if z1 == 0 or z2 == 0 else z1 * z2 / (z1 + z2)
+        by_pair[key] = (*old[:4], z.real, z.imag, old[6] + row[6], old[7])
+    return list(by_pair.values())
+
+
 def radial_network(net: pp.pandapowerNet) -> RadialNetwork:
     """The tree of ``net`` seen from its ext_grid; FeederError if it is meshed or has no slack."""
     slack = net.ext_grid[net.ext_grid.in_service]
@@ -137,7 +153,7 @@ def radial_network(net: pp.pandapowerNet) -> RadialNetwork:
         raise FeederError(f"the feeder needs exactly one in-service ext_grid, has {len(slack)}")
     root = int(slack.bus.iloc[0])
     adj: dict[int, list[tuple[int, tuple]]] = {}
-    for row in _branches(net):
+    for row in _merge_parallel(_branches(net)):
         a, b = int(row[0]), int(row[1])
         adj.setdefault(a, []).append((b, row))
         adj.setdefault(b, []).append((a, row))

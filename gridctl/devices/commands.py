@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from gridctl.devices.client import ModbusClient
-from gridctl.devices.profile import Profile, ProfileError, load_profile
+from gridctl.devices.profile import Profile, ProfileError, load_profile, profile_names
 from gridctl.devices.reader import Poll, ProfileDevice
 from gridctl.devices.sunspec import Model, scan
 from gridctl.devices.virtual import VirtualDevice, serving
@@ -17,8 +17,22 @@ log = logging.getLogger(__name__)
 
 VIRTUAL_KINDS = ("sunspec-inverter", "sunspec-meter", "battery", "ev-charger")
 """Built-in virtual devices besides the profiles."""
-BATTERY_PROFILE = "victron-gx-battery"
-CHARGER_PROFILE = "abb-terra-ac"
+_CONTROL_ROLE = {
+    "battery": ("battery", "p_set_w", "soc"),
+    "ev-charger": ("ev_charger", "charge_current_a", "p_w"),
+}
+
+
+def control_profile(kind: str) -> str:
+    """The first packaged profile of a kind with a writable setpoint and the state it moves."""
+    device_kind, setpoint, state = _CONTROL_ROLE[kind]
+    for name in profile_names():
+        p = load_profile(name)
+        roles = {r.role: r.access for r in p.registers}
+        controllable = roles.get(setpoint, "r") != "r" and roles.get(state, "w") != "w"
+        if p.kind == device_kind and controllable:
+            return name
+    raise ProfileError(f"no {device_kind} profile with writable {setpoint} and readable {state}")
 
 
 async def scan_device(
@@ -45,7 +59,7 @@ def make_virtual(what: str, unit: int | None = None) -> VirtualDevice:
         return SunSpecInverter(unit=unit or 1)
     if what == "sunspec-meter":
         return SunSpecMeter(unit=unit or 1)
-    name = {"battery": BATTERY_PROFILE, "ev-charger": CHARGER_PROFILE}.get(what, what)
+    name = control_profile(what) if what in _CONTROL_ROLE else what
     try:
         return ProfileVirtual(load_profile(name), unit=unit)
     except ProfileError:

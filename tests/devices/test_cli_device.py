@@ -79,3 +79,28 @@ def test_unreachable_device_and_unknown_profile_exit_2() -> None:
     assert res.exit_code == 2 and "no device profile" in res.output
     res = runner.invoke(app, ["device", "serve", "toaster"])
     assert res.exit_code == 2 and "no virtual device" in res.output
+
+
+@pytest.mark.parametrize("kind", ["battery", "ev-charger"])
+async def test_controllable_kinds_follow_their_setpoints(kind: str) -> None:
+    """The virtual battery follows its power setpoint; the charger charges at its current."""
+    from gridctl.devices.client import ModbusClient
+    from gridctl.devices.commands import make_virtual
+    from gridctl.devices.reader import ProfileDevice
+    from gridctl.devices.virtual import serving
+
+    clock = [1000.0]
+    device = make_virtual(kind)
+    device.clock = lambda: clock[0]
+    device.t_s = clock[0]
+    role, value = ("p_set_w", 2000.0) if kind == "battery" else ("charge_current_a", 10.0)
+    async with serving(device) as port, ModbusClient("127.0.0.1", port, device.unit) as client:
+        reader = ProfileDevice(client, device.profile)
+        await reader.write(role, value)
+        clock[0] += 900.0
+        poll = await reader.poll()
+    values = {k: v.value for k, v in poll.values.items()}
+    if kind == "battery":
+        assert values["soc"] > 0.5  # charged for 15 minutes at 2 kW from half full
+    else:
+        assert values["p_w"] == pytest.approx(3 * 230 * 10.0, rel=0.02)

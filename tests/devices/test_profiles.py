@@ -57,25 +57,38 @@ async def test_profile_serves_and_reads_back(name: str) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in NAMES if any(r.sign == "generator" for r in load_profile(n).registers)]
-)
-def test_generator_sign_is_turned_into_load_convention(name: str) -> None:
-    """A device reporting production as positive must come out negative (load convention)."""
-    profile = load_profile(name)
-    device = ProfileVirtual(profile, clock=lambda: 0.0)
-    for r in profile.registers:
-        if r.sign != "generator" or r.access == "w":
-            continue
-        device.values[r.role] = -1000.0  # producing / discharging 1 kW
-        device._publish()
-        regs = device.get(r.function, r.address, r.count)
-        raw = decode(regs, r.type, r.word_order or profile.word_order, sunspec=False)
-        assert raw * r.scale > 0, f"{r.role}: the device register should read positive"
-        table = {(fn, a): v for fn, t in device.tables.items() for a, v in t.items()}
-        assert decode_roles(profile, table)[r.role].value == pytest.approx(
-            -1000.0, abs=abs(r.scale)
-        )
+GENERATOR_PROFILE = """
+vendor: Test
+model: PV inverter reporting output positive
+kind: pv_inverter
+source: "synthetic profile for the sign test"
+transport: {type: tcp}
+registers:
+  - {role: p_w, function: holding, address: 10, type: s32, unit: W, sign: generator}
+  - {role: battery_p_w, function: holding, address: 12, type: s16, unit: W, scale: 10, sign: generator}
+"""
+
+
+def test_generator_sign_is_turned_into_load_convention(tmp_path: Path) -> None:
+    """A device reporting production as positive must come out negative (load convention);
+    checked on a synthetic profile and on every packaged profile that declares the sign."""
+    synthetic = tmp_path / "gen.yaml"
+    synthetic.write_text(GENERATOR_PROFILE)
+    packaged = [load_profile(n) for n in NAMES]
+    profiles = [parse_profile(synthetic)]
+    profiles += [p for p in packaged if any(r.sign == "generator" for r in p.registers)]
+    for profile in profiles:
+        device = ProfileVirtual(profile, clock=lambda: 0.0)
+        for r in profile.registers:
+            if r.sign != "generator" or r.access == "w":
+                continue
+            device.values[r.role] = -1000.0  # producing / discharging 1 kW
+            device._publish()
+            regs = device.get(r.function, r.address, r.count)
+            raw = decode(regs, r.type, r.word_order or profile.word_order, sunspec=False)
+            assert raw * r.scale > 0, f"{r.role}: the device register should read positive"
+            table = {(fn, a): v for fn, t in device.tables.items() for a, v in t.items()}
+            assert decode_roles(profile, table)[r.role].value == pytest.approx(-1000.0, abs=abs(r.scale))
 
 
 def test_reads_are_merged_into_few_requests() -> None:

@@ -88,7 +88,7 @@ def sim(
 
 @ledger_app.command("verify")
 def ledger_verify(db: Annotated[Path, typer.Argument(help="ledger.sqlite file")]) -> None:
-    """Recompute the hash chain and check every transaction balances (exit 1 if not intact)."""
+    """Recompute the hash chain, the interval Merkle roots and the balances (exit 1 if broken)."""
     from gridctl.settlement.ledger import verify_ledger
 
     try:
@@ -98,13 +98,127 @@ def ledger_verify(db: Annotated[Path, typer.Argument(help="ledger.sqlite file")]
     if check.ok:
         console.print(
             f"ledger intact: {check.entries} entries, {check.transactions} transactions, "
-            f"head {check.head}",
+            f"{check.intervals_closed} interval roots, {check.token_supply / 1e6:g} tokens "
+            f"issued, head {check.head}",
             soft_wrap=True,
         )
         return
     err_console.print(
         f"[bold red]ledger broken:[/] {check.problem}", highlight=False, soft_wrap=True
     )
+    raise typer.Exit(1)
+
+
+def _interval_arg(value: str | None, name: str) -> int | None:
+    """An interval index, or an ISO time with a zone (the interval containing it)."""
+    from datetime import datetime
+
+    from gridctl.core import interval_of
+
+    if value is None:
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        return interval_of(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError as e:
+        raise GridctlError(
+            f"{name}: {value!r} is neither an interval index nor a time ({e})"
+        ) from None
+
+
+@ledger_app.command("statement")
+def ledger_statement(
+    db: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+    household: Annotated[str, typer.Argument(help="household id, e.g. h07")],
+    first: Annotated[
+        str | None, typer.Option("--from", help="first interval: index or ISO time with zone")
+    ] = None,
+    last: Annotated[
+        str | None, typer.Option("--to", help="last interval (inclusive): index or ISO time")
+    ] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """What a household gave, got, paid and earned, interval by interval, with totals."""
+    import csv
+    import io
+
+    from gridctl.settlement.statement import statement
+
+    try:
+        rows = statement(db, household, _interval_arg(first, "--from"), _interval_arg(last, "--to"))
+    except GridctlError as e:
+        raise _fail(e) from None
+    dicts = [r.as_dict() for r in rows]
+    if as_json:
+        console.print_json(json.dumps(dicts))
+        return
+    cols = list(dicts[0]) if dicts else ["interval"]
+    if as_csv:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(dicts)
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    table = Table(title=f"statement of {household}: {len(rows)} intervals")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("start", "status", "reason") else "right")
+    for d in dicts:
+        table.add_row(*("" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+                        for v in d.values()))  # fmt: skip
+    if dicts:
+        tot = {k: sum(d[k] or 0 for d in dicts) for k in ("import_wh", "export_wh", "paid",
+               "earned", "grid", "tokens")}  # fmt: skip
+        table.add_row("total", "", *(f"{tot[k]:g}" for k in ("import_wh", "export_wh")), "", "",
+                      *(f"{tot[k]:g}" for k in ("paid", "earned", "grid", "tokens")))  # fmt: skip
+    console.print(table)
+
+
+@ledger_app.command("proof")
+def ledger_proof(
+    db: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+    household: Annotated[str, typer.Argument(help="household id, e.g. h07")],
+    interval: Annotated[str, typer.Argument(help="interval index or ISO time with zone")],
+    out: Annotated[Path | None, typer.Option(help="write the proof to this file")] = None,
+) -> None:
+    """Print the Merkle inclusion proof of a household's entries in one interval (JSON)."""
+    from gridctl.settlement.statement import inclusion_proof
+
+    try:
+        iv = _interval_arg(interval, "INTERVAL")
+        assert iv is not None
+        doc = inclusion_proof(db, household, iv)
+    except GridctlError as e:
+        raise _fail(e) from None
+    text = json.dumps(doc, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+        err_console.print(f"proof of {len(doc['entries'])} entries written to {out}")  # type: ignore[arg-type]
+        return
+    typer.echo(text)
+
+
+@ledger_app.command("check-proof")
+def ledger_check_proof(
+    proof: Annotated[Path, typer.Argument(help="proof JSON from `gridctl ledger proof`")],
+    root: Annotated[
+        str | None, typer.Option(help="the interval root the coordinator published (hex)")
+    ] = None,
+) -> None:
+    """Check an inclusion proof on its own, without the ledger (exit 1 if it does not hold)."""
+    from gridctl.settlement.statement import check_proof
+
+    try:
+        doc = json.loads(proof.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise _fail(GridctlError(f"cannot read proof {proof}: {e}")) from None
+    ok, message = check_proof(doc, root) if isinstance(doc, dict) else (False, "not a proof")
+    if ok:
+        console.print(f"proof holds: {message}", soft_wrap=True, highlight=False)
+        return
+    err_console.print(f"[bold red]proof fails:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -1,10 +1,22 @@
 """The ledger: balanced double-entry postings in integer micro-units, hash-chained, in SQLite.
 
 Every posting (one row of ``entries``) is chained: ``hash = sha256(prev_hash || canonical)``
-where ``canonical`` is the compact JSON array of the posting's fields and the first
-``prev_hash`` is 32 zero bytes. The head (hash of the last posting) is kept in ``meta``.
-Every transaction sums to zero per asset. Rows are append-only (triggers refuse
-UPDATE and DELETE); a correction is a new, reversing transaction.
+where ``canonical`` is the compact ASCII JSON array
+``[seq, tx_id, interval, kind, account, asset, amount]`` and the first ``prev_hash`` is 32 zero
+bytes. The head (hash of the last posting) is kept in ``meta``.
+
+Every transaction sums to zero per asset and carries an idempotency key
+``(subject, interval, kind)`` — the subject is the meter a transaction settles (its tx_id when it
+belongs to no meter) — that is UNIQUE: booking the same transaction again changes nothing, booking
+the same key with other postings is refused (``LedgerConflictError``) and recorded in
+``conflicts``. Rows are append-only (triggers refuse UPDATE and DELETE); a correction is a new,
+reversing transaction (``reversal_of``).
+
+An interval is *closed* by storing the RFC 6962 Merkle root over its entries' canonical bytes
+(``interval_roots``); a closed interval takes no more entries, and every entry of it has an
+inclusion proof against the root. The file runs in WAL mode and a caller groups everything it
+books for one interval in one ``atomic()`` block, so a killed process leaves either all of an
+interval or none of it.
 """
 
 from __future__ import annotations
@@ -13,43 +25,41 @@ import hashlib
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlite_utils
+
 from gridctl.core import LedgerError
+from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq       INTEGER PRIMARY KEY,
-    tx_id     TEXT    NOT NULL,
-    interval  INTEGER NOT NULL,
-    kind      TEXT    NOT NULL,
-    account   TEXT    NOT NULL,
-    asset     TEXT    NOT NULL,
-    amount    INTEGER NOT NULL,
-    prev_hash TEXT    NOT NULL,
-    hash      TEXT    NOT NULL,
-    UNIQUE (tx_id, account, asset)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS readings (
-    household   TEXT    NOT NULL,
-    interval    INTEGER NOT NULL,
-    e_import_wh INTEGER,
-    e_export_wh INTEGER,
-    status      TEXT    NOT NULL,
-    reason      TEXT,
-    PRIMARY KEY (household, interval)
-);
-CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-"""
+SCHEMA_VERSION = "2"
+
+_APPEND_ONLY = (
+    "entries",
+    "transactions",
+    "interval_roots",
+    "conflicts",
+    "estimates",
+    "meter_readings",
+    "rejects",
+    "meters",
+    "meter_keys",
+    "key_events",
+)
+
+
+class LedgerConflictError(LedgerError):
+    """An idempotency key was booked again with different postings (recorded in ``conflicts``)."""
+
+    def __init__(self, message: str, conflicts: list[tuple[str, int, str, str, str, str]]):
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,23 @@ class Posting:
 
 @dataclass(frozen=True)
 class Transaction:
-    """A balanced set of postings booked together for one interval."""
+    """A balanced set of postings booked together for one interval.
+
+    meter: the meter the transaction settles; with ``interval`` and ``kind`` it forms the
+    idempotency key (None: the tx_id stands in for it). reverses: tx_id this one reverses.
+    """
 
     tx_id: str
     interval: int
     kind: str
     postings: tuple[Posting, ...]
+    meter: str | None = None
+    reverses: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """First part of the idempotency key: the meter, else the tx_id."""
+        return self.meter if self.meter is not None else self.tx_id
 
     def unbalanced_assets(self) -> list[str]:
         """Assets whose postings do not sum to zero (empty when balanced)."""
@@ -76,6 +97,45 @@ class Transaction:
         for p in self.postings:
             total[p.asset] += p.amount
         return sorted(a for a, v in total.items() if v != 0)
+
+    def digest(self) -> str:
+        """sha256 (hex) of what the transaction books: key, reversal link and postings."""
+        r = self.reverses
+        if type(self.interval) is int and _safe(self.tx_id + self.subject + self.kind + (r or "")):
+            rev = "null" if r is None else f'"{r}"'
+            head = f'["{self.tx_id}","{self.subject}",{self.interval},"{self.kind}",{rev}]'.encode()
+        else:  # the same bytes the fast path gives for plain strings
+            head = _json([self.tx_id, self.subject, self.interval, self.kind, r])
+        parts = [head]
+        parts += [
+            canonical_entry(0, "", 0, "", p.account, p.asset, p.amount) for p in self.postings
+        ]
+        return hashlib.sha256(b"\n".join(parts)).hexdigest()
+
+
+_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _json(value: object) -> bytes:
+    return _json_encode(value).encode()
+
+
+def _safe(text: str) -> bool:
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def canonical_entry(
+    seq: int, tx_id: str, interval: int, kind: str, account: str, asset: str, amount: int
+) -> bytes:
+    """Canonical bytes of one posting: compact ASCII JSON of its seven fields."""
+    if (
+        type(seq) is int
+        and type(interval) is int
+        and type(amount) is int
+        and _safe(tx_id + kind + account + asset)
+    ):  # same bytes as json.dumps for plain strings, five times faster
+        return f'[{seq},"{tx_id}",{interval},"{kind}","{account}","{asset}",{amount}]'.encode()
+    return _json([seq, tx_id, interval, kind, account, asset, amount])
 
 
 def entry_hash(
@@ -89,12 +149,162 @@ def entry_hash(
     amount: int,
 ) -> str:
     """sha256 (hex) over the previous hash and the canonical bytes of one posting."""
-    canonical = json.dumps(
-        [seq, tx_id, interval, kind, account, asset, amount],
-        separators=(",", ":"),
-        ensure_ascii=True,
-    ).encode()
+    canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+
+
+def _create_schema(db: sqlite_utils.Database) -> None:
+    """Tables, indexes and triggers (idempotent)."""
+    t = db.table
+    t("entries").create(
+        {
+            "seq": int,
+            "tx_id": str,
+            "interval": int,
+            "kind": str,
+            "account": str,
+            "asset": str,
+            "amount": int,
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="seq",
+        not_null=["tx_id", "interval", "kind", "account", "asset", "amount", "prev_hash", "hash"],
+        if_not_exists=True,
+    )
+    t("transactions").create(
+        {
+            "tx_id": str,
+            "subject": str,
+            "interval": int,
+            "kind": str,
+            "reverses": str,
+            "digest": str,
+            "first_seq": int,
+            "postings": int,
+        },
+        pk="tx_id",
+        not_null=["subject", "interval", "kind", "digest", "first_seq", "postings"],
+        if_not_exists=True,
+    )
+    t("interval_roots").create(
+        {"interval": int, "size": int, "root": str, "head": str},
+        pk="interval",
+        not_null=["size", "root", "head"],
+        if_not_exists=True,
+    )
+    t("conflicts").create(
+        {
+            "id": int,
+            "subject": str,
+            "interval": int,
+            "kind": str,
+            "tx_id": str,
+            "booked_digest": str,
+            "offered_digest": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    t("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    # the signed readings as received (authentic ones), every meter, with their VEE outcome
+    t("meter_readings").create(
+        {
+            "meter": str,
+            "interval": int,
+            "seq": int,
+            "e_import_wh": int,
+            "e_export_wh": int,
+            "key_id": str,
+            "signature": bytes,
+            "digest": str,
+            "status": str,
+            "reason": str,
+            "d_import_wh": int,
+            "d_export_wh": int,
+            "advanced": int,
+            "ema_import_wh": float,
+            "ema_export_wh": float,
+            "n": int,
+        },
+        pk=("meter", "interval"),
+        not_null=["seq", "e_import_wh", "e_export_wh", "key_id", "signature", "digest", "status"],
+        if_not_exists=True,
+    )
+    # readings refused before VEE (forged, replayed, late, conflicting), once per distinct reading
+    t("rejects").create(
+        {"digest": str, "meter": str, "interval": int, "at_interval": int, "reason": str},
+        pk="digest",
+        not_null=["reason"],
+        if_not_exists=True,
+    )
+    t("meters").create(
+        {
+            "meter": str,
+            "household": str,
+            "role": str,
+            "rated_w": float,
+            "counter_modulus_wh": int,
+            "joined_interval": int,
+            "e_import_wh": int,
+            "e_export_wh": int,
+        },
+        pk="meter",
+        not_null=["role", "rated_w", "counter_modulus_wh", "joined_interval"],
+        if_not_exists=True,
+    )
+    t("meter_keys").create(
+        {"key_id": str, "meter": str, "public_key": bytes, "valid_from": int},
+        pk="key_id",
+        not_null=["meter", "public_key", "valid_from"],
+        if_not_exists=True,
+    )
+    t("key_events").create(
+        {"key_id": str, "event": str, "at_interval": int},
+        pk=("key_id", "event"),
+        not_null=["event", "at_interval"],
+        if_not_exists=True,
+    )
+    # energy of intervals a main meter missed, filled in from the reading after the gap
+    t("estimates").create(
+        {"meter": str, "interval": int, "d_import_wh": int, "d_export_wh": int, "reason": str},
+        pk=("meter", "interval"),
+        not_null=["d_import_wh", "d_export_wh", "reason"],
+        if_not_exists=True,
+    )
+    t("entries").create_index(["tx_id", "account", "asset"], unique=True, if_not_exists=True)
+    t("entries").create_index(["interval"], if_not_exists=True)
+    # the idempotency key; interval first so one interval's keys are one index range
+    t("transactions").create_index(["interval", "subject", "kind"], unique=True, if_not_exists=True)
+    # one row per household and interval it has energy for: the settled outcome of its main meter
+    db.conn.execute(
+        "CREATE VIEW IF NOT EXISTS readings AS"
+        " SELECT m.household AS household, r.interval AS interval, r.e_import_wh AS e_import_wh,"
+        " r.e_export_wh AS e_export_wh, r.status AS status, r.reason AS reason,"
+        " r.meter AS meter, r.d_import_wh AS d_import_wh, r.d_export_wh AS d_export_wh"
+        " FROM meter_readings r JOIN meters m ON m.meter = r.meter WHERE m.role = 'main'"
+        " UNION ALL"
+        " SELECT m.household, e.interval, NULL, NULL, 'estimated', e.reason, e.meter,"
+        " e.d_import_wh, e.d_export_wh"
+        " FROM estimates e JOIN meters m ON m.meter = e.meter"
+    )
+    con = db.conn
+    for name in _APPEND_ONLY:
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_update BEFORE UPDATE ON {name} "
+            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+        )
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_delete BEFORE DELETE ON {name} "
+            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+        )
+    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+
+@dataclass
+class _Cursor:
+    seq: int
+    head: str
 
 
 class Ledger:
@@ -102,10 +312,21 @@ class Ledger:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.executescript(SCHEMA)
-        row = self._db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        self._seq, self._head = (row[0], row[1]) if row else (0, GENESIS)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("BEGIN IMMEDIATE")
+            _create_schema(sqlite_utils.Database(self.db))
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open ledger {self.path}: {e}") from None
+        row = self.db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        self._cur = _Cursor(*(row if row else (0, GENESIS)))
+        self._depth = 0
+        self._saved: _Cursor | None = None
+        self._leaves: dict[int, list[bytes]] = {}  # leaf hashes written by this process
 
     def __enter__(self) -> Ledger:
         return self
@@ -115,113 +336,404 @@ class Ledger:
 
     def close(self) -> None:
         """Close the file."""
-        self._db.close()
+        self.db.close()
 
     @property
     def head(self) -> str:
         """Hash of the last posting (hex); GENESIS when empty."""
-        return self._head
+        return self._cur.head
 
-    def append(self, txs: Sequence[Transaction]) -> None:
-        """Book transactions atomically; refuses any that does not balance per asset."""
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction around everything booked inside (nests; the outermost commits).
+
+        On an exception nothing inside is kept; a ``LedgerConflictError`` is then recorded in
+        ``conflicts`` in a transaction of its own and raised on.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._saved = _Cursor(self._cur.seq, self._cur.head)
+        self._depth = 1
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as e:
+            self.db.execute("ROLLBACK")
+            self._cur = self._saved
+            self._leaves.clear()
+            if isinstance(e, LedgerConflictError):
+                with self.db:
+                    self.db.executemany(
+                        "INSERT INTO conflicts (subject, interval, kind, tx_id, booked_digest,"
+                        " offered_digest) VALUES (?,?,?,?,?,?)",
+                        e.conflicts,
+                    )
+            if isinstance(e, sqlite3.Error):
+                raise LedgerError(f"ledger write failed: {e}") from None
+            raise
+        finally:
+            self._depth = 0
+
+    def append(self, txs: Sequence[Transaction]) -> int:
+        """Book transactions atomically; returns how many were new.
+
+        Refuses any that does not balance per asset. A transaction whose idempotency key is
+        already booked with the same postings is skipped; with other postings the whole call
+        is refused with ``LedgerConflictError`` and the conflict recorded.
+        """
         for tx in txs:
             bad = tx.unbalanced_assets()
             if bad:
                 raise LedgerError(f"transaction {tx.tx_id} does not balance in {', '.join(bad)}")
+        if not txs:
+            return 0
+        with self.atomic() as db:
+            by_key, by_id = self._booked(db, txs)
+            fresh: list[tuple[Transaction, str]] = []
+            conflicts = []
+            for tx in txs:
+                digest = tx.digest()
+                key = (tx.subject, tx.interval, tx.kind)
+                old = by_key.get(key) or by_id.get(tx.tx_id)
+                if old is None:
+                    fresh.append((tx, digest))
+                    by_key[key] = by_id[tx.tx_id] = digest
+                elif old != digest:
+                    conflicts.append((*key, tx.tx_id, old, digest))
+            closed = self._closed_among({tx.interval for tx, _ in fresh})
+            if closed:
+                raise LedgerError(
+                    f"interval {min(closed)} is closed: correct it by a reversal in an open one"
+                )
+            if conflicts:
+                s, i, k, tx_id, _, _ = conflicts[0]
+                raise LedgerConflictError(
+                    f"idempotency conflict: ({s}, {i}, {k}) is booked with other amounts"
+                    f" (tx {tx_id}); {len(conflicts)} conflicting transaction(s) refused",
+                    conflicts,
+                )
+            self._write(db, fresh)
+        return len(fresh)
+
+    def _closed_among(self, intervals: set[int]) -> list[int]:
+        ivs = sorted(intervals)
+        if not ivs:
+            return []
+        marks = ",".join("?" * len(ivs))
+        q = f"SELECT interval FROM interval_roots WHERE interval IN ({marks})"
+        return [r[0] for r in self.db.execute(q, ivs)]
+
+    def _booked(
+        self, db: sqlite3.Connection, txs: Sequence[Transaction]
+    ) -> tuple[dict[tuple[str, int, str], str], dict[str, str]]:
+        """Digests of booked transactions sharing an interval or a tx_id with ``txs``:
+        (by idempotency key, by tx_id)."""
+        by_key: dict[tuple[str, int, str], str] = {}
+        by_id: dict[str, str] = {}
+        q = "SELECT tx_id, subject, interval, kind, digest FROM transactions WHERE interval = ?"
+        for iv in sorted({tx.interval for tx in txs}):
+            for tx_id, subject, interval, kind, digest in db.execute(q, (iv,)):
+                by_key[(subject, interval, kind)] = by_id[tx_id] = digest
+        ids = [tx.tx_id for tx in txs if tx.tx_id not in by_id]
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            for tx_id, digest in db.execute(
+                f"SELECT tx_id, digest FROM transactions WHERE tx_id IN ({marks})", chunk
+            ):
+                by_id[tx_id] = digest
+        return by_key, by_id
+
+    def _write(self, db: sqlite3.Connection, fresh: list[tuple[Transaction, str]]) -> None:
         rows = []
-        seq, head = self._seq, self._head
-        for tx in txs:
+        tx_rows = []
+        seq, head = self._cur.seq, self._cur.head
+        sha = hashlib.sha256
+        leaves = self._leaves
+        for tx, digest in fresh:
+            tx_leaves = leaves.setdefault(tx.interval, [])
+            tx_rows.append(
+                (tx.tx_id, tx.subject, tx.interval, tx.kind, tx.reverses, digest, seq + 1,
+                 len(tx.postings))
+            )  # fmt: skip
             for p in tx.postings:
                 seq += 1
-                h = entry_hash(
-                    head, seq, tx.tx_id, tx.interval, tx.kind, p.account, p.asset, p.amount
+                canonical = canonical_entry(
+                    seq, tx.tx_id, tx.interval, tx.kind, p.account, p.asset, p.amount
                 )
+                h = sha(bytes.fromhex(head) + canonical).hexdigest()
+                tx_leaves.append(sha(b"\x00" + canonical).digest())
                 rows.append(
                     (seq, tx.tx_id, tx.interval, tx.kind, p.account, p.asset, p.amount, head, h)
                 )
                 head = h
         try:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
-            self._db.execute("COMMIT")
-        except sqlite3.Error as e:
-            self._db.execute("ROLLBACK")
-            raise LedgerError(f"ledger write failed: {e}") from None
-        self._seq, self._head = seq, head
+            db.executemany("INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?)", tx_rows)
+            db.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
+        except sqlite3.IntegrityError as e:
+            raise LedgerError(f"ledger write refused: {e}") from None
+        self._cur = _Cursor(seq, head)
 
-    def record_readings(
-        self, rows: Iterable[tuple[str, int, int | None, int | None, str, str | None]]
-    ) -> None:
-        """Store meter readings (household, interval, import Wh, export Wh, status, reason)."""
-        with self._db:
-            self._db.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?)", list(rows))
+    def close_interval(self, interval: int) -> str:
+        """Store the Merkle root over the interval's entries; returns it (hex).
+
+        Closing an interval again returns the stored root and changes nothing.
+        """
+        with self.atomic() as db:
+            row = db.execute(
+                "SELECT root FROM interval_roots WHERE interval = ?", (interval,)
+            ).fetchone()
+            if row:
+                return str(row[0])
+            leaves = self._leaves.pop(interval, [])
+            (stored,) = db.execute(
+                "SELECT COUNT(*) FROM entries WHERE interval = ?", (interval,)
+            ).fetchone()
+            if stored != len(leaves):  # entries booked by another process: read them back
+                leaves = [
+                    leaf_hash(canonical_entry(*r))
+                    for r in db.execute(
+                        "SELECT seq, tx_id, interval, kind, account, asset, amount FROM entries"
+                        " WHERE interval = ? ORDER BY seq",
+                        (interval,),
+                    )
+                ]
+            root = root_from_leaf_hashes(leaves).hex()
+            db.execute(
+                "INSERT INTO interval_roots VALUES (?,?,?,?)",
+                (interval, len(leaves), root, self._cur.head),
+            )
+        return root
+
+    def interval_root(self, interval: int) -> tuple[int, str] | None:
+        """(number of leaves, root hex) of a closed interval, None while it is open."""
+        row = self.db.execute(
+            "SELECT size, root FROM interval_roots WHERE interval = ?", (interval,)
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def last_closed(self) -> int | None:
+        """The latest closed interval, None if none is."""
+        row = self.db.execute("SELECT MAX(interval) FROM interval_roots").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def reversal_of(self, tx_id: str, interval: int) -> Transaction:
+        """A transaction that reverses ``tx_id`` exactly, to be booked in (open) ``interval``."""
+        meta = self.db.execute(
+            "SELECT subject, kind FROM transactions WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        if meta is None:
+            raise LedgerError(f"no transaction {tx_id} to reverse")
+        legs = self.db.execute(
+            "SELECT account, asset, amount FROM entries WHERE tx_id = ? ORDER BY seq", (tx_id,)
+        ).fetchall()
+        return Transaction(
+            f"{tx_id}~reversal",
+            interval,
+            f"reversal:{meta[1]}",
+            tuple(Posting(a, s, -v) for a, s, v in legs),
+            meter=meta[0],
+            reverses=tx_id,
+        )
 
     def balances(self) -> dict[tuple[str, str], int]:
         """Balance per (account, asset), micro-units."""
         q = "SELECT account, asset, SUM(amount) FROM entries GROUP BY account, asset"
-        return {(a, s): int(v) for a, s, v in self._db.execute(q)}
+        return {(a, s): int(v) for a, s, v in self.db.execute(q)}
+
+    def conflicts(self) -> list[tuple[str, int, str, str, str, str]]:
+        """Recorded idempotency conflicts: (subject, interval, kind, tx_id, booked, offered)."""
+        return self.db.execute(
+            "SELECT subject, interval, kind, tx_id, booked_digest, offered_digest FROM conflicts"
+            " ORDER BY id"
+        ).fetchall()
 
 
 @dataclass(frozen=True)
 class LedgerCheck:
-    """Outcome of ``verify_ledger``: ``problem`` names the first bad entry, None when intact."""
+    """Outcome of ``verify_ledger``: ``problem`` names the first bad entry, None when intact.
+
+    token_supply: micro-tokens held outside token issuance; equals the tokens issued when intact.
+    """
 
     entries: int
     transactions: int
     head: str
     problem: str | None
+    intervals_closed: int = 0
+    token_supply: int = 0
+    issued: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when the chain, the head and every transaction check out."""
+        """True when the chain, the head, the roots and every transaction check out."""
         return self.problem is None
 
 
+ISSUANCE_ACCOUNT = "token:issuance"
+POOL_ACCOUNT = "community:pool"
+
+
 def verify_ledger(path: Path) -> LedgerCheck:
-    """Recompute the hash chain, compare the stored head, and check every transaction balances."""
+    """Recompute the hash chain, the stored head, every closed interval's Merkle root, and the
+    balances (every transaction per asset, the pool per interval, token supply vs issuance)."""
     path = Path(path)
     if not path.is_file():
         raise LedgerError(f"no ledger file at {path}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        stored = db.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+        has_roots = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'interval_roots'"
+        ).fetchone()
+        roots = (
+            db.execute(
+                "SELECT interval, size, root FROM interval_roots ORDER BY interval"
+            ).fetchall()
+            if has_roots
+            else []
+        )
+        txs = (
+            dict(db.execute("SELECT tx_id, postings FROM transactions").fetchall())
+            if has_roots
+            else None
+        )
         rows = db.execute(
             "SELECT seq, tx_id, interval, kind, account, asset, amount, prev_hash, hash"
             " FROM entries ORDER BY seq"
-        ).fetchall()
-        stored = db.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
+        )
+        closed = {iv for iv, _, _ in roots}
+        leaves: dict[int, list[bytes]] = {iv: [] for iv in closed}
+        chain_problem: str | None = None
+        head = GENESIS
+        prev_raw = bytes(32)
+        pool: dict[int, int] = defaultdict(int)
+        # a transaction's entries are consecutive: check each one as its run ends
+        seen: set[str] = set()
+        unbalanced: str | None = None
+        index_problem: str | None = None
+        cur_tx: str | None = None
+        cur_sums: dict[str, int] = {}
+        cur_n = cur_first = 0
+
+        def finish() -> None:
+            nonlocal unbalanced, index_problem
+            if cur_tx is None:
+                return
+            if unbalanced is None:
+                for asset_, total in sorted(cur_sums.items()):
+                    if total != 0:
+                        unbalanced = (
+                            f"entry {cur_first} (tx {cur_tx}): {asset_} sums to {total}, not 0"
+                        )
+                        break
+            if index_problem is None and txs is not None and txs.get(cur_tx) != cur_n:
+                index_problem = f"entry {cur_first} (tx {cur_tx}): not in the transaction index"
+
+        sha = hashlib.sha256
+        fromhex = bytes.fromhex
+        issued = supply = 0
+        k = 0
+        for k, (seq, tx_id, interval, kind, account, asset, amount, prev, h) in enumerate(rows, 1):
+            text = tx_id + kind + account + asset
+            if (
+                type(amount) is int
+                and type(interval) is int
+                and type(seq) is int
+                and text.isascii()
+                and text.isprintable()
+                and '"' not in text
+                and "\\" not in text
+            ):  # canonical_entry's fast path, inlined: this loop runs once per entry
+                canonical = (
+                    f'[{seq},"{tx_id}",{interval},"{kind}","{account}","{asset}",{amount}]'
+                ).encode()
+            else:
+                canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
+            if chain_problem is None:
+                if seq != k:
+                    chain_problem = f"entry {k}: missing or renumbered (next stored entry is {seq})"
+                elif prev != head:
+                    chain_problem = (
+                        f"entry {seq} (tx {tx_id}, {account}, {asset}):"
+                        " prev_hash does not match the previous entry"
+                    )
+                elif sha(prev_raw + canonical).hexdigest() != h:
+                    chain_problem = (
+                        f"entry {seq} (tx {tx_id}, {account}, {asset}):"
+                        " hash mismatch (content changed)"
+                    )
+            head = h
+            try:
+                prev_raw = fromhex(h)
+            except (ValueError, TypeError):
+                prev_raw = b""
+            lv = leaves.get(interval)
+            if lv is not None:
+                lv.append(sha(b"\x00" + canonical).digest())
+            if tx_id != cur_tx:
+                finish()
+                if tx_id in seen and index_problem is None:
+                    index_problem = f"entry {seq} (tx {tx_id}): its transaction is split"
+                seen.add(tx_id)
+                cur_tx, cur_sums, cur_n, cur_first = tx_id, {}, 0, seq
+            cur_n += 1
+            try:
+                cur_sums[asset] = cur_sums.get(asset, 0) + amount
+                if account == POOL_ACCOUNT:
+                    pool[interval] += amount
+                if asset == "token":
+                    if account == ISSUANCE_ACCOUNT:
+                        issued -= amount
+                    else:
+                        supply += amount
+            except TypeError:
+                cur_sums[asset] = cur_sums.get(asset, 0) + 1  # a non-integer never balances
+        finish()
+        n_entries = k
         db.close()
     except sqlite3.Error as e:
         raise LedgerError(f"{path} is not a gridctl ledger: {e}") from None
 
-    chain_problem: str | None = None
-    head = GENESIS
-    sums: dict[tuple[str, str], int] = defaultdict(int)
-    first_seq: dict[str, int] = {}
-    for k, (seq, tx_id, interval, kind, account, asset, amount, prev, h) in enumerate(rows, 1):
-        if chain_problem is None:
-            where = f"entry {seq} (tx {tx_id}, {account}, {asset})"
-            if seq != k:
-                chain_problem = f"{where}: sequence gap, expected {k}"
-            elif prev != head:
-                chain_problem = f"{where}: prev_hash does not match the previous entry"
-            elif entry_hash(head, seq, tx_id, interval, kind, account, asset, amount) != h:
-                chain_problem = f"{where}: hash mismatch (content changed)"
-        head = h
-        sums[(tx_id, asset)] += amount
-        first_seq.setdefault(tx_id, seq)
-    unbalanced = sorted((first_seq[t], t, a, v) for (t, a), v in sums.items() if v != 0)
-    # the first entry whose hash breaks is the most precise pointer; a forger who re-chained
-    # every hash is still caught by the balance check, and a swapped head by the last test
     problem = chain_problem
-    if problem is None and unbalanced:
-        seq, tx_id, asset, total = unbalanced[0]
-        problem = f"entry {seq} (tx {tx_id}): {asset} sums to {total}, not 0"
+    # the first entry whose hash breaks is the most precise pointer; a forger who re-chained
+    # every hash is still caught by the balance check, the roots and the stored head
+    if problem is None:
+        problem = unbalanced
     if problem is None and (stored[0] if stored else GENESIS) != head:
         problem = "stored head does not match the last entry"
+    if problem is None:
+        for iv, size, root in roots:
+            got = root_from_leaf_hashes(leaves[iv])
+            if len(leaves[iv]) != size or got.hex() != root:
+                problem = f"interval {iv}: Merkle root does not match its entries"
+                break
+    if problem is None:
+        for iv in sorted(closed):
+            if pool.get(iv, 0) != 0:
+                problem = f"interval {iv}: the pool does not net to zero ({pool[iv]})"
+                break
+    if problem is None:
+        problem = index_problem
+    if problem is None and txs is not None and len(txs) != len(seen):
+        missing = sorted(set(txs) - seen)[0]
+        problem = f"transaction {missing}: indexed but its entries are missing"
+    if problem is None and supply != issued:
+        problem = f"token supply {supply} differs from tokens issued {issued}"
     return LedgerCheck(
-        entries=len(rows),
-        transactions=len(first_seq),
+        entries=n_entries,
+        transactions=len(seen),
         head=head,
         problem=problem,
+        intervals_closed=len(roots),
+        token_supply=supply,
+        issued=issued,
     )

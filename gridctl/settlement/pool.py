@@ -4,8 +4,9 @@ Verified exports and imports of the interval meet in the pool: the energy shared
 ``min(total export, total import)``; each exporter supplied a share of it in proportion to
 its export, each importer received a share in proportion to its import. Importers pay the
 pool at the community price, the pool pays the suppliers, and suppliers earn token rewards
-per kWh shared. Integer amounts are split with the largest-remainder method, so every
-transaction sums to exactly zero.
+per kWh shared (and, when a plan asked for it, per kWh of flexibility delivered as planned).
+Integer amounts are split with the largest-remainder method, so the pool nets to exactly zero
+every interval, and every transaction (one per household and kind) sums to zero.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gridctl.settlement.ledger import Posting, Transaction
 
 POOL = "community:pool"
 ISSUANCE = "token:issuance"
+GRID = "grid"
 CURRENCY = "currency"
 TOKEN = "token"
 
@@ -75,6 +77,12 @@ def settle_interval(
     export_wh: np.ndarray,
     community_per_kwh: float,
     reward_tokens_per_kwh: float,
+    *,
+    meters: list[str] | None = None,
+    flex_delivered_wh: np.ndarray | None = None,
+    flex_tokens_per_kwh: float = 0.0,
+    grid_import_per_kwh: float | None = None,
+    grid_feed_in_per_kwh: float | None = None,
 ) -> IntervalSettlement:
     """Match verified imports and exports of one interval through the pool and book them.
 
@@ -82,9 +90,20 @@ def settle_interval(
     whose reading was not verified enters with 0 in both.
     community_per_kwh: price importers pay suppliers, currency per kWh.
     reward_tokens_per_kwh: tokens per kWh supplied to the pool.
+    meters: each household's main meter id, the first part of its transactions' idempotency key
+    (default: the household id). flex_delivered_wh: flexibility each household delivered as
+    planned this interval, Wh (≥ 0), rewarded at ``flex_tokens_per_kwh``.
+    grid_import_per_kwh / grid_feed_in_per_kwh: when given, the energy not matched in the pool
+    is booked against the ``grid`` account at these prices.
+
+    One transaction per household and kind, ``{interval}:{meter}:{kind}``, each balanced
+    (ordered by kind, then household):
+    pool_payment (household → pool), pool_payout (pool → household), reward and flex_reward
+    (token issuance → household), grid_import (household → grid), grid_export (grid → household).
     """
     imp = np.asarray(import_wh, dtype=np.int64)
     exp = np.asarray(export_wh, dtype=np.int64)
+    ids = meters if meters is not None else households
     shared_wh = int(min(imp.sum(), exp.sum()))
     supplied = allocate(shared_wh, exp)
     received = allocate(shared_wh, imp)
@@ -95,46 +114,42 @@ def settle_interval(
     paid = allocate(money, received)
     earned = allocate(money, supplied)
     token_split = allocate(tokens, supplied)
-
-    def legs(amounts: np.ndarray, sign: int, asset: str) -> list[Posting]:
-        return [
-            Posting(household_account(h), asset, sign * int(a))
-            for h, a in zip(households, amounts, strict=True)
-            if a
-        ]
+    zeros = np.zeros(len(households), dtype=np.int64)
+    flex_tokens = zeros
+    if flex_delivered_wh is not None and flex_tokens_per_kwh > 0:
+        flex = np.asarray(flex_delivered_wh, dtype=np.int64)
+        flex_tokens = flex * round(flex_tokens_per_kwh * MICRO) // 1000
+    grid_in = grid_out = zeros
+    if grid_import_per_kwh is not None:
+        grid_in = (imp - received) * round(grid_import_per_kwh * MICRO) // 1000
+    if grid_feed_in_per_kwh is not None:
+        grid_out = (exp - supplied) * round(grid_feed_in_per_kwh * MICRO) // 1000
 
     txs: list[Transaction] = []
-    if money:
-        txs.append(
-            Transaction(
-                f"{interval}:pool-in",
-                interval,
-                "pool_payment",
-                (*legs(paid, -1, CURRENCY), Posting(POOL, CURRENCY, money)),
+    # (kind, amounts, other account, asset, True if the household pays)
+    for kind, amounts, other, asset, pays in (
+        ("pool_payment", paid, POOL, CURRENCY, True),
+        ("pool_payout", earned, POOL, CURRENCY, False),
+        ("reward", token_split, ISSUANCE, TOKEN, False),
+        ("flex_reward", flex_tokens, ISSUANCE, TOKEN, False),
+        ("grid_import", grid_in, GRID, CURRENCY, True),
+        ("grid_export", grid_out, GRID, CURRENCY, False),
+    ):
+        for k in np.flatnonzero(amounts).tolist():
+            a = int(amounts[k])
+            acct = household_account(households[k])
+            legs = (
+                (Posting(acct, asset, -a), Posting(other, asset, a))
+                if pays
+                else (Posting(other, asset, -a), Posting(acct, asset, a))
             )
-        )
-        txs.append(
-            Transaction(
-                f"{interval}:pool-out",
-                interval,
-                "pool_payout",
-                (Posting(POOL, CURRENCY, -money), *legs(earned, 1, CURRENCY)),
-            )
-        )
-    if tokens:
-        txs.append(
-            Transaction(
-                f"{interval}:reward",
-                interval,
-                "reward",
-                (Posting(ISSUANCE, TOKEN, -tokens), *legs(token_split, 1, TOKEN)),
-            )
-        )
+            m = ids[k]
+            txs.append(Transaction(f"{interval}:{m}:{kind}", interval, kind, legs, meter=m))
     return IntervalSettlement(
         supplied_wh=supplied,
         received_wh=received,
         paid_micro=paid,
         earned_micro=earned,
-        tokens_micro=token_split,
+        tokens_micro=token_split + flex_tokens,
         transactions=tuple(txs),
     )

@@ -18,9 +18,11 @@ from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
 from gridctl.dispatch.home import solve_each_home
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
+from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
 from gridctl.settlement.ledger import Ledger
-from gridctl.settlement.pool import settle_interval
-from gridctl.settlement.readings import check_readings
+from gridctl.settlement.settle import SettlementConfig, Settler
+from gridctl.settlement.signing import MeterSigner
+from gridctl.settlement.vee import VeeConfig
 from gridctl.sim.households import HouseholdSeries, build_fleet, build_series, window
 from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
 from gridctl.sim.scenario import Scenario
@@ -175,7 +177,19 @@ def simulate(
     planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard)
     ac = AcFeeder(net, buses, ids)
     with Ledger(ledger_path) as ledger:
-        return _run(scn, ids, series, fleet, planner, ac, ledger, progress)
+        # every meter signs its readings; settlement verifies them as in production
+        signers = enrol_simulated(
+            ledger, ids, fleet.conn_max_w, scn.first_interval, scn.seed,
+            transformer_rated_w=float(net.trafo.sn_mva.sum()) * 1e6,
+        )  # fmt: skip
+        config = SettlementConfig(
+            community_per_kwh=scn.tariff.community_per_kwh,
+            reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
+            pooled=dispatch == "community",  # without a community, nothing goes through a pool
+            vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
+        )
+        settler = Settler(ledger, config)
+        return _run(scn, ids, series, fleet, planner, ac, ledger, progress, settler, signers)
 
 
 def _run(
@@ -187,6 +201,8 @@ def _run(
     ac: AcFeeder,
     ledger: Ledger,
     progress: Progress | None,
+    settler: Settler,
+    signers: dict[str, MeterSigner],
 ) -> SimResult:
     n_h = len(ids)
     n_t = scn.intervals
@@ -198,8 +214,8 @@ def _run(
     e_bat_wh = fleet.bat_e0_wh.copy()
     ctr_imp = np.zeros(n_h)
     ctr_exp = np.zeros(n_h)
-    prev_read = (np.zeros(n_h), np.zeros(n_h))
-    max_wh = fleet.conn_max_w * dt_h
+    trafo_ctr = (np.zeros(1), np.zeros(1))
+    meters = [signers[main_meter(h)] for h in ids]
     rec: dict[str, list] = {k: [] for k in ("p", "demand", "pv", "curt", "ac", "shared")}
     totals = {k: np.zeros(n_h, dtype=np.int64) for k in ("sup", "rec", "tok", "paid", "earn")}
     for t in range(n_t):
@@ -230,23 +246,16 @@ def _run(
         res = ac.run(p_w, load_w * series.tan_phi)
 
         ctr_imp, ctr_exp = meter_step(ctr_imp, ctr_exp, p_w, dt_h)
-        reading = (np.floor(ctr_imp), np.floor(ctr_exp))
-        check = check_readings(*prev_read, *reading, max_wh)
-        prev_read = reading
-        pooled = planner.mode == "community"  # without a community, nothing goes through a pool
-        st = settle_interval(
-            interval,
-            ids,
-            check.import_wh if pooled else np.zeros(n_h, dtype=np.int64),
-            check.export_wh if pooled else np.zeros(n_h, dtype=np.int64),
-            scn.tariff.community_per_kwh,
-            scn.reward_tokens_per_kwh,
+        trafo_ctr = meter_step(*trafo_ctr, np.array([res.p_trafo_w]), dt_h)
+        readings = [
+            m.sign(interval, int(i), int(e))
+            for m, i, e in zip(meters, np.floor(ctr_imp), np.floor(ctr_exp), strict=True)
+        ]
+        readings.append(
+            signers[TRANSFORMER_METER].sign(interval, int(trafo_ctr[0][0]), int(trafo_ctr[1][0]))
         )
-        ledger.record_readings(
-            (h, interval, int(i), int(e), s, r)
-            for h, i, e, s, r in zip(ids, *reading, check.status, check.reason, strict=True)
-        )
-        ledger.append(st.transactions)
+        st = settler.settle(interval, readings).settlement
+        assert st is not None  # a new interval is always settled
         for key, arr in zip(
             totals,
             (st.supplied_wh, st.received_wh, st.tokens_micro, st.paid_micro, st.earned_micro),

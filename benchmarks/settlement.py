@@ -1,0 +1,190 @@
+"""Settlement benchmark: signed readings verified and settled per second, and ledger verify time.
+
+    python benchmarks/settlement.py [--households 1000] [--intervals 10] [--json FILE]
+
+Measured in one run, on this machine:
+
+- baseline: bare Ed25519 verification (``cryptography``) of the same readings, one core, and on
+  every core (a process per core);
+- settle, 1 core: ``Settler.settle`` of every reading (authenticate, VEE, pool, ledger booking,
+  Merkle root, commit), signature checks in this process;
+- settle, all cores: the same with signature checks split between this process and workers;
+- ``verify_ledger`` of a ledger with 1,000,000 entries (chain, roots, balances).
+
+Readings are signed before timing starts (signing is the meters' work). The table gives each
+rate and its ratio to the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+TARGETS = {"readings_per_s_1core": 10_000, "readings_per_s_all": 18_000, "verify_1m_s": 10.0}
+
+
+def _bare_rate(jobs: list, processes: int) -> float:
+    from gridctl.settlement.settle import verify_signatures
+
+    if processes <= 1:
+        t0 = time.perf_counter()
+        ok = verify_signatures(jobs)
+        dt = time.perf_counter() - t0
+    else:
+        step = -(-len(jobs) // processes)
+        chunks = [jobs[k : k + step] for k in range(0, len(jobs), step)]
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(verify_signatures, [c[:8] for c in chunks]))  # warm the workers
+            t0 = time.perf_counter()
+            ok = [x for part in pool.map(verify_signatures, chunks) for x in part]
+            dt = time.perf_counter() - t0
+    assert all(ok)
+    return len(jobs) / dt
+
+
+def _settle_rate(households: int, intervals: int, parallel: bool, tmp: Path) -> tuple[float, int]:
+    from gridctl.settlement.enrol import SyntheticCommunity
+    from gridctl.settlement.ledger import Ledger, verify_ledger
+    from gridctl.settlement.settle import ParallelVerifier, SettlementConfig, Settler
+
+    path = tmp / f"settle-{'all' if parallel else '1'}.sqlite"
+    first = 2_000_000
+    with Ledger(path) as ledger:
+        community = SyntheticCommunity(households, first, seed=7)
+        community.enrol(ledger)
+        batches = [community.readings(first + t) for t in range(intervals)]
+        verifier = ParallelVerifier() if parallel else None
+        try:
+            settler = Settler(ledger, SettlementConfig(0.20, 1.0), verifier)
+            if verifier is not None:  # start the workers outside the timing
+                verifier([(b"\0" * 32, b"", b"")][:0])
+                list(verifier._pool.map(int, range(verifier.workers)))
+            t0 = time.perf_counter()
+            for t, batch in enumerate(batches):
+                out = settler.settle(first + t, batch)
+                assert not out.rejected, out.rejected[:3]
+            dt = time.perf_counter() - t0
+        finally:
+            if verifier is not None:
+                verifier.close()
+    assert verify_ledger(path).ok
+    n = sum(len(b) for b in batches)
+    return n / dt, n
+
+
+def _build_ledger(path: Path, entries: int, per_interval: int = 2000) -> None:
+    """A ledger of ``entries`` postings (reward transactions of two legs), intervals closed."""
+    from gridctl.settlement.ledger import Ledger, Posting, Transaction
+
+    with Ledger(path) as ledger:
+        n_tx = entries // 2
+        per = per_interval // 2
+        for start in range(0, n_tx, per):
+            interval = 3_000_000 + start // per
+            txs = [
+                Transaction(
+                    f"{interval}:m{k % 5000:05d}/main:reward",
+                    interval,
+                    "reward",
+                    (
+                        Posting("token:issuance", "token", -(1 + k % 977)),
+                        Posting(f"household:m{k % 5000:05d}", "token", 1 + k % 977),
+                    ),
+                    meter=f"m{k % 5000:05d}/main",
+                )
+                for k in range(start, min(start + per, n_tx))
+            ]
+            with ledger.atomic():
+                ledger.append(txs)
+                ledger.close_interval(interval)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run the benchmark, print the table; returns the measured figures."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--households", type=int, default=1000)
+    ap.add_argument("--intervals", type=int, default=10)
+    ap.add_argument("--verify-entries", type=int, default=1_000_000)
+    ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    args = ap.parse_args(argv)
+
+    from gridctl.settlement.enrol import SyntheticCommunity
+    from gridctl.settlement.ledger import Ledger, verify_ledger
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        with Ledger(tmp / "baseline.sqlite") as ledger:
+            c = SyntheticCommunity(args.households, 1, seed=7)
+            c.enrol(ledger)
+            readings = [r for t in range(args.intervals) for r in c.readings(1 + t)]
+            pub = {k: v.public_key for k, v in _keys(ledger).items()}
+        jobs = [(pub[r.key_id], r.signature, r.payload()) for r in readings]
+        bare_1 = _bare_rate(jobs, 1)
+        bare_all = _bare_rate(jobs, cores)
+        rate_1, n = _settle_rate(args.households, args.intervals, False, tmp)
+        rate_all, _ = _settle_rate(args.households, args.intervals, True, tmp)
+        big = tmp / "verify.sqlite"
+        t0 = time.perf_counter()
+        _build_ledger(big, args.verify_entries)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        check = verify_ledger(big)
+        verify_s = time.perf_counter() - t0
+        assert check.ok and check.entries == args.verify_entries, check
+    scale = 1_000_000 / args.verify_entries
+    figures = {
+        "readings_per_s_1core": round(rate_1, 1),
+        "readings_per_s_all": round(rate_all, 1),
+        "verify_1m_s": round(verify_s * scale, 3),
+        "baseline_ed25519_verify_per_s_1core": round(bare_1, 1),
+        "baseline_ed25519_verify_per_s_all": round(bare_all, 1),
+        "cores": cores,
+        "readings": n,
+        "households": args.households,
+        "verify_entries": args.verify_entries,
+        "build_ledger_s": round(build_s, 2),
+    }
+    rows = [
+        ("Ed25519 verify only, 1 core (baseline)", f"{bare_1:,.0f} /s", "1.00", ""),
+        (f"Ed25519 verify only, {cores} cores", f"{bare_all:,.0f} /s",
+         f"{bare_all / bare_1:.2f}", ""),
+        ("verify + VEE + settle + book, 1 core", f"{rate_1:,.0f} /s", f"{rate_1 / bare_1:.2f}",
+         _target("readings_per_s_1core", rate_1)),
+        (f"verify + VEE + settle + book, {cores} cores", f"{rate_all:,.0f} /s",
+         f"{rate_all / bare_1:.2f}", _target("readings_per_s_all", rate_all)),
+        (f"ledger verify, {args.verify_entries:,} entries", f"{verify_s:.2f} s", "",
+         _target("verify_1m_s", verify_s * scale)),
+    ]  # fmt: skip
+    w = max(len(r[0]) for r in rows)
+    print(f"settlement benchmark: {n:,} readings of {args.households:,} households, {cores} cores")
+    print(f"{'what':<{w}}  {'measured':>14}  {'× baseline':>10}  target")
+    for what, val, ratio, target in rows:
+        print(f"{what:<{w}}  {val:>14}  {ratio:>10}  {target}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def _keys(ledger):  # type: ignore[no-untyped-def]
+    from gridctl.settlement.registry import load_registry
+
+    return load_registry(ledger.db).keys
+
+
+def _target(key: str, value: float) -> str:
+    goal = TARGETS[key]
+    if key.endswith("_s"):
+        return f"≤ {goal:g} s: {'met' if value <= goal else 'MISSED'}"
+    return f"≥ {goal:,} /s: {'met' if value >= goal else 'MISSED'}"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

@@ -1,0 +1,204 @@
+"""What the ledger says about one household: its statement and the inclusion proofs of its entries.
+
+A proof is a self-contained JSON document: the entries' fields, each entry's leaf index and
+RFC 6962 audit path, the tree size and the interval's root. ``check_proof`` needs nothing but
+the document (and, to trust the root, the root the coordinator published).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridctl.core import MICRO, LedgerError, interval_start
+from gridctl.settlement.ledger import canonical_entry
+from gridctl.settlement.merkle import inclusion_path, leaf_hash, root_from_path
+from gridctl.settlement.pool import household_account
+
+PROOF_VERSION = 1
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path = Path(path)
+    if not path.is_file():
+        raise LedgerError(f"no ledger file at {path}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db.execute("SELECT 1 FROM interval_roots LIMIT 1")
+    except sqlite3.Error as e:
+        raise LedgerError(f"{path} is not a gridctl ledger: {e}") from None
+    return db
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    """One interval of a household's statement.
+
+    import_wh / export_wh: energy its main meter measured, Wh (None without a reading).
+    status / reason: the reading's VEE outcome. paid / earned: currency into / out of the pool,
+    micro-units (≥ 0). grid: currency with the grid, micro-units (> 0 received). tokens:
+    micro-tokens earned (sharing and flexibility rewards, less reversals).
+    """
+
+    interval: int
+    import_wh: int | None
+    export_wh: int | None
+    status: str
+    reason: str | None
+    paid: int
+    earned: int
+    grid: int
+    tokens: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict with the interval's start time, amounts in units (not micro-units)."""
+        return {
+            "interval": self.interval,
+            "start": interval_start(self.interval).isoformat(),
+            "import_wh": self.import_wh,
+            "export_wh": self.export_wh,
+            "status": self.status,
+            "reason": self.reason,
+            "paid": self.paid / MICRO,
+            "earned": self.earned / MICRO,
+            "grid": self.grid / MICRO,
+            "tokens": self.tokens / MICRO,
+        }
+
+
+def statement(
+    path: Path, household: str, first: int | None = None, last: int | None = None
+) -> list[StatementRow]:
+    """Per interval in [first, last] (inclusive, None: open end): what the household gave, got,
+    paid and earned. Raises LedgerError for an unknown household."""
+    db = _open(path)
+    try:
+        known = db.execute("SELECT 1 FROM meters WHERE household = ?", (household,)).fetchone()
+        if known is None:
+            raise LedgerError(f"no household {household} in this ledger")
+        lo = first if first is not None else -(2**62)
+        hi = last if last is not None else 2**62
+        rows: dict[int, dict[str, object]] = {}
+        for iv, imp, exp, status, reason in db.execute(
+            "SELECT interval, d_import_wh, d_export_wh, status, reason FROM readings"
+            " WHERE household = ? AND interval BETWEEN ? AND ?",
+            (household, lo, hi),
+        ):
+            rows[iv] = {"import_wh": imp, "export_wh": exp, "status": status, "reason": reason}
+        money: dict[int, dict[str, int]] = {}
+        for iv, kind, asset, amount in db.execute(
+            "SELECT interval, kind, asset, SUM(amount) FROM entries"
+            " WHERE account = ? AND interval BETWEEN ? AND ? GROUP BY interval, kind, asset",
+            (household_account(household), lo, hi),
+        ):
+            m = money.setdefault(iv, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
+            base = kind.removeprefix("reversal:")
+            if asset == "token":
+                m["tokens"] += amount
+            elif base.startswith("grid_"):
+                m["grid"] += amount
+            elif base == "pool_payment":
+                m["paid"] -= amount
+            else:
+                m["earned"] += amount
+    finally:
+        db.close()
+    out = []
+    for iv in sorted(set(rows) | set(money)):
+        r = rows.get(
+            iv, {"import_wh": None, "export_wh": None, "status": "missing", "reason": None}
+        )
+        m = money.get(iv, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
+        out.append(StatementRow(iv, **r, **m))  # type: ignore[arg-type]
+    return out
+
+
+def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, object]:
+    """The proof that every entry of ``household`` in ``interval`` is in the interval's tree."""
+    db = _open(path)
+    try:
+        root = db.execute(
+            "SELECT size, root FROM interval_roots WHERE interval = ?", (interval,)
+        ).fetchone()
+        if root is None:
+            raise LedgerError(f"interval {interval} is not settled (no Merkle root)")
+        rows = db.execute(
+            "SELECT seq, tx_id, interval, kind, account, asset, amount FROM entries"
+            " WHERE interval = ? ORDER BY seq",
+            (interval,),
+        ).fetchall()
+        known = db.execute("SELECT 1 FROM meters WHERE household = ?", (household,)).fetchone()
+    finally:
+        db.close()
+    if known is None:
+        raise LedgerError(f"no household {household} in this ledger")
+    size, root_hex = root
+    if len(rows) != size:
+        raise LedgerError(f"interval {interval}: {len(rows)} entries but the root covers {size}")
+    leaves = [leaf_hash(canonical_entry(*r)) for r in rows]
+    account = household_account(household)
+    entries = []
+    for k, r in enumerate(rows):
+        if r[4] != account:
+            continue
+        entries.append(
+            {
+                "entry": dict(
+                    zip(
+                        ("seq", "tx_id", "interval", "kind", "account", "asset", "amount"),
+                        r,
+                        strict=True,
+                    )
+                ),
+                "leaf_index": k,
+                "path": [h.hex() for h in inclusion_path(leaves, k)],
+            }
+        )
+    return {
+        "version": PROOF_VERSION,
+        "hashing": "RFC 6962: leaf = sha256(0x00 || entry), node = sha256(0x01 || left || right)",
+        "household": household,
+        "interval": interval,
+        "tree_size": size,
+        "root": root_hex,
+        "entries": entries,
+    }
+
+
+def check_proof(doc: dict[str, object], root: str | None = None) -> tuple[bool, str]:
+    """Check a proof document on its own: every entry hashes up its path to the stated root
+    (and that root equals ``root`` when given, e.g. the root the coordinator published).
+
+    Returns (ok, one line saying what was checked or what failed).
+    """
+    try:
+        if doc.get("version") != PROOF_VERSION:
+            return False, f"unknown proof version {doc.get('version')!r}"
+        size = int(doc["tree_size"])  # type: ignore[call-overload]
+        stated = bytes.fromhex(str(doc["root"]))
+        if root is not None and stated != bytes.fromhex(root):
+            return False, "the proof's root is not the published root"
+        entries = doc["entries"]
+        assert isinstance(entries, list)
+        for e in entries:
+            f = e["entry"]
+            data = canonical_entry(
+                f["seq"], f["tx_id"], f["interval"], f["kind"], f["account"], f["asset"],
+                f["amount"],
+            )  # fmt: skip
+            if f["interval"] != doc["interval"] or f["account"] != household_account(
+                str(doc["household"])
+            ):
+                return False, f"entry {f['seq']}: not the household's entry in this interval"
+            path = [bytes.fromhex(h) for h in e["path"]]
+            got = root_from_path(int(e["leaf_index"]), size, leaf_hash(data), path)
+            if got != stated:
+                return False, f"entry {f['seq']} ({f['kind']}): not included under the root"
+    except (KeyError, TypeError, ValueError, AssertionError) as err:
+        return False, f"malformed proof: {err!r}"
+    n = len(entries)
+    return True, (
+        f"{n} entr{'y' if n == 1 else 'ies'} of {doc['household']} included in interval "
+        f"{doc['interval']} under root {doc['root']} ({size} leaves)"
+    )

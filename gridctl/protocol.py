@@ -1,0 +1,272 @@
+"""MQTT protocol v1: topic names, versioned message schemas, decoding with counted rejects.
+
+Topics (DESIGN.md)::
+
+    gridctl/v1/<community>/<household>/telemetry   controller → coordinator, QoS 0, retained
+    gridctl/v1/<community>/<household>/reading     controller → coordinator, QoS 1
+    gridctl/v1/<community>/<household>/plan        coordinator → controller, QoS 1, retained
+    gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
+    gridctl/v1/<community>/coordinator/<name>      status, prices, roots (community broadcasts)
+
+Every JSON message carries ``"v": 1``. A payload over ``MAX_PAYLOAD_BYTES``, on an unknown
+topic, not JSON, of another version, with a bad field, or naming another household than its
+topic is refused with a ``ProtocolError`` whose ``reason`` is one of ``REASONS``; a receiver
+counts and logs it (``RejectCounter``) and goes on. Powers follow the load convention (W,
+positive = drawn from the grid); energies are Wh; times are UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from gridctl.core import GridctlError, describe_validation_error
+from gridctl.settlement.signing import ReadingMessage
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+ROOT = f"gridctl/v{VERSION}"
+MAX_PAYLOAD_BYTES = 16 * 1024
+"""Largest payload accepted on any topic, bytes (a 2-day plan is about 9 kB)."""
+MAX_PLAN_STEPS = 192
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+COORDINATOR = "coordinator"
+"""The reserved topic level (and broker user) of the community coordinator."""
+
+HouseholdKind = Literal["telemetry", "reading", "plan", "status"]
+HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status")
+BROADCASTS: tuple[str, ...] = ("status", "prices", "root")
+REASONS = (
+    "too_large",
+    "bad_topic",
+    "not_json",
+    "bad_version",
+    "bad_field",
+    "wrong_household",
+)
+STATUS_WORDS = (b"online", b"offline")
+
+
+class ProtocolError(GridctlError):
+    """A message was refused; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def check_name(name: str, what: str = "household") -> str:
+    """A community or household id if it is 1-32 of ``A-Z a-z 0-9 _ -`` (not 'coordinator')."""
+    if not NAME.match(name) or (what == "household" and name == COORDINATOR):
+        raise GridctlError(
+            f"{what} id {name!r}: use 1-32 characters of A-Z a-z 0-9 _ - (not {COORDINATOR!r})"
+        )
+    return name
+
+
+def household_topic(community: str, household: str, kind: HouseholdKind) -> str:
+    """Topic of one household's ``kind`` of message."""
+    return f"{ROOT}/{community}/{household}/{kind}"
+
+
+def coordinator_topic(community: str, name: str) -> str:
+    """Topic of a community broadcast (``status``, ``prices``, ``root``)."""
+    return f"{ROOT}/{community}/{COORDINATOR}/{name}"
+
+
+def community_filter(community: str) -> str:
+    """Subscription filter for every topic of a community."""
+    return f"{ROOT}/{community}/#"
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+
+
+class Telemetry(_Msg):
+    """A controller's live state. Powers in W, load convention; None = unknown (not zero).
+
+    mode: "plan" (following the coordinator), "fallback" (local self-consumption) or
+    "starting". plan_interval: interval of the plan step being applied, if any.
+    faulted: devices the controller currently marks faulted.
+    """
+
+    household: str = Field(pattern=NAME.pattern)
+    t: AwareDatetime
+    mode: Literal["plan", "fallback", "starting"]
+    grid_p_w: float | None = None
+    pv_p_w: Annotated[float, Field(le=0)] | None = None
+    battery_p_w: float | None = None
+    ev_p_w: Annotated[float, Field(ge=0)] | None = None
+    soc: Annotated[float, Field(ge=0, le=1)] | None = None
+    plan_interval: int | None = None
+    faulted: Annotated[list[str], Field(max_length=16)] = []
+
+
+class PlanStep(BaseModel):
+    """One interval of a household's plan. W, load convention.
+
+    battery_w: battery setpoint (> 0 charging). ev_w: EV charging power (≥ 0).
+    export_max_w / import_max_w: envelope at the connection (≥ 0; None = no limit).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: Annotated[int, Field(ge=0)]
+    battery_w: float = 0.0
+    ev_w: Annotated[float, Field(ge=0)] = 0.0
+    export_max_w: Annotated[float, Field(ge=0)] | None = None
+    import_max_w: Annotated[float, Field(ge=0)] | None = None
+
+
+class PlanMessage(_Msg):
+    """The coordinator's plan for one household: consecutive intervals from the first step."""
+
+    household: str = Field(pattern=NAME.pattern)
+    issued: Annotated[int, Field(ge=0)]
+    """Interval in which the plan was made."""
+    steps: Annotated[list[PlanStep], Field(min_length=1, max_length=MAX_PLAN_STEPS)]
+
+    @model_validator(mode="after")
+    def _consecutive(self) -> PlanMessage:
+        first = self.steps[0].interval
+        for k, s in enumerate(self.steps):
+            if s.interval != first + k:
+                raise ValueError(f"steps[{k}].interval is {s.interval}, expected {first + k}")
+        return self
+
+    def step(self, interval: int) -> PlanStep | None:
+        """The step for ``interval``, None when the plan does not cover it."""
+        k = interval - self.steps[0].interval
+        return self.steps[k] if 0 <= k < len(self.steps) else None
+
+
+class PriceMessage(_Msg):
+    """Prices for an interval on, currency per kWh."""
+
+    interval: Annotated[int, Field(ge=0)]
+    import_per_kwh: float
+    feed_in_per_kwh: float
+    community_per_kwh: float
+
+
+class RootMessage(_Msg):
+    """An interval's ledger Merkle root (RFC 6962, hex) over ``size`` entries, and the head."""
+
+    interval: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0)]
+    root: str = Field(pattern=r"^[0-9a-f]{64}$")
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+Message = Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | str
+
+_SCHEMAS: dict[str, type[BaseModel]] = {
+    "telemetry": Telemetry,
+    "reading": ReadingMessage,
+    "plan": PlanMessage,
+    "prices": PriceMessage,
+    "root": RootMessage,
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A message that passed every check. household: None for community broadcasts.
+
+    message: the validated model, or the status word ("online" / "offline").
+    """
+
+    community: str
+    household: str | None
+    kind: str
+    message: Message
+
+
+def parse_topic(topic: str) -> tuple[str, str | None, str]:
+    """(community, household or None for the coordinator, kind) of a v1 topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != ROOT or not all(map(NAME.match, parts[2:4])):
+        raise ProtocolError("bad_topic", f"not a {ROOT} topic: {topic[:120]!r}")
+    community, who, kind = parts[2], parts[3], parts[4]
+    if who == COORDINATOR:
+        if kind not in BROADCASTS:
+            raise ProtocolError("bad_topic", f"unknown broadcast {kind[:40]!r}")
+        return community, None, kind
+    if kind not in HOUSEHOLD_KINDS:
+        raise ProtocolError("bad_topic", f"unknown message kind {kind[:40]!r}")
+    return community, who, kind
+
+
+def decode(topic: str, payload: bytes) -> Decoded:
+    """Check and parse one received message; ProtocolError (with a reason) if refused."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    community, household, kind = parse_topic(topic)
+    if kind == "status":
+        if payload not in STATUS_WORDS:
+            raise ProtocolError(
+                "bad_field", f"status must be online or offline, not {payload[:20]!r}"
+            )
+        return Decoded(community, household, kind, payload.decode())
+    try:
+        raw = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError("not_json", str(e)[:120]) from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("not_json", f"expected a JSON object, got {type(raw).__name__}")
+    if raw.get("v") != VERSION:
+        raise ProtocolError("bad_version", f"v={str(raw.get('v'))[:20]} (this is v{VERSION})")
+    try:
+        msg = _SCHEMAS[kind].model_validate(raw)
+    except ValidationError as e:
+        raise ProtocolError("bad_field", describe_validation_error(e)[:200]) from None
+    if household is not None:
+        owner = msg.meter.split("/")[0] if isinstance(msg, ReadingMessage) else msg.household  # type: ignore[attr-defined]
+        if owner != household:
+            raise ProtocolError("wrong_household", f"{kind} of {owner!r} on {household!r}'s topic")
+    return Decoded(community, household, kind, msg)  # type: ignore[arg-type]
+
+
+def encode(message: BaseModel | str) -> bytes:
+    """Wire bytes of a message (compact JSON; a status word as plain ASCII)."""
+    if isinstance(message, str):
+        return message.encode()
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+class RejectCounter:
+    """Counts refused messages by reason and logs each one (topic, reason, detail)."""
+
+    def __init__(self) -> None:
+        self.by_reason: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        """Messages refused so far."""
+        return sum(self.by_reason.values())
+
+    def decode(self, topic: str, payload: bytes) -> Decoded | None:
+        """``decode``, or None after counting and logging a refused message."""
+        try:
+            return decode(topic, payload)
+        except ProtocolError as e:
+            self.by_reason[e.reason] += 1
+            log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], e.reason, e)
+            return None

@@ -1,0 +1,231 @@
+"""Protocol v1: topics, round trips, and refusal (never a crash) of bad or hostile messages."""
+
+import json
+import logging
+import random
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridctl.core import GridctlError
+from gridctl.protocol import (
+    MAX_PAYLOAD_BYTES,
+    REASONS,
+    PlanMessage,
+    PlanStep,
+    PriceMessage,
+    ProtocolError,
+    RejectCounter,
+    RootMessage,
+    Telemetry,
+    check_name,
+    coordinator_topic,
+    decode,
+    encode,
+    household_topic,
+    parse_topic,
+)
+from gridctl.settlement.signing import MeterSigner, key_from_seed
+
+C = "oak"
+NOW = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+
+
+def _reading(meter: str = "h01/main", interval: int = 1000) -> bytes:
+    signer = MeterSigner(meter, key_from_seed(b"test"))
+    return json.dumps(signer.sign(interval, 1200, 300).to_message()).encode()
+
+
+def _plan(household: str = "h01") -> PlanMessage:
+    steps = [
+        PlanStep(interval=1000 + k, battery_w=-500.0, ev_w=0.0, export_max_w=4000.0)
+        for k in range(96)
+    ]
+    return PlanMessage(household=household, issued=999, steps=steps)
+
+
+VALID = {
+    household_topic(C, "h01", "telemetry"): encode(
+        Telemetry(household="h01", t=NOW, mode="plan", grid_p_w=-2500.0, pv_p_w=-4000.0, soc=0.5)
+    ),
+    household_topic(C, "h01", "reading"): _reading(),
+    household_topic(C, "h01", "plan"): encode(_plan()),
+    household_topic(C, "h01", "status"): b"offline",
+    coordinator_topic(C, "prices"): encode(
+        PriceMessage(
+            interval=1000, import_per_kwh=0.32, feed_in_per_kwh=0.08, community_per_kwh=0.2
+        )
+    ),
+    coordinator_topic(C, "root"): encode(
+        RootMessage(interval=1000, size=3, root="ab" * 32, head="cd" * 32)
+    ),
+    coordinator_topic(C, "status"): b"online",
+}
+
+
+def test_every_valid_message_round_trips() -> None:
+    for topic, payload in VALID.items():
+        got = decode(topic, payload)
+        assert got.community == C
+        assert got.kind == topic.rsplit("/", 1)[1]
+        if isinstance(got.message, str):
+            assert got.message.encode() == payload
+        elif got.kind != "reading":
+            assert encode(got.message) == payload  # type: ignore[arg-type]
+    plan = decode(
+        household_topic(C, "h01", "plan"), VALID[household_topic(C, "h01", "plan")]
+    ).message
+    assert isinstance(plan, PlanMessage)
+    assert plan.step(1000) == plan.steps[0] and plan.step(1095) == plan.steps[-1]
+    assert plan.step(999) is None and plan.step(1096) is None
+    assert len(VALID[household_topic(C, "h01", "plan")]) < MAX_PAYLOAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (household_topic(C, "h01", "plan"), b"x" * (MAX_PAYLOAD_BYTES + 1), "too_large"),
+        ("gridctl/v2/oak/h01/plan", b"{}", "bad_topic"),
+        ("gridctl/v1/oak/h01/plan/extra", b"{}", "bad_topic"),
+        ("gridctl/v1/oak/h01/secrets", b"{}", "bad_topic"),
+        ("gridctl/v1/oak/coordinator/plan", b"{}", "bad_topic"),
+        ("gridctl/v1/o+k/h01/plan", b"{}", "bad_topic"),
+        (household_topic(C, "h01", "plan"), b"\xff\xfe", "not_json"),
+        (household_topic(C, "h01", "plan"), b"[1, 2]", "not_json"),
+        (household_topic(C, "h01", "plan"), b'{"household": "h01"}', "bad_version"),
+        (household_topic(C, "h01", "plan"), b'{"v": 2, "household": "h01"}', "bad_version"),
+        (
+            household_topic(C, "h01", "plan"),
+            b'{"v": 1, "household": "h01", "issued": 1, "steps": []}',
+            "bad_field",
+        ),
+        (household_topic(C, "h01", "status"), b"maybe", "bad_field"),
+        (household_topic(C, "h02", "plan"), encode(_plan("h01")), "wrong_household"),
+        (household_topic(C, "h02", "reading"), _reading("h01/main"), "wrong_household"),
+    ],
+)
+def test_bad_messages_are_refused_with_their_reason(
+    topic: str, payload: bytes, reason: str
+) -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(topic, payload)
+    assert err.value.reason == reason
+
+
+def test_plan_steps_must_be_consecutive_and_telemetry_signs_checked() -> None:
+    steps = [{"interval": 10}, {"interval": 12}]
+    with pytest.raises(ProtocolError, match=r"steps\[1\]\.interval"):
+        decode(
+            household_topic(C, "h01", "plan"),
+            json.dumps({"v": 1, "household": "h01", "issued": 9, "steps": steps}).encode(),
+        )
+    bad = {"v": 1, "household": "h01", "t": NOW.isoformat(), "mode": "plan", "pv_p_w": 3000}
+    with pytest.raises(ProtocolError, match="pv_p_w"):
+        decode(household_topic(C, "h01", "telemetry"), json.dumps(bad).encode())
+    naive = {**bad, "pv_p_w": -3000, "t": "2026-06-21T12:00:00"}
+    with pytest.raises(ProtocolError, match="t:"):
+        decode(household_topic(C, "h01", "telemetry"), json.dumps(naive).encode())
+
+
+def test_names() -> None:
+    assert check_name("h-07_a") == "h-07_a"
+    for bad in ("", "a/b", "a+b", "#", "x" * 33, "coordinator"):
+        with pytest.raises(GridctlError):
+            check_name(bad)
+    assert parse_topic(coordinator_topic(C, "root")) == (C, None, "root")
+
+
+def _mutations() -> st.SearchStrategy[tuple[str, bytes]]:
+    topics = st.sampled_from(sorted(VALID)) | st.text(max_size=60)
+    payloads = st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from(sorted(VALID.values())).flatmap(
+            lambda p: st.tuples(st.integers(0, len(p)), st.binary(max_size=8)).map(
+                lambda cut: p[: cut[0]] + cut[1] + p[cut[0] + len(cut[1]) :]
+            )
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda kids: (
+                st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=6)
+            ),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.binary(min_size=MAX_PAYLOAD_BYTES + 1, max_size=MAX_PAYLOAD_BYTES + 2),
+    )
+    return st.tuples(topics, payloads)
+
+
+def fuzz_cases(n: int, seed: int) -> list[tuple[str, bytes]]:
+    """n hostile (topic, payload) pairs: valid messages with bytes flipped, cut, spliced or
+    fields replaced by random JSON values, random bytes, oversized payloads, foreign topics."""
+    rng = random.Random(seed)
+    topics = sorted(VALID)
+    junk = [None, True, -1, 2**70, 1e308, float("nan"), "", "h02", "x" * 200, [], {}, [1], {"v": 1}]
+    out = []
+    for _ in range(n):
+        topic = rng.choice(topics)
+        payload = bytearray(VALID[topic])
+        how = rng.randrange(6)
+        if how == 0:  # flip bytes
+            for _ in range(rng.randint(1, 4)):
+                payload[rng.randrange(len(payload))] = rng.randrange(256)
+        elif how == 1:  # truncate
+            payload = payload[: rng.randrange(len(payload))]
+        elif how == 2 and payload.startswith(b"{"):  # replace or drop one field
+            doc = json.loads(payload)
+            key = rng.choice(sorted(doc))
+            if rng.random() < 0.2:
+                del doc[key]
+            else:
+                doc[key] = rng.choice(junk)
+            payload = bytearray(json.dumps(doc).encode())
+        elif how == 3:
+            payload = bytearray(rng.randbytes(rng.randint(0, 200)))
+        elif how == 4:  # the right message on someone else's or an unknown topic
+            topic = rng.choice(topics).replace("h01", rng.choice(["h02", "h0#", "", "coordinator"]))
+        else:
+            payload += rng.randbytes(MAX_PAYLOAD_BYTES + 1 - len(payload) + rng.randrange(3))
+        out.append((topic, bytes(payload)))
+    return out
+
+
+def test_ten_thousand_fuzzed_messages_are_refused_and_counted_never_crash() -> None:
+    counter = RejectCounter()
+    accepted = 0
+    logging.getLogger("gridctl.protocol").disabled = True  # 10,000 warnings are not the point here
+    try:
+        for topic, payload in fuzz_cases(10_000, seed=7):
+            before = counter.total
+            got = counter.decode(topic, payload)
+            if got is None:
+                assert counter.total == before + 1  # every refusal is counted
+            else:
+                accepted += 1
+                assert got.kind == topic.rsplit("/", 1)[1]
+    finally:
+        logging.getLogger("gridctl.protocol").disabled = False
+    assert counter.total + accepted == 10_000 and counter.total > 7_000
+    assert set(counter.by_reason) == set(REASONS)  # every kind of refusal was exercised
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(_mutations())
+def test_arbitrary_messages_raise_protocol_errors_only(case: tuple[str, bytes]) -> None:
+    topic, payload = case
+    try:
+        got = decode(topic, payload)
+    except ProtocolError as e:
+        assert e.reason in REASONS
+    else:
+        assert got.kind == topic.rsplit("/", 1)[1]
+
+
+def test_refusals_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    counter = RejectCounter()
+    with caplog.at_level(logging.WARNING, logger="gridctl.protocol"):
+        assert counter.decode("gridctl/v1/oak/h01/plan", b"{") is None
+    assert counter.by_reason == {"not_json": 1}
+    assert "reason=not_json" in caplog.text and "gridctl/v1/oak/h01/plan" in caplog.text

@@ -364,3 +364,50 @@ def device_serve(
         raise _fail(e) from None
     except OSError as e:
         raise _fail(GridctlError(f"cannot listen on {host}:{port}: {e.strerror}")) from None
+
+
+broker_app = typer.Typer(help="Set up the community's MQTT broker.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("config")
+def broker_config(
+    community: Annotated[
+        Path, typer.Argument(help="community YAML (community + households) or a scenario")
+    ],
+    out: Annotated[Path, typer.Option(help="directory for the broker's files")] = Path("broker"),
+    port: Annotated[int, typer.Option(help="MQTT port")] = 1883,
+    bind: Annotated[
+        str, typer.Option(help="address to listen on ('' = all; use TLS beyond loopback)")
+    ] = "127.0.0.1",
+    tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA (PEM) to require client certificates")
+    ] = None,
+) -> None:
+    """Write mosquitto.conf, the password file, per-household ACLs and credentials.json."""
+    from gridctl.transport.broker import Tls, load_community, write_broker_config
+
+    try:
+        if (tls_cert is None) != (tls_key is None):
+            raise GridctlError("--tls-cert and --tls-key go together")
+        tls = None if tls_cert is None or tls_key is None else Tls(tls_cert, tls_key, tls_ca)
+        for f in (tls_cert, tls_key, tls_ca):
+            if f is not None and not f.is_file():
+                raise GridctlError(f"no such file: {f}")
+        if tls is None and bind not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(
+                "[yellow]warning:[/] listening beyond loopback without TLS sends passwords "
+                "in clear; give --tls-cert/--tls-key",
+                highlight=False,
+            )
+        creds = write_broker_config(load_community(community), out, port, bind, tls)
+    except GridctlError as e:
+        raise _fail(e) from None
+    console.print(
+        f"broker for {len(creds) - 1} households written to {out}/ (passwords in "
+        f"{out}/credentials.json, readable by you only); run: mosquitto -c {out}/mosquitto.conf",
+        soft_wrap=True,
+        highlight=False,
+    )

@@ -1,0 +1,157 @@
+"""One MQTT connection kept alive: reconnect with backoff, last will, resubscription.
+
+A ``Session`` wraps ``aiomqtt.Client``. ``run()`` connects, publishes ``online`` (retained) on the
+status topic whose last will is ``offline``, subscribes, and hands every message to the
+handler; when the connection drops it waits (0.5 s doubling up to ``backoff_max_s``, with
+jitter) and does it all again. The session is persistent (fixed client id, no clean start),
+so QoS 1 messages sent while a subscriber was away are delivered when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import aiomqtt
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+
+
+class BrokerSettings(BaseModel):
+    """Where a client finds the community broker and who it is there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str
+    password: str = Field(repr=False)
+    tls: bool = False
+    cafile: Path | None = None
+    """CA certificate to trust (PEM); None: the system's."""
+
+
+class Session:
+    """A kept-alive MQTT session for one client.
+
+    client_id: stable identifier (a persistent session is keyed by it).
+    subscriptions: topic filters, subscribed with QoS 1 on every (re)connect.
+    status_topic: where ``online`` is published (retained) and the will ``offline`` waits.
+    keepalive_s: the broker sends the will after 1.5 x this without a word from the client.
+    handler: awaited with (topic, payload) for every message; an exception in it is logged
+    and counted (``handler_errors``), never ends the session.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        client_id: str,
+        subscriptions: Sequence[str],
+        handler: Handler,
+        status_topic: str | None = None,
+        backoff_max_s: float = 30.0,
+        timeout_s: float = 10.0,
+        keepalive_s: int = 15,
+    ):
+        self.broker = broker
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.handler = handler
+        self.status_topic = status_topic
+        self.backoff_max_s = backoff_max_s
+        self.timeout_s = timeout_s
+        self.keepalive_s = keepalive_s
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.handler_errors = 0
+        self._client: aiomqtt.Client | None = None
+        self._rng = random.Random(client_id)
+
+    def _make_client(self) -> aiomqtt.Client:
+        b = self.broker
+        will = None
+        if self.status_topic is not None:
+            will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        tls = None
+        if b.tls:
+            tls = ssl.create_default_context(cafile=str(b.cafile) if b.cafile else None)
+        return aiomqtt.Client(
+            b.host,
+            b.port,
+            username=b.username,
+            password=b.password,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=_session_expiry(),
+            will=will,
+            tls_context=tls,
+            timeout=self.timeout_s,
+            keepalive=self.keepalive_s,
+        )
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        backoff_s = 0.5
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.connects += 1
+                    backoff_s = 0.5
+                    if self.status_topic is not None:
+                        await client.publish(self.status_topic, b"online", qos=1, retain=True)
+                    for f in self.subscriptions:
+                        await client.subscribe(f, qos=1)
+                    self.connected.set()
+                    log.info("mqtt connected client=%s broker=%s:%s", self.client_id,
+                             self.broker.host, self.broker.port)  # fmt: skip
+                    async for m in client.messages:
+                        await self._handle(str(m.topic), m.payload)
+            except aiomqtt.MqttError as e:
+                log.warning("mqtt connection lost client=%s error=%s retry_in_s=%.1f",
+                            self.client_id, e, backoff_s)  # fmt: skip
+            finally:
+                self.connected.clear()
+                self._client = None
+            await asyncio.sleep(backoff_s * (0.75 + 0.5 * self._rng.random()))
+            backoff_s = min(2 * backoff_s, self.backoff_max_s)
+
+    async def _handle(self, topic: str, payload: object) -> None:
+        data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        try:
+            await self.handler(topic, data)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("message handler failed client=%s topic=%s", self.client_id, topic)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish once; True when the broker took it (PUBACK for QoS 1), False when the
+        session is down or the broker did not confirm in time (the caller keeps it to resend)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=self.timeout_s)
+        except aiomqtt.MqttError as e:
+            log.info("publish failed client=%s topic=%s error=%s", self.client_id, topic, e)
+            return False
+        return True
+
+
+def _session_expiry() -> object:
+    """MQTT 5 CONNECT properties: keep the session (and queued QoS 1 messages) for a day."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 24 * 3600
+    return props

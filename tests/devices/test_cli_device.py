@@ -81,11 +81,6 @@ def test_unreachable_device_and_unknown_profile_exit_2() -> None:
     assert res.exit_code == 2 and "no virtual device" in res.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 open: no battery or charger profile in the library yet (strict: remove this "
-    "marker when they land)",
-)
 @pytest.mark.parametrize("kind", ["battery", "ev-charger"])
 async def test_controllable_kinds_follow_their_setpoints(kind: str) -> None:
     """The virtual battery follows its power setpoint; the charger charges at its current."""

@@ -17,11 +17,6 @@ NAMES = profile_names()
 KINDS = ("pv_inverter", "hybrid_inverter", "battery", "ev_charger", "meter")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 open: the profile library has 1 of the 40 profiles it needs (strict: remove "
-    "this marker when the library is complete)",
-)
 def test_library_is_broad() -> None:
     profiles = [load_profile(n) for n in NAMES]
     assert len(profiles) >= 40
@@ -88,7 +83,9 @@ def test_generator_sign_is_turned_into_load_convention(tmp_path: Path) -> None:
             raw = decode(regs, r.type, r.word_order or profile.word_order, sunspec=False)
             assert raw * r.scale > 0, f"{r.role}: the device register should read positive"
             table = {(fn, a): v for fn, t in device.tables.items() for a, v in t.items()}
-            assert decode_roles(profile, table)[r.role].value == pytest.approx(-1000.0, abs=abs(r.scale))
+            assert decode_roles(profile, table)[r.role].value == pytest.approx(
+                -1000.0, abs=abs(r.scale)
+            )
 
 
 def test_reads_are_merged_into_few_requests() -> None:

@@ -142,6 +142,8 @@ class PlanMessage(_Msg):
     issued: Annotated[int, Field(ge=0)]
     """Interval in which the plan was made."""
     steps: Annotated[list[PlanStep], Field(min_length=1, max_length=MAX_PLAN_STEPS)]
+    readings_through: Annotated[int, Field(ge=0)] | None = None
+    """Interval up to which the coordinator holds this household's readings (an ack)."""
 
     @model_validator(mode="after")
     def _consecutive(self) -> PlanMessage:

@@ -10,6 +10,7 @@ session (arrival, departure, energy need) at its current setpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ class ProfileVirtual(VirtualDevice):
 
     battery_wh / battery_w: battery capacity (Wh) and power limit (W), for battery kinds.
     car: the EV session, for chargers (default: plugged in now for 8 h, needing 20 kWh).
+    measured_w: for a meter, the power it measures at a clock time, W, load convention
+    (e.g. a household's base load plus its other virtual devices); None: a constant.
     """
 
     def __init__(
@@ -60,11 +63,13 @@ class ProfileVirtual(VirtualDevice):
         battery_wh: float = 10_000.0,
         battery_w: float = 5_000.0,
         car: CarSession | None = None,
+        measured_w: Callable[[float], float] | None = None,
     ):
         super().__init__(profile.transport.unit if unit is None else unit, clock)
         self.profile = profile
         self.battery_wh, self.battery_w = battery_wh, battery_w
         self.car = car or CarSession(self.t_s, self.t_s + 8 * 3600, 20_000.0)
+        self.measured_w = measured_w
         self.values: dict[str, Any] = {}
         for r in profile.registers:
             self.values[r.role] = self._initial(r.role, r.map)
@@ -140,6 +145,8 @@ class ProfileVirtual(VirtualDevice):
             self._charger(now_s, dt_s)
         if kind == "pv_inverter":
             self._limit_pv()
+        if self.measured_w is not None:
+            self.values["p_w"] = self.measured_w(now_s)
         self._settle()
         self._count(dt_s)
         self._publish()

@@ -29,7 +29,7 @@ from gridctl.transport.broker import (
     load_community,
     write_broker_config,
 )
-from tests.transport.conftest import Broker
+from tests.conftest import Broker
 
 WAIT_S = 5.0
 

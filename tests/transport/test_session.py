@@ -17,8 +17,7 @@ from gridctl.protocol import household_topic
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import running_mosquitto
 from gridctl.transport.session import BrokerSettings, Session
-from tests.conftest import require_tool
-from tests.transport.conftest import Broker
+from tests.conftest import Broker, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 

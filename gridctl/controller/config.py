@@ -1,0 +1,156 @@
+"""A household controller's configuration file (YAML), validated field by field.
+
+```yaml
+community: oak
+household: h07
+broker: {host: 10.0.0.2, port: 8883, tls: true, password_file: /etc/gridctl/mqtt.secret}
+key_file: /var/lib/gridctl/meter.key        # Ed25519, made by `gridctl controller keygen`
+state_db: /var/lib/gridctl/controller.sqlite
+limits: {fuse_a: 25, phases: 3, export_max_w: 7000}
+devices:
+  - {name: meter,   role: meter,   profile: eastron-sdm630, host: 192.168.1.20, unit: 1}
+  - {name: battery, role: battery, profile: BATTERY-PROFILE, host: 192.168.1.21, rated_w: 5000}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gridctl.core import GridctlError, describe_validation_error
+from gridctl.protocol import NAME
+from gridctl.transport.session import BrokerSettings
+
+V_NOMINAL_V = 230.0
+
+
+class ControllerConfigError(GridctlError):
+    """A controller configuration is missing or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Strict):
+    """The community broker; the user name defaults to the household id."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    password_file: Path | None = None
+    tls: bool = False
+    cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password and password_file")
+        return self
+
+
+class DeviceConfig(_Strict):
+    """One device the controller drives, through a device profile.
+
+    role: what it is in the household. rated_w: its power rating, W (> 0), for batteries,
+    chargers and inverters.
+    """
+
+    name: str = Field(pattern=NAME.pattern)
+    role: Literal["meter", "pv", "battery", "ev"]
+    profile: str
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit: Annotated[int, Field(ge=0, le=255)] | None = None
+    rated_w: Annotated[float, Field(gt=0)] | None = None
+
+
+class Limits(_Strict):
+    """Local limits at the connection; None = none of that kind.
+
+    fuse_a: main fuse per phase, A. export_max_w / import_max_w: a standing grid-operator
+    envelope, W (≥ 0).
+    """
+
+    fuse_a: Annotated[float, Field(gt=0)] | None = None
+    phases: Literal[1, 3] = 3
+    export_max_w: Annotated[float, Field(ge=0)] | None = None
+    import_max_w: Annotated[float, Field(ge=0)] | None = None
+
+    @property
+    def fuse_w(self) -> float | None:
+        """The fuse's power limit, W (phases x 230 V x fuse_a)."""
+        return None if self.fuse_a is None else self.phases * V_NOMINAL_V * self.fuse_a
+
+
+class ControllerConfig(_Strict):
+    """Everything a household controller needs. Times in s."""
+
+    community: str = Field(pattern=NAME.pattern)
+    household: str = Field(pattern=NAME.pattern)
+    broker: BrokerConfig
+    key_file: Path
+    state_db: Path
+    limits: Limits = Limits()
+    devices: Annotated[list[DeviceConfig], Field(min_length=1)]
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    revert_s: Annotated[int, Field(ge=2, le=3600)] = 60
+    """Device revert timer: setpoints lapse this long after the controller stops writing."""
+    plan_grace_s: Annotated[float, Field(ge=0, le=900)] = 120.0
+    """How long into an interval a plan made in the previous one still counts as fresh."""
+
+    @model_validator(mode="after")
+    def _devices(self) -> Self:
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ValueError("two devices share a name")
+        meters = [d for d in self.devices if d.role == "meter"]
+        if len(meters) != 1:
+            raise ValueError(f"exactly one device with role meter is needed, not {len(meters)}")
+        for d in self.devices:
+            if d.role in ("battery", "ev") and d.rated_w is None:
+                raise ValueError(f"device {d.name}: a {d.role} needs rated_w")
+        return self
+
+    def broker_settings(self) -> BrokerSettings:
+        """Settings for the MQTT session (reads the password file)."""
+        b = self.broker
+        password = b.password
+        if b.password_file is not None:
+            try:
+                password = b.password_file.read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ControllerConfigError(f"broker.password_file: {e.strerror}") from None
+        assert password is not None
+        return BrokerSettings(
+            host=b.host, port=b.port, username=b.username or self.household,
+            password=password, tls=b.tls, cafile=b.cafile,
+        )  # fmt: skip
+
+
+def load_controller_config(path: Path) -> ControllerConfig:
+    """Read and validate a controller YAML; relative paths are taken from its folder."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ControllerConfigError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ControllerConfigError(
+            f"{path.name}: not valid YAML ({str(e).splitlines()[0]})"
+        ) from None
+    try:
+        cfg = ControllerConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ControllerConfigError(f"{path.name}: {describe_validation_error(e)}") from None
+    base = path.parent
+    broker = cfg.broker
+    if broker.password_file is not None:
+        broker = broker.model_copy(update={"password_file": base / broker.password_file})
+    return cfg.model_copy(
+        update={"key_file": base / cfg.key_file, "state_db": base / cfg.state_db, "broker": broker}
+    )

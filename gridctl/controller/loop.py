@@ -1,0 +1,262 @@
+"""The household controller: poll → telemetry → apply plan or fallback → signed readings.
+
+Every ``poll_s`` the controller reads all devices, decides its mode, writes setpoints bounded
+by local limits (minimum of device rating, main fuse, grid-operator envelope and plan),
+publishes telemetry, and at each interval boundary signs the main meter's counters into the
+outbox, which it (re)sends until the coordinator acknowledges them.
+
+Mode: ``plan`` while the coordinator is not known to be offline and its plan is fresh (made in
+this interval, or in the previous one and we are less than ``plan_grace_s`` into this one);
+otherwise ``fallback``: self-consumption, the EV at its rating, nothing beyond the standing
+envelope. Setpoints are rewritten every ``revert_s / 3`` so the devices' revert timers (set to
+``revert_s``) only lapse when the controller is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gridctl.controller.config import V_NOMINAL_V, ControllerConfig, DeviceConfig
+from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
+from gridctl.controller.outbox import Outbox
+from gridctl.core import INTERVAL_S
+from gridctl.devices.client import ModbusClient, ModbusError
+from gridctl.devices.profile import Profile, ProfileError, load_profile
+from gridctl.devices.reader import Poll, ProfileDevice
+from gridctl.protocol import (
+    PlanMessage,
+    PlanStep,
+    RejectCounter,
+    Telemetry,
+    coordinator_topic,
+    encode,
+    household_topic,
+)
+from gridctl.settlement.enrol import main_meter
+from gridctl.transport.session import Session
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+SETPOINTS = {"battery": ("p_set_w",), "ev": ("charge_current_a", "charge_enable"),
+             "pv": ("p_limit_w", "p_limit_pct", "p_limit_enable")}  # fmt: skip
+
+
+@dataclass
+class Device:
+    """A device the controller drives, with its last poll and last writes (value, clock s)."""
+
+    config: DeviceConfig
+    profile: Profile
+    reader: ProfileDevice
+    poll: Poll | None = None
+    written: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def value(self, role: str) -> float | None:
+        """A role's last polled value (role units), None when unknown or not in the profile."""
+        if self.poll is None or role not in self.poll.values:
+            return None
+        v = self.poll.values[role].value
+        return float(v) if isinstance(v, int | float) else None
+
+    def can_write(self, role: str) -> bool:
+        """True when the profile has ``role`` as a writable register."""
+        return any(r.role == role and r.access != "r" for r in self.profile.registers)
+
+
+@dataclass
+class Decision:
+    """What the controller does this poll: mode, setpoints by (device, role), telemetry."""
+
+    mode: str
+    step: PlanStep | None
+    writes: dict[tuple[str, str], float]
+
+
+class Controller:
+    """One household's controller. clock: epoch seconds (the simulator passes a faster one)."""
+
+    def __init__(self, config: ControllerConfig, key: Ed25519PrivateKey, clock: Clock = time.time):
+        self.cfg = config
+        self.clock = clock
+        h, c = config.household, config.community
+        self.rejects = RejectCounter()
+        self.plan: PlanMessage | None = None
+        self.coordinator_online: bool | None = None
+        self.mode = "starting"
+        self.outbox = Outbox(config.state_db)
+        self.signer = self.outbox.signer(main_meter(h), key)
+        self.last_interval: int | None = None
+        self.write_errors = 0
+        self.plan_topic = household_topic(c, h, "plan")
+        self.session = Session(
+            config.broker_settings(), client_id=f"gridctl-{c}-{h}",
+            subscriptions=[self.plan_topic, coordinator_topic(c, "status")],
+            handler=self.on_message, status_topic=household_topic(c, h, "status"),
+        )  # fmt: skip
+        self.devices: list[Device] = []
+        for d in config.devices:
+            profile = load_profile(d.profile)
+            unit = d.unit if d.unit is not None else profile.transport.unit
+            client = ModbusClient(d.host, d.port, unit, timeout_s=1.0, retries=1)
+            self.devices.append(Device(d, profile, ProfileDevice(client, profile)))
+        self.meter = next(d for d in self.devices if d.config.role == "meter")
+
+    async def run(self) -> None:
+        """Run until cancelled: the MQTT session and the poll loop."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.session.run())
+                tg.create_task(self._loop())
+        finally:
+            for d in self.devices:
+                d.reader.client.close()
+            self.outbox.close()
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.step()
+            await asyncio.sleep(max(self.cfg.poll_s - (time.monotonic() - started), 0.0))
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        """Take a plan (newest wins; its ack prunes the outbox) or the coordinator's status."""
+        msg = self.rejects.decode(topic, payload)
+        if msg is None:
+            return
+        if msg.kind == "status" and msg.household is None:
+            self.coordinator_online = msg.message == "online"
+        elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
+            plan = msg.message
+            if self.plan is None or plan.issued >= self.plan.issued:
+                self.plan = plan
+            if plan.readings_through is not None:
+                self.outbox.ack_through(plan.readings_through)
+
+    def fresh_step(self, now_s: float) -> PlanStep | None:
+        """The plan step for now if the plan counts as fresh and the coordinator is not offline."""
+        plan = self.plan
+        if plan is None or self.coordinator_online is False:
+            return None
+        interval = int(now_s // INTERVAL_S)
+        into_s = now_s - interval * INTERVAL_S
+        fresh = plan.issued >= interval or (
+            plan.issued == interval - 1 and into_s < self.cfg.plan_grace_s
+        )
+        return plan.step(interval) if fresh else None
+
+    def decide(self, now_s: float) -> Decision:
+        """Mode and setpoints from the last polls (pure: no I/O)."""
+        step = self.fresh_step(now_s)
+        imp_w, exp_w = envelope_w(self.cfg.limits, step)
+        grid_w = self.meter.value("p_w")
+        writes: dict[tuple[str, str], float] = {}
+        for d in self.devices:
+            role = d.config.role
+            own_w = d.value("p_w")
+            other_w = None if grid_w is None or own_w is None else grid_w - own_w
+            rated_w = d.config.rated_w or math.inf
+            if role == "battery" and d.can_write("p_set_w"):
+                wanted = step.battery_w if step else -(other_w or 0.0)
+                writes[(d.config.name, "p_set_w")] = battery_setpoint_w(
+                    wanted, rated_w, other_w, imp_w, exp_w
+                )
+            elif role == "ev" and d.can_write("charge_current_a"):
+                wanted = step.ev_w if step else rated_w
+                max_a = d.value("max_current_a") or rated_w / (self.cfg.limits.phases * V_NOMINAL_V)
+                amps = ev_current_a(wanted, max_a, other_w, imp_w, self.cfg.limits.phases)
+                writes[(d.config.name, "charge_current_a")] = amps
+                if d.can_write("charge_enable"):
+                    writes[(d.config.name, "charge_enable")] = 1.0 if amps > 0 else 0.0
+            elif role == "pv":
+                limit_w = min(pv_limit_w(other_w, exp_w), rated_w)
+                if d.can_write("p_limit_w"):
+                    writes[(d.config.name, "p_limit_w")] = min(limit_w, 1e9)
+                elif d.can_write("p_limit_pct") and d.config.rated_w:
+                    writes[(d.config.name, "p_limit_pct")] = min(limit_w / d.config.rated_w, 1.0)
+        return Decision("plan" if step else "fallback", step, writes)
+
+    async def step(self) -> None:
+        """One poll cycle."""
+        polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
+        for d, p in zip(self.devices, polls, strict=True):
+            d.poll = p
+        now_s = self.clock()
+        self._boundary(int(now_s // INTERVAL_S))
+        decision = self.decide(now_s)
+        if decision.mode != self.mode:
+            log.info(
+                "mode household=%s from=%s to=%s", self.cfg.household, self.mode, decision.mode
+            )
+            self.mode = decision.mode
+        await self._write(decision, now_s)
+        await self._publish(decision, now_s)
+
+    def _boundary(self, interval: int) -> None:
+        """At the first poll of a new interval, sign the meter's counters for the one ended."""
+        if self.last_interval is not None and interval > self.last_interval:
+            imp, exp = self.meter.value("e_import_wh"), self.meter.value("e_export_wh")
+            if imp is None or exp is None:
+                log.warning("no reading household=%s interval=%d (meter unknown)",
+                            self.cfg.household, interval - 1)  # fmt: skip
+            else:
+                self.outbox.add(self.signer, interval - 1, int(imp), int(exp))
+        self.last_interval = interval
+
+    async def _write(self, decision: Decision, now_s: float) -> None:
+        refresh_s = self.cfg.revert_s / 3
+        by_name = {d.config.name: d for d in self.devices}
+        for d in self.devices:
+            if d.can_write("revert_s") and "revert_s" not in d.written:
+                decision.writes[(d.config.name, "revert_s")] = float(self.cfg.revert_s)
+        for (name, role), value in decision.writes.items():
+            d = by_name[name]
+            last = d.written.get(role)
+            if last and abs(last[0] - value) < 1.0 and now_s - last[1] < refresh_s:
+                continue
+            try:
+                await d.reader.write(role, value)
+            except (ModbusError, ProfileError) as e:
+                self.write_errors += 1
+                log.warning(
+                    "write failed device=%s role=%s value=%.1f error=%s", name, role, value, e
+                )
+                continue
+            d.written[role] = (value, now_s)
+
+    async def _publish(self, decision: Decision, now_s: float) -> None:
+        by_role = {d.config.role: d for d in self.devices}
+
+        def p(role: str) -> float | None:
+            d = by_role.get(role)
+            return None if d is None else d.value("p_w")
+
+        pv = p("pv")
+        ev = p("ev")
+        battery = by_role.get("battery")
+        telemetry = Telemetry(
+            household=self.cfg.household,
+            t=datetime.fromtimestamp(now_s, UTC),
+            mode=decision.mode,  # type: ignore[arg-type]
+            grid_p_w=self.meter.value("p_w"),
+            pv_p_w=min(pv, 0.0) if pv is not None else None,
+            battery_p_w=p("battery"),
+            ev_p_w=max(ev, 0.0) if ev is not None else None,
+            soc=battery.value("soc") if battery else None,
+            plan_interval=decision.step.interval if decision.step else None,
+            faulted=[d.config.name for d in self.devices if d.reader.faulted],
+        )
+        c, h = self.cfg.community, self.cfg.household
+        await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
+        for meter, interval, message in self.outbox.due(now_s, INTERVAL_S):
+            if not await self.session.publish(household_topic(c, h, "reading"), message, 1):
+                break
+            self.outbox.mark_sent(meter, interval, now_s)

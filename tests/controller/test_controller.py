@@ -1,0 +1,194 @@
+"""The household controller against a real Mosquitto and virtual Modbus devices, on a fast clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gridctl.controller.config import BrokerConfig, ControllerConfig, DeviceConfig, Limits
+from gridctl.controller.keys import generate_key_file, load_key_file
+from gridctl.controller.loop import Controller
+from gridctl.core import INTERVAL_S
+from gridctl.devices.profile import load_profile, parse_profile
+from gridctl.devices.virtual import serving
+from gridctl.devices.virtual_profile import CarSession, ProfileVirtual
+from gridctl.protocol import (
+    PlanMessage,
+    PlanStep,
+    Telemetry,
+    coordinator_topic,
+    decode,
+    encode,
+    household_topic,
+)
+from gridctl.settlement.signing import SignedReading, parse_reading
+from gridctl.transport.session import BrokerSettings, Session
+from tests.conftest import Broker
+
+SPEED = 300.0  # one 15-minute interval in 3 s
+LOAD_W = 800.0
+BATTERY_PROFILE = """
+vendor: Test
+model: battery with setpoint and revert timer
+kind: battery
+source: "synthetic profile for the controller tests"
+transport: {type: tcp, unit: 2}
+registers:
+  - {role: p_w,      function: holding, address: 0, type: s32, unit: W}
+  - {role: soc,      function: holding, address: 2, type: u16, unit: "%", scale: 0.1}
+  - {role: p_set_w,  function: holding, address: 3, type: s32, unit: W, access: rw, min: -5000, max: 5000}
+  - {role: revert_s, function: holding, address: 5, type: u16, unit: s, access: rw}
+"""
+
+
+class FastClock:
+    """Epoch seconds running SPEED times faster than real time, from ``start_s``."""
+
+    def __init__(self, start_s: float):
+        self.start_s, self.t0 = start_s, time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start_s + SPEED * (time.monotonic() - self.t0)
+
+
+@dataclass
+class House:
+    """One household's virtual devices and its controller's configuration."""
+
+    meter: ProfileVirtual
+    battery: ProfileVirtual
+    ev: ProfileVirtual
+    config: ControllerConfig
+    clock: FastClock
+
+
+@asynccontextmanager
+async def house(broker: Broker, tmp_path: Path, household: str = "h01") -> AsyncIterator[House]:
+    """Meter (Eastron), battery (synthetic) and charger (Alfen) of one home, served on one port."""
+    boundary = (int(time.time() // INTERVAL_S) + 1000) * INTERVAL_S
+    clock = FastClock(boundary - 1.5 * SPEED)  # the first boundary comes 1.5 s after the start
+    (tmp_path / "battery.yaml").write_text(BATTERY_PROFILE)
+    battery = ProfileVirtual(parse_profile(tmp_path / "battery.yaml"), clock=clock)
+    ev = ProfileVirtual(load_profile("alfen-eve"), unit=3, clock=clock,
+                        car=CarSession(clock(), clock() + 10 * INTERVAL_S, 50_000.0))  # fmt: skip
+
+    def measured_w(t_s: float) -> float:
+        battery.advance(t_s)
+        ev.advance(t_s)
+        return LOAD_W + battery.values["p_w"] + ev.values["p_w"]
+
+    meter = ProfileVirtual(load_profile("eastron-sdm630"), clock=clock, measured_w=measured_w)
+    key_file = tmp_path / f"{household}.key"
+    generate_key_file(key_file)
+    async with serving([meter, battery, ev]) as port:
+        config = ControllerConfig(
+            community=broker.community, household=household,
+            broker=BrokerConfig(port=broker.port, password=broker.creds[household]),
+            key_file=key_file, state_db=tmp_path / f"{household}.sqlite",
+            limits=Limits(fuse_a=25), poll_s=0.05, revert_s=30,
+            devices=[
+                DeviceConfig(name="meter", role="meter", profile="eastron-sdm630", port=port, unit=1),
+                DeviceConfig(name="battery", role="battery", profile=str(tmp_path / "battery.yaml"),
+                             port=port, unit=2, rated_w=5000),
+                DeviceConfig(name="ev", role="ev", profile="alfen-eve", port=port, unit=3, rated_w=11_000),
+            ],
+        )  # fmt: skip
+        yield House(meter, battery, ev, config, clock)
+
+
+class Coordinator:
+    """The coordinator's side of the wire: collects what a household publishes."""
+
+    def __init__(self, broker: Broker, household: str):
+        self.telemetry: list[Telemetry] = []
+        self.readings: list[bytes] = []
+        c = broker.community
+        self.session = Session(
+            BrokerSettings(port=broker.port, username="coordinator", password=broker.creds["coordinator"]),
+            "coord-test", [household_topic(c, household, "telemetry"), household_topic(c, household, "reading")],
+            self.on_message,
+        )  # fmt: skip
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        msg = decode(topic, payload).message
+        if isinstance(msg, Telemetry):
+            self.telemetry.append(msg)
+        else:
+            self.readings.append(payload)
+
+    async def until(self, what: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not what():
+                await asyncio.sleep(0.02)
+
+
+async def test_fallback_plan_readings_and_a_silent_coordinator(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    async with house(broker, tmp_path) as home:
+        coord = Coordinator(broker, "h01")
+        key = load_key_file(home.config.key_file)
+        ctl = Controller(home.config, key, clock=home.clock)
+        tasks = [asyncio.create_task(coord.session.run()), asyncio.create_task(ctl.run())]
+        try:
+            # no plan yet: self-consumption; the car charges at its rating within the fuse,
+            # the battery discharges at its rating to cover it
+            await coord.until(
+                lambda: bool(coord.telemetry) and coord.telemetry[-1].mode == "fallback"
+            )
+            await coord.until(lambda: abs(home.battery.values["p_w"] + 5000) < 1)
+            assert home.ev.values["charge_current_a"] == pytest.approx(11_000 / 690, abs=0.01)
+            assert home.battery.values["revert_s"] == 30  # revert timer set on the device
+            t = coord.telemetry[-1]
+            assert t.household == "h01" and t.soc is not None and t.faulted == []
+
+            # the first boundary: one signed reading of the interval that ended
+            await coord.until(lambda: len(coord.readings) >= 1)
+            r = parse_reading(coord.readings[0])
+            assert r.meter == "h01/main" and r.seq == 1
+            assert r.interval == int(home.clock() // INTERVAL_S) - 1
+            key.public_key().verify(r.signature, r.payload())  # raises if forged
+
+            # a plan: charge the battery at 2 kW, no EV, import at most 5 kW
+            now_iv = int(home.clock() // INTERVAL_S)
+            steps = [
+                PlanStep(interval=now_iv + k, battery_w=2000, ev_w=0, import_max_w=5000)
+                for k in range(4)
+            ]
+            plan = PlanMessage(household="h01", issued=now_iv, steps=steps)
+            assert await coord.session.publish(
+                household_topic(c, "h01", "plan"), encode(plan), 1, True
+            )
+            await coord.until(lambda: coord.telemetry[-1].mode == "plan")
+            await coord.until(lambda: abs(home.battery.values["p_w"] - 2000) < 1)
+            assert home.ev.values["charge_current_a"] == 0
+            # the meter sees it at the next polls: load plus the charging battery
+            await coord.until(lambda: abs((coord.telemetry[-1].grid_p_w or 0) - LOAD_W - 2000) < 5)
+
+            # readings go on, one per interval, with consecutive sequence numbers (unacknowledged
+            # ones are sent again after an interval: duplicates the coordinator settles once)
+            def by_seq() -> dict[int, SignedReading]:
+                return {x.seq: x for x in map(parse_reading, coord.readings)}
+
+            await coord.until(lambda: 2 in by_seq())
+            second = by_seq()[2]
+            assert second.interval == r.interval + 1
+            assert second.e_import_wh > r.e_import_wh
+
+            # the coordinator goes offline: fallback at once (not at the next interval)
+            assert await coord.session.publish(coordinator_topic(c, "status"), b"offline", 1, True)
+            t_off = time.monotonic()
+            await coord.until(lambda: coord.telemetry[-1].mode == "fallback")
+            assert time.monotonic() - t_off < 1.0
+            assert ctl.write_errors == 0 and ctl.rejects.total == 0
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -411,3 +411,55 @@ def broker_config(
         soft_wrap=True,
         highlight=False,
     )
+
+
+controller_app = typer.Typer(help="Run a household controller.", no_args_is_help=True)
+app.add_typer(controller_app, name="controller")
+
+
+@controller_app.command("keygen")
+def controller_keygen(
+    config: Annotated[Path, typer.Argument(help="controller YAML")],
+) -> None:
+    """Make the meter's Ed25519 key (once, at install) and print what to enrol."""
+    from gridctl.controller.config import load_controller_config
+    from gridctl.controller.keys import describe_public_key, generate_key_file
+    from gridctl.settlement.enrol import main_meter
+
+    try:
+        cfg = load_controller_config(config)
+        public = generate_key_file(cfg.key_file)
+    except GridctlError as e:
+        raise _fail(e) from None
+    console.print(
+        f"key written to {cfg.key_file} (private, mode 0600); enrol meter "
+        f"{main_meter(cfg.household)} with the coordinator: {describe_public_key(public)}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@controller_app.command("run")
+def controller_run(
+    config: Annotated[Path, typer.Argument(help="controller YAML")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every mode change")] = False,
+) -> None:
+    """Drive the household's devices, follow the community's plans, sign meter readings."""
+    import asyncio
+
+    from gridctl.controller.config import load_controller_config
+    from gridctl.controller.keys import load_key_file
+    from gridctl.controller.loop import Controller
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        cfg = load_controller_config(config)
+        controller = Controller(cfg, load_key_file(cfg.key_file))
+        asyncio.run(controller.run())
+    except KeyboardInterrupt:
+        pass
+    except GridctlError as e:
+        raise _fail(e) from None

@@ -258,6 +258,7 @@ class RejectCounter:
 
     def __init__(self) -> None:
         self.by_reason: Counter[str] = Counter()
+        self.last_reason: str | None = None
 
     @property
     def total(self) -> int:
@@ -270,5 +271,6 @@ class RejectCounter:
             return decode(topic, payload)
         except ProtocolError as e:
             self.by_reason[e.reason] += 1
+            self.last_reason = e.reason
             log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], e.reason, e)
             return None

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated
@@ -71,6 +72,8 @@ class Session:
         self.keepalive_s = keepalive_s
         self.connected = asyncio.Event()
         self.connects = 0
+        self.connected_at = 0.0
+        """time.monotonic() of the last connect."""
         self.handler_errors = 0
         self._client: aiomqtt.Client | None = None
         self._rng = random.Random(client_id)
@@ -111,6 +114,7 @@ class Session:
                         await client.publish(self.status_topic, b"online", qos=1, retain=True)
                     for f in self.subscriptions:
                         await client.subscribe(f, qos=1)
+                    self.connected_at = time.monotonic()
                     self.connected.set()
                     log.info("mqtt connected client=%s broker=%s:%s", self.client_id,
                              self.broker.host, self.broker.port)  # fmt: skip

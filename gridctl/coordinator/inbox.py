@@ -1,0 +1,67 @@
+"""The coordinator's inbox: every authentic-looking reading received, kept in SQLite.
+
+Readings are stored as they arrive (exact duplicates collapse on their digest), so a restarted
+coordinator settles from what it had received before it died; settlement itself is idempotent.
+``through(meter)`` is the acknowledgement sent back in plans: the last interval up to which the
+coordinator holds the meter's readings, counting intervals already settled as held.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from gridctl.settlement.signing import SignedReading, parse_reading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    meter TEXT NOT NULL, interval INTEGER NOT NULL, digest TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (meter, interval, digest));
+"""
+
+
+class Inbox:
+    """Received readings in the SQLite file ``path``."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self._through: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Close the file."""
+        self.db.close()
+
+    def add(self, reading: SignedReading) -> bool:
+        """Keep a reading; False when exactly this one was already here."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
+            (reading.meter, reading.interval, reading.digest(), json.dumps(reading.to_message())),
+        )
+        return cur.rowcount == 1
+
+    def readings(self, interval: int) -> list[SignedReading]:
+        """Every reading received for ``interval``."""
+        rows = self.db.execute("SELECT message FROM inbox WHERE interval = ?", (interval,))
+        return [parse_reading(m) for (m,) in rows]
+
+    def meters_in(self, interval: int) -> set[str]:
+        """Meters with at least one reading for ``interval``."""
+        rows = self.db.execute("SELECT DISTINCT meter FROM inbox WHERE interval = ?", (interval,))
+        return {m for (m,) in rows}
+
+    def through(self, meter: str, first: int, settled: int | None) -> int | None:
+        """Last interval up to which the coordinator holds ``meter``'s readings (from ``first``;
+        intervals up to ``settled`` count as held: a late reading can no longer change them)."""
+        t = self._through.get(meter, first - 1)
+        if settled is not None:
+            t = max(t, settled)
+        while self.db.execute(
+            "SELECT 1 FROM inbox WHERE meter = ? AND interval = ? LIMIT 1", (meter, t + 1)
+        ).fetchone():
+            t += 1
+        self._through[meter] = t
+        return t if t >= first else None

@@ -1,0 +1,232 @@
+"""The community coordinator: ingest → settle → publish roots → plan → publish plans.
+
+Every ``tick_s`` the coordinator looks at its clock. Each interval that has ended is settled, in
+order, once every enrolled meter's reading for it is in or ``settle_after_s`` after its end,
+whichever comes first; the interval's Merkle root is then published (retained). At the start of
+each interval the planner is asked for every household's plan, which is published (retained,
+QoS 1) with an acknowledgement of the household's readings.
+
+Restart-safe: readings are kept in the inbox as they arrive and settlement is idempotent and
+ordered by the ledger itself (``last_closed``), so a coordinator killed at any point resumes with
+the first interval not yet closed: nothing is skipped, nothing settled twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from gridctl.coordinator.inbox import Inbox
+from gridctl.coordinator.metrics import Metrics, serve_http
+from gridctl.core import INTERVAL_S, Tariff
+from gridctl.protocol import (
+    PlanMessage,
+    PlanStep,
+    PriceMessage,
+    RejectCounter,
+    RootMessage,
+    Telemetry,
+    community_filter,
+    coordinator_topic,
+    encode,
+    household_topic,
+)
+from gridctl.settlement.enrol import main_meter
+from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
+from gridctl.settlement.signing import ReadingMessage, SignedReading
+from gridctl.transport.session import BrokerSettings, Session
+
+log = logging.getLogger(__name__)
+
+
+class Planner(Protocol):
+    """Makes every household's plan from ``interval`` on (steps start at ``interval``)."""
+
+    def plan(
+        self, interval: int, telemetry: Mapping[str, Telemetry]
+    ) -> Mapping[str, list[PlanStep]]: ...
+
+
+class Coordinator:
+    """One community's coordinator.
+
+    ledger_path / inbox_path: SQLite files (the ledger holds the meter registry).
+    planner: None publishes no plans (households then run their local policy).
+    clock: epoch seconds (the simulator passes its own). health_port: serve /health and
+    /metrics on 127.0.0.1 (0: a free port, see ``http_port``; None: no endpoint).
+    catch_up_s: after (re)connecting, real seconds to take in the readings the broker kept for
+    us before settling an incomplete interval as overdue.
+    """
+
+    def __init__(
+        self,
+        community: str,
+        broker: BrokerSettings,
+        ledger_path: Path,
+        inbox_path: Path,
+        settlement: SettlementConfig,
+        planner: Planner | None = None,
+        tariff: Tariff | None = None,
+        clock: Callable[[], float] = time.time,
+        tick_s: float = 1.0,
+        settle_after_s: float = INTERVAL_S,
+        health_port: int | None = None,
+        catch_up_s: float = 3.0,
+    ):
+        self.community = community
+        self.planner = planner
+        self.tariff = tariff
+        self.clock = clock
+        self.tick_s = tick_s
+        self.settle_after_s = settle_after_s
+        self.health_port = health_port
+        self.catch_up_s = catch_up_s
+        self.http_port: int | None = None
+        self.ledger = Ledger(ledger_path)
+        self.settler = Settler(self.ledger, settlement)
+        self.inbox = Inbox(inbox_path)
+        self.rejects = RejectCounter()
+        self.metrics = Metrics()
+        self.telemetry: dict[str, Telemetry] = {}
+        self.online: dict[str, bool] = {}
+        self.last_planned: int | None = None
+        self.outcomes: list[IntervalOutcome] = []
+        self.session = Session(
+            broker, client_id=f"gridctl-{community}-coordinator",
+            subscriptions=[community_filter(community)], handler=self.on_message,
+            status_topic=coordinator_topic(community, "status"),
+        )  # fmt: skip
+
+    @property
+    def meters(self) -> list[str]:
+        """Every enrolled meter."""
+        return list(self.settler.registry.meters)
+
+    @property
+    def households(self) -> list[str]:
+        """Every enrolled household."""
+        return list(self.settler.households)
+
+    def first_interval(self) -> int:
+        """The first interval any meter was enrolled for."""
+        return int(self.settler.table.joined.min()) if len(self.settler.table.joined) else 0
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.session.run())
+                if self.health_port is not None:
+                    server = await serve_http(self, self.health_port)
+                    self.http_port = server.sockets[0].getsockname()[1]
+                    tg.create_task(server.serve_forever())
+                tg.create_task(self._ticks())
+        finally:
+            self.inbox.close()
+            self.ledger.close()
+
+    async def _ticks(self) -> None:
+        await asyncio.wait_for(self.session.connected.wait(), None)
+        while True:
+            await self.tick()
+            await asyncio.sleep(self.tick_s)
+
+    async def on_message(self, topic: str, payload: bytes) -> None:
+        """Ingest a reading (into the inbox), telemetry or a household's status."""
+        msg = self.rejects.decode(topic, payload)
+        if msg is None:
+            self.metrics.refused.labels(reason=self.rejects.last_reason or "unknown").inc()
+            return
+        if msg.household is None:
+            return  # our own broadcasts
+        m = msg.message
+        if isinstance(m, ReadingMessage):
+            added = self.inbox.add(_signed(m))
+            self.metrics.readings_received.labels(new=str(added).lower()).inc()
+        elif isinstance(m, Telemetry):
+            self.telemetry[msg.household] = m
+        elif msg.kind == "status":
+            self.online[msg.household] = m == "online"
+            self.metrics.online.set(sum(self.online.values()))
+
+    async def tick(self) -> None:
+        """Settle what is due, then plan the current interval if not yet done."""
+        now_s = self.clock()
+        current = int(now_s // INTERVAL_S)
+        await self.settle_due(now_s, current)
+        if current != self.last_planned:
+            await self._publish_prices(current)
+            if self.planner is not None:
+                await self.plan(current)
+            self.last_planned = current
+
+    async def settle_due(self, now_s: float, current: int) -> None:
+        """Settle, in order, every ended interval whose readings are complete or overdue."""
+        closed = self.ledger.last_closed()
+        nxt = self.first_interval() if closed is None else closed + 1
+        everyone = set(self.meters)
+        caught_up = time.monotonic() - self.session.connected_at >= self.catch_up_s
+        while nxt < current:
+            complete = self.inbox.meters_in(nxt) >= everyone
+            overdue = now_s >= (nxt + 1) * INTERVAL_S + self.settle_after_s and caught_up
+            if not (complete or overdue):
+                return
+            self._settle(nxt)
+            await self._publish_root(nxt)
+            nxt += 1
+
+    def _settle(self, interval: int) -> IntervalOutcome:
+        t0 = time.perf_counter()
+        out = self.settler.settle(interval, self.inbox.readings(interval))
+        self.metrics.settle_s.observe(time.perf_counter() - t0)
+        self.metrics.intervals.inc()
+        for status in out.status:
+            self.metrics.readings.labels(outcome=status).inc()
+        self.metrics.readings.labels(outcome="rejected").inc(len(out.rejected))
+        self.outcomes.append(out)
+        log.info("settled interval=%d booked=%d root=%s", interval, out.booked, out.root[:12])
+        return out
+
+    async def _publish_root(self, interval: int) -> None:
+        size_root = self.ledger.interval_root(interval)
+        assert size_root is not None  # settle() closed it
+        msg = RootMessage(interval=interval, size=size_root[0], root=size_root[1],
+                          head=self.ledger.head)  # fmt: skip
+        await self.session.publish(coordinator_topic(self.community, "root"), encode(msg), 1, True)
+
+    async def _publish_prices(self, interval: int) -> None:
+        if self.tariff is None:
+            return
+        t = self.tariff
+        msg = PriceMessage(interval=interval, import_per_kwh=t.import_per_kwh,
+                           feed_in_per_kwh=t.feed_in_per_kwh,
+                           community_per_kwh=t.community_per_kwh)  # fmt: skip
+        await self.session.publish(
+            coordinator_topic(self.community, "prices"), encode(msg), 1, True
+        )
+
+    async def plan(self, interval: int) -> None:
+        """Ask the planner for every household's plan and publish them."""
+        assert self.planner is not None
+        t0 = time.perf_counter()
+        plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))
+        self.metrics.solve_s.observe(time.perf_counter() - t0)
+        first, closed = self.first_interval(), self.ledger.last_closed()
+        for h, steps in plans.items():
+            msg = PlanMessage(
+                household=h, issued=interval, steps=steps,
+                readings_through=self.inbox.through(main_meter(h), first, closed),
+            )  # fmt: skip
+            topic = household_topic(self.community, h, "plan")
+            if not await self.session.publish(topic, encode(msg), 1, True):
+                log.warning("plan not published household=%s interval=%d", h, interval)
+
+
+def _signed(m: ReadingMessage) -> SignedReading:
+    return SignedReading(m.meter, m.interval, m.seq, m.e_import_wh, m.e_export_wh, m.key_id,
+                         bytes.fromhex(m.sig))  # fmt: skip

@@ -1,0 +1,250 @@
+"""The coordinator against a real Mosquitto: ingest, settle in order, roots, plans, restart, fuzz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from gridctl.coordinator.service import Coordinator
+from gridctl.core import INTERVAL_S
+from gridctl.protocol import (
+    PlanMessage,
+    PlanStep,
+    RootMessage,
+    Telemetry,
+    coordinator_topic,
+    decode,
+    household_topic,
+)
+from gridctl.settlement.enrol import enrol_simulated, main_meter
+from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.settle import SettlementConfig
+from gridctl.settlement.signing import MeterSigner
+from gridctl.transport.session import BrokerSettings, Session
+from tests.conftest import Broker
+from tests.test_protocol import fuzz_cases
+
+HOMES = ["h00", "h01", "h02"]
+FIRST = 2_000_000  # first interval of the community
+
+
+class Clock:
+    """A clock the test sets by hand (epoch seconds)."""
+
+    def __init__(self, t_s: float):
+        self.t_s = t_s
+
+    def __call__(self) -> float:
+        return self.t_s
+
+
+class FlatPlanner:
+    """Every household: battery idle for the next four intervals."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+        self.calls.append(interval)
+        return {h: [PlanStep(interval=interval + k) for k in range(4)] for h in HOMES}
+
+
+def _settings(broker: Broker, user: str) -> BrokerSettings:
+    return BrokerSettings(port=broker.port, username=user, password=broker.creds[user])
+
+
+def _enrol(path: Path) -> dict[str, MeterSigner]:
+    with Ledger(path) as ledger:
+        return enrol_simulated(ledger, HOMES, [17_250.0] * 3, FIRST, seed=5)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.got: dict[str, list[bytes]] = {}
+
+    async def __call__(self, topic: str, payload: bytes) -> None:
+        self.got.setdefault(topic, []).append(payload)
+
+
+async def _until(what, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not what():
+            await asyncio.sleep(0.01)
+
+
+def _coordinator(broker: Broker, tmp_path: Path, clock: Clock, planner: FlatPlanner) -> Coordinator:
+    return Coordinator(
+        broker.community, _settings(broker, "coordinator"), tmp_path / "ledger.sqlite",
+        tmp_path / "inbox.sqlite", SettlementConfig(0.20, 1.0), planner, clock=clock,
+        tick_s=0.01, settle_after_s=300.0, health_port=0,
+    )  # fmt: skip
+
+
+async def test_settles_in_order_publishes_roots_and_acknowledges(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    signers = _enrol(tmp_path / "ledger.sqlite")
+    clock = Clock(FIRST * INTERVAL_S + 10)
+    planner = FlatPlanner()
+    coord = _coordinator(broker, tmp_path, clock, planner)
+    watch = Collector()
+    watcher = Session(_settings(broker, "h00"), "watch-h00", [household_topic(c, "h00", "plan"),
+                      coordinator_topic(c, "#")], watch)  # fmt: skip
+    homes = {h: Session(_settings(broker, h), f"home-{h}", [], Collector()) for h in HOMES}
+    tasks = [asyncio.create_task(s.run()) for s in (watcher, *homes.values())]
+    tasks.append(asyncio.create_task(coord.run()))
+    try:
+        await _until(lambda: all(s.connected.is_set() for s in homes.values()))
+        plan_topic = household_topic(c, "h00", "plan")
+        await _until(lambda: plan_topic in watch.got)
+        first_plan = decode(plan_topic, watch.got[plan_topic][-1]).message
+        assert isinstance(first_plan, PlanMessage) and first_plan.issued == FIRST
+        assert first_plan.readings_through is None  # nothing received yet
+
+        async def send(h: str, interval: int, imp: int) -> None:
+            r = signers[main_meter(h)].sign(interval, imp, 0)
+            for _ in range(2):  # QoS 1 may deliver twice: harmless
+                assert await homes[h].publish(
+                    household_topic(c, h, "reading"), json.dumps(r.to_message()).encode()
+                )
+
+        for k in range(3):  # three intervals of readings, all meters
+            for n, h in enumerate(HOMES):
+                await send(h, FIRST + k, 100 * (k + 1) * (n + 1))
+        clock.t_s = (FIRST + 3) * INTERVAL_S + 1  # three intervals have ended: all complete
+        await _until(lambda: coord.ledger.last_closed() == FIRST + 2)
+        roots = coordinator_topic(c, "root")
+        await _until(lambda: len(watch.got.get(roots, [])) >= 3)
+        published = [decode(roots, p).message for p in watch.got[roots]]
+        assert [m.interval for m in published if isinstance(m, RootMessage)] == [
+            FIRST,
+            FIRST + 1,
+            FIRST + 2,
+        ]
+        assert [o.interval for o in coord.outcomes] == [FIRST, FIRST + 1, FIRST + 2]
+        assert all(s == "verified" for o in coord.outcomes[1:] for s in o.status)
+        await _until(
+            lambda: decode(plan_topic, watch.got[plan_topic][-1]).message.issued == FIRST + 3
+        )
+        assert decode(plan_topic, watch.got[plan_topic][-1]).message.readings_through == FIRST + 2
+
+        # an interval with a reading missing waits for it, then is settled when overdue
+        await send("h00", FIRST + 3, 500)
+        await send("h01", FIRST + 3, 900)
+        clock.t_s = (FIRST + 4) * INTERVAL_S + 100
+        await asyncio.sleep(0.3)
+        assert coord.ledger.last_closed() == FIRST + 2
+        clock.t_s = (FIRST + 4) * INTERVAL_S + 301
+        await _until(lambda: coord.ledger.last_closed() == FIRST + 3)
+        assert coord.outcomes[-1].status == ["verified", "verified", "missing"]
+
+        # health and metrics
+        reader, writer = await asyncio.open_connection("127.0.0.1", coord.http_port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = json.loads((await reader.read()).split(b"\r\n\r\n", 1)[1])
+        assert health["last_settled_interval"] == FIRST + 3 and health["connected"] is True
+        reader, writer = await asyncio.open_connection("127.0.0.1", coord.http_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        text = (await reader.read()).decode()
+        assert "gridctl_intervals_settled_total 4.0" in text
+        assert 'gridctl_readings_received_total{new="false"} 11.0' in text
+        assert 'gridctl_readings_total{outcome="missing"} 1.0' in text
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert verify_ledger(tmp_path / "ledger.sqlite").ok
+
+
+async def test_a_restarted_coordinator_resumes_without_gaps_or_doubles(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    signers = _enrol(tmp_path / "ledger.sqlite")
+    pub = {h: Session(_settings(broker, h), f"pub-{h}", [], Collector()) for h in HOMES}
+    tasks = [asyncio.create_task(s.run()) for s in pub.values()]
+    clock = Clock(FIRST * INTERVAL_S + 1)
+
+    async def publish(intervals: range) -> None:
+        for k in intervals:
+            for h in HOMES:
+                r = signers[main_meter(h)].sign(FIRST + k, 10 * (k + 1), 0)
+                payload = json.dumps(r.to_message()).encode()
+                assert await pub[h].publish(household_topic(c, h, "reading"), payload)
+
+    try:
+        await _until(lambda: all(s.connected.is_set() for s in pub.values()))
+        first = _coordinator(broker, tmp_path, clock, FlatPlanner())
+        task = asyncio.create_task(first.run())
+        await _until(lambda: first.session.connected.is_set())
+        await publish(range(3))
+        clock.t_s = (FIRST + 3) * INTERVAL_S + 1
+        await _until(lambda: first.ledger.last_closed() == FIRST + 2)
+        task.cancel()  # the coordinator dies ...
+        await asyncio.gather(task, return_exceptions=True)
+        await publish(range(3, 6))  # ... readings keep coming (the broker keeps its session)
+        clock.t_s = (FIRST + 6) * INTERVAL_S + 1
+        second = _coordinator(broker, tmp_path, clock, FlatPlanner())
+        task = asyncio.create_task(second.run())
+        await _until(lambda: second.ledger.last_closed() == FIRST + 5)
+        assert [o.interval for o in second.outcomes] == [FIRST + 3, FIRST + 4, FIRST + 5]
+        assert all(s == "verified" for o in second.outcomes for s in o.status)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        roots = [ledger.interval_root(FIRST + k) for k in range(6)]
+        assert all(r is not None for r in roots) and ledger.last_closed() == FIRST + 5
+    assert verify_ledger(tmp_path / "ledger.sqlite").ok
+
+
+async def test_fuzzed_messages_on_every_topic_are_counted_and_harmless(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    _enrol(tmp_path / "ledger.sqlite")
+    clock = Clock(FIRST * INTERVAL_S + 1)
+    coord = _coordinator(broker, tmp_path, clock, FlatPlanner())
+    # the attacker holds the coordinator's own credentials: it can write anywhere in the community
+    fuzzer = Session(_settings(broker, "coordinator"), "fuzzer", [], Collector())
+    tasks = [asyncio.create_task(coord.run()), asyncio.create_task(fuzzer.run())]
+    cases = [
+        (t.replace("gridctl/v1/oak/", f"gridctl/v1/{c}/"), p) for t, p in fuzz_cases(10_000, seed=3)
+    ]
+    cases = [
+        (t, p)
+        for t, p in cases
+        if t.startswith(f"gridctl/v1/{c}/") and "#" not in t and "+" not in t
+    ]
+    expected = 0
+    for t, p in cases:
+        try:
+            d = decode(t, p)
+        except Exception:
+            expected += 1
+        else:
+            assert d.community == c
+    try:
+        await _until(lambda: coord.session.connected.is_set() and fuzzer.connected.is_set())
+        t0 = time.monotonic()
+        for t, p in cases:
+            assert await fuzzer.publish(t, p, qos=1)
+        await _until(lambda: coord.rejects.total >= expected, 60)
+        elapsed = time.monotonic() - t0
+        await asyncio.sleep(0.2)
+        assert coord.rejects.total == expected > 7_000, (coord.rejects.total, expected)
+        assert coord.session.connects == 1 and coord.session.handler_errors == 0
+        clock.t_s += INTERVAL_S  # and it still works: the next interval is planned
+        await _until(lambda: coord.last_planned == FIRST + 1)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert len(cases) > 9_000 and elapsed < 60

@@ -22,6 +22,7 @@ interval or none of it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 from collections import defaultdict
@@ -124,6 +125,57 @@ def _safe(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
+def _two_legs_balance(postings: Sequence[Posting]) -> bool:
+    """True for the common transaction, two integer legs of one asset that cancel; False means
+    "ask ``unbalanced_assets``", not "unbalanced"."""
+    if len(postings) != 2:
+        return False
+    a, b = postings
+    return (
+        a.asset == b.asset
+        and type(a.amount) is int
+        and type(b.amount) is int
+        and a.amount + b.amount == 0
+    )
+
+
+def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
+    """``tx.digest()``, and each posting's canonical bytes after its seq number when
+    ``canonical_entry`` takes its fast path for all of them (None: ask ``canonical_entry``).
+
+    The fast path's text, shared by the digest and the entries, is built once per posting.
+    """
+    tx_id, kind, interval = tx.tx_id, tx.kind, tx.interval
+    tails = []
+    for p in tx.postings:
+        account, asset, amount = p.account, p.asset, p.amount
+        if (
+            type(account) is not str
+            or type(asset) is not str
+            or type(amount) is not int
+            or not _safe(account + asset)
+        ):
+            return tx.digest(), None
+        tails.append(f'"{account}","{asset}",{amount}]')
+    if (
+        type(interval) is not int
+        or type(tx_id) is not str
+        or type(kind) is not str
+        or not _safe(tx_id + kind)
+    ):
+        return tx.digest(), None
+    r, subject = tx.reverses, tx.subject
+    if type(subject) is str and (r is None or type(r) is str) and _safe(subject + (r or "")):
+        rev = "null" if r is None else f'"{r}"'
+        parts = [f'["{tx_id}","{subject}",{interval},"{kind}",{rev}]']
+        parts += ['[0,"",0,"",' + t for t in tails]
+        digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    else:
+        digest = tx.digest()
+    mid = f',"{tx_id}",{interval},"{kind}",'
+    return digest, [mid + t for t in tails]
+
+
 def canonical_entry(
     seq: int, tx_id: str, interval: int, kind: str, account: str, asset: str, amount: int
 ) -> bytes:
@@ -151,6 +203,24 @@ def entry_hash(
     """sha256 (hex) over the previous hash and the canonical bytes of one posting."""
     canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+
+
+def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> None:
+    """``INSERT INTO table VALUES (?, …)`` of every row, in order, as ``executemany`` would,
+    but up to 128 rows per statement: one step (and one bind call) per chunk, not per row,
+    cuts the cost of a large insert by about a quarter."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, min(128, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    full = len(rows) - len(rows) % per if len(rows) >= per else 0
+    if full:
+        many = f"INSERT INTO {table} VALUES " + ",".join([f"({','.join('?' * width)})"] * per)
+        flat = itertools.chain.from_iterable
+        for k in range(0, full, per):
+            db.execute(many, list(flat(rows[k : k + per])))
+    if full < len(rows):
+        db.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[full:])
 
 
 def _create_schema(db: sqlite_utils.Database) -> None:
@@ -339,6 +409,11 @@ class Ledger:
         self.db.close()
 
     @property
+    def in_transaction(self) -> bool:
+        """True inside an ``atomic()`` block (what is booked now commits with the outermost)."""
+        return self._depth > 0
+
+    @property
     def head(self) -> str:
         """Hash of the last posting (hex); GENESIS when empty."""
         return self._cur.head
@@ -388,25 +463,28 @@ class Ledger:
         is refused with ``LedgerConflictError`` and the conflict recorded.
         """
         for tx in txs:
-            bad = tx.unbalanced_assets()
-            if bad:
-                raise LedgerError(f"transaction {tx.tx_id} does not balance in {', '.join(bad)}")
+            if not _two_legs_balance(tx.postings):
+                bad = tx.unbalanced_assets()
+                if bad:
+                    raise LedgerError(
+                        f"transaction {tx.tx_id} does not balance in {', '.join(bad)}"
+                    )
         if not txs:
             return 0
         with self.atomic() as db:
             by_key, by_id = self._booked(db, txs)
-            fresh: list[tuple[Transaction, str]] = []
+            fresh: list[tuple[Transaction, str, list[str] | None]] = []
             conflicts = []
             for tx in txs:
-                digest = tx.digest()
+                digest, tails = _prepare(tx)
                 key = (tx.subject, tx.interval, tx.kind)
                 old = by_key.get(key) or by_id.get(tx.tx_id)
                 if old is None:
-                    fresh.append((tx, digest))
+                    fresh.append((tx, digest, tails))
                     by_key[key] = by_id[tx.tx_id] = digest
                 elif old != digest:
                     conflicts.append((*key, tx.tx_id, old, digest))
-            closed = self._closed_among({tx.interval for tx, _ in fresh})
+            closed = self._closed_among({tx.interval for tx, _, _ in fresh})
             if closed:
                 raise LedgerError(
                     f"interval {min(closed)} is closed: correct it by a reversal in an open one"
@@ -450,32 +528,48 @@ class Ledger:
                 by_id[tx_id] = digest
         return by_key, by_id
 
-    def _write(self, db: sqlite3.Connection, fresh: list[tuple[Transaction, str]]) -> None:
-        rows = []
+    def _write(
+        self, db: sqlite3.Connection, fresh: list[tuple[Transaction, str, list[str] | None]]
+    ) -> None:
+        rows: list[tuple] = []
+        append_row = rows.append
         tx_rows = []
         seq, head = self._cur.seq, self._cur.head
+        prev: bytes | None = None  # bytes of ``head``, once needed
         sha = hashlib.sha256
         leaves = self._leaves
-        for tx, digest in fresh:
-            tx_leaves = leaves.setdefault(tx.interval, [])
+        for tx, digest, tails in fresh:
+            tx_id, interval, kind, postings = tx.tx_id, tx.interval, tx.kind, tx.postings
+            tx_leaves = leaves.setdefault(interval, [])
+            append_leaf = tx_leaves.append
             tx_rows.append(
-                (tx.tx_id, tx.subject, tx.interval, tx.kind, tx.reverses, digest, seq + 1,
-                 len(tx.postings))
-            )  # fmt: skip
-            for p in tx.postings:
+                (tx_id, tx.subject, interval, kind, tx.reverses, digest, seq + 1, len(postings))
+            )
+            if tails and type(seq) is int:  # canonical_entry's fast path
+                if prev is None:
+                    prev = bytes.fromhex(head)
+                for p, tail in zip(postings, tails, strict=True):
+                    seq += 1
+                    canonical = f"[{seq}{tail}".encode()
+                    raw = sha(prev + canonical).digest()
+                    append_leaf(sha(b"\x00" + canonical).digest())
+                    h = raw.hex()
+                    append_row((seq, tx_id, interval, kind, p.account, p.asset, p.amount, head, h))
+                    head, prev = h, raw
+                continue
+            for p in postings:
                 seq += 1
                 canonical = canonical_entry(
-                    seq, tx.tx_id, tx.interval, tx.kind, p.account, p.asset, p.amount
+                    seq, tx_id, interval, kind, p.account, p.asset, p.amount
                 )
                 h = sha(bytes.fromhex(head) + canonical).hexdigest()
                 tx_leaves.append(sha(b"\x00" + canonical).digest())
-                rows.append(
-                    (seq, tx.tx_id, tx.interval, tx.kind, p.account, p.asset, p.amount, head, h)
-                )
+                rows.append((seq, tx_id, interval, kind, p.account, p.asset, p.amount, head, h))
                 head = h
+            prev = None
         try:
-            db.executemany("INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?)", tx_rows)
-            db.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            insert_rows(db, "transactions", tx_rows)
+            insert_rows(db, "entries", rows)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"ledger write refused: {e}") from None

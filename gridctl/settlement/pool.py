@@ -24,6 +24,8 @@ GRID = "grid"
 CURRENCY = "currency"
 TOKEN = "token"
 
+_I64_MAX = 2**63 - 1
+
 
 def household_account(household: str) -> str:
     """Ledger account of a household."""
@@ -44,9 +46,13 @@ def allocate(total: int, weights: np.ndarray) -> np.ndarray:
         return np.zeros_like(w)
     if s == 0:
         raise ValueError("cannot allocate a positive total over zero weights")
-    exact = [total * int(x) for x in w]  # Python ints: no overflow
-    base = np.array([e // s for e in exact], dtype=np.int64)
-    rem = np.array([e % s for e in exact], dtype=np.int64)
+    if type(total) is int and total * int(w.max()) <= _I64_MAX:
+        exact = w * total  # fits in int64: the same integers as the Python path
+        base, rem = exact // s, exact % s
+    else:
+        exact = [total * int(x) for x in w]  # Python ints: no overflow
+        base = np.array([e // s for e in exact], dtype=np.int64)
+        rem = np.array([e % s for e in exact], dtype=np.int64)
     short = total - int(base.sum())
     order = np.lexsort((np.arange(len(w)), -rem))
     base[order[:short]] += 1
@@ -126,6 +132,7 @@ def settle_interval(
         grid_out = (exp - supplied) * round(grid_feed_in_per_kwh * MICRO) // 1000
 
     txs: list[Transaction] = []
+    accounts: dict[int, str] = {}
     # (kind, amounts, other account, asset, True if the household pays)
     for kind, amounts, other, asset, pays in (
         ("pool_payment", paid, POOL, CURRENCY, True),
@@ -135,9 +142,15 @@ def settle_interval(
         ("grid_import", grid_in, GRID, CURRENCY, True),
         ("grid_export", grid_out, GRID, CURRENCY, False),
     ):
-        for k in np.flatnonzero(amounts).tolist():
-            a = int(amounts[k])
-            acct = household_account(households[k])
+        nonzero = np.flatnonzero(amounts).tolist()
+        if not nonzero:
+            continue
+        values = amounts.tolist()  # Python ints, as int(amounts[k]) gives
+        for k in nonzero:
+            a = values[k]
+            acct = accounts.get(k)
+            if acct is None:
+                acct = accounts[k] = household_account(households[k])
             legs = (
                 (Posting(acct, asset, -a), Posting(other, asset, a))
                 if pays

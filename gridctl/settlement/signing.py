@@ -54,6 +54,11 @@ def reading_payload(
     return DOMAIN + bytes((len(m),)) + m + _TAIL.pack(interval, seq, e_import_wh, e_export_wh)
 
 
+def reading_digest(payload: bytes, key_id: str, signature: bytes) -> str:
+    """``SignedReading.digest`` from the reading's payload (when the caller has it already)."""
+    return hashlib.sha256(payload + key_id.encode() + b"|" + signature).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class SignedReading:
     """One meter's reading at the end of an interval, as signed.
@@ -78,9 +83,7 @@ class SignedReading:
 
     def digest(self) -> str:
         """sha256 (hex) of payload, key id and signature: equal for exact duplicates only."""
-        return hashlib.sha256(
-            self.payload() + self.key_id.encode() + b"|" + self.signature
-        ).hexdigest()
+        return reading_digest(self.payload(), self.key_id, self.signature)
 
     def to_message(self) -> dict[str, object]:
         """The wire form (JSON-ready dict) that ``parse_reading`` reads back."""

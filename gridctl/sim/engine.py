@@ -11,7 +11,6 @@ from typing import Literal
 
 import numpy as np
 
-from gridctl.controller.fallback import self_consumption_battery_w
 from gridctl.core import interval_hours, interval_start
 from gridctl.dispatch.community import CommunityProblem, Fleet, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
@@ -20,12 +19,13 @@ from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
 from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.signing import MeterSigner
 from gridctl.settlement.vee import VeeConfig
 from gridctl.sim.households import HouseholdSeries, build_fleet, build_series, window
-from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
 from gridctl.sim.scenario import Scenario
+from gridctl.sim.world import World
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class SimResult:
 
 
 DispatchMode = Literal["none", "home", "community"]
+Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(battery W, EV W, export floor W) per household for one interval."""
 DISPATCH_MODES: tuple[str, ...] = ("none", "home", "community")
 
 
@@ -108,7 +110,18 @@ class _Planner:
             return None, self.fleet.ev_max_w[:, t], None
         if self.plan is None or t - self.plan_t0 >= self.scn.dispatch.replan_every:
             self._replan(t, e_bat_wh, ev_left_wh)
-        j = t - self.plan_t0
+        return self._column(t - self.plan_t0)
+
+    def ahead(
+        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray, k: int
+    ) -> list[Setpoints]:
+        """Setpoints for interval t and up to k - 1 more from the same plan (modes with a plan)."""
+        first = self.setpoints(t, e_bat_wh, ev_left_wh)
+        assert self.plan is not None and first[0] is not None
+        last = min(t - self.plan_t0 + k, self.plan.battery_w.shape[1])
+        return [first, *(self._column(j) for j in range(t - self.plan_t0 + 1, last))]  # type: ignore[list-item]
+
+    def _column(self, j: int) -> Setpoints:
         assert self.plan is not None
         # export no more than planned where the plan curtails, and everywhere in an interval
         # where the feeder's export limits bind (an operating envelope per household)
@@ -143,18 +156,20 @@ class _Planner:
         self.plans += 1
 
 
-def simulate(
-    scn: Scenario,
-    ledger_path: Path,
-    progress: Progress | None = None,
-    dispatch: DispatchMode = "community",
-) -> SimResult:
-    """Run ``scn`` end to end, booking settlement into a new ledger at ``ledger_path``.
+@dataclass(frozen=True)
+class Setup:
+    """What a run needs besides its clock: feeder, households, planner, meters, settlement."""
 
-    dispatch: "none" (every home self-consumes, no coordination), "home" (each household
-    optimised alone, no sharing) or "community" (gridctl's feeder-aware dispatch).
-    progress: called with (intervals done, intervals total) after each interval.
-    """
+    ids: list[str]
+    world: World
+    planner: _Planner
+    rated_w: np.ndarray
+    transformer_rated_w: float
+    settlement: SettlementConfig
+
+
+def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
+    """Load the feeder and households of ``scn`` and build its world, planner and settlement."""
     net, profiles = load_feeder(scn.feeder.simbench, scn.feeder.file, scn.base_dir)
     buses = resolve_buses(net, [h.bus for h in scn.households])
     ids = [h.id for h in scn.households]
@@ -175,123 +190,122 @@ def simulate(
         guard = FeederGuard(net, buses, ids, limits)
     feeder_max_w = TRAFO_HEADROOM * float(net.trafo.sn_mva.sum()) * 1e6
     planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard)
-    ac = AcFeeder(net, buses, ids)
+    config = SettlementConfig(
+        community_per_kwh=scn.tariff.community_per_kwh,
+        reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
+        pooled=dispatch == "community",  # without a community, nothing goes through a pool
+        vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
+    )
+    world = World(series, fleet, AcFeeder(net, buses, ids))
+    trafo_w = float(net.trafo.sn_mva.sum()) * 1e6
+    return Setup(ids, world, planner, fleet.conn_max_w, trafo_w, config)
+
+
+def simulate(
+    scn: Scenario,
+    ledger_path: Path,
+    progress: Progress | None = None,
+    dispatch: DispatchMode = "community",
+) -> SimResult:
+    """Run ``scn`` end to end, booking settlement into a new ledger at ``ledger_path``.
+
+    dispatch: "none" (every home self-consumes, no coordination), "home" (each household
+    optimised alone, no sharing) or "community" (gridctl's feeder-aware dispatch).
+    progress: called with (intervals done, intervals total) after each interval.
+    """
+    s = prepare(scn, dispatch)
     with Ledger(ledger_path) as ledger:
         # every meter signs its readings; settlement verifies them as in production
         signers = enrol_simulated(
-            ledger, ids, fleet.conn_max_w, scn.first_interval, scn.seed,
-            transformer_rated_w=float(net.trafo.sn_mva.sum()) * 1e6,
+            ledger, s.ids, s.rated_w, scn.first_interval, scn.seed,
+            transformer_rated_w=s.transformer_rated_w,
         )  # fmt: skip
-        config = SettlementConfig(
-            community_per_kwh=scn.tariff.community_per_kwh,
-            reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
-            pooled=dispatch == "community",  # without a community, nothing goes through a pool
-            vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
-        )
-        settler = Settler(ledger, config)
-        return _run(scn, ids, series, fleet, planner, ac, ledger, progress, settler, signers)
+        settler = Settler(ledger, s.settlement)
+        return _run(scn, s.ids, s.world, s.planner, ledger, progress, settler, signers)
 
 
 def _run(
     scn: Scenario,
     ids: list[str],
-    series: HouseholdSeries,
-    fleet: Fleet,
+    world: World,
     planner: _Planner,
-    ac: AcFeeder,
     ledger: Ledger,
     progress: Progress | None,
     settler: Settler,
     signers: dict[str, MeterSigner],
 ) -> SimResult:
-    n_h = len(ids)
-    n_t = scn.intervals
-    dt_h = interval_hours()
-    session_of = np.full(fleet.ev_max_w.shape, -1)
-    for s, (h, a, b) in enumerate(fleet.ev_session):
-        session_of[h, a:b] = s
-    ev_left_wh = fleet.ev_need_wh.copy()
-    e_bat_wh = fleet.bat_e0_wh.copy()
-    ctr_imp = np.zeros(n_h)
-    ctr_exp = np.zeros(n_h)
-    trafo_ctr = (np.zeros(1), np.zeros(1))
     meters = [signers[main_meter(h)] for h in ids]
-    rec: dict[str, list] = {k: [] for k in ("p", "demand", "pv", "curt", "ac", "shared")}
-    totals = {k: np.zeros(n_h, dtype=np.int64) for k in ("sup", "rec", "tok", "paid", "earn")}
-    for t in range(n_t):
+    totals = SettledTotals(len(ids))
+    for t in range(scn.intervals):
         interval = scn.first_interval + t
-        load_w, pv_avail_w = series.load_w[:, t], series.pv_w[:, t]
-        bat_set_w, ev_set_w, floor_w = planner.setpoints(t, e_bat_wh, ev_left_wh)
-        sid = session_of[:, t]
-        plugged = sid >= 0
-        ev_need_wh = np.zeros(n_h)
-        ev_need_wh[plugged] = ev_left_wh[sid[plugged]]
-        p_ev = ev_step(ev_set_w, fleet.ev_max_w[:, t], ev_need_wh, dt_h)
-        ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
-        if bat_set_w is None:
-            bat_set_w = self_consumption_battery_w(load_w, pv_avail_w, p_ev)
-        p_bat, e_bat_wh = battery_step(
-            bat_set_w,
-            e_bat_wh,
-            fleet.bat_e_min_wh,
-            fleet.bat_e_max_wh,
-            fleet.bat_p_max_w,
-            fleet.bat_eta,
-            dt_h,
-        )
-        p_pv = pv_avail_w
-        if floor_w is not None:  # export no more than the plan allows where it curtails
-            p_pv = pv_step(pv_avail_w, np.maximum(-(floor_w - load_w - p_bat - p_ev), 0.0))
-        p_w = load_w + p_pv + p_bat + p_ev
-        res = ac.run(p_w, load_w * series.tan_phi)
-
-        ctr_imp, ctr_exp = meter_step(ctr_imp, ctr_exp, p_w, dt_h)
-        trafo_ctr = meter_step(*trafo_ctr, np.array([res.p_trafo_w]), dt_h)
+        bat_set_w, ev_set_w, floor_w = planner.setpoints(t, world.e_bat_wh, world.ev_left_wh)
+        world.step(t, bat_set_w, ev_set_w, floor_w)
+        imp, exp = world.household_counters_wh()
         readings = [
-            m.sign(interval, int(i), int(e))
-            for m, i, e in zip(meters, np.floor(ctr_imp), np.floor(ctr_exp), strict=True)
+            m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)
         ]
-        readings.append(
-            signers[TRANSFORMER_METER].sign(interval, int(trafo_ctr[0][0]), int(trafo_ctr[1][0]))
-        )
+        readings.append(signers[TRANSFORMER_METER].sign(interval, *world.trafo_counters_wh()))
         st = settler.settle(interval, readings).settlement
         assert st is not None  # a new interval is always settled
-        for key, arr in zip(
-            totals,
-            (st.supplied_wh, st.received_wh, st.tokens_micro, st.paid_micro, st.earned_micro),
-            strict=True,
-        ):
-            totals[key] += arr
-        rec["p"].append(p_w)
-        rec["demand"].append(load_w + p_ev)
-        rec["pv"].append(p_pv)
-        rec["curt"].append(p_pv - pv_avail_w)
-        rec["ac"].append(res)
-        rec["shared"].append(st.supplied_wh.sum())
+        totals.add(st)
         if progress:
-            progress(t + 1, n_t)
-    acs = rec["ac"]
+            progress(t + 1, scn.intervals)
+    return sim_result(scn, ids, world, totals, planner, ledger)
+
+
+class SettledTotals:
+    """Per-household settlement totals over a run, (H,) int64, and the pool per interval."""
+
+    def __init__(self, n_h: int):
+        self.supplied_wh = np.zeros(n_h, dtype=np.int64)
+        self.received_wh = np.zeros(n_h, dtype=np.int64)
+        self.tokens_micro = np.zeros(n_h, dtype=np.int64)
+        self.paid_micro = np.zeros(n_h, dtype=np.int64)
+        self.earned_micro = np.zeros(n_h, dtype=np.int64)
+        self.shared_wh: list[float] = []
+
+    def add(self, st: IntervalSettlement) -> None:
+        """Add one interval's pool outcome."""
+        self.supplied_wh += st.supplied_wh
+        self.received_wh += st.received_wh
+        self.tokens_micro += st.tokens_micro
+        self.paid_micro += st.paid_micro
+        self.earned_micro += st.earned_micro
+        self.shared_wh.append(float(st.supplied_wh.sum()))
+
+
+def sim_result(
+    scn: Scenario,
+    ids: list[str],
+    world: World,
+    totals: SettledTotals,
+    planner: _Planner,
+    ledger: Ledger,
+) -> SimResult:
+    """A run's result from the world's history and the settled totals."""
+    h = world.history
+    acs = [i.ac for i in h]
     return SimResult(
         scenario=scn,
-        times=[interval_start(scn.first_interval + t) for t in range(n_t)],
+        times=[interval_start(scn.first_interval + t) for t in range(len(h))],
         household_ids=ids,
-        p_household_w=np.array(rec["p"]),
-        demand_w=np.array(rec["demand"]),
-        pv_w=np.array(rec["pv"]),
-        curtailed_w=np.array(rec["curt"]),
+        p_household_w=np.array([i.p_w for i in h]),
+        demand_w=np.array([i.load_w + i.ev_w for i in h]),
+        pv_w=np.array([i.pv_w for i in h]),
+        curtailed_w=np.array([i.pv_w - i.pv_avail_w for i in h]),
         p_trafo_w=np.array([r.p_trafo_w for r in acs]),
         losses_w=np.array([r.losses_w for r in acs]),
         vm_min_pu=np.array([r.vm_pu.min() for r in acs]),
         vm_max_pu=np.array([r.vm_pu.max() for r in acs]),
         line_loading_max_pct=np.array([r.line_loading_pct.max(initial=0.0) for r in acs]),
         trafo_loading_max_pct=np.array([r.trafo_loading_pct.max(initial=0.0) for r in acs]),
-        shared_wh=np.array(rec["shared"], dtype=float),
-        supplied_wh=totals["sup"],
-        received_wh=totals["rec"],
-        tokens_micro=totals["tok"],
-        paid_micro=totals["paid"],
-        earned_micro=totals["earn"],
-        ev_unmet_wh=float(ev_left_wh[fleet.ev_session[:, 2] <= n_t].sum()),
+        shared_wh=np.array(totals.shared_wh, dtype=float),
+        supplied_wh=totals.supplied_wh,
+        received_wh=totals.received_wh,
+        tokens_micro=totals.tokens_micro,
+        paid_micro=totals.paid_micro,
+        earned_micro=totals.earned_micro,
+        ev_unmet_wh=world.ev_unmet_wh(len(h)),
         dispatch=planner.mode,
         plans=planner.plans,
         plan_rounds=planner.rounds,

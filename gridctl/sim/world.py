@@ -1,0 +1,124 @@
+"""The simulated physical community: devices, meters and the feeder, one interval at a time.
+
+``World.step`` takes what the households' devices were told to do for one interval (battery
+and EV setpoints, a PV limit or an export floor), applies device physics (SoC and efficiency,
+the car's need, the panels' availability), runs the AC power flow and advances every meter.
+The in-process simulation and the wire-mode simulation both drive this same world; they differ
+only in how setpoints reach it and how readings leave it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridctl.controller.fallback import self_consumption_battery_w
+from gridctl.core import interval_hours
+from gridctl.dispatch.community import Fleet
+from gridctl.grid.ac import AcFeeder, AcResult
+from gridctl.sim.households import HouseholdSeries
+from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
+
+
+@dataclass
+class Interval:
+    """What happened in one interval; (H,) arrays in W, load convention."""
+
+    p_w: np.ndarray
+    load_w: np.ndarray
+    pv_w: np.ndarray
+    pv_avail_w: np.ndarray
+    battery_w: np.ndarray
+    ev_w: np.ndarray
+    ac: AcResult
+
+
+@dataclass
+class World:
+    """Device states and meter counters of every household, and the feeder's meter.
+
+    e_bat_wh: battery energy, Wh. ev_left_wh: energy each EV session still needs, Wh.
+    imp_wh / exp_wh: household meter counters (exact), Wh. trafo_wh: transformer meter
+    (import, export), Wh.
+    """
+
+    series: HouseholdSeries
+    fleet: Fleet
+    ac: AcFeeder
+    e_bat_wh: np.ndarray = field(init=False)
+    ev_left_wh: np.ndarray = field(init=False)
+    imp_wh: np.ndarray = field(init=False)
+    exp_wh: np.ndarray = field(init=False)
+    trafo_wh: tuple[np.ndarray, np.ndarray] = field(init=False)
+    history: list[Interval] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n_h = self.fleet.bat_e0_wh.shape[0]
+        self.e_bat_wh = self.fleet.bat_e0_wh.copy()
+        self.ev_left_wh = self.fleet.ev_need_wh.copy()
+        self.imp_wh, self.exp_wh = np.zeros(n_h), np.zeros(n_h)
+        self.trafo_wh = (np.zeros(1), np.zeros(1))
+        self._session_of = np.full(self.fleet.ev_max_w.shape, -1)
+        for s, (h, a, b) in enumerate(self.fleet.ev_session):
+            self._session_of[h, a:b] = s
+
+    def ev_need_wh(self, t: int) -> np.ndarray:
+        """Energy each household's plugged-in car still needs at interval t, Wh (0: no car)."""
+        sid = self._session_of[:, t]
+        need = np.zeros(sid.shape[0])
+        need[sid >= 0] = self.ev_left_wh[sid[sid >= 0]]
+        return need
+
+    def step(
+        self,
+        t: int,
+        battery_set_w: np.ndarray | None,
+        ev_set_w: np.ndarray,
+        floor_w: np.ndarray | None = None,
+        pv_limit_w: np.ndarray | None = None,
+    ) -> Interval:
+        """Run interval t.
+
+        battery_set_w: battery setpoints, W (None: each battery runs self-consumption).
+        ev_set_w: EV charging setpoints, W (≥ 0). floor_w: lowest household grid power the plan
+        allows, W (PV is curtailed to keep to it; None or -inf: no floor). pv_limit_w: largest PV
+        output the inverters were set to, W (≥ 0; None: no limit).
+        """
+        dt_h = interval_hours()
+        load_w, pv_avail_w = self.series.load_w[:, t], self.series.pv_w[:, t]
+        sid = self._session_of[:, t]
+        plugged = sid >= 0
+        p_ev = ev_step(ev_set_w, self.fleet.ev_max_w[:, t], self.ev_need_wh(t), dt_h)
+        self.ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
+        if battery_set_w is None:
+            battery_set_w = self_consumption_battery_w(load_w, pv_avail_w, p_ev)
+        f = self.fleet
+        p_bat, self.e_bat_wh = battery_step(
+            battery_set_w, self.e_bat_wh, f.bat_e_min_wh, f.bat_e_max_wh, f.bat_p_max_w,
+            f.bat_eta, dt_h,
+        )  # fmt: skip
+        p_pv = pv_avail_w
+        if floor_w is not None:  # export no more than the plan allows where it curtails
+            p_pv = pv_step(p_pv, np.maximum(-(floor_w - load_w - p_bat - p_ev), 0.0))
+        if pv_limit_w is not None:
+            p_pv = pv_step(p_pv, pv_limit_w)
+        p_w = load_w + p_pv + p_bat + p_ev
+        res = self.ac.run(p_w, load_w * self.series.tan_phi)
+        self.imp_wh, self.exp_wh = meter_step(self.imp_wh, self.exp_wh, p_w, dt_h)
+        self.trafo_wh = meter_step(*self.trafo_wh, np.array([res.p_trafo_w]), dt_h)
+        out = Interval(p_w, load_w, p_pv, pv_avail_w, p_bat, p_ev, res)
+        self.history.append(out)
+        return out
+
+    def trafo_counters_wh(self) -> tuple[int, int]:
+        """The transformer meter's counters now, whole Wh."""
+        return int(self.trafo_wh[0][0]), int(self.trafo_wh[1][0])
+
+    def household_counters_wh(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every household meter's counters now, whole Wh (floored), (H,) int64."""
+        return np.floor(self.imp_wh).astype(np.int64), np.floor(self.exp_wh).astype(np.int64)
+
+    def ev_unmet_wh(self, n_t: int) -> float:
+        """Energy missing from EV sessions that ended within the first n_t intervals, Wh."""
+        return float(self.ev_left_wh[self.fleet.ev_session[:, 2] <= n_t].sum())

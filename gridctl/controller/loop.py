@@ -15,6 +15,7 @@ envelope. Setpoints are rewritten every ``revert_s / 3`` so the devices' revert 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -96,6 +97,11 @@ class Controller:
         self.signer = self.outbox.signer(main_meter(h), key)
         self.last_interval: int | None = None
         self.write_errors = 0
+        self.applied: int | None = None
+        """Interval of the plan step the last completed poll applied (None: fallback)."""
+        self.stepped_at: float | None = None
+        """Clock time of the last completed poll, s."""
+        self._wake = asyncio.Event()
         self.plan_topic = household_topic(c, h, "plan")
         self.session = Session(
             config.broker_settings(), client_id=f"gridctl-{c}-{h}",
@@ -125,7 +131,15 @@ class Controller:
         while True:
             started = time.monotonic()
             await self.step()
-            await asyncio.sleep(max(self.cfg.poll_s - (time.monotonic() - started), 0.0))
+            wait_s = max(self.cfg.poll_s - (time.monotonic() - started), 0.0)
+            # a new plan (or the simulator's clock) wakes the loop early
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Poll and act now rather than at the next ``poll_s``."""
+        self._wake.set()
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Take a plan (newest wins; its ack prunes the outbox) or the coordinator's status."""
@@ -138,6 +152,7 @@ class Controller:
             plan = msg.message
             if self.plan is None or plan.issued >= self.plan.issued:
                 self.plan = plan
+                self.wake()
             if plan.readings_through is not None:
                 self.outbox.ack_through(plan.readings_through)
 
@@ -157,6 +172,9 @@ class Controller:
         """Mode and setpoints from the last polls (pure: no I/O)."""
         step = self.fresh_step(now_s)
         imp_w, exp_w = envelope_w(self.cfg.limits, step)
+        # the plan's own envelope is kept by curtailing PV; the battery follows the plan
+        # within the standing limits (fuse, grid operator) and its rating
+        bat_imp_w, bat_exp_w = envelope_w(self.cfg.limits, None)
         grid_w = self.meter.value("p_w")
         writes: dict[tuple[str, str], float] = {}
         for d in self.devices:
@@ -167,11 +185,13 @@ class Controller:
             if role == "battery" and d.can_write("p_set_w"):
                 wanted = step.battery_w if step else -(other_w or 0.0)
                 writes[(d.config.name, "p_set_w")] = battery_setpoint_w(
-                    wanted, rated_w, other_w, imp_w, exp_w
+                    wanted, rated_w, other_w, bat_imp_w, bat_exp_w
                 )
             elif role == "ev" and d.can_write("charge_current_a"):
                 wanted = step.ev_w if step else rated_w
-                max_a = d.value("max_current_a") or rated_w / (self.cfg.limits.phases * V_NOMINAL_V)
+                max_a = d.value("max_current_a")
+                if max_a is None:
+                    max_a = rated_w / (self.cfg.limits.phases * V_NOMINAL_V)
                 amps = ev_current_a(wanted, max_a, other_w, imp_w, self.cfg.limits.phases)
                 writes[(d.config.name, "charge_current_a")] = amps
                 if d.can_write("charge_enable"):
@@ -199,6 +219,8 @@ class Controller:
             self.mode = decision.mode
         await self._write(decision, now_s)
         await self._publish(decision, now_s)
+        self.applied = decision.step.interval if decision.step else None
+        self.stepped_at = now_s
 
     def _boundary(self, interval: int) -> None:
         """At the first poll of a new interval, sign the meter's counters for the one ended."""

@@ -139,11 +139,26 @@ def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     )
 
 
+_NAMES_SAFE: dict[str, bool] = {}
+
+
+def _safe_name(text: str) -> bool:
+    """``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
+    ok = _NAMES_SAFE.get(text)
+    if ok is None:
+        if len(_NAMES_SAFE) >= 1 << 16:
+            _NAMES_SAFE.clear()
+        ok = _NAMES_SAFE[text] = _safe(text)
+    return ok
+
+
 def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
     """``tx.digest()``, and each posting's canonical bytes after its seq number when
     ``canonical_entry`` takes its fast path for all of them (None: ask ``canonical_entry``).
 
     The fast path's text, shared by the digest and the entries, is built once per posting.
+    ``_safe`` holds for a concatenation exactly when it holds for each part (it tests every
+    character), so names are tested one by one and remembered.
     """
     tx_id, kind, interval = tx.tx_id, tx.kind, tx.interval
     tails = []
@@ -153,7 +168,8 @@ def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
             type(account) is not str
             or type(asset) is not str
             or type(amount) is not int
-            or not _safe(account + asset)
+            or not _safe_name(account)
+            or not _safe_name(asset)
         ):
             return tx.digest(), None
         tails.append(f'"{account}","{asset}",{amount}]')
@@ -161,11 +177,17 @@ def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
         type(interval) is not int
         or type(tx_id) is not str
         or type(kind) is not str
-        or not _safe(tx_id + kind)
+        or not _safe(tx_id)
+        or not _safe_name(kind)
     ):
         return tx.digest(), None
-    r, subject = tx.reverses, tx.subject
-    if type(subject) is str and (r is None or type(r) is str) and _safe(subject + (r or "")):
+    r, meter = tx.reverses, tx.meter
+    subject = meter if meter is not None else tx_id
+    if (
+        type(subject) is str
+        and (r is None or (type(r) is str and _safe(r)))
+        and (subject is tx_id or _safe_name(subject))
+    ):
         rev = "null" if r is None else f'"{r}"'
         parts = [f'["{tx_id}","{subject}",{interval},"{kind}",{rev}]']
         parts += ['[0,"",0,"",' + t for t in tails]

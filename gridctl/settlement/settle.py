@@ -72,6 +72,13 @@ def verify_signatures(jobs: Sequence[VerifyJob]) -> list[bool]:
     return out
 
 
+def _verify_timed(jobs: Sequence[VerifyJob]) -> tuple[list[bool], float]:
+    """``verify_signatures``, and the seconds it took (in the worker)."""
+    t0 = time.perf_counter()
+    out = verify_signatures(jobs)
+    return out, time.perf_counter() - t0
+
+
 class ParallelVerifier:
     """Signature checks split between this process and ``workers`` worker processes.
 
@@ -89,8 +96,8 @@ class ParallelVerifier:
         self.share_here = share_here
         self.min_batch = min_batch
         self._pool = ProcessPoolExecutor(self.workers)
-        # seconds per job: a check here, a check in one worker (submit to result), and the time
-        # this process spends elsewhere between ``submit`` and ``result``; None until measured
+        # seconds per job: a check here, a check in a worker, and the time this process spends
+        # elsewhere between ``submit`` and ``result``; None until measured
         self._here_s: float | None = None
         self._worker_s: float | None = None
         self._busy_s = 0.0
@@ -120,7 +127,7 @@ class ParallelVerifier:
             step = -(-len(rest) // self.workers)
             for k in range(0, len(rest), step):
                 chunk = rest[k : k + step]
-                futures.append((self._pool.submit(verify_signatures, chunk), len(chunk)))
+                futures.append((self._pool.submit(_verify_timed, chunk), len(chunk)))
         return Ticket(self, jobs, here, futures, t0)
 
     def _share(self, n: int) -> int:
@@ -154,17 +161,14 @@ class Ticket:
         verifier: ParallelVerifier,
         jobs: Sequence[VerifyJob],
         here: int,
-        futures: list[tuple[Future[list[bool]], int]],
+        futures: list[tuple[Future[tuple[list[bool], float]], int]],
         t0: float,
     ):
         self._verifier = verifier
         self._jobs = jobs
         self._here = here
         self._futures = futures
-        self._done: dict[int, float] = {}  # when each worker's verdicts came back
         self._t0 = t0
-        for k, (f, _) in enumerate(futures):
-            f.add_done_callback(lambda _, k=k, d=self._done: d.setdefault(k, time.perf_counter()))
         self._out: list[bool] | None = None
 
     def result(self) -> list[bool]:
@@ -175,10 +179,10 @@ class Ticket:
         out = verify_signatures(self._jobs[: self._here])
         t2 = time.perf_counter()
         worker = []
-        for k, (f, size) in enumerate(self._futures):
-            out.extend(f.result())
-            # the callback may not have run yet when result() returns: then it arrived just now
-            worker.append((self._done.get(k, time.perf_counter()) - self._t0, size))
+        for f, size in self._futures:
+            verdicts, seconds = f.result()
+            out.extend(verdicts)
+            worker.append((seconds, size))
         if worker:
             self._verifier._learn(len(self._jobs), self._here, t1 - self._t0, t2 - t1, worker)
         self._out = out

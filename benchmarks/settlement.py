@@ -12,7 +12,10 @@ Measured in one run, on this machine:
 - ``verify_ledger`` of a ledger with 1,000,000 entries (chain, roots, balances).
 
 Readings are signed before timing starts (signing is the meters' work). The table gives each
-rate and its ratio to the baseline measured in the same run.
+rate and its ratio to the baseline measured in the same run. On a shared machine other work
+skews single measurements: the load (1-minute load average, and CPU pressure where Linux
+reports it) is printed at the start and the end, and the 1-core baseline is measured again
+at the end, so a run disturbed between the two shows.
 """
 
 from __future__ import annotations
@@ -105,6 +108,23 @@ def _build_ledger(path: Path, entries: int, per_interval: int = 2000) -> None:
                 ledger.close_interval(interval)
 
 
+def _load() -> tuple[float, float | None]:
+    """(1-minute load average, share of time some task waited for a CPU over the last 10 s in
+    % — Linux PSI — or None where unavailable)."""
+    pressure = None
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        pressure = float(dict(f.split("=") for f in line.split()[1:])["avg10"])
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return os.getloadavg()[0], pressure
+
+
+def _load_text(load: tuple[float, float | None]) -> str:
+    avg, pressure = load
+    return f"load {avg:.2f}" + ("" if pressure is None else f", CPU pressure {pressure:.1f} %")
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the benchmark, print the table; returns the measured figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from gridctl.settlement.ledger import Ledger, verify_ledger
 
     cores = os.cpu_count() or 1
+    load_start = _load()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         with Ledger(tmp / "baseline.sqlite") as ledger:
@@ -138,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         check = verify_ledger(big)
         verify_s = time.perf_counter() - t0
         assert check.ok and check.entries == args.verify_entries, check
+        bare_end = _bare_rate(jobs, 1)
+    load_end = _load()
     scale = 1_000_000 / args.verify_entries
     figures = {
         "readings_per_s_1core": round(rate_1, 1),
@@ -150,6 +173,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "households": args.households,
         "verify_entries": args.verify_entries,
         "build_ledger_s": round(build_s, 2),
+        "baseline_ed25519_verify_per_s_1core_at_end": round(bare_end, 1),
+        "load_start": round(load_start[0], 2),
+        "load_end": round(load_end[0], 2),
+        "cpu_pressure_start_pct": load_start[1],
+        "cpu_pressure_end_pct": load_end[1],
     }
     rows = [
         ("Ed25519 verify only, 1 core (baseline)", f"{bare_1:,.0f} /s", "1.00", ""),
@@ -161,9 +189,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
          f"{rate_all / bare_1:.2f}", _target("readings_per_s_all", rate_all)),
         (f"ledger verify, {args.verify_entries:,} entries", f"{verify_s:.2f} s", "",
          _target("verify_1m_s", verify_s * scale)),
+        ("Ed25519 verify only, 1 core, again at the end", f"{bare_end:,.0f} /s",
+         f"{bare_end / bare_1:.2f}", ""),
     ]  # fmt: skip
     w = max(len(r[0]) for r in rows)
     print(f"settlement benchmark: {n:,} readings of {args.households:,} households, {cores} cores")
+    print(f"machine: {_load_text(load_start)} at the start, {_load_text(load_end)} at the end")
     print(f"{'what':<{w}}  {'measured':>14}  {'× baseline':>10}  target")
     for what, val, ratio, target in rows:
         print(f"{what:<{w}}  {val:>14}  {ratio:>10}  {target}")

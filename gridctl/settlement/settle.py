@@ -138,7 +138,8 @@ class ParallelVerifier:
             return n // (2 * (self.workers + 1))  # a first guess: it also settles
         per_worker = self._worker_s / self.workers
         x = n * (per_worker - self._busy_s) / (self._here_s + per_worker)
-        return int(min(max(x, 0.0), n))
+        # the workers always get some, so that their timing keeps being measured
+        return int(min(max(x, 0.0), 0.9 * n))
 
     def _learn(
         self, n: int, here: int, busy_s: float, here_s: float, worker: list[tuple[float, int]]

@@ -43,6 +43,10 @@ def sim(
     dispatch: Annotated[
         str, typer.Option(help="none (self-consumption), home (each home alone) or community")
     ] = "community",
+    wire: Annotated[
+        bool,
+        typer.Option(help="every household a real controller over MQTT (Mosquitto) and Modbus"),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
 ) -> None:
     """Simulate a community on a virtual feeder and write KPIs, ledger and report."""
@@ -69,6 +73,7 @@ def sim(
                 intervals,
                 lambda done, total: bar.update(task, completed=done, total=total),
                 dispatch,  # type: ignore[arg-type]
+                wire,
             )
     except GridctlError as e:
         raise _fail(e) from None

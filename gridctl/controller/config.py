@@ -68,6 +68,8 @@ class DeviceConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit: Annotated[int, Field(ge=0, le=255)] | None = None
     rated_w: Annotated[float, Field(gt=0)] | None = None
+    phases: Literal[1, 3] = 3
+    """Phases an EV charger uses (its current setpoint is per phase)."""
 
 
 class Limits(_Strict):

@@ -97,8 +97,8 @@ class Controller:
         self.signer = self.outbox.signer(main_meter(h), key)
         self.last_interval: int | None = None
         self.write_errors = 0
-        self.applied: int | None = None
-        """Interval of the plan step the last completed poll applied (None: fallback)."""
+        self.applied: tuple[int, int] | None = None
+        """(plan issued, interval) of the step the last completed poll applied (None: fallback)."""
         self.stepped_at: float | None = None
         """Clock time of the last completed poll, s."""
         self._wake = asyncio.Event()
@@ -134,7 +134,8 @@ class Controller:
             wait_s = max(self.cfg.poll_s - (time.monotonic() - started), 0.0)
             # a new plan (or the simulator's clock) wakes the loop early
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
             self._wake.clear()
 
     def wake(self) -> None:
@@ -191,8 +192,8 @@ class Controller:
                 wanted = step.ev_w if step else rated_w
                 max_a = d.value("max_current_a")
                 if max_a is None:
-                    max_a = rated_w / (self.cfg.limits.phases * V_NOMINAL_V)
-                amps = ev_current_a(wanted, max_a, other_w, imp_w, self.cfg.limits.phases)
+                    max_a = rated_w / (d.config.phases * V_NOMINAL_V)
+                amps = ev_current_a(wanted, max_a, other_w, imp_w, d.config.phases)
                 writes[(d.config.name, "charge_current_a")] = amps
                 if d.can_write("charge_enable"):
                     writes[(d.config.name, "charge_enable")] = 1.0 if amps > 0 else 0.0
@@ -206,10 +207,10 @@ class Controller:
 
     async def step(self) -> None:
         """One poll cycle."""
+        now_s = self.clock()  # the time of these measurements
         polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
         for d, p in zip(self.devices, polls, strict=True):
             d.poll = p
-        now_s = self.clock()
         self._boundary(int(now_s // INTERVAL_S))
         decision = self.decide(now_s)
         if decision.mode != self.mode:
@@ -219,7 +220,8 @@ class Controller:
             self.mode = decision.mode
         await self._write(decision, now_s)
         await self._publish(decision, now_s)
-        self.applied = decision.step.interval if decision.step else None
+        plan = self.plan
+        self.applied = (plan.issued, decision.step.interval) if plan and decision.step else None
         self.stepped_at = now_s
 
     def _boundary(self, interval: int) -> None:
@@ -239,8 +241,11 @@ class Controller:
         for d in self.devices:
             if d.can_write("revert_s") and "revert_s" not in d.written:
                 decision.writes[(d.config.name, "revert_s")] = float(self.cfg.revert_s)
-        for (name, role), value in decision.writes.items():
+        for (name, role), wanted in decision.writes.items():
             d = by_name[name]
+            reg = d.profile.register(role)  # the device's own bounds come last
+            value = min(max(wanted, reg.min if reg.min is not None else -math.inf),
+                        reg.max if reg.max is not None else math.inf)  # fmt: skip
             last = d.written.get(role)
             if last and abs(last[0] - value) < 1.0 and now_s - last[1] < refresh_s:
                 continue

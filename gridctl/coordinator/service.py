@@ -59,8 +59,10 @@ class Coordinator:
     planner: None publishes no plans (households then run their local policy).
     clock: epoch seconds (the simulator passes its own). health_port: serve /health and
     /metrics on 127.0.0.1 (0: a free port, see ``http_port``; None: no endpoint).
-    catch_up_s: after (re)connecting, real seconds to take in the readings the broker kept for
-    us before settling an incomplete interval as overdue.
+    tick_s: how often to look at the clock, real s (None: the caller calls ``tick``, as the
+    simulator does in step with its clock). catch_up_s: after (re)connecting, real seconds to
+    take in the readings the broker kept for us before settling an incomplete interval as
+    overdue.
     """
 
     def __init__(
@@ -73,7 +75,7 @@ class Coordinator:
         planner: Planner | None = None,
         tariff: Tariff | None = None,
         clock: Callable[[], float] = time.time,
-        tick_s: float = 1.0,
+        tick_s: float | None = 1.0,
         settle_after_s: float = INTERVAL_S,
         health_port: int | None = None,
         catch_up_s: float = 3.0,
@@ -125,16 +127,17 @@ class Coordinator:
                     server = await serve_http(self, self.health_port)
                     self.http_port = server.sockets[0].getsockname()[1]
                     tg.create_task(server.serve_forever())
-                tg.create_task(self._ticks())
+                if self.tick_s is not None:
+                    tg.create_task(self._ticks(self.tick_s))
         finally:
             self.inbox.close()
             self.ledger.close()
 
-    async def _ticks(self) -> None:
-        await asyncio.wait_for(self.session.connected.wait(), None)
+    async def _ticks(self, tick_s: float) -> None:
+        await self.session.connected.wait()
         while True:
             await self.tick()
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(tick_s)
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Ingest a reading (into the inbox), telemetry or a household's status."""

@@ -94,6 +94,12 @@ class ProfileVirtual(VirtualDevice):
         }  # fmt: skip
         return by_role.get(role, DEFAULTS.get(role, 0.0))
 
+    def set_values(self, **values: Any) -> None:
+        """Set roles (role units, load convention) and show them in the registers at once."""
+        self.values.update(values)
+        self._settle()
+        self._publish()
+
     def _settle(self) -> None:
         """Make derived roles agree with the primary ones (phase powers, currents)."""
         v = self.values

@@ -25,7 +25,7 @@ from gridctl.settlement.signing import MeterSigner
 from gridctl.settlement.vee import VeeConfig
 from gridctl.sim.households import HouseholdSeries, build_fleet, build_series, window
 from gridctl.sim.scenario import Scenario
-from gridctl.sim.world import World
+from gridctl.sim.world import World, ev_min_w
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class _Planner:
         if self.export_tight is not None and self.export_tight[j]:
             limited[:] = True
         floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
-        return self.plan.battery_w[:, j], self.plan.ev_w[:, j], floor_w
+        # setpoints in whole watts, as devices take them (and so exactly the same in a wire run)
+        return np.round(self.plan.battery_w[:, j]), np.round(self.plan.ev_w[:, j]), floor_w
 
     def _replan(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
         n = self.scn.dispatch.horizon
@@ -196,7 +197,8 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
         pooled=dispatch == "community",  # without a community, nothing goes through a pool
         vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
     )
-    world = World(series, fleet, AcFeeder(net, buses, ids))
+    ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in scn.households])
+    world = World(series, fleet, AcFeeder(net, buses, ids), ev_min)
     trafo_w = float(net.trafo.sn_mva.sum()) * 1e6
     return Setup(ids, world, planner, fleet.conn_max_w, trafo_w, config)
 
@@ -250,7 +252,7 @@ def _run(
         totals.add(st)
         if progress:
             progress(t + 1, scn.intervals)
-    return sim_result(scn, ids, world, totals, planner, ledger)
+    return sim_result(scn, ids, world, totals, planner, ledger.head, ledger.path)
 
 
 class SettledTotals:
@@ -280,9 +282,10 @@ def sim_result(
     world: World,
     totals: SettledTotals,
     planner: _Planner,
-    ledger: Ledger,
+    ledger_head: str,
+    ledger_path: Path,
 ) -> SimResult:
-    """A run's result from the world's history and the settled totals."""
+    """A run's result from the world's history, the settled totals and the ledger."""
     h = world.history
     acs = [i.ac for i in h]
     return SimResult(
@@ -310,6 +313,6 @@ def sim_result(
         plans=planner.plans,
         plan_rounds=planner.rounds,
         plan_violations_left=planner.unresolved,
-        ledger_head=ledger.head,
-        ledger_path=ledger.path,
+        ledger_head=ledger_head,
+        ledger_path=ledger_path,
     )

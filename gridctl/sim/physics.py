@@ -31,14 +31,22 @@ def battery_step(
 
 
 def ev_step(
-    p_set_w: np.ndarray, p_max_w: np.ndarray, remaining_wh: np.ndarray, dt_h: float
+    p_set_w: np.ndarray,
+    p_max_w: np.ndarray,
+    remaining_wh: np.ndarray,
+    dt_h: float,
+    p_min_w: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """EV charging power for one interval: the setpoint within charger limit and the car's need.
 
     p_set_w: requested power, W (≥ 0). p_max_w: charger limit now, W (0 if no car).
-    remaining_wh: energy the car still needs, Wh. Returns power drawn, W (≥ 0).
+    remaining_wh: energy the car still needs, Wh. p_min_w: smallest power the charger can
+    deliver (IEC 61851: 6 A per phase), W; a setpoint below it charges nothing.
+    Returns power drawn, W (≥ 0).
     """
-    return np.clip(p_set_w, 0.0, np.minimum(p_max_w, np.maximum(remaining_wh, 0.0) / dt_h))
+    p_w = np.clip(p_set_w, 0.0, p_max_w)
+    p_w = np.where(p_w < p_min_w - 1e-9, 0.0, p_w)
+    return np.minimum(p_w, np.maximum(remaining_wh, 0.0) / dt_h)
 
 
 def pv_step(pv_avail_w: np.ndarray, pv_limit_w: np.ndarray) -> np.ndarray:

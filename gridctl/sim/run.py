@@ -43,16 +43,23 @@ def run_sim(
     intervals: int | None = None,
     progress: Progress | None = None,
     dispatch: DispatchMode = "community",
+    wire: bool = False,
 ) -> SimOutput:
     """Simulate ``scenario`` (the packaged default when None) and write results into ``out``.
 
+    wire: run every household as a real controller over MQTT and Modbus (``gridctl.sim.wire``).
     Results of an earlier run in ``out`` (the files this job writes) are replaced.
     """
     scn = with_overrides(load_scenario(scenario), seed, intervals)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    result = simulate(scn, out / "ledger.sqlite", progress, dispatch)
+    if wire:
+        from gridctl.sim.wire import simulate_wire
+
+        result = simulate_wire(scn, out, progress, dispatch)
+    else:
+        result = simulate(scn, out / "ledger.sqlite", progress, dispatch)
     kpi = kpis(result)
     kpis_path = out / "kpis.json"
     kpis_path.write_text(json.dumps(kpi, indent=2) + "\n", encoding="utf-8")

@@ -13,12 +13,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridctl.controller.config import V_NOMINAL_V
 from gridctl.controller.fallback import self_consumption_battery_w
+from gridctl.controller.limits import EV_MIN_A
 from gridctl.core import interval_hours
 from gridctl.dispatch.community import Fleet
 from gridctl.grid.ac import AcFeeder, AcResult
 from gridctl.sim.households import HouseholdSeries
 from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
+
+
+def ev_phases(kw: float) -> int:
+    """Phases a charger of ``kw`` uses: one up to 7.4 kW (32 A), else three."""
+    return 1 if kw <= 7.4 else 3
+
+
+def ev_min_w(kw: float | None) -> float:
+    """Smallest charging power of a ``kw`` charger (IEC 61851: 6 A per phase), W (0: none)."""
+    return 0.0 if kw is None else EV_MIN_A * V_NOMINAL_V * ev_phases(kw)
 
 
 @dataclass
@@ -46,6 +58,8 @@ class World:
     series: HouseholdSeries
     fleet: Fleet
     ac: AcFeeder
+    ev_min_w: np.ndarray | float = 0.0
+    """Smallest power each household's charger can deliver, W (see ``ev_min_w``)."""
     e_bat_wh: np.ndarray = field(init=False)
     ev_left_wh: np.ndarray = field(init=False)
     imp_wh: np.ndarray = field(init=False)
@@ -89,11 +103,11 @@ class World:
         load_w, pv_avail_w = self.series.load_w[:, t], self.series.pv_w[:, t]
         sid = self._session_of[:, t]
         plugged = sid >= 0
-        p_ev = ev_step(ev_set_w, self.fleet.ev_max_w[:, t], self.ev_need_wh(t), dt_h)
+        f = self.fleet
+        p_ev = ev_step(ev_set_w, f.ev_max_w[:, t], self.ev_need_wh(t), dt_h, self.ev_min_w)
         self.ev_left_wh[sid[plugged]] -= p_ev[plugged] * dt_h
         if battery_set_w is None:
             battery_set_w = self_consumption_battery_w(load_w, pv_avail_w, p_ev)
-        f = self.fleet
         p_bat, self.e_bat_wh = battery_step(
             battery_set_w, self.e_bat_wh, f.bat_e_min_wh, f.bat_e_max_wh, f.bat_p_max_w,
             f.bat_eta, dt_h,

@@ -1,0 +1,361 @@
+"""Wire-mode simulation: every household a real controller, over a real broker and real Modbus.
+
+``simulate_wire`` starts Mosquitto with a generated community configuration, serves each
+simulated device as its own Modbus TCP server (a device profile per kind), runs one
+``Controller`` per household and the ``Coordinator``, and steps them all on one simulated
+clock. Per interval: the world shows its state on the devices' registers, the clock moves to
+the interval's start, the controllers sign the meters' counters and report telemetry, the
+coordinator settles the interval that ended and plans this one, the controllers write the
+plan's setpoints to the devices, and the world runs the interval with what the devices were
+told (``World.step``, the same physics as the in-process run). The interval's settlement comes
+from the coordinator's ledger, through signed readings that crossed the broker.
+
+The planner starts each plan from the simulated truth (each battery's stored energy, each car's
+remaining need), as the in-process run does, so that comparing the two isolates the wire path:
+controllers, broker, Modbus, signed readings and settlement. (A deployed coordinator estimates
+that state from telemetry and from what drivers enter.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import math
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gridctl.controller.config import (
+    V_NOMINAL_V,
+    BrokerConfig,
+    ControllerConfig,
+    DeviceConfig,
+    Limits,
+)
+from gridctl.controller.loop import Controller
+from gridctl.coordinator.service import Coordinator
+from gridctl.core import INTERVAL_S, GridctlError
+from gridctl.devices.profile import load_profile
+from gridctl.devices.virtual import free_tcp_port, serving
+from gridctl.devices.virtual_profile import ProfileVirtual
+from gridctl.protocol import PlanStep, Telemetry, household_topic
+from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
+from gridctl.settlement.ledger import Ledger
+from gridctl.sim.engine import (
+    DispatchMode,
+    Progress,
+    SettledTotals,
+    Setup,
+    SimResult,
+    prepare,
+    sim_result,
+)
+from gridctl.sim.scenario import Scenario
+from gridctl.sim.world import ev_phases
+from gridctl.transport.broker import Community, write_broker_config
+from gridctl.transport.launcher import mosquitto_path, running_mosquitto
+from gridctl.transport.session import BrokerSettings, Session
+
+PROFILES = {
+    "meter": "eastron-sdm630",
+    "battery": "kostal-plenticore",
+    "ev": "alfen-eve",
+    "pv": "sma-sunny-tripower",
+}
+"""The device profile each simulated device speaks."""
+FEEDER_USER = "feeder"
+"""Broker user of the transformer meter's reader."""
+STEPS_AHEAD = 4
+"""Plan steps sent per household and interval."""
+WAIT_S = 60.0
+"""Longest real time any one lockstep wait may take before the run is declared stuck."""
+
+
+class WireError(GridctlError):
+    """The wire-mode simulation cannot run or got stuck."""
+
+
+class SimClock:
+    """The simulated epoch clock every controller and the coordinator read (s)."""
+
+    def __init__(self, t_s: float):
+        self.t_s = t_s
+
+    def __call__(self) -> float:
+        return self.t_s
+
+
+@dataclass
+class Home:
+    """One simulated household on the wire: its devices (by role) and its controller."""
+
+    index: int
+    id: str
+    devices: dict[str, ProfileVirtual]
+    controller: Controller
+
+
+class WirePlanner:
+    """The coordinator's planner in a simulation: the scenario's forecasts, the same dispatch."""
+
+    def __init__(self, setup: Setup, first_interval: int, homes: list[Home]):
+        self.setup, self.first, self.homes = setup, first_interval, homes
+
+    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+        """Steps from ``interval`` for every household (see the module doc for the state)."""
+        w = self.setup.world
+        t = interval - self.first
+        cols = self.setup.planner.ahead(t, w.e_bat_wh.copy(), w.ev_left_wh.copy(), STEPS_AHEAD)
+        out: dict[str, list[PlanStep]] = {}
+        for h in self.homes:
+            k = h.index
+            out[h.id] = [
+                PlanStep(
+                    interval=interval + j,
+                    battery_w=float(bat[k]),
+                    ev_w=max(float(ev[k]), 0.0),
+                    export_max_w=max(-float(floor[k]), 0.0) if math.isfinite(floor[k]) else None,
+                )
+                for j, (bat, ev, floor) in enumerate(cols)
+            ]
+        return out
+
+
+def community_id(scn: Scenario) -> str:
+    """The scenario's name as a community id (topic-safe)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", scn.name)[:32] or "sim"
+
+
+async def _until(what: Callable[[], bool], doing: str) -> None:
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not what():
+                await asyncio.sleep(0.002)
+    except TimeoutError:
+        raise WireError(f"wire simulation stuck {WAIT_S:.0f} s while {doing}") from None
+
+
+class _Run:
+    """One wire-mode run (see the module doc)."""
+
+    def __init__(self, scn: Scenario, setup: Setup, clock: SimClock, homes: list[Home],
+                 coordinator: Coordinator, feeder: Session, signers: dict):  # fmt: skip
+        self.scn, self.setup, self.clock, self.homes = scn, setup, clock, homes
+        self.coordinator, self.feeder, self.signers = coordinator, feeder, signers
+        self.world = setup.world
+
+    def show_state(self, t: int) -> None:
+        """Put the world's state at the start of interval t on the devices' registers."""
+        w, f = self.world, self.world.fleet
+        last = w.history[-1] if w.history else None
+        for h in self.homes:
+            k, d = h.index, h.devices
+            d["meter"].set_values(
+                p_w=float(last.p_w[k]) if last else 0.0,
+                e_import_wh=float(w.imp_wh[k]), e_export_wh=float(w.exp_wh[k]),
+            )  # fmt: skip
+            if "battery" in d:
+                d["battery"].set_values(
+                    soc=float(w.e_bat_wh[k] / f.bat_e_max_wh[k]),
+                    p_w=float(last.battery_w[k]) if last else 0.0,
+                )
+            if "ev" in d:
+                plugged = f.ev_max_w[k, t] > 0
+                p_w = float(last.ev_w[k]) if last else 0.0
+                state = "charging" if plugged and p_w > 0 else "connected" if plugged else "idle"
+                volts = ev_phases(self.scn.households[k].ev.kw) * V_NOMINAL_V  # type: ignore[union-attr]
+                d["ev"].set_values(p_w=p_w, max_current_a=float(f.ev_max_w[k, t]) / volts,
+                                   status=state)  # fmt: skip
+            if "pv" in d:
+                d["pv"].set_values(p_w=float(last.pv_w[k]) if last else 0.0)
+
+    def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(battery W, EV W, PV limit W) as the controllers left them on the devices."""
+        n = len(self.homes)
+        bat, ev, pv = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+        for h in self.homes:
+            d = h.devices
+            if "battery" in d:
+                bat[h.index] = float(d["battery"].values["p_set_w"])
+            if "ev" in d:
+                phases = ev_phases(self.scn.households[h.index].ev.kw)  # type: ignore[union-attr]
+                # back to whole watts, the resolution of the plan (the register holds amps)
+                ev[h.index] = round(
+                    float(d["ev"].values["charge_current_a"]) * phases * V_NOMINAL_V
+                )
+            if "pv" in d:
+                pv[h.index] = float(d["pv"].values["p_limit_w"])
+        return bat, ev, pv
+
+    async def boundary(self, t: int, plan: bool = True) -> None:
+        """Move to the start of interval t: show the state, read and settle what ended, and
+        (with ``plan``) have interval t planned."""
+        iv = self.scn.first_interval + t
+        self.show_state(t)
+        self.clock.t_s = iv * INTERVAL_S
+        for h in self.homes:
+            h.controller.wake()
+        if t > 0:
+            trafo = self.signers[TRANSFORMER_METER].sign(iv - 1, *self.world.trafo_counters_wh())
+            topic = household_topic(self.coordinator.community, FEEDER_USER, "reading")
+            payload = json.dumps(trafo.to_message()).encode()
+            if not await self.feeder.publish(topic, payload):
+                raise WireError("the transformer meter's reading could not be published")
+        start = self.clock.t_s
+        await _until(
+            lambda: all((h.controller.stepped_at or -1) >= start for h in self.homes),
+            f"controllers polled interval {iv}",
+        )
+        c = self.coordinator
+        if t > 0:
+            everyone = set(c.meters)
+            await _until(lambda: c.inbox.meters_in(iv - 1) >= everyone, f"readings of {iv - 1}")
+        await _until(
+            lambda: all(h.id in c.telemetry and c.telemetry[h.id].t.timestamp() >= start
+                        for h in self.homes),
+            f"telemetry of {iv}",
+        )  # fmt: skip
+        if plan:
+            await c.tick()
+        else:
+            await c.settle_due(self.clock(), iv)
+
+    async def interval(self, t: int) -> None:
+        """Run interval t: plans applied on the devices, then the world's physics."""
+        await self.boundary(t)
+        iv = self.scn.first_interval + t
+        if self.coordinator.planner is not None:
+            await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
+                         f"plans of {iv} applied")  # fmt: skip
+        bat, ev, pv = self.setpoints()
+        self.world.step(t, bat, ev, None, pv)
+
+
+Devices = dict[tuple[str, str], ProfileVirtual]
+"""Virtual devices by (household, role)."""
+
+
+def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],
+           port: int, tmp: Path, ports: dict[tuple[str, str], int], devices: Devices,
+           community: str) -> list[Home]:  # fmt: skip
+    homes = []
+    for k, spec in enumerate(scn.households):
+        h = spec.id
+        cfgs = []
+        for role in ("meter", "battery", "ev", "pv"):
+            if (h, role) not in devices:
+                continue
+            rated = {
+                "battery": spec.battery.kw * 1000 if spec.battery else None,
+                "ev": spec.ev.kw * 1000 if spec.ev else None,
+                "pv": spec.pv.kwp * 1000 if spec.pv else None,
+            }.get(role)
+            phases = ev_phases(spec.ev.kw) if role == "ev" and spec.ev else 3
+            cfgs.append(DeviceConfig(name=role, role=role, profile=PROFILES[role], phases=phases,
+                                     port=ports[(h, role)], rated_w=rated))  # fmt: skip
+        conn_w = float(setup.rated_w[k])
+        config = ControllerConfig(
+            community=community, household=h,
+            broker=BrokerConfig(port=port, password=creds[h]),
+            key_file=tmp / f"{h}.key", state_db=tmp / f"{h}.sqlite",
+            limits=Limits(import_max_w=conn_w, export_max_w=conn_w), devices=cfgs, poll_s=5.0,
+            plan_grace_s=INTERVAL_S,
+        )  # fmt: skip
+        controller = Controller(config, signers[main_meter(h)].key, clock=clock)
+        homes.append(Home(k, h, {r: devices[(h, r)] for (hh, r) in devices if hh == h}, controller))
+    return homes
+
+
+def _devices(scn: Scenario) -> Devices:
+    """A virtual device per (household, role), its own physics off: the world moves it."""
+    out = {}
+    for spec in scn.households:
+        roles = ["meter"] + [r for r, on in (("battery", spec.battery), ("ev", spec.ev),
+                                             ("pv", spec.pv)) if on]  # fmt: skip
+        for role in roles:
+            out[(spec.id, role)] = ProfileVirtual(load_profile(PROFILES[role]), clock=lambda: 0.0)
+    return out
+
+
+async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
+                    dispatch: DispatchMode) -> SimResult:  # fmt: skip
+    setup = prepare(scn, dispatch)
+    community = community_id(scn)
+    first = scn.first_interval
+    ledger_path = out / "ledger.sqlite"
+    with Ledger(ledger_path) as ledger:
+        signers = enrol_simulated(ledger, setup.ids, setup.rated_w, first, scn.seed,
+                                  transformer_rated_w=setup.transformer_rated_w)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gridctl-wire-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = free_tcp_port()
+        creds = write_broker_config(
+            Community(community=community, households=[*setup.ids, FEEDER_USER]),
+            tmp / "broker", port, run_as=getpass.getuser(),
+        )  # fmt: skip
+        devices = _devices(scn)
+        clock = SimClock(first * INTERVAL_S)
+        with running_mosquitto(tmp / "broker" / "mosquitto.conf", port):
+            async with contextlib.AsyncExitStack() as stack:
+                ports = {key: await stack.enter_async_context(serving(dev))
+                         for key, dev in devices.items()}  # fmt: skip
+                homes = _homes(scn, setup, clock, signers, creds, port, tmp, ports, devices,
+                               community)  # fmt: skip
+                coordinator = Coordinator(
+                    community, BrokerSettings(port=port, username="coordinator",
+                                              password=creds["coordinator"]),
+                    ledger_path, tmp / "inbox.sqlite", setup.settlement,
+                    planner=WirePlanner(setup, first, homes) if dispatch != "none" else None,
+                    tariff=None, clock=clock, tick_s=None,
+                )  # fmt: skip
+                feeder = Session(BrokerSettings(port=port, username=FEEDER_USER,
+                                                password=creds[FEEDER_USER]), "feeder", [],
+                                 _ignore)  # fmt: skip
+                run = _Run(scn, setup, clock, homes, coordinator, feeder, signers)
+                tasks = [asyncio.create_task(x.run()) for x in (coordinator, feeder)]
+                tasks += [asyncio.create_task(h.controller.run()) for h in homes]
+                try:
+                    await _until(lambda: coordinator.session.connected.is_set()
+                                 and feeder.connected.is_set()
+                                 and all(h.controller.session.connected.is_set() for h in homes),
+                                 "connecting")  # fmt: skip
+                    for t in range(scn.intervals):
+                        await run.interval(t)
+                        if progress:
+                            progress(t + 1, scn.intervals)
+                    await run.boundary(
+                        scn.intervals, plan=False
+                    )  # the last interval's readings, settled
+                    head = coordinator.ledger.head
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    results = await asyncio.gather(*tasks, return_exceptions=True)
+                crashed = [r for r in results if isinstance(r, BaseException)
+                           and not isinstance(r, asyncio.CancelledError)]  # fmt: skip
+                if crashed:
+                    raise WireError(f"a wire-mode task failed: {crashed[0]!r}")
+    totals = SettledTotals(len(setup.ids))
+    for o in coordinator.outcomes:
+        if o.settlement is not None:
+            totals.add(o.settlement)
+    return sim_result(scn, setup.ids, setup.world, totals, setup.planner, head, ledger_path)
+
+
+async def _ignore(topic: str, payload: bytes) -> None:
+    """Messages for a session that only publishes."""
+
+
+def simulate_wire(
+    scn: Scenario, out: Path, progress: Progress | None = None, dispatch: DispatchMode = "community"
+) -> SimResult:
+    """Run ``scn`` in wire mode, writing the coordinator's ledger to ``out/ledger.sqlite``."""
+    if mosquitto_path() is None:
+        raise WireError("wire mode needs Mosquitto (Debian: apt-get install mosquitto)")
+    return asyncio.run(_simulate(scn, out, progress, dispatch))

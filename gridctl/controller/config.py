@@ -103,6 +103,8 @@ class ControllerConfig(_Strict):
     poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     revert_s: Annotated[int, Field(ge=2, le=3600)] = 60
     """Device revert timer: setpoints lapse this long after the controller stops writing."""
+    resend_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """A reading the coordinator has not acknowledged is sent again after this long."""
     plan_grace_s: Annotated[float, Field(ge=0, le=900)] = 120.0
     """How long into an interval a plan made in the previous one still counts as fresh."""
 

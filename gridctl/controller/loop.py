@@ -283,7 +283,7 @@ class Controller:
         )
         c, h = self.cfg.community, self.cfg.household
         await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
-        for meter, interval, message in self.outbox.due(now_s, INTERVAL_S):
+        for meter, interval, message in self.outbox.due(now_s, self.cfg.resend_s):
             if not await self.session.publish(household_topic(c, h, "reading"), message, 1):
                 break
             self.outbox.mark_sent(meter, interval, now_s)

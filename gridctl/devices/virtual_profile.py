@@ -37,6 +37,11 @@ KIND_POWER_W = {
 }
 
 
+REVERTING = ("p_set_w", "charge_current_a", "charge_enable", "p_limit_w", "p_limit_pct",
+             "p_limit_enable")  # fmt: skip
+"""Setpoints a device's revert timer puts back to their defaults."""
+
+
 @dataclass
 class CarSession:
     """A car plugged in from ``arrival_s`` to ``departure_s`` (clock s), needing ``need_wh``."""
@@ -70,6 +75,8 @@ class ProfileVirtual(VirtualDevice):
         self.battery_wh, self.battery_w = battery_wh, battery_w
         self.car = car or CarSession(self.t_s, self.t_s + 8 * 3600, 20_000.0)
         self.measured_w = measured_w
+        self.last_write_s: float | None = None
+        """Clock time of the last setpoint write (the revert timer runs from it)."""
         self.values: dict[str, Any] = {}
         for r in profile.registers:
             self.values[r.role] = self._initial(r.role, r.map)
@@ -135,6 +142,8 @@ class ProfileVirtual(VirtualDevice):
     def on_written(self, address: int, values: list[int]) -> None:
         for r in self.profile.registers:
             if r.function == "holding" and r.address == address:
+                if r.role in REVERTING:
+                    self.last_write_s = self.t_s
                 raw = decode(values, r.type, r.word_order or self.profile.word_order, sunspec=False)
                 if r.map is not None:
                     self.values[r.role] = r.map.get(int(raw), raw)
@@ -144,6 +153,7 @@ class ProfileVirtual(VirtualDevice):
                     self.values[r.role] = raw
 
     def step(self, now_s: float, dt_s: float) -> None:
+        self._revert(now_s)
         kind = self.profile.kind
         if kind == "battery" or "p_set_w" in self.values:
             self._battery(dt_s)
@@ -156,6 +166,16 @@ class ProfileVirtual(VirtualDevice):
         self._settle()
         self._count(dt_s)
         self._publish()
+
+    def _revert(self, now_s: float) -> None:
+        """Setpoints go back to their defaults once ``revert_s`` passes without a new write."""
+        revert_s = float(self.values.get("revert_s") or 0.0)
+        if revert_s <= 0 or self.last_write_s is None or now_s < self.last_write_s + revert_s:
+            return
+        for role in REVERTING:
+            if role in self.values:
+                self.values[role] = self._initial(role, None)
+        self.last_write_s = None
 
     def _battery(self, dt_s: float) -> None:
         v = self.values

@@ -1,15 +1,17 @@
 """One MQTT connection kept alive: reconnect with backoff, last will, resubscription.
 
-A ``Session`` wraps ``aiomqtt.Client``. ``run()`` connects, publishes ``online`` (retained) on the
-status topic whose last will is ``offline``, subscribes, and hands every message to the
-handler; when the connection drops it waits (0.5 s doubling up to ``backoff_max_s``, with
-jitter) and does it all again. The session is persistent (fixed client id, no clean start),
-so QoS 1 messages sent while a subscriber was away are delivered when it returns.
+A ``Session`` wraps ``aiomqtt.Client``. ``run()`` connects, publishes ``online`` (retained) on
+the status topic whose last will is ``offline`` (and says ``offline`` itself when cancelled),
+subscribes, and hands every message to the handler; when the connection drops it waits (0.5 s
+doubling up to ``backoff_max_s``, with jitter) and does it all again. The session is persistent
+(fixed client id, no clean start), so QoS 1 messages sent while a subscriber was away are
+delivered when it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -118,8 +120,12 @@ class Session:
                     self.connected.set()
                     log.info("mqtt connected client=%s broker=%s:%s", self.client_id,
                              self.broker.host, self.broker.port)  # fmt: skip
-                    async for m in client.messages:
-                        await self._handle(str(m.topic), m.payload)
+                    try:
+                        async for m in client.messages:
+                            await self._handle(str(m.topic), m.payload)
+                    except asyncio.CancelledError:
+                        await self._say_offline(client)
+                        raise
             except aiomqtt.MqttError as e:
                 log.warning("mqtt connection lost client=%s error=%s retry_in_s=%.1f",
                             self.client_id, e, backoff_s)  # fmt: skip
@@ -128,6 +134,13 @@ class Session:
                 self._client = None
             await asyncio.sleep(backoff_s * (0.75 + 0.5 * self._rng.random()))
             backoff_s = min(2 * backoff_s, self.backoff_max_s)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """On a clean stop the broker sends no will: say ``offline`` ourselves (best effort)."""
+        if self.status_topic is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=2.0)
 
     async def _handle(self, topic: str, payload: object) -> None:
         data = payload if isinstance(payload, bytes) else str(payload or "").encode()

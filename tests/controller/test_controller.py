@@ -48,13 +48,20 @@ registers:
 
 
 class FastClock:
-    """Epoch seconds running SPEED times faster than real time, from ``start_s``."""
+    """Epoch seconds running SPEED times faster than real time, from ``start_s`` at wall time
+    ``t0`` (wall time, so other processes can keep the same clock)."""
 
-    def __init__(self, start_s: float):
-        self.start_s, self.t0 = start_s, time.monotonic()
+    def __init__(self, start_s: float, t0: float | None = None):
+        self.start_s, self.t0 = start_s, time.time() if t0 is None else t0
 
     def __call__(self) -> float:
-        return self.start_s + SPEED * (time.monotonic() - self.t0)
+        return self.start_s + SPEED * (time.time() - self.t0)
+
+
+def fast_clock() -> FastClock:
+    """A fast clock whose first interval boundary comes 1.5 s (real) after now."""
+    boundary = (int(time.time() // INTERVAL_S) + 1000) * INTERVAL_S
+    return FastClock(boundary - 1.5 * SPEED)
 
 
 @dataclass
@@ -69,10 +76,12 @@ class House:
 
 
 @asynccontextmanager
-async def house(broker: Broker, tmp_path: Path, household: str = "h01") -> AsyncIterator[House]:
+async def house(
+    broker: Broker, tmp_path: Path, household: str = "h01", clock: FastClock | None = None
+) -> AsyncIterator[House]:
     """Meter (Eastron), battery (synthetic) and charger (Alfen) of one home, served on one port."""
-    boundary = (int(time.time() // INTERVAL_S) + 1000) * INTERVAL_S
-    clock = FastClock(boundary - 1.5 * SPEED)  # the first boundary comes 1.5 s after the start
+    clock = clock or fast_clock()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "battery.yaml").write_text(BATTERY_PROFILE)
     battery = ProfileVirtual(parse_profile(tmp_path / "battery.yaml"), clock=clock)
     ev = ProfileVirtual(load_profile("alfen-eve"), unit=3, clock=clock,
@@ -85,6 +94,7 @@ async def house(broker: Broker, tmp_path: Path, household: str = "h01") -> Async
 
     meter = ProfileVirtual(load_profile("eastron-sdm630"), clock=clock, measured_w=measured_w)
     key_file = tmp_path / f"{household}.key"
+    key_file.unlink(missing_ok=True)
     generate_key_file(key_file)
     async with serving([meter, battery, ev]) as port:
         config = ControllerConfig(
@@ -192,3 +202,38 @@ async def test_fallback_plan_readings_and_a_silent_coordinator(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_dead_controllers_setpoints_lapse_through_the_device_revert_timer(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    async with house(broker, tmp_path) as home:
+        coord = Coordinator(broker, "h01")
+        ctl = Controller(home.config, load_key_file(home.config.key_file), clock=home.clock)
+        tasks = [asyncio.create_task(coord.session.run()), asyncio.create_task(ctl.run())]
+        try:
+            await coord.until(lambda: coord.session.connected.is_set())
+            now_iv = int(home.clock() // INTERVAL_S)
+            steps = [PlanStep(interval=now_iv + k, battery_w=2000) for k in range(4)]
+            plan = PlanMessage(household="h01", issued=now_iv, steps=steps)
+            assert await coord.session.publish(
+                household_topic(c, "h01", "plan"), encode(plan), 1, True
+            )
+            await coord.until(lambda: home.battery.values["p_set_w"] == 2000)
+            # alive, the controller keeps rewriting within the 30 s revert timer
+            t0 = home.clock()
+            await coord.until(lambda: home.clock() > t0 + 90)
+            home.battery.advance(home.clock())
+            assert home.battery.values["p_set_w"] == 2000
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    # the controller is gone: after its revert time the device drops the setpoint by itself
+    t_last = home.battery.last_write_s
+    assert t_last is not None
+    home.battery.advance(t_last + 20)
+    assert home.battery.values["p_set_w"] == 2000
+    home.battery.advance(t_last + 31)
+    assert home.battery.values["p_set_w"] == 0.0 and home.battery.values["p_w"] == 0.0

@@ -26,7 +26,12 @@ def test_summer_noon_uncoordinated_breaks_the_feeder_community_does_not(tmp_path
     none = _run(scn, tmp_path, "none")
     community = _run(scn, tmp_path, "community")
     assert none["voltage_violations"] + none["line_overloads"] + none["trafo_overloads"] > 0
-    assert community["voltage_violations"] == community["line_overloads"] == community["trafo_overloads"] == 0
+    assert (
+        community["voltage_violations"]
+        == community["line_overloads"]
+        == community["trafo_overloads"]
+        == 0
+    )
     assert 0 < community["curtailed_kwh"] < 0.5 * community["pv_kwh"]
 
 
@@ -36,7 +41,12 @@ def test_evening_ev_rush_uncoordinated_overloads_community_does_not(tmp_path: Pa
     none = _run(scn, tmp_path, "none")
     community = _run(scn, tmp_path, "community")
     assert none["line_overloads"] + none["trafo_overloads"] > 0
-    assert community["voltage_violations"] == community["line_overloads"] == community["trafo_overloads"] == 0
+    assert (
+        community["voltage_violations"]
+        == community["line_overloads"]
+        == community["trafo_overloads"]
+        == 0
+    )
     assert community["peak_import_kw"] < none["peak_import_kw"]
 
 
@@ -51,7 +61,12 @@ def test_community_beats_homes_optimised_alone(default_day: SimResult, tmp_path:
 
 def test_impossible_ev_demand_is_served_as_far_as_possible_and_reported(tmp_path: Path) -> None:
     raw = load_scenario().model_dump()
-    raw["households"][3]["ev"] = {"arrival": "12:00", "departure": "13:00", "kwh": 200.0, "kw": 11.0}
+    raw["households"][3]["ev"] = {
+        "arrival": "12:00",
+        "departure": "13:00",
+        "kwh": 200.0,
+        "kw": 11.0,
+    }
     raw.update(start="2026-06-21T11:00:00Z", intervals=12)
     k = kpis(simulate(Scenario.model_validate(raw), tmp_path / "l.sqlite"))
     # one hour at 11 kW: 11 kWh delivered of 200, the rest reported as unmet

@@ -39,3 +39,15 @@ def test_pv_limit_and_meter_counters() -> None:
     )
     np.testing.assert_allclose(imp, [1010.0, 10.0])
     np.testing.assert_allclose(exp, [0.0, 500.0])
+
+
+def test_ev_setpoints_below_the_chargers_minimum_charge_nothing() -> None:
+    p = ev_step(
+        np.array([4000.0, 4140.0, 11_000.0, 1000.0]),
+        np.array([11_000.0, 11_000.0, 11_000.0, 3700.0]),
+        np.array([10_000.0, 10_000.0, 500.0, 10_000.0]),
+        0.25,
+        np.array([4140.0, 4140.0, 4140.0, 1380.0]),
+    )
+    # below 6 A x 3 phases: nothing; at it: as asked; a nearly full car may take less
+    np.testing.assert_allclose(p, [0.0, 4140.0, 2000.0, 0.0])

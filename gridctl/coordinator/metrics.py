@@ -41,6 +41,11 @@ class Metrics:
             "gridctl_messages_refused", "refused messages", ["reason"], registry=r
         )
         self.online = Gauge("gridctl_households_online", "households online", registry=r)
+        self.ingest_s = Histogram(
+            "gridctl_telemetry_age_seconds", "telemetry age on arrival (coordinator clock - t)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")),
+            registry=r,
+        )  # fmt: skip
 
 
 def _health(c: Coordinator) -> dict[str, object]:

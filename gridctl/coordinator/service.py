@@ -153,6 +153,7 @@ class Coordinator:
             self.metrics.readings_received.labels(new=str(added).lower()).inc()
         elif isinstance(m, Telemetry):
             self.telemetry[msg.household] = m
+            self.metrics.ingest_s.observe(max(self.clock() - m.t.timestamp(), 0.0))
         elif msg.kind == "status":
             self.online[msg.household] = m == "online"
             self.metrics.online.set(sum(self.online.values()))

@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gridctl.controller.homeassistant import HomeAssistantConfig
 from gridctl.core import GridctlError, describe_validation_error
 from gridctl.protocol import NAME
 from gridctl.transport.session import BrokerSettings
@@ -105,6 +106,8 @@ class ControllerConfig(_Strict):
     """Device revert timer: setpoints lapse this long after the controller stops writing."""
     resend_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """A reading the coordinator has not acknowledged is sent again after this long."""
+    home_assistant: HomeAssistantConfig | None = None
+    """The household's own Home Assistant broker, for MQTT discovery (None: none)."""
     plan_grace_s: Annotated[float, Field(ge=0, le=900)] = 120.0
     """How long into an interval a plan made in the previous one still counts as fresh."""
 
@@ -120,6 +123,19 @@ class ControllerConfig(_Strict):
             if d.role in ("battery", "ev") and d.rated_w is None:
                 raise ValueError(f"device {d.name}: a {d.role} needs rated_w")
         return self
+
+    def home_assistant_settings(self) -> BrokerSettings | None:
+        """Settings for the Home Assistant session, None without one."""
+        ha = self.home_assistant
+        if ha is None:
+            return None
+        password = None
+        if ha.password_file is not None:
+            try:
+                password = ha.password_file.read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ControllerConfigError(f"home_assistant.password_file: {e.strerror}") from None
+        return BrokerSettings(host=ha.host, port=ha.port, username=ha.username, password=password)
 
     def broker_settings(self) -> BrokerSettings:
         """Settings for the MQTT session (reads the password file)."""
@@ -155,6 +171,10 @@ def load_controller_config(path: Path) -> ControllerConfig:
     broker = cfg.broker
     if broker.password_file is not None:
         broker = broker.model_copy(update={"password_file": base / broker.password_file})
+    ha = cfg.home_assistant
+    if ha is not None and ha.password_file is not None:
+        ha = ha.model_copy(update={"password_file": base / ha.password_file})
     return cfg.model_copy(
-        update={"key_file": base / cfg.key_file, "state_db": base / cfg.state_db, "broker": broker}
-    )
+        update={"key_file": base / cfg.key_file, "state_db": base / cfg.state_db,
+                "broker": broker, "home_assistant": ha}
+    )  # fmt: skip

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gridctl.controller import homeassistant
 from gridctl.controller.config import V_NOMINAL_V, ControllerConfig, DeviceConfig
 from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
 from gridctl.controller.outbox import Outbox
@@ -108,6 +109,12 @@ class Controller:
             subscriptions=[self.plan_topic, coordinator_topic(c, "status")],
             handler=self.on_message, status_topic=household_topic(c, h, "status"),
         )  # fmt: skip
+        self.ha: Session | None = None
+        self._ha_announced = 0
+        ha = config.home_assistant_settings()
+        if ha is not None:
+            self.ha = Session(ha, client_id=f"gridctl-{h}", subscriptions=[], handler=_ignore,
+                              status_topic=homeassistant.availability_topic(h))  # fmt: skip
         self.devices: list[Device] = []
         for d in config.devices:
             profile = load_profile(d.profile)
@@ -121,6 +128,8 @@ class Controller:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.session.run())
+                if self.ha is not None:
+                    tg.create_task(self.ha.run())
                 tg.create_task(self._loop())
         finally:
             for d in self.devices:
@@ -283,7 +292,29 @@ class Controller:
         )
         c, h = self.cfg.community, self.cfg.household
         await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
+        if self.ha is not None:
+            await self._home_assistant(telemetry)
         for meter, interval, message in self.outbox.due(now_s, self.cfg.resend_s):
             if not await self.session.publish(household_topic(c, h, "reading"), message, 1):
                 break
             self.outbox.mark_sent(meter, interval, now_s)
+
+    async def _home_assistant(self, telemetry: Telemetry) -> None:
+        """Announce the sensors (again after each reconnect), then the state."""
+        ha, h = self.ha, self.cfg.household
+        assert ha is not None and self.cfg.home_assistant is not None
+        if not ha.connected.is_set():
+            return
+        if self._ha_announced != ha.connects:
+            for topic, payload in homeassistant.discovery(self.cfg.home_assistant.prefix, h):
+                if not await ha.publish(topic, payload, 1, True):
+                    return
+            self._ha_announced = ha.connects
+        imp, exp = self.meter.value("e_import_wh"), self.meter.value("e_export_wh")
+        await ha.publish(
+            homeassistant.state_topic(h), homeassistant.state(telemetry, imp, exp), 0, True
+        )
+
+
+async def _ignore(topic: str, payload: bytes) -> None:
+    """Nothing is subscribed on the Home Assistant broker."""

@@ -35,8 +35,8 @@ class BrokerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str
-    password: str = Field(repr=False)
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
     tls: bool = False
     cafile: Path | None = None
     """CA certificate to trust (PEM); None: the system's."""

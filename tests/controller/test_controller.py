@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -237,3 +238,56 @@ async def test_a_dead_controllers_setpoints_lapse_through_the_device_revert_time
     assert home.battery.values["p_set_w"] == 2000
     home.battery.advance(t_last + 31)
     assert home.battery.values["p_set_w"] == 0.0 and home.battery.values["p_w"] == 0.0
+
+
+async def test_home_assistant_discovery_on_the_households_own_broker(
+    broker: Broker, tmp_path: Path
+) -> None:
+    import aiomqtt
+
+    from gridctl.controller.homeassistant import SENSORS, HomeAssistantConfig
+    from gridctl.devices.virtual import free_tcp_port
+    from gridctl.transport.launcher import running_mosquitto
+
+    port = free_tcp_port()  # Home Assistant's broker: the household's own, on its LAN
+    (tmp_path / "ha.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    got: dict[str, dict] = {}
+    with running_mosquitto(tmp_path / "ha.conf", port):
+        async with house(broker, tmp_path) as home:
+            config = home.config.model_copy(
+                update={"home_assistant": HomeAssistantConfig(port=port)}
+            )
+            ctl = Controller(config, load_key_file(config.key_file), clock=home.clock)
+            task = asyncio.create_task(ctl.run())
+            try:
+                async with aiomqtt.Client("127.0.0.1", port) as ha:
+                    await ha.subscribe("homeassistant/#")
+                    await ha.subscribe("gridctl/h01/#")
+                    async with asyncio.timeout(10):
+                        async for m in ha.messages:
+                            got[str(m.topic)] = (
+                                json.loads(m.payload)
+                                if str(m.topic).endswith(("config", "state"))
+                                else m.payload
+                            )  # type: ignore[arg-type]
+                            if "gridctl/h01/state" in got and len(
+                                [t for t in got if t.endswith("/config")]
+                            ) == len(SENSORS):
+                                break
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    configs = {t: c for t, c in got.items() if t.endswith("/config")}
+    assert {c["unique_id"] for c in configs.values()} == {f"gridctl_h01_{s.key}" for s in SENSORS}
+    power = configs["homeassistant/sensor/gridctl_h01/grid_power/config"]
+    assert power["unit_of_measurement"] == "W" and power["device_class"] == "power"
+    assert power["state_topic"] == "gridctl/h01/state" and power["device"]["identifiers"] == [
+        "gridctl_h01"
+    ]
+    energy = configs["homeassistant/sensor/gridctl_h01/grid_import/config"]
+    assert energy["state_class"] == "total_increasing" and energy["unit_of_measurement"] == "Wh"
+    state = got["gridctl/h01/state"]
+    assert (
+        state["household"] == "h01" and state["grid_p_w"] is not None and state["e_import_wh"] > 0
+    )
+    assert got["gridctl/h01/availability"] == b"online"

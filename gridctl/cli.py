@@ -468,3 +468,47 @@ def controller_run(
         pass
     except GridctlError as e:
         raise _fail(e) from None
+
+
+coordinator_app = typer.Typer(help="Run a community coordinator.", no_args_is_help=True)
+app.add_typer(coordinator_app, name="coordinator")
+
+
+@coordinator_app.command("run")
+def coordinator_run(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every interval")] = False,
+) -> None:
+    """Enrol listed households, ingest readings, settle every interval, publish its root."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from gridctl.coordinator.config import enrol, load_coordinator_config
+    from gridctl.coordinator.service import Coordinator
+    from gridctl.core import interval_of
+    from gridctl.settlement.settle import SettlementConfig
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        cfg = load_coordinator_config(config)
+        new = enrol(cfg, interval_of(datetime.now(UTC)))
+        if new:
+            err_console.print(f"enrolled {len(new)} households: {', '.join(new)}", highlight=False)
+        settlement = SettlementConfig(
+            community_per_kwh=cfg.tariff.community_per_kwh,
+            reward_tokens_per_kwh=cfg.reward_tokens_per_kwh,
+        )
+        coordinator = Coordinator(
+            cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
+            planner=None, tariff=cfg.tariff_(), health_port=cfg.health_port,
+        )  # fmt: skip
+        if cfg.health_port is not None:
+            err_console.print(f"health and metrics on http://127.0.0.1:{cfg.health_port}/")
+        asyncio.run(coordinator.run())
+    except KeyboardInterrupt:
+        pass
+    except GridctlError as e:
+        raise _fail(e) from None

@@ -1,0 +1,92 @@
+"""`gridctl coordinator run`: enrols the listed households, serves /health, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gridctl.cli import app
+from gridctl.controller.keys import generate_key_file
+from gridctl.devices.virtual import free_tcp_port
+from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.registry import load_registry
+from tests.conftest import Broker
+
+runner = CliRunner()
+
+
+def _config(tmp_path: Path, broker: Broker, health_port: int, key_hex: str) -> Path:
+    (tmp_path / "coordinator.secret").write_text(broker.creds["coordinator"] + "\n")
+    cfg = tmp_path / "coordinator.yaml"
+    cfg.write_text(
+        f"community: {broker.community}\n"
+        f"broker: {{port: {broker.port}, password_file: coordinator.secret}}\n"
+        "ledger: ledger.sqlite\ninbox: inbox.sqlite\n"
+        "tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}\n"
+        f"health_port: {health_port}\n"
+        f"households:\n  - {{id: h07, public_key: {key_hex}}}\n"
+    )
+    return cfg
+
+
+def test_coordinator_run_enrols_and_serves_health(broker: Broker, tmp_path: Path) -> None:
+    key_hex = generate_key_file(tmp_path / "h07.key").hex()
+    port = free_tcp_port()
+    cfg = _config(tmp_path, broker, port, key_hex)
+    proc = subprocess.Popen([sys.executable, "-m", "gridctl", "coordinator", "run", str(cfg)],
+                            env=os.environ.copy(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    health = json.loads(r.read())
+                if health["connected"]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.2)
+        assert health["community"] == broker.community and health["households"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert "h07/main" in load_registry(ledger.db).meters
+    # running again with the same file enrols nobody twice; another key for h07 is refused
+    other = generate_key_file(tmp_path / "other.key").hex()
+    cfg = _config(tmp_path, broker, port, other)
+    res = runner.invoke(app, ["coordinator", "run", str(cfg)])
+    assert res.exit_code == 2 and "another key" in res.output
+
+
+def test_bad_coordinator_configs_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    base = ("community: oak\nbroker: {password_file: s}\nledger: l.sqlite\ninbox: i.sqlite\n"
+            "tariff: {import_per_kwh: 0.3, feed_in_per_kwh: 0.1, community_per_kwh: 0.2}\n")  # fmt: skip
+    cases = {
+        base.replace("community: oak", "community: o/k"): "community",
+        base + "households: [{id: h1, public_key: xyz}]\n": "public_key",
+        base.replace("import_per_kwh: 0.3", "import_per_kwh: -1"): "import_per_kwh",
+        base
+        + "households: [{id: h1, public_key: "
+        + "a" * 64
+        + "}, {id: h1, public_key: "
+        + "b" * 64
+        + "}]\n": "twice",
+        base: "password_file",  # the secret file does not exist
+    }
+    for text, needle in cases.items():
+        cfg.write_text(text)
+        res = runner.invoke(app, ["coordinator", "run", str(cfg)])
+        assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, (
+            needle,
+            res.output,
+        )

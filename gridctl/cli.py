@@ -23,6 +23,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _service_logging(verbose: bool) -> None:
+    """Timestamped logs for a long-running service (INFO with --verbose)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
 def _fail(e: GridctlError) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
@@ -456,10 +464,7 @@ def controller_run(
     from gridctl.controller.keys import load_key_file
     from gridctl.controller.loop import Controller
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    _service_logging(verbose)
     try:
         cfg = load_controller_config(config)
         controller = Controller(cfg, load_key_file(cfg.key_file))
@@ -488,10 +493,7 @@ def coordinator_run(
     from gridctl.core import interval_of
     from gridctl.settlement.settle import SettlementConfig
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    _service_logging(verbose)
     try:
         cfg = load_coordinator_config(config)
         new = enrol(cfg, interval_of(datetime.now(UTC)))

@@ -14,8 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+import yaml
+from pydantic import BaseModel, ValidationError
 
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
@@ -51,6 +54,28 @@ def describe_validation_error(err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{where.lstrip('.') or '(top level)'}: {msg}{more}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path, error: type[GridctlError], what: str = "") -> object:
+    """The parsed YAML of ``path``; ``error`` (one line naming the file) if it cannot be read
+    or parsed. what: a word for the message ("scenario " → "cannot read scenario …")."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"cannot read {what}{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise error(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
+def validated(model: type[M], raw: object, error: type[GridctlError], name: str) -> M:
+    """``raw`` as a ``model``; ``error`` with ``name`` and the first failing field if not."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise error(f"{name}: {describe_validation_error(e)}") from None
 
 
 def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
@@ -107,4 +132,6 @@ __all__ = [
     "interval_hours",
     "interval_of",
     "interval_start",
+    "read_yaml",
+    "validated",
 ]

@@ -18,11 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridctl.controller.homeassistant import HomeAssistantConfig
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, read_yaml, validated
 from gridctl.protocol import NAME
 from gridctl.transport.session import BrokerSettings
 
@@ -155,18 +154,8 @@ class ControllerConfig(_Strict):
 
 def load_controller_config(path: Path) -> ControllerConfig:
     """Read and validate a controller YAML; relative paths are taken from its folder."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ControllerConfigError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ControllerConfigError(
-            f"{path.name}: not valid YAML ({str(e).splitlines()[0]})"
-        ) from None
-    try:
-        cfg = ControllerConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ControllerConfigError(f"{path.name}: {describe_validation_error(e)}") from None
+    raw = read_yaml(path, ControllerConfigError)
+    cfg = validated(ControllerConfig, raw, ControllerConfigError, path.name)
     base = path.parent
     broker = cfg.broker
     if broker.password_file is not None:

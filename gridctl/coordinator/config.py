@@ -18,10 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from gridctl.core import GridctlError, Tariff, describe_validation_error
+from gridctl.core import GridctlError, Tariff, read_yaml, validated
 from gridctl.protocol import COORDINATOR, NAME
 from gridctl.transport.session import BrokerSettings
 
@@ -90,18 +89,8 @@ class CoordinatorConfig(_Strict):
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Read and validate a coordinator YAML; relative paths are taken from its folder."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CoordinatorConfigError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise CoordinatorConfigError(
-            f"{path.name}: not valid YAML ({str(e).splitlines()[0]})"
-        ) from None
-    try:
-        cfg = CoordinatorConfig.model_validate(raw)
-    except ValidationError as e:
-        raise CoordinatorConfigError(f"{path.name}: {describe_validation_error(e)}") from None
+    raw = read_yaml(path, CoordinatorConfigError)
+    cfg = validated(CoordinatorConfig, raw, CoordinatorConfigError, path.name)
     ids = [h.id for h in cfg.households]
     if len(set(ids)) != len(ids):
         raise CoordinatorConfigError(f"{path.name}: households: an id appears twice")

@@ -12,10 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, read_yaml, validated
 from gridctl.devices.codec import REGISTER_COUNT, RegType
 from gridctl.devices.roles import ROLES
 
@@ -144,15 +143,8 @@ def profile_names() -> list[str]:
 
 def parse_profile(path: Path) -> Profile:
     """Read and validate one profile file; ProfileError names the file and the bad field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Profile.model_validate(raw)
-    except OSError as e:
-        raise ProfileError(f"cannot read profile {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ProfileError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
-    except ValidationError as e:
-        raise ProfileError(f"{path.name}: {describe_validation_error(e)}") from None
+    raw = read_yaml(path, ProfileError, "profile ")
+    return validated(Profile, raw, ProfileError, path.name)
 
 
 @cache

@@ -8,10 +8,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Self
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gridctl.core import ScenarioError, Tariff, describe_validation_error, interval_of
+from gridctl.core import ScenarioError, Tariff, interval_of, read_yaml, validated
 
 NonNeg = Annotated[float, Field(ge=0)]
 Pos = Annotated[float, Field(gt=0)]
@@ -190,16 +189,8 @@ def load_scenario(path: Path | None = None) -> Scenario:
     Raises ScenarioError with a one-line message naming the bad field or value.
     """
     path = default_scenario_path() if path is None else Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path, ScenarioError, "scenario ")
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top level")
     raw["base_dir"] = str(path.resolve().parent)
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as e:
-        raise ScenarioError(f"{path.name}: {describe_validation_error(e)}") from None
+    return validated(Scenario, raw, ScenarioError, path.name)

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, describe_validation_error, read_yaml
 from gridctl.protocol import COORDINATOR, NAME, ROOT, check_name
 
 PBKDF2_ITERATIONS = 101
@@ -60,12 +59,7 @@ class Community(BaseModel):
 def load_community(path: Path) -> Community:
     """A community from YAML: ``community: ID`` and ``households: [id, …]`` (or ``[{id: …}]``,
     as in a scenario file, whose ``name`` then stands for the community id)."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise BrokerConfigError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise BrokerConfigError(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path, BrokerConfigError)
     if not isinstance(raw, dict):
         raise BrokerConfigError(f"{path.name}: expected a mapping with community and households")
     raw = dict(raw)

@@ -38,7 +38,7 @@ from gridctl.protocol import (
 from gridctl.settlement.enrol import main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
-from gridctl.settlement.signing import ReadingMessage, SignedReading
+from gridctl.settlement.signing import ReadingMessage, from_message
 from gridctl.transport.session import BrokerSettings, Session
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Coordinator:
             return  # our own broadcasts
         m = msg.message
         if isinstance(m, ReadingMessage):
-            added = self.inbox.add(_signed(m))
+            added = self.inbox.add(from_message(m))
             self.metrics.readings_received.labels(new=str(added).lower()).inc()
         elif isinstance(m, Telemetry):
             self.telemetry[msg.household] = m
@@ -229,8 +229,3 @@ class Coordinator:
             topic = household_topic(self.community, h, "plan")
             if not await self.session.publish(topic, encode(msg), 1, True):
                 log.warning("plan not published household=%s interval=%d", h, interval)
-
-
-def _signed(m: ReadingMessage) -> SignedReading:
-    return SignedReading(m.meter, m.interval, m.seq, m.e_import_wh, m.e_export_wh, m.key_id,
-                         bytes.fromhex(m.sig))  # fmt: skip

@@ -123,6 +123,11 @@ def parse_reading(raw: bytes | str | dict[str, object]) -> SignedReading:
             msg = ReadingMessage.model_validate_json(raw)
     except ValidationError as e:
         raise ReadingError(f"bad reading: {describe_validation_error(e)}") from None
+    return from_message(msg)
+
+
+def from_message(msg: ReadingMessage) -> SignedReading:
+    """The SignedReading a validated wire message carries."""
     return SignedReading(
         msg.meter,
         msg.interval,

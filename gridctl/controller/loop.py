@@ -138,6 +138,7 @@ class Controller:
 
     async def _loop(self) -> None:
         while True:
+            _raise_if_cancelled()
             started = time.monotonic()
             await self.step()
             wait_s = max(self.cfg.poll_s - (time.monotonic() - started), 0.0)
@@ -318,3 +319,10 @@ class Controller:
 
 async def _ignore(topic: str, payload: bytes) -> None:
     """Nothing is subscribed on the Home Assistant broker."""
+
+
+def _raise_if_cancelled() -> None:
+    """Stop a loop whose cancellation a library swallowed (asyncio.wait_for on 3.11 can)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -126,7 +126,9 @@ class ModbusClient:
         if self._client.connected:
             return
         try:
-            ok = await asyncio.wait_for(self._client.connect(), self.timeout_s * 2)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            async with asyncio.timeout(self.timeout_s * 2):
+                ok = await self._client.connect()
         except (TimeoutError, OSError):
             ok = False
         if not ok:
@@ -139,7 +141,8 @@ class ModbusClient:
     async def _once(self, call, what: str) -> list[int] | None:
         await self.connect()
         try:
-            resp = await asyncio.wait_for(call(), self.timeout_s * 1.5)
+            async with asyncio.timeout(self.timeout_s * 1.5):
+                resp = await call()
         except (TimeoutError, ModbusIOException):
             raise ModbusTimeoutError(
                 f"{what}: no answer from {self.where} in {self.timeout_s} s"

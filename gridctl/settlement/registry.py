@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import ReadingError, check_meter_id, key_id_of
@@ -137,6 +138,9 @@ def register_meter(
 def _add_key(db: sqlite3.Connection, meter: str, public_key: bytes, valid_from: int) -> str:
     if len(public_key) != 32:
         raise ReadingError(f"meter {meter}: an Ed25519 public key has 32 bytes")
+    # a small-order or non-canonical key would let anyone forge "signatures" under it
+    if not crypto_core_ed25519_is_valid_point(public_key):
+        raise ReadingError(f"meter {meter}: not a valid Ed25519 public key (weak or malformed)")
     key_id = key_id_of(public_key)
     if db.execute("SELECT 1 FROM meter_keys WHERE key_id = ?", (key_id,)).fetchone():
         raise ReadingError(f"key {key_id} is already registered")

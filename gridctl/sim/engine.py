@@ -95,6 +95,7 @@ class _Planner:
     fleet: Fleet
     feeder_max_w: float
     guard: FeederGuard | None
+    ev_min_w: np.ndarray | float = 0.0
     plan: Plan | None = None
     plan_t0: int = 0
     export_tight: np.ndarray | None = None
@@ -129,8 +130,15 @@ class _Planner:
         if self.export_tight is not None and self.export_tight[j]:
             limited[:] = True
         floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
-        # setpoints in whole watts, as devices take them (and so exactly the same in a wire run)
-        return np.round(self.plan.battery_w[:, j]), np.round(self.plan.ev_w[:, j]), floor_w
+        # setpoints in whole watts, as devices take them (and so exactly the same in a wire run);
+        # a charger cannot go below its minimum (the linear plan does not know it), so a smaller
+        # non-zero setpoint is raised to it: rounding down left cars short at departure; a
+        # nearly full car takes only what it needs, and the next re-plan counts what was given
+        ev_w = np.round(self.plan.ev_w[:, j])
+        ev_min = np.broadcast_to(self.ev_min_w, ev_w.shape)
+        low = (ev_w > 0) & (ev_w < ev_min)
+        ev_w[low] = ev_min[low]
+        return np.round(self.plan.battery_w[:, j]), ev_w, floor_w
 
     def _replan(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
         n = self.scn.dispatch.horizon
@@ -190,14 +198,14 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
         )
         guard = FeederGuard(net, buses, ids, limits)
     feeder_max_w = TRAFO_HEADROOM * float(net.trafo.sn_mva.sum()) * 1e6
-    planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard)
+    ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in scn.households])
+    planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard, ev_min)
     config = SettlementConfig(
         community_per_kwh=scn.tariff.community_per_kwh,
         reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
         pooled=dispatch == "community",  # without a community, nothing goes through a pool
         vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
     )
-    ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in scn.households])
     world = World(series, fleet, AcFeeder(net, buses, ids), ev_min)
     trafo_w = float(net.trafo.sn_mva.sum()) * 1e6
     return Setup(ids, world, planner, fleet.conn_max_w, trafo_w, config)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gridctl.controller.homeassistant import HomeAssistantConfig
 from gridctl.core import GridctlError, read_yaml, validated
 from gridctl.protocol import NAME
-from gridctl.transport.session import BrokerSettings
+from gridctl.transport.session import BrokerConfig, BrokerSettings
 
 V_NOMINAL_V = 230.0
 
@@ -34,24 +34,6 @@ class ControllerConfigError(GridctlError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerConfig(_Strict):
-    """The community broker; the user name defaults to the household id."""
-
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str | None = None
-    password: str | None = Field(None, repr=False)
-    password_file: Path | None = None
-    tls: bool = False
-    cafile: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_password(self) -> Self:
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("give exactly one of password and password_file")
-        return self
 
 
 class DeviceConfig(_Strict):
@@ -137,19 +119,8 @@ class ControllerConfig(_Strict):
         return BrokerSettings(host=ha.host, port=ha.port, username=ha.username, password=password)
 
     def broker_settings(self) -> BrokerSettings:
-        """Settings for the MQTT session (reads the password file)."""
-        b = self.broker
-        password = b.password
-        if b.password_file is not None:
-            try:
-                password = b.password_file.read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ControllerConfigError(f"broker.password_file: {e.strerror}") from None
-        assert password is not None
-        return BrokerSettings(
-            host=b.host, port=b.port, username=b.username or self.household,
-            password=password, tls=b.tls, cafile=b.cafile,
-        )  # fmt: skip
+        """Settings for the MQTT session (reads the password file); user: the household."""
+        return self.broker.settings(self.household, ControllerConfigError)
 
 
 def load_controller_config(path: Path) -> ControllerConfig:
@@ -157,9 +128,7 @@ def load_controller_config(path: Path) -> ControllerConfig:
     raw = read_yaml(path, ControllerConfigError)
     cfg = validated(ControllerConfig, raw, ControllerConfigError, path.name)
     base = path.parent
-    broker = cfg.broker
-    if broker.password_file is not None:
-        broker = broker.model_copy(update={"password_file": base / broker.password_file})
+    broker = cfg.broker.relative_to(base)
     ha = cfg.home_assistant
     if ha is not None and ha.password_file is not None:
         ha = ha.model_copy(update={"password_file": base / ha.password_file})

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridctl.core import GridctlError, Tariff, read_yaml, validated
 from gridctl.protocol import COORDINATOR, NAME
-from gridctl.transport.session import BrokerSettings
+from gridctl.transport.session import BrokerConfig, BrokerSettings
 
 
 class CoordinatorConfigError(GridctlError):
@@ -31,16 +31,6 @@ class CoordinatorConfigError(GridctlError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerRef(_Strict):
-    """The community broker; the coordinator's user is always ``coordinator``."""
-
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    password_file: Path
-    tls: bool = False
-    cafile: Path | None = None
 
 
 class TariffConfig(_Strict):
@@ -63,7 +53,7 @@ class CoordinatorConfig(_Strict):
     """Everything the coordinator service needs."""
 
     community: str = Field(pattern=NAME.pattern)
-    broker: BrokerRef
+    broker: BrokerConfig
     ledger: Path
     inbox: Path
     tariff: TariffConfig
@@ -72,14 +62,8 @@ class CoordinatorConfig(_Strict):
     households: list[HouseholdEntry] = []
 
     def broker_settings(self) -> BrokerSettings:
-        """Settings for the coordinator's MQTT session (reads the password file)."""
-        try:
-            password = self.broker.password_file.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise CoordinatorConfigError(f"broker.password_file: {e.strerror}") from None
-        b = self.broker
-        return BrokerSettings(host=b.host, port=b.port, username=COORDINATOR, password=password,
-                              tls=b.tls, cafile=b.cafile)  # fmt: skip
+        """Settings for the MQTT session (reads the password file); user: ``coordinator``."""
+        return self.broker.settings(COORDINATOR, CoordinatorConfigError)
 
     def tariff_(self) -> Tariff:
         """The tariff as the core type."""
@@ -95,7 +79,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     if len(set(ids)) != len(ids):
         raise CoordinatorConfigError(f"{path.name}: households: an id appears twice")
     base = path.parent
-    broker = cfg.broker.model_copy(update={"password_file": base / cfg.broker.password_file})
+    broker = cfg.broker.relative_to(base)
     return cfg.model_copy(
         update={"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker}
     )

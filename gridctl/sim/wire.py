@@ -33,7 +33,6 @@ import numpy as np
 
 from gridctl.controller.config import (
     V_NOMINAL_V,
-    BrokerConfig,
     ControllerConfig,
     DeviceConfig,
     Limits,
@@ -60,7 +59,7 @@ from gridctl.sim.scenario import Scenario
 from gridctl.sim.world import ev_phases
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import mosquitto_path, running_mosquitto
-from gridctl.transport.session import BrokerSettings, Session
+from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
 
 PROFILES = {
     "meter": "eastron-sdm630",

@@ -18,10 +18,12 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gridctl.core import GridctlError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,44 @@ class BrokerSettings(BaseModel):
     tls: bool = False
     cafile: Path | None = None
     """CA certificate to trust (PEM); None: the system's."""
+
+
+class BrokerConfig(BaseModel):
+    """The broker as a configuration file gives it: a password inline or in a file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    password_file: Path | None = None
+    tls: bool = False
+    cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password and password_file")
+        return self
+
+    def relative_to(self, base: Path) -> BrokerConfig:
+        """The same with its files taken relative to ``base`` (a config file's folder)."""
+        files = {k: base / v for k, v in (("password_file", self.password_file),
+                                          ("cafile", self.cafile)) if v is not None}  # fmt: skip
+        return self.model_copy(update=files)
+
+    def settings(self, default_user: str, error: type[GridctlError]) -> BrokerSettings:
+        """Session settings (the password file read now); ``error`` if it cannot be read."""
+        password = self.password
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise error(f"broker.password_file: {e.strerror}") from None
+        return BrokerSettings(host=self.host, port=self.port,
+                              username=self.username or default_user, password=password,
+                              tls=self.tls, cafile=self.cafile)  # fmt: skip
 
 
 class Session:

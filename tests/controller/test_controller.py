@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gridctl.controller.config import BrokerConfig, ControllerConfig, DeviceConfig, Limits
+from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
 from gridctl.controller.keys import generate_key_file, load_key_file
 from gridctl.controller.loop import Controller
 from gridctl.core import INTERVAL_S
@@ -29,7 +29,7 @@ from gridctl.protocol import (
     household_topic,
 )
 from gridctl.settlement.signing import SignedReading, parse_reading
-from gridctl.transport.session import BrokerSettings, Session
+from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
 from tests.conftest import Broker
 
 SPEED = 300.0  # one 15-minute interval in 3 s

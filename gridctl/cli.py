@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,12 +24,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _service_logging(verbose: bool) -> None:
-    """Timestamped logs for a long-running service (INFO with --verbose)."""
+def _run_service(start: Callable[[], Coroutine[Any, Any, None]], verbose: bool) -> None:
+    """Run a long-running service until Ctrl-C, with timestamped logs (INFO with --verbose);
+    ``start`` builds it (its errors become one line and exit code 2)."""
+    import asyncio
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    try:
+        asyncio.run(start())
+    except KeyboardInterrupt:
+        pass
+    except GridctlError as e:
+        raise _fail(e) from None
 
 
 def _fail(e: GridctlError) -> typer.Exit:
@@ -458,21 +468,15 @@ def controller_run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every mode change")] = False,
 ) -> None:
     """Drive the household's devices, follow the community's plans, sign meter readings."""
-    import asyncio
-
     from gridctl.controller.config import load_controller_config
     from gridctl.controller.keys import load_key_file
     from gridctl.controller.loop import Controller
 
-    _service_logging(verbose)
-    try:
+    def start() -> Coroutine[Any, Any, None]:
         cfg = load_controller_config(config)
-        controller = Controller(cfg, load_key_file(cfg.key_file))
-        asyncio.run(controller.run())
-    except KeyboardInterrupt:
-        pass
-    except GridctlError as e:
-        raise _fail(e) from None
+        return Controller(cfg, load_key_file(cfg.key_file)).run()
+
+    _run_service(start, verbose)
 
 
 coordinator_app = typer.Typer(help="Run a community coordinator.", no_args_is_help=True)
@@ -485,32 +489,15 @@ def coordinator_run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every interval")] = False,
 ) -> None:
     """Enrol listed households, ingest readings, settle every interval, publish its root."""
-    import asyncio
-    from datetime import UTC, datetime
+    from gridctl.coordinator.config import coordinator_from_config, load_coordinator_config
 
-    from gridctl.coordinator.config import enrol, load_coordinator_config
-    from gridctl.coordinator.service import Coordinator
-    from gridctl.core import interval_of
-    from gridctl.settlement.settle import SettlementConfig
-
-    _service_logging(verbose)
-    try:
+    def start() -> Coroutine[Any, Any, None]:
         cfg = load_coordinator_config(config)
-        new = enrol(cfg, interval_of(datetime.now(UTC)))
+        coordinator, new = coordinator_from_config(cfg)
         if new:
             err_console.print(f"enrolled {len(new)} households: {', '.join(new)}", highlight=False)
-        settlement = SettlementConfig(
-            community_per_kwh=cfg.tariff.community_per_kwh,
-            reward_tokens_per_kwh=cfg.reward_tokens_per_kwh,
-        )
-        coordinator = Coordinator(
-            cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
-            planner=None, tariff=cfg.tariff_(), health_port=cfg.health_port,
-        )  # fmt: skip
         if cfg.health_port is not None:
             err_console.print(f"health and metrics on http://127.0.0.1:{cfg.health_port}/")
-        asyncio.run(coordinator.run())
-    except KeyboardInterrupt:
-        pass
-    except GridctlError as e:
-        raise _fail(e) from None
+        return coordinator.run()
+
+    _run_service(start, verbose)

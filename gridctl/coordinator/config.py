@@ -20,6 +20,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridctl.coordinator.service import Coordinator
 from gridctl.core import GridctlError, Tariff, read_yaml, validated
 from gridctl.protocol import COORDINATOR, NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
@@ -110,3 +111,23 @@ def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
             register_meter(ledger, meter, h.id, "main", h.rated_w, key, joined_interval)
             new.append(h.id)
     return new
+
+
+def coordinator_from_config(cfg: CoordinatorConfig) -> tuple[Coordinator, list[str]]:
+    """The coordinator a configuration describes, after enrolling its new households (from
+    the current interval on); returns it and the ids newly enrolled."""
+    from datetime import UTC, datetime
+
+    from gridctl.core import interval_of
+    from gridctl.settlement.settle import SettlementConfig
+
+    new = enrol(cfg, interval_of(datetime.now(UTC)))
+    settlement = SettlementConfig(
+        community_per_kwh=cfg.tariff.community_per_kwh,
+        reward_tokens_per_kwh=cfg.reward_tokens_per_kwh,
+    )
+    coordinator = Coordinator(
+        cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
+        planner=None, tariff=cfg.tariff_(), health_port=cfg.health_port,
+    )  # fmt: skip
+    return coordinator, new

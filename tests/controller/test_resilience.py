@@ -38,7 +38,7 @@ HOMES = ["h01", "h02"]
 
 
 @dataclass
-class Community_:
+class Homes:
     broker: Broker
     clock: FastClock
     houses: dict[str, House]
@@ -48,7 +48,7 @@ class Community_:
 
 
 @asynccontextmanager
-async def community(tmp_path: Path) -> AsyncIterator[Community_]:
+async def community(tmp_path: Path) -> AsyncIterator[Homes]:
     """Two homes with virtual devices and running controllers, enrolled in a ledger; a broker
     the test may kill (``broker.conf`` restarts it). No coordinator yet."""
     require_tool("mosquitto")
@@ -76,7 +76,7 @@ async def community(tmp_path: Path) -> AsyncIterator[Community_]:
         args = {"community": "oak", "port": port, "password": creds["coordinator"], "homes": HOMES,
                 "ledger": str(tmp_path / "ledger.sqlite"), "inbox": str(tmp_path / "inbox.sqlite"),
                 "start_s": clock.start_s, "t0": clock.t0}  # fmt: skip
-        yield Community_(broker, clock, houses, controllers, first, args)
+        yield Homes(broker, clock, houses, controllers, first, args)
 
 
 async def _until(what, timeout_s: float = 30.0) -> None:

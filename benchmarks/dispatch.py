@@ -25,6 +25,7 @@ from rich.table import Table
 from gridctl.core import interval_hours
 from gridctl.dispatch.community import CommunityProblem, build, solve
 from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
+from gridctl.dispatch.horizon import DEFAULT_HORIZON
 from gridctl.grid.feeder import load_feeder
 from gridctl.sim.households import build_fleet, build_series, window
 from gridctl.sim.scenario import Scenario
@@ -94,12 +95,12 @@ def bench_size(n: int, solver: str) -> dict:
 
     t0 = 48  # plan from noon: PV at its height, EVs to come
     p, q = problem(t0, fleet.bat_e0_wh, fleet.ev_need_wh.copy())
-    pf = replace(p, feeder=guard.model(t0, q))
+    pf = DEFAULT_HORIZON.problem(replace(p, feeder=guard.model(t0, q)))
     tb = time.perf_counter()
     model = build(pf)
     build_s = time.perf_counter() - tb
     ts = time.perf_counter()
-    plan = solve(pf, solver, model)
+    plan = DEFAULT_HORIZON.plan(solve(pf, solver, model), 96)
     solve_s = time.perf_counter() - ts
     ta = time.perf_counter()
     guard.check(t0, plan.net_w[:, 0], q[:, 0], plan.v2_lin[:, 0])
@@ -110,7 +111,8 @@ def bench_size(n: int, solver: str) -> dict:
     guard.plan(p2, t0 + 1, q2)
     replan_s = time.perf_counter() - tr
     return {
-        "households": n, "intervals": 96, "feeder": FEEDERS[n], "buses_in_lp": guard.network.n,
+        "households": n, "intervals": 96, "steps": len(DEFAULT_HORIZON.lengths(96)),
+        "feeder": FEEDERS[n], "buses_in_lp": guard.network.n,
         "variables": model.variables, "constraints": model.constraints,
         "build_s": round(build_s, 3), "solve_s": round(solve_s, 3), "ac_check_s": round(ac_s, 3),
         "replan_s": round(replan_s, 3), "rounds": report.rounds,

@@ -73,7 +73,10 @@ BAD = {
     "profile": (lambda r: r["households"][2]["load"].update(profile="H9-Z"), "H9-Z"),
     "price_order": (lambda r: r["tariff"].update(feed_in_per_kwh=0.5), "feed_in"),
     "intervals": (lambda r: r.update(intervals=0), "intervals"),
-    "negative_battery": (lambda r: r["households"][1]["battery"].update(kwh=-5), "households[1].battery.kwh"),
+    "negative_battery": (
+        lambda r: r["households"][1]["battery"].update(kwh=-5),
+        "households[1].battery.kwh",
+    ),
     "ev_window": (lambda r: r["households"][3]["ev"].update(departure="17:30"), "households[3].ev"),
     "horizon": (lambda r: r.update(dispatch={"horizon": 0}), "dispatch.horizon"),
 }

@@ -91,7 +91,7 @@ class CommunityProblem:
     fleet: device and connection limits.
     feeder_max_w: transformer limit, W.
     feeder: network constraints (voltages, branch flows), or None for none.
-    dt_h: interval length, h.
+    dt_h: length of each step, h: one number, or (T,) when steps differ (a coarser far horizon).
     import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
     """
 
@@ -99,7 +99,7 @@ class CommunityProblem:
     pv_w: np.ndarray
     fleet: Fleet
     feeder_max_w: float
-    dt_h: float
+    dt_h: float | np.ndarray
     import_per_kwh: float
     feed_in_per_kwh: float
     feeder: FeederModel | None = None
@@ -161,12 +161,19 @@ def _layout(p: CommunityProblem) -> _Columns:
     return _Columns(sizes)
 
 
+def _step_h(p: CommunityProblem) -> np.ndarray:
+    """Length of each step, h, (T,)."""
+    return np.broadcast_to(np.asarray(p.dt_h, dtype=float), (p.load_w.shape[1],))
+
+
 def _household_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
     n_h, n_t = p.load_w.shape
     n = n_h * n_t
     n_s = len(p.fleet.ev_need_wh)
     eye_n = sp.identity(n, format="csr")
     eta = np.repeat(p.fleet.bat_eta, n_t)
+    step_h = _step_h(p)
+    dt = np.tile(step_h, n_h)
     mats, lo, hi = [], [], []
 
     # household balance: net - curt - bch + bdis - ev = load + pv
@@ -180,9 +187,7 @@ def _household_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, li
     # battery energy: e[t] - e[t-1] - eta dt bch + dt/eta bdis = e0 at t == 0, else 0
     shift = sp.kron(sp.identity(n_h), sp.eye(n_t, k=-1))
     mats.append(
-        cols.rows(
-            n, {"e": eye_n - shift, "bch": sp.diags(-eta * p.dt_h), "bdis": sp.diags(p.dt_h / eta)}
-        )
+        cols.rows(n, {"e": eye_n - shift, "bch": sp.diags(-eta * dt), "bdis": sp.diags(dt / eta)})
     )
     rhs = np.zeros((n_h, n_t))
     rhs[:, 0] = p.fleet.bat_e0_wh
@@ -204,13 +209,13 @@ def _household_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, li
     lo.append(np.zeros(n_t))
     hi.append(np.zeros(n_t))
 
-    # EV sessions: dt * sum of ev over the window + unmet >= need
+    # EV sessions: sum of ev * step length over the window + unmet >= need
     hh, t0, t1 = (p.fleet.ev_session[:, k] for k in range(3)) if n_s else (np.array([], int),) * 3
     rows = np.repeat(np.arange(n_s), t1 - t0)
     ev_cols = np.concatenate(
         [h * n_t + np.arange(a, b) for h, a, b in zip(hh, t0, t1, strict=True)] or [[]]
     ).astype(np.int64)
-    ev_sum = sp.csr_matrix((np.full(len(rows), p.dt_h), (rows, ev_cols)), shape=(n_s, n))
+    ev_sum = sp.csr_matrix((dt[ev_cols], (rows, ev_cols)), shape=(n_s, n))
     mats.append(cols.rows(n_s, {"ev": ev_sum, "unmet": sp.identity(n_s)}))
     lo.append(p.fleet.ev_need_wh)
     hi.append(np.full(n_s, np.inf))
@@ -290,7 +295,8 @@ def _bounds_and_cost(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_h, n_t = p.load_w.shape
     shape = (n_h, n_t)
-    per_wh = p.dt_h / 1000.0  # currency per kWh -> currency per W held one interval
+    per_wh = _step_h(p) / 1000.0  # currency per kWh -> currency per W held one step
+    per_wh_hh = np.tile(per_wh, n_h)
     fl = p.fleet
     conn = np.broadcast_to(fl.conn_max_w[:, None], shape)
     bat = np.broadcast_to(fl.bat_p_max_w[:, None], shape)
@@ -303,11 +309,11 @@ def _bounds_and_cost(
         sl = slice(cols.start[name], cols.start[name] + cols.sizes[name])
         lb[sl] = np.ravel(low)
         ub[sl] = np.ravel(high)
-        c[sl] = np.ravel(np.broadcast_to(cost, (cols.sizes[name],)))
+        c[sl] = np.broadcast_to(cost, (cols.sizes[name],))
 
-    put("curt", zeros, -p.pv_w, CURTAIL_COST_PER_KWH * per_wh)
-    put("bch", zeros, bat, CYCLE_COST_PER_KWH * per_wh / 2)
-    put("bdis", zeros, bat, CYCLE_COST_PER_KWH * per_wh / 2)
+    put("curt", zeros, -p.pv_w, CURTAIL_COST_PER_KWH * per_wh_hh)
+    put("bch", zeros, bat, CYCLE_COST_PER_KWH * per_wh_hh / 2)
+    put("bdis", zeros, bat, CYCLE_COST_PER_KWH * per_wh_hh / 2)
     put(
         "e",
         np.broadcast_to(fl.bat_e_min_wh[:, None], shape),

@@ -5,6 +5,10 @@ interval, an offset that brings the linear |V|^2 onto pandapower's AC result. Of
 from a no-load power flow and are recalibrated at the planned operating point whenever the
 AC check of a planned interval finds a violation; violated branches get a tighter flow limit.
 The plan is re-solved until the checked intervals are clean or the rounds run out.
+
+The LP carries the feeder with its unbranched runs merged (``merge_chains``) and, by default,
+a horizon whose far end is planned in hour blocks (``Horizon``); the AC check looks at every
+bus and branch of the real feeder and maps what it finds onto the merged branches.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import numpy as np
 import pandapower as pp
 
 from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, solve
+from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.network import W_PER_PU, prune, radial_network
+from gridctl.grid.network import W_PER_PU, merge_chains, prune, radial_network
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,11 @@ class FeederGuard:
         self, net: pp.pandapowerNet, household_bus: np.ndarray, ids: list[str], limits: FeederLimits
     ):
         self.limits = limits
-        self.network = prune(radial_network(net), household_bus)
+        self.full = prune(radial_network(net), household_bus)
+        chains = merge_chains(self.full, self.full.position(household_bus))
+        self.network = chains.network
+        self._owner = chains.owner
+        self._kept = self.full.position(self.network.bus)
         self.pos = self.network.position(household_bus)
         self.ac = AcFeeder(net, household_bus, ids)
         n_h = len(ids)
@@ -111,26 +120,26 @@ class FeederGuard:
         |V|^2 per bus for this interval (None: offsets are left as they are).
         """
         lim = self.limits
+        full = self.full
         self.ac.run(p_w, q_w)
-        vm = self.ac.vm_pu(self.network.bus)
-        loading = self.ac.loading_pct(self.network.branch)
+        vm_full = self.ac.vm_pu(full.bus)
+        loading_full = self.ac.loading_pct(full.branch)
         out = [
             Violation(interval, "v_high" if v > lim.v_max_pu else "v_low", f"bus {b}", float(v))
-            for b, v in zip(self.network.bus, vm, strict=True)
+            for b, v in zip(full.bus, vm_full, strict=True)
             if v > lim.v_max_pu or v < lim.v_min_pu
         ]
-        over = loading > lim.loading_max_pct
         out += [
             Violation(
-                interval,
-                "loading",
-                f"{self.network.branch[k][0]} {self.network.branch[k][1]}",
-                float(loading[k]),
+                interval, "loading", f"{full.branch[k][0]} {full.branch[k][1]}", loading_full[k]
             )
-            for k in np.flatnonzero(over)
+            for k in np.flatnonzero(loading_full > lim.loading_max_pct)
         ]
-        if out and v2_lin is not None:
-            self._offset[interval] = vm**2 - v2_lin  # recalibrate at the planned point
+        if out and v2_lin is not None:  # recalibrate at the planned point
+            self._offset[interval] = vm_full[self._kept] ** 2 - v2_lin
+        loading = np.zeros(self.network.n)  # worst original branch of each merged one
+        np.maximum.at(loading, self._owner[1:], loading_full[1:])
+        over = loading > lim.loading_max_pct
         if over.any():
             cap = self._flow_cap.get(interval, self.flow_max_kw).copy()
             cap[over] *= lim.loading_max_pct / loading[over] * 0.98
@@ -138,15 +147,28 @@ class FeederGuard:
         return out
 
     def plan(
-        self, problem: CommunityProblem, first_interval: int, q_w: np.ndarray, check_ahead: int = 1
+        self,
+        problem: CommunityProblem,
+        first_interval: int,
+        q_w: np.ndarray,
+        check_ahead: int = 1,
+        horizon: Horizon | None = DEFAULT_HORIZON,
     ) -> tuple[Plan, GuardReport]:
-        """Solve ``problem`` within the feeder limits; AC-check its first intervals."""
+        """Solve ``problem`` within the feeder limits; AC-check its first intervals.
+
+        horizon: how the far end is coarsened (None: every interval on its own); its fine part
+        must cover ``check_ahead`` and whatever is executed before the next plan.
+        """
         report = GuardReport()
         n_t = problem.load_w.shape[1]
         for _ in range(self.limits.rounds):
             report.rounds += 1
             feeder = self.model(first_interval, q_w)
-            plan = solve(replace(problem, feeder=feeder))
+            fine = replace(problem, feeder=feeder)
+            if horizon is None:
+                plan = solve(fine)
+            else:
+                plan = horizon.plan(solve(horizon.problem(fine)), n_t)
             report.export_tight = export_tight(plan, feeder)
             found: list[Violation] = []
             for j in range(min(check_ahead, n_t)):

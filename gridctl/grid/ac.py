@@ -83,7 +83,9 @@ class AcFeeder:
     def loading_pct(self, branches: list[tuple[str, int] | None]) -> np.ndarray:
         """Loading of the last power flow for (table, index) branches, % (0 for None/switches)."""
         out = np.zeros(len(branches))
-        for k, b in enumerate(branches):
-            if b is not None and b[0] in ("line", "trafo"):
-                out[k] = float(self.net[f"res_{b[0]}"].loading_percent.at[b[1]])
+        for table in ("line", "trafo"):
+            at = [(k, b[1]) for k, b in enumerate(branches) if b is not None and b[0] == table]
+            if at:
+                k, idx = np.array(at).T
+                out[k] = self.net[f"res_{table}"].loading_percent.loc[idx].to_numpy()
         return out

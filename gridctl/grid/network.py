@@ -100,6 +100,63 @@ def prune(rn: RadialNetwork, keep_buses: np.ndarray) -> RadialNetwork:
     )
 
 
+@dataclass(frozen=True)
+class Chains:
+    """A tree whose unbranched runs are merged, and where each original bus went.
+
+    network: the merged tree; a run of buses with one child and no household between two kept
+    buses becomes one branch (impedances in series, the smallest rating). In the linear model
+    the flow is the same all along such a run and the voltage moves monotonically, so limits
+    held at its ends hold inside it: the LP loses nothing and carries far fewer rows.
+    owner: (N_full,) merged position of the kept bus at or below each original bus; the
+    original branch feeding a bus is part of its owner's merged branch.
+    """
+
+    network: RadialNetwork
+    owner: np.ndarray
+
+
+def merge_chains(rn: RadialNetwork, keep_pos: np.ndarray) -> Chains:
+    """Merge the unbranched runs of ``rn``, keeping the root, branch points and ``keep_pos``."""
+    n_child = np.bincount(rn.parent[1:], minlength=rn.n)
+    keep = n_child != 1
+    keep[keep_pos] = True
+    keep[0] = True
+    r, x, s = rn.r_pu.copy(), rn.x_pu.copy(), rn.s_max_pu.copy()
+    top = np.arange(rn.n)  # kept ancestor each merged branch starts from
+    for k in range(1, rn.n):  # parents come first: accumulate down each run
+        p = rn.parent[k]
+        if keep[p]:
+            top[k] = p
+        else:
+            r[k] += r[p]
+            x[k] += x[p]
+            s[k] = min(s[k], s[p])
+            top[k] = top[p]
+    kept = np.flatnonzero(keep)
+    new_pos = np.full(rn.n, -1, dtype=np.int64)
+    new_pos[kept] = np.arange(len(kept))
+    only_child = np.full(rn.n, -1, dtype=np.int64)
+    only_child[rn.parent[1:]] = np.arange(1, rn.n)
+    owner = new_pos.copy()
+    for k in range(rn.n - 1, 0, -1):  # children come after parents
+        if not keep[k]:
+            owner[k] = owner[only_child[k]]
+    parent = np.where(kept > 0, new_pos[top[kept]], -1)
+    return Chains(
+        network=RadialNetwork(
+            bus=rn.bus[kept],
+            parent=parent,
+            r_pu=r[kept],
+            x_pu=x[kept],
+            s_max_pu=s[kept],
+            branch=[rn.branch[k] for k in kept],
+            v_root_pu=rn.v_root_pu,
+        ),
+        owner=owner,
+    )
+
+
 def _branches(net: pp.pandapowerNet):
     """(from_bus, to_bus, kind, index, r_ohm_lv, x_ohm_lv, s_max_mva, vn_kv of 'to' side) rows."""
     rows = []

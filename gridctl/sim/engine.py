@@ -15,6 +15,7 @@ from gridctl.core import interval_hours, interval_start
 from gridctl.dispatch.community import CommunityProblem, Fleet, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
 from gridctl.dispatch.home import solve_each_home
+from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
@@ -157,7 +158,10 @@ class _Planner:
         else:
             assert self.guard is not None
             q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
-            self.plan, report = self.guard.plan(problem, self.scn.first_interval + t, q_w)
+            horizon = Horizon(fine=max(DEFAULT_HORIZON.fine, self.scn.dispatch.replan_every))
+            self.plan, report = self.guard.plan(
+                problem, self.scn.first_interval + t, q_w, horizon=horizon
+            )
             self.export_tight = report.export_tight
             self.rounds += report.rounds
             self.unresolved += len(report.remaining)

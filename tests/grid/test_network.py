@@ -84,3 +84,32 @@ def test_pruning_keeps_only_paths_to_households(rural) -> None:
     assert rn.voltage_sq(p, np.zeros(rn.n))[-1] == pytest.approx(
         small.voltage_sq(ps, np.zeros(small.n))[small.position(np.array([far]))[0]]
     )
+
+
+def test_merged_runs_keep_the_linear_voltages_and_flows(rural) -> None:
+    """Merging unbranched runs changes no kept bus's voltage or flow, and every merged branch is
+    no stronger than the weakest original branch of its run."""
+    from gridctl.grid.network import merge_chains, prune
+
+    rn = radial_network(rural)
+    buses = rural.load.bus.to_numpy()[::3]
+    full = prune(rn, buses)
+    chains = merge_chains(full, full.position(buses))
+    small = chains.network
+    assert small.n < full.n and all(small.parent[k] < k for k in range(1, small.n))
+    rng = np.random.default_rng(2)
+    p_h, q_h = rng.uniform(-0.02, 0.02, len(buses)), rng.uniform(0, 0.005, len(buses))
+    pf, qf = np.zeros(full.n), np.zeros(full.n)
+    np.add.at(pf, full.position(buses), p_h)
+    np.add.at(qf, full.position(buses), q_h)
+    ps, qs = np.zeros(small.n), np.zeros(small.n)
+    np.add.at(ps, small.position(buses), p_h)
+    np.add.at(qs, small.position(buses), q_h)
+    kept = full.position(small.bus)
+    np.testing.assert_allclose(small.voltage_sq(ps, qs), full.voltage_sq(pf, qf)[kept])
+    np.testing.assert_allclose(small.subtree_sum(ps), full.subtree_sum(pf)[kept])
+    # every original bus belongs to a merged branch whose flow equals its own
+    np.testing.assert_allclose(full.subtree_sum(pf)[1:], small.subtree_sum(ps)[chains.owner[1:]])
+    weakest = np.full(small.n, np.inf)
+    np.minimum.at(weakest, chains.owner[1:], full.s_max_pu[1:])
+    np.testing.assert_array_equal(small.s_max_pu[1:], weakest[1:])

@@ -71,4 +71,6 @@ def test_weak_or_malformed_public_keys_are_refused_at_registration(tmp_path) -> 
             with pytest.raises(ReadingError, match="not a valid Ed25519 public key"):
                 register_meter(ledger, f"h{k}/main", f"h{k}", "main", 17_250.0, key, 0)
     forged = bytes([1]) + bytes(63)  # R = identity, s = 0: "valid" for any message under OpenSSL
-    assert verify_signatures([(identity, forged, reading_payload("h0/main", 5, 1, 100, 0))]) == [False]
+    assert verify_signatures([(identity, forged, reading_payload("h0/main", 5, 1, 100, 0))]) == [
+        False
+    ]

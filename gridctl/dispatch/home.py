@@ -23,6 +23,7 @@ def _one(fleet: Fleet, h: int) -> Fleet:
         ev_session=sessions,
         ev_need_wh=fleet.ev_need_wh[keep],
         conn_max_w=fleet.conn_max_w[h : h + 1],
+        bat_e_end_wh=None if fleet.bat_e_end_wh is None else fleet.bat_e_end_wh[h : h + 1],
     )
 
 
@@ -55,4 +56,5 @@ def solve_each_home(p: CommunityProblem) -> Plan:
         grid_w=net.sum(axis=0),
         ev_unmet_wh=stack("ev_unmet_wh"),
         cost=sum(q.cost for q in plans),
+        battery_e_wh=stack("battery_e_wh"),
     )

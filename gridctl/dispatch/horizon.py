@@ -22,6 +22,10 @@ class Horizon:
     fine: int = 16
     block: int = 4
 
+    def __post_init__(self) -> None:
+        if self.fine < 1 or self.block < 1:
+            raise ValueError("a horizon needs at least one fine interval and blocks of one or more")
+
     def lengths(self, n_t: int) -> np.ndarray:
         """Intervals per step for a horizon of ``n_t`` intervals."""
         fine = min(self.fine, n_t)
@@ -70,6 +74,14 @@ class Horizon:
             feeder=feeder,
         )
 
+    def _energy(self, e_wh: np.ndarray, n_t: int) -> np.ndarray:
+        """Energy at the end of each interval: within a block it moves linearly (constant power)."""
+        n = self.lengths(n_t)
+        # energy at the start of each step; the first step is one interval, so its end is exact
+        before = np.concatenate([e_wh[:, :1], e_wh[:, :-1]], axis=1)
+        frac = np.concatenate([np.arange(1, k + 1) / k for k in n])
+        return self.expand(before, n_t) + frac * self.expand(e_wh - before, n_t)
+
     def _weakest(self, x: np.ndarray) -> np.ndarray:
         starts = np.concatenate([[0], np.cumsum(self.lengths(x.shape[-1]))[:-1]])
         return np.minimum.reduceat(x, starts, axis=-1)
@@ -80,6 +92,7 @@ class Horizon:
         def spread(y: np.ndarray | None) -> np.ndarray | None:
             return None if y is None else self.expand(y, n_t)
 
+        e_wh = plan.battery_e_wh
         return replace(
             plan,
             battery_w=spread(plan.battery_w),
@@ -87,6 +100,7 @@ class Horizon:
             curtail_w=spread(plan.curtail_w),
             net_w=spread(plan.net_w),
             grid_w=spread(plan.grid_w),
+            battery_e_wh=e_wh if e_wh is None else self._energy(e_wh, n_t),
             v2_lin=spread(plan.v2_lin),
             flow_kw=spread(plan.flow_kw),
         )

@@ -16,6 +16,7 @@ from gridctl.dispatch.community import CommunityProblem, Fleet, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
 from gridctl.dispatch.home import solve_each_home
 from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
+from gridctl.dispatch.rolling import near_problem
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
@@ -88,7 +89,8 @@ DISPATCH_MODES: tuple[str, ...] = ("none", "home", "community")
 
 @dataclass
 class _Planner:
-    """Re-plans every ``replan_every`` intervals over ``horizon`` intervals, per dispatch mode."""
+    """Re-plans every ``replan_every`` intervals over ``horizon`` intervals, per dispatch mode;
+    in community mode a near re-plan (``dispatch.near`` intervals) runs every interval between."""
 
     mode: DispatchMode
     scn: Scenario
@@ -99,6 +101,8 @@ class _Planner:
     ev_min_w: np.ndarray | float = 0.0
     plan: Plan | None = None
     plan_t0: int = 0
+    full: Plan | None = None
+    full_t0: int = 0
     export_tight: np.ndarray | None = None
     plans: int = 0
     rounds: int = 0
@@ -110,8 +114,10 @@ class _Planner:
         """(battery W or None for the local policy, EV W, export floor W or None) for interval t."""
         if self.mode == "none":
             return None, self.fleet.ev_max_w[:, t], None
-        if self.plan is None or t - self.plan_t0 >= self.scn.dispatch.replan_every:
+        if self.full is None or t - self.full_t0 >= self.scn.dispatch.replan_every:
             self._replan(t, e_bat_wh, ev_left_wh)
+        elif self.plan_t0 != t and self.guard is not None and self.scn.dispatch.near:
+            self._replan(t, e_bat_wh, ev_left_wh, near=True)
         return self._column(t - self.plan_t0)
 
     def ahead(
@@ -141,8 +147,11 @@ class _Planner:
         ev_w[low] = ev_min[low]
         return np.round(self.plan.battery_w[:, j]), ev_w, floor_w
 
-    def _replan(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
-        n = self.scn.dispatch.horizon
+    def _replan(
+        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray, near: bool = False
+    ) -> None:
+        spec = self.scn.dispatch
+        n = spec.horizon
         s = self.series
         problem = CommunityProblem(
             load_w=s.load_fc_w[:, t : t + n],
@@ -153,20 +162,32 @@ class _Planner:
             import_per_kwh=self.scn.tariff.import_per_kwh,
             feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
         )
+        q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
+        # the fine part of a full plan reaches past the last near re-plan before the next one
+        horizon = Horizon(fine=max(DEFAULT_HORIZON.fine, spec.replan_every - 1 + spec.near))
         if self.mode == "home":
             self.plan = solve_each_home(problem)
+        elif near:
+            assert self.guard is not None and self.full is not None
+            problem = near_problem(problem, self.full, t - self.full_t0, spec.near)
+            self._guarded(problem, t, q_w[:, : spec.near], None)
         else:
-            assert self.guard is not None
-            q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
-            horizon = Horizon(fine=max(DEFAULT_HORIZON.fine, self.scn.dispatch.replan_every))
-            self.plan, report = self.guard.plan(
-                problem, self.scn.first_interval + t, q_w, horizon=horizon
-            )
-            self.export_tight = report.export_tight
-            self.rounds += report.rounds
-            self.unresolved += len(report.remaining)
+            self._guarded(problem, t, q_w, horizon)
+        if not near:
+            self.full, self.full_t0 = self.plan, t
         self.plan_t0 = t
         self.plans += 1
+
+    def _guarded(
+        self, problem: CommunityProblem, t: int, q_w: np.ndarray, horizon: Horizon | None
+    ) -> None:
+        assert self.guard is not None
+        self.plan, report = self.guard.plan(
+            problem, self.scn.first_interval + t, q_w, horizon=horizon
+        )
+        self.export_tight = report.export_tight
+        self.rounds += report.rounds
+        self.unresolved += len(report.remaining)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gridctl.core import ScenarioError, Tariff, interval_of, read_yaml, validated
+from gridctl.dispatch.rolling import DEFAULT_NEAR
 
 NonNeg = Annotated[float, Field(ge=0)]
 Pos = Annotated[float, Field(gt=0)]
@@ -124,10 +125,13 @@ class LimitsSpec(_Strict):
 
 
 class DispatchSpec(_Strict):
-    """How the community plans: horizon and re-plan period in intervals, AC check settings."""
+    """How the community plans: horizon and full re-plan period in intervals; intervals of the
+    near re-plan run every interval in between (0: follow the full plan until the next one);
+    AC check settings."""
 
     horizon: Annotated[int, Field(ge=1, le=7 * 96)] = 96
     replan_every: Annotated[int, Field(ge=1, le=96)] = 1
+    near: Annotated[int, Field(ge=0, le=96)] = DEFAULT_NEAR
     margin_v_pu: Annotated[float, Field(ge=0, le=0.05)] = 0.006
     rounds: Annotated[int, Field(ge=1, le=20)] = 5
 

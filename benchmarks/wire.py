@@ -231,7 +231,7 @@ def main() -> None:
     from gridctl.settlement.enrol import enrol_simulated
     from gridctl.settlement.ledger import Ledger
     from gridctl.transport.broker import Community, write_broker_config
-    from gridctl.transport.launcher import running_mosquitto
+    from gridctl.transport.launcher import running_broker
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # a socket per home
@@ -247,7 +247,7 @@ def main() -> None:
             port,
             run_as=getpass.getuser(),
         )
-        with running_mosquitto(tmp / "broker" / "mosquitto.conf", port):
+        with running_broker(tmp / "broker" / "mosquitto.conf", port):
             for role in ("baseline", "coordinator"):
                 clock_t0 = time.time()
                 first = int(clock_t0 // INTERVAL_S)

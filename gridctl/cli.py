@@ -62,18 +62,27 @@ def sim(
         str, typer.Option(help="none (self-consumption), home (each home alone) or community")
     ] = "community",
     wire: Annotated[
-        bool,
-        typer.Option(help="every household a real controller over MQTT (Mosquitto) and Modbus"),
+        bool, typer.Option(help="every household a real controller over MQTT and Modbus")
     ] = False,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="with --wire: auto (Mosquitto when installed, else the embedded "
+            "broker), mosquitto or embedded"
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
 ) -> None:
     """Simulate a community on a virtual feeder and write KPIs, ledger and report."""
     from gridctl.sim.engine import DISPATCH_MODES
     from gridctl.sim.run import run_sim
+    from gridctl.transport.launcher import BROKER_NAMES
 
     logging.basicConfig(level=logging.WARNING)
     if dispatch not in DISPATCH_MODES:
         raise _fail(GridctlError(f"--dispatch must be one of {', '.join(DISPATCH_MODES)}"))
+    if broker != "auto" and not wire:
+        raise _fail(GridctlError("--broker goes with --wire"))
     try:
         with Progress(
             TextColumn("simulating"),
@@ -92,9 +101,12 @@ def sim(
                 lambda done, total: bar.update(task, completed=done, total=total),
                 dispatch,  # type: ignore[arg-type]
                 wire,
+                broker,
             )
     except GridctlError as e:
         raise _fail(e) from None
+    if res.broker is not None:  # on stderr, so that --json output stays JSON
+        err_console.print(f"broker: {BROKER_NAMES[res.broker]}", highlight=False)
     if as_json:
         console.print_json(json.dumps(res.kpis))
         return

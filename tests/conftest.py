@@ -15,7 +15,8 @@ from gridctl.devices.virtual import free_tcp_port
 from gridctl.sim.engine import SimResult, simulate
 from gridctl.sim.scenario import load_scenario
 from gridctl.transport.broker import Community, write_broker_config
-from gridctl.transport.launcher import running_mosquitto
+from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
+from gridctl.transport.session import BrokerSettings
 
 
 @pytest.fixture(scope="session")
@@ -37,19 +38,32 @@ def require_tool(name: str) -> str:
 
 @dataclass(frozen=True)
 class Broker:
-    """A running broker: where it listens, its community and every user's password."""
+    """A running broker: which, where it listens, its community and every user's password."""
 
+    kind: BrokerKind
     port: int
     community: str
     households: list[str]
     creds: dict[str, str]
     conf: Path
 
+    def settings(self, user: str) -> BrokerSettings:
+        """Session settings for ``user`` on this broker."""
+        return BrokerSettings(port=self.port, username=user, password=self.creds[user],
+                              mqtt_version=mqtt_version(self.kind))  # fmt: skip
+
+
+BOTH_BROKERS = pytest.mark.parametrize("broker", ["mosquitto", "embedded"], indirect=True)
+"""Run a test against Mosquitto and against the embedded broker."""
+
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """Mosquitto with the community 'oak' of ten households h00 … h09."""
-    require_tool("mosquitto")
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A broker (Mosquitto unless parametrised, as by BOTH_BROKERS) with the community 'oak'
+    of ten households h00 … h09."""
+    kind: BrokerKind = getattr(request, "param", "mosquitto")
+    if kind == "mosquitto":
+        require_tool("mosquitto")
     households = [f"h{k:02d}" for k in range(10)]
     port = free_tcp_port()
     creds = write_broker_config(
@@ -57,5 +71,5 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         run_as=getpass.getuser(),
     )  # fmt: skip
     conf = tmp_path / "broker" / "mosquitto.conf"
-    with running_mosquitto(conf, port):
-        yield Broker(port, "oak", households, creds, conf)
+    with running_broker(conf, port, kind):
+        yield Broker(kind, port, "oak", households, creds, conf)

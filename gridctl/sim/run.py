@@ -13,6 +13,7 @@ from gridctl.sim.engine import DispatchMode, Progress, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
+from gridctl.transport.launcher import BrokerKind, choose_broker
 
 OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS)
 
@@ -25,6 +26,8 @@ class SimOutput:
     kpis_path: Path
     ledger_path: Path
     report_path: Path
+    broker: BrokerKind | None = None
+    """The broker a wire-mode run used (None: in-process)."""
 
 
 def with_overrides(scn: Scenario, seed: int | None, intervals: int | None) -> Scenario:
@@ -44,20 +47,24 @@ def run_sim(
     progress: Progress | None = None,
     dispatch: DispatchMode = "community",
     wire: bool = False,
+    broker: str = "auto",
 ) -> SimOutput:
     """Simulate ``scenario`` (the packaged default when None) and write results into ``out``.
 
     wire: run every household as a real controller over MQTT and Modbus (``gridctl.sim.wire``).
+    broker: for ``wire``, auto (Mosquitto when installed, else the embedded broker), mosquitto
+    or embedded.
     Results of an earlier run in ``out`` (the files this job writes) are replaced.
     """
+    kind = choose_broker(broker) if wire else None
     scn = with_overrides(load_scenario(scenario), seed, intervals)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    if wire:
+    if kind is not None:
         from gridctl.sim.wire import simulate_wire
 
-        result = simulate_wire(scn, out, progress, dispatch)
+        result = simulate_wire(scn, out, progress, dispatch, kind)
     else:
         result = simulate(scn, out / "ledger.sqlite", progress, dispatch)
     kpi = kpis(result)
@@ -65,5 +72,6 @@ def run_sim(
     kpis_path.write_text(json.dumps(kpi, indent=2) + "\n", encoding="utf-8")
     report = write_report(result, kpi, out)
     return SimOutput(
-        kpis=kpi, kpis_path=kpis_path, ledger_path=result.ledger_path, report_path=report
-    )
+        kpis=kpi, kpis_path=kpis_path, ledger_path=result.ledger_path, report_path=report,
+        broker=kind,
+    )  # fmt: skip

@@ -1,6 +1,7 @@
 """Wire-mode simulation: every household a real controller, over a real broker and real Modbus.
 
-``simulate_wire`` starts Mosquitto with a generated community configuration, serves each
+``simulate_wire`` starts the broker (Mosquitto, or the embedded one where Mosquitto is not
+installed; ``launcher.choose_broker``) with a generated community configuration, serves each
 simulated device as its own Modbus TCP server (a device profile per kind), runs one
 ``Controller`` per household and the ``Coordinator``, and steps them all on one simulated
 clock. Per interval: the world shows its state on the devices' registers, the clock moves to
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import logging
 import math
 import re
 import tempfile
@@ -58,8 +60,10 @@ from gridctl.sim.engine import (
 from gridctl.sim.scenario import Scenario
 from gridctl.sim.world import ev_phases
 from gridctl.transport.broker import Community, write_broker_config
-from gridctl.transport.launcher import mosquitto_path, running_mosquitto
+from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
 from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
+
+log = logging.getLogger(__name__)
 
 PROFILES = {
     "meter": "eastron-sdm630",
@@ -241,8 +245,8 @@ Devices = dict[tuple[str, str], ProfileVirtual]
 
 
 def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],
-           port: int, tmp: Path, ports: dict[tuple[str, str], int], devices: Devices,
-           community: str) -> list[Home]:  # fmt: skip
+           broker: BrokerSettings, tmp: Path, ports: dict[tuple[str, str], int],
+           devices: Devices, community: str) -> list[Home]:  # fmt: skip
     homes = []
     for k, spec in enumerate(scn.households):
         h = spec.id
@@ -261,7 +265,8 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
         conn_w = float(setup.rated_w[k])
         config = ControllerConfig(
             community=community, household=h,
-            broker=BrokerConfig(port=port, password=creds[h]),
+            broker=BrokerConfig(port=broker.port, password=creds[h],
+                                mqtt_version=broker.mqtt_version),
             key_file=tmp / f"{h}.key", state_db=tmp / f"{h}.sqlite",
             limits=Limits(import_max_w=conn_w, export_max_w=conn_w), devices=cfgs, poll_s=5.0,
             plan_grace_s=INTERVAL_S,
@@ -283,7 +288,7 @@ def _devices(scn: Scenario) -> Devices:
 
 
 async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
-                    dispatch: DispatchMode) -> SimResult:  # fmt: skip
+                    dispatch: DispatchMode, broker: BrokerKind) -> SimResult:  # fmt: skip
     setup = prepare(scn, dispatch)
     community = community_id(scn)
     first = scn.first_interval
@@ -300,22 +305,23 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
         )  # fmt: skip
         devices = _devices(scn)
         clock = SimClock(first * INTERVAL_S)
-        with running_mosquitto(tmp / "broker" / "mosquitto.conf", port):
+        at = BrokerSettings(port=port, mqtt_version=mqtt_version(broker))
+        with running_broker(tmp / "broker" / "mosquitto.conf", port, broker):
             async with contextlib.AsyncExitStack() as stack:
                 ports = {key: await stack.enter_async_context(serving(dev))
                          for key, dev in devices.items()}  # fmt: skip
-                homes = _homes(scn, setup, clock, signers, creds, port, tmp, ports, devices,
+                homes = _homes(scn, setup, clock, signers, creds, at, tmp, ports, devices,
                                community)  # fmt: skip
                 coordinator = Coordinator(
-                    community, BrokerSettings(port=port, username="coordinator",
-                                              password=creds["coordinator"]),
+                    community, at.model_copy(update={"username": "coordinator",
+                                                     "password": creds["coordinator"]}),
                     ledger_path, tmp / "inbox.sqlite", setup.settlement,
                     planner=WirePlanner(setup, first, homes) if dispatch != "none" else None,
                     tariff=None, clock=clock, tick_s=None,
                 )  # fmt: skip
-                feeder = Session(BrokerSettings(port=port, username=FEEDER_USER,
-                                                password=creds[FEEDER_USER]), "feeder", [],
-                                 _ignore)  # fmt: skip
+                feeder = Session(at.model_copy(update={"username": FEEDER_USER,
+                                                       "password": creds[FEEDER_USER]}),
+                                 "feeder", [], _ignore)  # fmt: skip
                 run = _Run(scn, setup, clock, homes, coordinator, feeder, signers)
                 tasks = [asyncio.create_task(x.run()) for x in (coordinator, feeder)]
                 tasks += [asyncio.create_task(h.controller.run()) for h in homes]
@@ -352,9 +358,13 @@ async def _ignore(topic: str, payload: bytes) -> None:
 
 
 def simulate_wire(
-    scn: Scenario, out: Path, progress: Progress | None = None, dispatch: DispatchMode = "community"
+    scn: Scenario,
+    out: Path,
+    progress: Progress | None = None,
+    dispatch: DispatchMode = "community",
+    broker: BrokerKind = "mosquitto",
 ) -> SimResult:
-    """Run ``scn`` in wire mode, writing the coordinator's ledger to ``out/ledger.sqlite``."""
-    if mosquitto_path() is None:
-        raise WireError("wire mode needs Mosquitto (Debian: apt-get install mosquitto)")
-    return asyncio.run(_simulate(scn, out, progress, dispatch))
+    """Run ``scn`` in wire mode over the ``broker``, writing the coordinator's ledger to
+    ``out/ledger.sqlite``."""
+    log.info("wire simulation broker=%s mqtt=%s", broker, mqtt_version(broker))
+    return asyncio.run(_simulate(scn, out, progress, dispatch, broker))

@@ -16,7 +16,9 @@ users' passwords and adds new households, so deployed controllers keep working.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import json
 import os
 import pwd
@@ -24,8 +26,9 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+from paho.mqtt.client import topic_matches_sub
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gridctl.core import GridctlError, describe_validation_error, read_yaml
@@ -74,12 +77,39 @@ def load_community(path: Path) -> Community:
         raise BrokerConfigError(f"{path.name}: {msg}") from None
 
 
-def password_hash(password: str, salt: bytes | None = None) -> str:
+def password_hash(
+    password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> str:
     """A Mosquitto 2 password-file hash: ``$7$iterations$salt$pbkdf2_sha512`` (base64)."""
     salt = secrets.token_bytes(12) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     b64 = base64.b64encode
-    return f"$7${PBKDF2_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
+    return f"$7${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def password_matches(password: str, hashed: str) -> bool:
+    """Whether ``password`` is the one behind a ``$7$`` hash (False for any other format)."""
+    parts = hashed.split("$")
+    if len(parts) != 5 or parts[1] != "7" or not parts[2].isdigit():
+        return False
+    try:
+        salt = base64.b64decode(parts[3], validate=True)
+    except binascii.Error:
+        return False
+    return hmac.compare_digest(password_hash(password, salt, int(parts[2])), hashed)
+
+
+def read_passwd(path: Path) -> dict[str, str]:
+    """A password file's hashes by user (``user:hash`` lines)."""
+    users = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        if not sep:
+            raise BrokerConfigError(f"{path}:{n}: expected user:hash")
+        users[user] = hashed
+    return users
 
 
 def acl_text(community: str) -> str:
@@ -100,6 +130,78 @@ def acl_text(community: str) -> str:
             "",
         ]
     )
+
+
+Access = Literal["read", "write"]
+ACCESS = {"read": frozenset({"read"}), "write": frozenset({"write"}),
+          "readwrite": frozenset({"read", "write"})}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AclRule:
+    """One ACL line: ``topic`` for one user, or ``pattern`` (``%u``: each user's name)."""
+
+    user: str | None
+    """The user a ``topic`` line is for; None for a pattern."""
+    access: frozenset[str]
+    topic: str
+    """Topic filter the rule grants."""
+
+
+class Acl:
+    """The rules of an ACL file as ``acl_text`` writes it (Mosquitto's ``user``, ``topic`` and
+    ``pattern`` lines), checked the way Mosquitto checks them: a user may do what some rule of
+    theirs grants, nothing else."""
+
+    def __init__(self, rules: list[AclRule]):
+        self.rules = rules
+
+    @classmethod
+    def parse(cls, text: str, where: str = "acl") -> Acl:
+        """Rules from ACL text; BrokerConfigError naming the line for anything else."""
+        rules, user = [], None
+        for n, raw in enumerate(text.splitlines(), 1):
+            words = raw.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if words[0] == "user" and len(words) == 2:
+                user = words[1]
+            elif words[0] in ("topic", "pattern") and len(words) == 3 and words[1] in ACCESS:
+                if words[0] == "topic" and user is None:
+                    raise BrokerConfigError(f"{where}:{n}: topic before any user line")
+                owner = user if words[0] == "topic" else None
+                rules.append(AclRule(owner, ACCESS[words[1]], words[2]))
+            else:
+                raise BrokerConfigError(f"{where}:{n}: unsupported ACL line {raw.strip()!r}")
+        return cls(rules)
+
+    def filters(self, user: str, access: Access) -> list[str]:
+        """The topic filters ``user`` has ``access`` to (a name with a wildcard or a level
+        separator gets no pattern, as in Mosquitto)."""
+        plain = not any(c in user for c in "+#/")
+        return [r.topic.replace("%u", user) for r in self.rules if access in r.access
+                and (r.user == user or (r.user is None and plain))]  # fmt: skip
+
+    def allows(self, user: str, topic: str, access: Access) -> bool:
+        """Whether ``user`` may read or write the topic ``topic`` (no wildcards)."""
+        return any(topic_matches_sub(f, topic) for f in self.filters(user, access))
+
+    def covers(self, user: str, topic_filter: str) -> bool:
+        """Whether ``user`` may read every topic that ``topic_filter`` can match."""
+        return any(_within(topic_filter, f) for f in self.filters(user, "read"))
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether every topic matched by filter ``inner`` is matched by filter ``outer``."""
+    a, b = inner.split("/"), outer.split("/")
+    for k, level in enumerate(b):
+        if level == "#":
+            return True
+        if k >= len(a) or a[k] == "#" or (level != "+" and a[k] in ("+", "#")):
+            return False
+        if level not in ("+", a[k]):
+            return False
+    return len(a) == len(b)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ A ``Session`` wraps ``aiomqtt.Client``. ``run()`` connects, publishes ``online``
 the status topic whose last will is ``offline`` (and says ``offline`` itself when cancelled),
 subscribes, and hands every message to the handler; when the connection drops it waits (0.5 s
 doubling up to ``backoff_max_s``, with jitter) and does it all again. The session is persistent
-(fixed client id, no clean start), so QoS 1 messages sent while a subscriber was away are
-delivered when it returns.
+(fixed client id; MQTT 5: no clean start, kept a day; MQTT 3.1.1, for the embedded broker:
+``clean_session=False``), so QoS 1 messages sent while a subscriber was away are delivered
+when it returns.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +29,8 @@ from gridctl.core import GridctlError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[None]]
+MqttVersion = Literal["5", "3.1.1"]
+"""MQTT 5 for Mosquitto; 3.1.1 for the embedded broker (amqtt speaks no MQTT 5)."""
 
 
 class BrokerSettings(BaseModel):
@@ -42,6 +45,7 @@ class BrokerSettings(BaseModel):
     tls: bool = False
     cafile: Path | None = None
     """CA certificate to trust (PEM); None: the system's."""
+    mqtt_version: MqttVersion = "5"
 
 
 class BrokerConfig(BaseModel):
@@ -56,6 +60,7 @@ class BrokerConfig(BaseModel):
     password_file: Path | None = None
     tls: bool = False
     cafile: Path | None = None
+    mqtt_version: MqttVersion = "5"
 
     @model_validator(mode="after")
     def _one_password(self) -> Self:
@@ -79,7 +84,8 @@ class BrokerConfig(BaseModel):
                 raise error(f"broker.password_file: {e.strerror}") from None
         return BrokerSettings(host=self.host, port=self.port,
                               username=self.username or default_user, password=password,
-                              tls=self.tls, cafile=self.cafile)  # fmt: skip
+                              tls=self.tls, cafile=self.cafile,
+                              mqtt_version=self.mqtt_version)  # fmt: skip
 
 
 class Session:
@@ -128,15 +134,19 @@ class Session:
         tls = None
         if b.tls:
             tls = ssl.create_default_context(cafile=str(b.cafile) if b.cafile else None)
+        persistent: dict[str, object] = (
+            {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False,
+             "properties": _session_expiry()}
+            if b.mqtt_version == "5"
+            else {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        )  # fmt: skip
         return aiomqtt.Client(
             b.host,
             b.port,
             username=b.username,
             password=b.password,
             identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=_session_expiry(),
+            **persistent,  # type: ignore[arg-type]
             will=will,
             tls_context=tls,
             timeout=self.timeout_s,

@@ -247,12 +247,12 @@ async def test_home_assistant_discovery_on_the_households_own_broker(
 
     from gridctl.controller.homeassistant import SENSORS, HomeAssistantConfig
     from gridctl.devices.virtual import free_tcp_port
-    from gridctl.transport.launcher import running_mosquitto
+    from gridctl.transport.launcher import running_broker
 
     port = free_tcp_port()  # Home Assistant's broker: the household's own, on its LAN
     (tmp_path / "ha.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     got: dict[str, dict] = {}
-    with running_mosquitto(tmp_path / "ha.conf", port):
+    with running_broker(tmp_path / "ha.conf", port):
         async with house(broker, tmp_path) as home:
             config = home.config.model_copy(
                 update={"home_assistant": HomeAssistantConfig(port=port)}

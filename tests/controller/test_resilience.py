@@ -28,7 +28,7 @@ from gridctl.settlement.ledger import Ledger, verify_ledger
 from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import public_bytes
 from gridctl.transport.broker import Community, write_broker_config
-from gridctl.transport.launcher import running_mosquitto
+from gridctl.transport.launcher import running_broker
 from tests.conftest import Broker, require_tool
 from tests.controller.coordinator_child import PLAN_BATTERY_W, coordinator
 from tests.controller.test_controller import FastClock, House, fast_clock, house
@@ -55,7 +55,7 @@ async def community(tmp_path: Path) -> AsyncIterator[Homes]:
     port = free_tcp_port()
     creds = write_broker_config(Community(community="oak", households=HOMES), tmp_path / "b", port,
                                 run_as=getpass.getuser())  # fmt: skip
-    broker = Broker(port, "oak", HOMES, creds, tmp_path / "b" / "mosquitto.conf")
+    broker = Broker("mosquitto", port, "oak", HOMES, creds, tmp_path / "b" / "mosquitto.conf")
     clock = fast_clock()
     first = int(clock() // INTERVAL_S)
     async with AsyncExitStack() as stack:
@@ -115,7 +115,7 @@ def _check_books(ledger_path: Path, first: int, last: int) -> None:
 
 async def test_a_broker_killed_mid_run_loses_no_reading(tmp_path: Path) -> None:
     async with community(tmp_path) as c, AsyncExitStack() as stack:
-        proc = stack.enter_context(running_mosquitto(c.broker.conf, c.broker.port))
+        proc = stack.enter_context(running_broker(c.broker.conf, c.broker.port))
         coord = coordinator(c.args)
         tasks = [asyncio.create_task(x.run()) for x in (coord, *c.controllers.values())]
         try:
@@ -125,7 +125,7 @@ async def test_a_broker_killed_mid_run_loses_no_reading(tmp_path: Path) -> None:
             down_at = int(c.clock() // INTERVAL_S)
             await asyncio.sleep(2.0)  # ~600 simulated seconds: readings pile up in the outboxes
             assert any(ctl.outbox.pending() for ctl in c.controllers.values())
-            with running_mosquitto(c.broker.conf, c.broker.port):
+            with running_broker(c.broker.conf, c.broker.port):
                 await _until(lambda: (coord.ledger.last_closed() or 0) >= down_at + 2)
                 last = coord.ledger.last_closed()
         finally:
@@ -142,7 +142,7 @@ async def test_a_killed_coordinator_means_fallback_at_once_and_a_restart_without
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = [sys.executable, "-m", "tests.controller.coordinator_child"]
     async with community(tmp_path) as c:
-        with running_mosquitto(c.broker.conf, c.broker.port):
+        with running_broker(c.broker.conf, c.broker.port):
             tasks = [asyncio.create_task(ctl.run()) for ctl in c.controllers.values()]
             proc = subprocess.Popen([*child, json.dumps(c.args)], env=env, cwd=ROOT)
             try:

@@ -33,6 +33,42 @@ def test_community_20_over_the_wire_matches_the_in_process_run(tmp_path: Path) -
     assert wire.report_path.is_file() and wire.ledger_path.is_file()
 
 
+def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from gridctl.cli import app
+    from gridctl.transport import launcher
+
+    scenario = ROOT / "sim" / "default.yaml"
+    inproc = run_sim(scenario, tmp_path / "inproc", intervals=8).kpis
+    monkeypatch.setattr(launcher, "mosquitto_path", lambda: None)  # as on a machine without it
+    res = CliRunner().invoke(app, ["sim", str(scenario), "--out", str(tmp_path / "wire"),
+                                   "--intervals", "8", "--wire", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "broker: embedded Python broker (amqtt, MQTT 3.1.1)" in res.stderr
+    kpis = json.loads((tmp_path / "wire" / "kpis.json").read_text())
+    assert kpis["intervals"] == 8 and kpis["shared_kwh"] > 1.0  # households did share
+    for k in ENERGY:
+        assert kpis[k] == pytest.approx(inproc[k], rel=0.01, abs=1e-3), k
+    assert kpis["ledger_head"] == inproc["ledger_head"]  # the same entries, signed readings and all
+
+
+def test_a_broker_is_chosen_automatically_or_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridctl.transport import launcher
+
+    monkeypatch.setattr(launcher, "mosquitto_path", lambda: "/usr/sbin/mosquitto")
+    assert [launcher.choose_broker(c) for c in ("auto", "mosquitto", "embedded")] == [
+        "mosquitto", "mosquitto", "embedded"]  # fmt: skip
+    monkeypatch.setattr(launcher, "mosquitto_path", lambda: None)
+    assert launcher.choose_broker("auto") == launcher.choose_broker("embedded") == "embedded"
+    with pytest.raises(launcher.BrokerError, match="not installed"):
+        launcher.choose_broker("mosquitto")
+    with pytest.raises(launcher.BrokerError, match="must be one of"):
+        launcher.choose_broker("hivemq")
+
+
 def test_wire_mode_runs_a_few_intervals_with_readings_settled_through_the_broker(
     tmp_path: Path,
 ) -> None:

@@ -1,17 +1,20 @@
-"""Per-household access rights on a real Mosquitto configured by `gridctl broker config`."""
+"""Per-household access rights on a broker configured by `gridctl broker config`: a real
+Mosquitto, and the embedded broker serving the same files."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import stat
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridctl.protocol import (
     HOUSEHOLD_KINDS,
@@ -24,22 +27,34 @@ from gridctl.protocol import (
     household_topic,
 )
 from gridctl.transport.broker import (
+    Acl,
     BrokerConfigError,
     Community,
+    acl_text,
     load_community,
+    password_hash,
+    password_matches,
     write_broker_config,
 )
-from tests.conftest import Broker
+from gridctl.transport.session import _session_expiry
+from tests.conftest import BOTH_BROKERS, Broker
 
 WAIT_S = 5.0
+REFUSED = "(?i)not authori[sz]ed"
+"""How aiomqtt words a refused CONNECT (MQTT 5: "Not authorized", 3.1.1: "not authorised")."""
 
 
-def _client(broker: Broker, user: str | None, password: str | None = None) -> aiomqtt.Client:
+def _client(
+    broker: Broker, user: str | None, password: str | None = None, **kw: object
+) -> aiomqtt.Client:
     if user is not None and password is None:
         password = broker.creds[user]
+    v5 = broker.settings("coordinator").mqtt_version == "5"
+    kw.setdefault("identifier", f"test-{user}")
     return aiomqtt.Client(
-        "127.0.0.1", broker.port, username=user, password=password, identifier=f"test-{user}",
-        protocol=aiomqtt.ProtocolVersion.V5, timeout=WAIT_S,
+        "127.0.0.1", broker.port, username=user, password=password, timeout=WAIT_S,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -60,14 +75,16 @@ def _telemetry(h: str, marker: float) -> bytes:
     return encode(Telemetry(household=h, t=datetime.now(UTC), mode="plan", grid_p_w=marker))
 
 
+@BOTH_BROKERS
 async def test_households_read_only_their_plan_and_write_only_their_subtree(broker: Broker) -> None:
     c, hh = broker.community, broker.households
     prices = coordinator_topic(c, "prices")
+    own: set[tuple[str, bytes]] = set()  # what the coordinator sent (it hears that too)
     async with _client(broker, "coordinator") as coord:
-        # noLocal: the coordinator does not hear its own plans and price markers
-        await coord.subscribe(f"gridctl/v1/{c}/#", options=SubscribeOptions(qos=1, noLocal=True))
+        await coord.subscribe(f"gridctl/v1/{c}/#", qos=1)
         for h in hh:  # a retained plan waits for every household
             plan = PlanMessage(household=h, issued=1, steps=[PlanStep(interval=2, battery_w=100.0)])
+            own.add((household_topic(c, h, "plan"), encode(plan)))
             await coord.publish(household_topic(c, h, "plan"), encode(plan), qos=1, retain=True)
 
         for n, h in enumerate(hh):
@@ -77,11 +94,13 @@ async def test_households_read_only_their_plan_and_write_only_their_subtree(brok
                 for o in hh:
                     await home.subscribe(household_topic(c, o, "plan"), qos=1)
                 await home.subscribe(f"gridctl/v1/{c}/#", qos=1)
+                await home.subscribe(f"gridctl/v1/{c}/coordinator/#", qos=1)
                 marker = encode(
                     PriceMessage(
                         interval=n, import_per_kwh=0.3, feed_in_per_kwh=0.1, community_per_kwh=0.2
                     )
                 )
+                own.add((prices, marker))
                 await coord.publish(prices, marker, qos=1)
                 seen = await _collect_until(home, prices, marker)
                 plans = {t for t, _ in seen if t.endswith("/plan")}
@@ -101,11 +120,12 @@ async def test_households_read_only_their_plan_and_write_only_their_subtree(brok
                 marker = _telemetry(h, float(n))
                 await home.publish(household_topic(c, h, "status"), b"online", qos=1)
                 await home.publish(end, marker, qos=1)
-            got = await _collect_until(coord, end, marker)
+            got = [m for m in await _collect_until(coord, end, marker) if m not in own]
             # the coordinator sees the household's own status, none of the forged messages
             assert got == [(household_topic(c, h, "status"), b"online")], (h, got)
 
 
+@BOTH_BROKERS
 async def test_anonymous_unknown_and_wrong_passwords_are_refused(broker: Broker) -> None:
     for user, password in (
         (None, None),
@@ -113,7 +133,7 @@ async def test_anonymous_unknown_and_wrong_passwords_are_refused(broker: Broker)
         ("nobody", "x"),
         ("h01", broker.creds["h02"]),
     ):
-        with pytest.raises(aiomqtt.MqttError, match="Not authorized"):
+        with pytest.raises(aiomqtt.MqttError, match=REFUSED):
             async with _client(broker, user, password):
                 pass
     async with _client(broker, "h01"):  # and the right one gets in
@@ -176,3 +196,98 @@ def test_cli_writes_the_broker_files_and_names_bad_input(tmp_path: Path) -> None
     assert res.exit_code == 2 and "twice" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["broker", "config", str(f), "--tls-cert", str(f)])
     assert res.exit_code == 2 and "go together" in res.output
+
+
+def _connect_then_die(broker: Broker, user: str, client_id: str, will_topic: str,
+                      will: bytes) -> int:  # fmt: skip
+    """Log in (MQTT 3.1.1, which both brokers speak) with a retained QoS 1 last will, then drop
+    the connection without DISCONNECT, so that the will is due; returns the CONNACK code."""
+
+    def field(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    flags = 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02  # user, password, will retain/QoS 1, clean
+    body = (field(b"MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big") + field(client_id.encode())
+            + field(will_topic.encode()) + field(will) + field(user.encode())
+            + field(broker.creds[user].encode()))  # fmt: skip
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=WAIT_S) as s:
+        s.sendall(bytes([0x10, len(body)]) + body)
+        ack = s.recv(4)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    return ack[3]
+
+
+@BOTH_BROKERS
+async def test_a_last_will_goes_only_where_its_user_may_write(broker: Broker) -> None:
+    c = broker.community
+    async with _client(broker, "coordinator") as coord:
+        await coord.subscribe(f"gridctl/v1/{c}/+/status", qos=1)
+        victim = household_topic(c, "h02", "status")
+        _connect_then_die(broker, "h01", "will-forger", victim, b"offline")
+        own = household_topic(c, "h01", "status")
+        assert _connect_then_die(broker, "h01", "will-owner", own, b"offline") == 0
+        seen = await _collect_until(coord, own, b"offline")
+        assert (victim, b"offline") not in seen
+    async with _client(broker, "h02") as home:  # nor is it retained for later readers
+        await home.subscribe(f"gridctl/v1/{c}/coordinator/#", qos=1)
+        async with _client(broker, "coordinator") as coord:
+            await coord.publish(coordinator_topic(c, "status"), b"online", qos=1)
+        assert await _collect_until(home, coordinator_topic(c, "status"), b"online") == []
+
+
+@BOTH_BROKERS
+async def test_another_users_client_id_gets_none_of_its_plans(broker: Broker) -> None:
+    c = broker.community
+    plan = household_topic(c, "h01", "plan")
+    persistent = {"identifier": "gridctl-oak-h01", "clean_session": False}
+    if broker.kind == "mosquitto":
+        persistent = {"identifier": "gridctl-oak-h01", "clean_start": False,
+                      "properties": _session_expiry()}  # fmt: skip
+    async with _client(broker, "h01", **persistent) as home:
+        await home.subscribe(plan, qos=1)
+    async with _client(broker, "coordinator") as coord:  # one retained, one queued for h01
+        await coord.publish(plan, b"retained", qos=1, retain=True)
+        await coord.publish(plan, b"queued", qos=1)
+    got: list[tuple[str, bytes]] = []
+    with contextlib.suppress(aiomqtt.MqttError):  # refused, or let in to find nothing
+        async with _client(broker, "h02", **persistent) as thief:
+            await thief.subscribe(f"gridctl/v1/{c}/coordinator/#", qos=1)
+            async with _client(broker, "coordinator") as coord:
+                await coord.publish(coordinator_topic(c, "prices"), b"end", qos=1)
+            got = await _collect_until(thief, coordinator_topic(c, "prices"), b"end")
+    assert not [m for m in got if m[0] == plan], got
+
+
+def test_acl_rules_read_back_as_mosquitto_applies_them() -> None:
+    acl = Acl.parse(acl_text("oak"))
+    base = "gridctl/v1/oak"
+    assert acl.allows("h1", f"{base}/h1/reading", "write")
+    assert not acl.allows("h1", f"{base}/h1/reading", "read")
+    assert not acl.allows("h1", f"{base}/h2/reading", "write")
+    assert acl.allows("h1", f"{base}/coordinator/prices", "read")
+    assert not acl.allows("h1", f"{base}/coordinator/prices", "write")
+    assert acl.allows("coordinator", f"{base}/h1/reading", "read")
+    assert not acl.allows("h+", f"{base}/h1/plan", "read")  # a wildcard name gets no pattern
+    # a subscription is within a user's reads only if every topic it can match is
+    assert acl.covers("h1", f"{base}/h1/plan") and acl.covers("h1", f"{base}/coordinator/#")
+    for wider in (f"{base}/#", f"{base}/+/plan", "#", f"{base}/h1/#", f"{base}/+"):
+        assert not acl.covers("h1", wider), wider
+    assert acl.covers("coordinator", f"{base}/#") and not acl.covers("coordinator", "#")
+    for text, needle in (
+        ("topic read a/b\n", "before any user"),
+        ("user x\ntopic deny a\n", "unsupported"),
+    ):
+        with pytest.raises(BrokerConfigError, match=needle):
+            Acl.parse(text)
+
+
+def test_password_hashes_match_only_their_password() -> None:
+    hashed = password_hash("s3cret")
+    assert password_matches("s3cret", hashed)
+    for wrong, h in (
+        ("s3cre", hashed),
+        ("s3cret", hashed.replace("$7$", "$6$")),
+        ("s3cret", "$7$x$y$z"),
+        ("s3cret", ""),
+    ):
+        assert not password_matches(wrong, h), (wrong, h)

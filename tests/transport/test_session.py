@@ -1,4 +1,5 @@
-"""The kept-alive session against a real Mosquitto: last will, reconnect, queued QoS 1."""
+"""The kept-alive session against a real Mosquitto (and, where marked, the embedded broker over
+MQTT 3.1.1): last will, reconnect, queued QoS 1."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import pytest
 from gridctl.devices.virtual import free_tcp_port
 from gridctl.protocol import household_topic
 from gridctl.transport.broker import Community, write_broker_config
-from gridctl.transport.launcher import running_mosquitto
+from gridctl.transport.launcher import running_broker
 from gridctl.transport.session import BrokerSettings, Session
-from tests.conftest import Broker, require_tool
+from tests.conftest import BOTH_BROKERS, Broker, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,17 +49,17 @@ def _run(session: Session) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(session.run())
 
 
+@BOTH_BROKERS
 async def test_status_online_then_will_offline_when_the_process_dies(broker: Broker) -> None:
     status = household_topic("oak", "h03", "status")
     inbox = Inbox()
-    coord = Session(_settings(broker.port, "coordinator", broker.creds["coordinator"]),
-                    "coord", [status], inbox)  # fmt: skip
+    coord = Session(broker.settings("coordinator"), "coord", [status], inbox)
     task = _run(coord)
     child = (
         "import asyncio\n"
         "from gridctl.transport.session import BrokerSettings, Session\n"
-        f"s = Session(BrokerSettings(port={broker.port}, username='h03', "
-        f"password='{broker.creds['h03']}'), 'h03', [], None, status_topic='{status}')\n"
+        f"s = Session(BrokerSettings.model_validate_json('{broker.settings('h03').model_dump_json()}'), "
+        f"'h03', [], None, status_topic='{status}')\n"
         "asyncio.run(s.run())\n"
     )
     proc = subprocess.Popen(
@@ -87,7 +88,7 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path
                     backoff_max_s=1.0)  # fmt: skip
     tasks = []
     try:
-        with running_mosquitto(conf, port) as proc:
+        with running_broker(conf, port) as proc:
             tasks = [_run(home), _run(coord)]
             await asyncio.wait_for(home.connected.wait(), 10)
             await asyncio.wait_for(coord.connected.wait(), 10)
@@ -97,7 +98,7 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path
         await asyncio.sleep(0.5)
         assert not home.connected.is_set()
         assert not await coord.publish(plan, b"lost")  # refused, not silently dropped
-        with running_mosquitto(conf, port):
+        with running_broker(conf, port):
             await asyncio.wait_for(home.connected.wait(), 15)
             await asyncio.wait_for(coord.connected.wait(), 15)
             assert await coord.publish(plan, b"second")
@@ -108,12 +109,12 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path
             t.cancel()
 
 
+@BOTH_BROKERS
 async def test_qos1_messages_wait_for_a_subscriber_that_was_away(broker: Broker) -> None:
     reading = household_topic("oak", "h05", "reading")
     inbox = Inbox()
-    coord = Session(_settings(broker.port, "coordinator", broker.creds["coordinator"]),
-                    "coord-persistent", [reading], inbox)  # fmt: skip
-    home = Session(_settings(broker.port, "h05", broker.creds["h05"]), "h05", [], Inbox())
+    coord = Session(broker.settings("coordinator"), "coord-persistent", [reading], inbox)
+    home = Session(broker.settings("h05"), "h05", [], Inbox())
     t_coord, t_home = _run(coord), _run(home)
     await asyncio.wait_for(coord.connected.wait(), 10)
     await asyncio.wait_for(home.connected.wait(), 10)

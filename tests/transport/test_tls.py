@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from gridctl.devices.virtual import free_tcp_port
 from gridctl.transport.broker import Community, Tls, write_broker_config
-from gridctl.transport.launcher import running_mosquitto
+from gridctl.transport.launcher import running_broker
 from gridctl.transport.session import BrokerSettings, Session
 from tests.conftest import require_tool
 
@@ -59,7 +59,7 @@ async def test_tls_listener_takes_a_trusting_client_and_refuses_plain_mqtt(tmp_p
                                 tls=Tls(cert, key), run_as=getpass.getuser())  # fmt: skip
     conf = tmp_path / "b" / "mosquitto.conf"
     assert f"certfile {cert}" in conf.read_text()
-    with running_mosquitto(conf, port):
+    with running_broker(conf, port):
         session = Session(BrokerSettings(port=port, username="h1", password=creds["h1"], tls=True,
                                          cafile=ca), "h1", [], _ignore)  # fmt: skip
         task = asyncio.create_task(session.run())

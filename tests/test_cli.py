@@ -52,6 +52,16 @@ def test_sim_from_another_directory_writes_everything(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_sim_json_on_standard_output_is_only_json(tmp_path: Path) -> None:
+    """Nothing else reaches standard output (HiGHS prints a banner there on first use)."""
+    proc = subprocess.run(
+        [shutil.which("gridctl") or "gridctl", "sim", "--intervals", "2", "--out", "res", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["intervals"] == 2
+
+
 def test_rerun_replaces_old_outputs(tmp_path: Path) -> None:
     args = ["sim", "--intervals", "4", "--out", str(tmp_path), "--json"]
     first = runner.invoke(app, args)

@@ -19,7 +19,10 @@ LinDistFlow rows of ``gridctl.grid.network`` so that a household touches only it
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
+import sys
 from dataclasses import dataclass
 
 import highspy
@@ -384,7 +387,24 @@ GLOP in 2.1 s and PDLP in 11.5 s on this machine. HiGHS runs through its own Pyt
 interface (highspy): at 1,000 homes the detour through OR-Tools' model cost about 20 %."""
 
 
+@functools.cache
+def _quiet_highs_banner() -> None:
+    """HiGHS prints a banner on standard output when its first instance is made, before any
+    option can silence it; make that instance with standard output closed, so that output a
+    user parses (``gridctl sim --json``) stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _solve_highs(m: Model) -> tuple[np.ndarray, float]:
+    _quiet_highs_banner()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = m.variables, m.constraints
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = m.c, m.lb, m.ub

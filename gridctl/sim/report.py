@@ -23,7 +23,9 @@ PLOTS = {
 
 
 def _time_axis(ax: plt.Axes) -> None:
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz="UTC"))
+    locator = mdates.AutoDateLocator(tz="UTC", maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
     ax.set_xlabel("time (UTC)")
     ax.grid(alpha=0.3)
 
@@ -43,7 +45,7 @@ def _feeder_power(r: SimResult, path: Path) -> None:
     )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("power (kW, load convention)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside, over no data
     _time_axis(ax)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -60,7 +62,7 @@ def _voltage(r: SimResult, path: Path) -> None:
     ax.set_ylim(
         min(lim.v_min_pu, r.vm_min_pu.min()) - 0.01, max(lim.v_max_pu, r.vm_max_pu.max()) + 0.01
     )
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside, over no data
     _time_axis(ax)
     fig.savefig(path, dpi=110)
     plt.close(fig)

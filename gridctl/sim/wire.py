@@ -39,6 +39,7 @@ from gridctl.controller.config import (
     DeviceConfig,
     Limits,
 )
+from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, GridctlError
@@ -58,7 +59,6 @@ from gridctl.sim.engine import (
     sim_result,
 )
 from gridctl.sim.scenario import Scenario
-from gridctl.sim.world import ev_phases
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
 from gridctl.transport.session import BrokerConfig, BrokerSettings, Session

@@ -14,6 +14,8 @@ and turns a plan's interval into device setpoints, for the simulator and the coo
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +24,7 @@ from gridctl.dispatch.community import CommunityProblem, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard
 from gridctl.dispatch.home import solve_each_home
 from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
+from gridctl.protocol import PlanStep
 
 
 def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> CommunityProblem:
@@ -61,6 +64,8 @@ def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> 
 DEFAULT_NEAR = 12
 """Intervals a near re-plan covers (3 h): at 1,000 homes it solves in about a second."""
 
+STEPS_AHEAD = 4
+"""Plan steps sent to each household per interval (its controller falls back after the last)."""
 
 Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray]
 """(battery W, EV W, export floor W) per household for one interval, load convention; the floor
@@ -156,3 +161,23 @@ class RollingPlanner:
         assert self.plan is not None
         last = min(interval + k, self.plan_t0 + self.plan.battery_w.shape[1])
         return [self.setpoints(i) for i in range(interval, last)]
+
+    def steps(
+        self, ids: Sequence[str], interval: int, k: int = STEPS_AHEAD
+    ) -> dict[str, list[PlanStep]]:
+        """Each household's plan steps (by id, in the plan's order) for ``interval`` and up to
+        ``k`` - 1 more: setpoints as ``setpoints`` makes them, the export floor as an export
+        limit (W ≥ 0; None: no limit)."""
+        cols = self.ahead(interval, k)
+        return {
+            h: [
+                PlanStep(
+                    interval=interval + j,
+                    battery_w=float(bat[n]) + 0.0,  # + 0.0: no -0.0 in messages
+                    ev_w=max(0.0, float(ev[n])),
+                    export_max_w=max(0.0, -float(floor[n])) if math.isfinite(floor[n]) else None,
+                )
+                for j, (bat, ev, floor) in enumerate(cols)
+            ]
+            for n, h in enumerate(ids)
+        }

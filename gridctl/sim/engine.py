@@ -16,7 +16,7 @@ from gridctl.core import interval_hours, interval_start
 from gridctl.dispatch.community import CommunityProblem, Fleet
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, window
-from gridctl.dispatch.rolling import RollingPlanner, Setpoints
+from gridctl.dispatch.rolling import RollingPlanner
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses, transformer_rating_w
 from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
@@ -100,29 +100,29 @@ class _Planner:
         """(battery W or None for the local policy, EV W, export floor W or None) for interval t."""
         if self.rolling is None:
             return None, self.fleet.ev_max_w[:, t], None
-        return self.ahead(t, e_bat_wh, ev_left_wh, 1)[0]
+        self.update(t, e_bat_wh, ev_left_wh)
+        return self.rolling.setpoints(self.scn.first_interval + t)
 
-    def ahead(
-        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray, k: int
-    ) -> list[Setpoints]:
-        """Setpoints for interval t and up to k - 1 more from the same plan (modes with a plan)."""
+    def update(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
+        """Re-plan if interval t needs it (modes with a plan), from the battery energy (Wh) and
+        the energy each EV session still needs (Wh) at its start."""
         r = self.rolling
         assert r is not None
         interval = self.scn.first_interval + t
-        if r.due(interval):
-            n = self.scn.dispatch.horizon
-            s = self.series
-            problem = CommunityProblem(
-                load_w=s.load_fc_w[:, t : t + n],
-                pv_w=s.pv_fc_w[:, t : t + n],
-                fleet=window(self.fleet, t, n, e_bat_wh, ev_left_wh),
-                feeder_max_w=self.feeder_max_w,
-                dt_h=interval_hours(),
-                import_per_kwh=self.scn.tariff.import_per_kwh,
-                feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
-            )
-            r.replan(interval, problem, s.load_fc_w[:, t : t + n] * s.tan_phi[:, None])
-        return r.ahead(interval, k)
+        if not r.due(interval):
+            return
+        n = self.scn.dispatch.horizon
+        s = self.series
+        problem = CommunityProblem(
+            load_w=s.load_fc_w[:, t : t + n],
+            pv_w=s.pv_fc_w[:, t : t + n],
+            fleet=window(self.fleet, t, n, e_bat_wh, ev_left_wh),
+            feeder_max_w=self.feeder_max_w,
+            dt_h=interval_hours(),
+            import_per_kwh=self.scn.tariff.import_per_kwh,
+            feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
+        )
+        r.replan(interval, problem, s.load_fc_w[:, t : t + n] * s.tan_phi[:, None])
 
 
 @dataclass(frozen=True)

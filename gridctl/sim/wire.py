@@ -24,7 +24,6 @@ import contextlib
 import getpass
 import json
 import logging
-import math
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -74,8 +73,6 @@ PROFILES = {
 """The device profile each simulated device speaks."""
 FEEDER_USER = "feeder"
 """Broker user of the transformer meter's reader."""
-STEPS_AHEAD = 4
-"""Plan steps sent per household and interval."""
 WAIT_S = 60.0
 """Longest real time any one lockstep wait may take before the run is declared stuck."""
 
@@ -113,21 +110,10 @@ class WirePlanner:
     def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
         """Steps from ``interval`` for every household (see the module doc for the state)."""
         w = self.setup.world
-        t = interval - self.first
-        cols = self.setup.planner.ahead(t, w.e_bat_wh.copy(), w.ev_left_wh.copy(), STEPS_AHEAD)
-        out: dict[str, list[PlanStep]] = {}
-        for h in self.homes:
-            k = h.index
-            out[h.id] = [
-                PlanStep(
-                    interval=interval + j,
-                    battery_w=float(bat[k]),
-                    ev_w=max(float(ev[k]), 0.0),
-                    export_max_w=max(-float(floor[k]), 0.0) if math.isfinite(floor[k]) else None,
-                )
-                for j, (bat, ev, floor) in enumerate(cols)
-            ]
-        return out
+        planner = self.setup.planner
+        planner.update(interval - self.first, w.e_bat_wh.copy(), w.ev_left_wh.copy())
+        assert planner.rolling is not None
+        return planner.rolling.steps(self.setup.ids, interval)
 
 
 def community_id(scn: Scenario) -> str:

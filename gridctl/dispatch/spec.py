@@ -81,6 +81,8 @@ class EvSpec(_Strict):
     @field_validator("arrival", "departure", mode="before")
     @classmethod
     def _parse_time(cls, v: object) -> object:
+        if isinstance(v, int):  # YAML 1.1 reads an unquoted 17:30 as 1050 (base 60)
+            raise ValueError(f'time of day must be quoted, e.g. "18:30", got the number {v}')
         if isinstance(v, str) and not re.fullmatch(r"\d{1,2}:\d{2}", v):
             raise ValueError(f"time of day must look like 18:30, got {v!r}")
         return v

@@ -30,10 +30,11 @@ from rich.table import Table
 from gridctl.core import interval_hours
 from gridctl.dispatch.community import CommunityProblem, build, solve
 from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
+from gridctl.dispatch.fleet import build_fleet, window
 from gridctl.dispatch.horizon import DEFAULT_HORIZON
 from gridctl.dispatch.rolling import DEFAULT_NEAR, near_problem
 from gridctl.grid.feeder import load_feeder
-from gridctl.sim.households import build_fleet, build_series, window
+from gridctl.sim.households import build_series
 from gridctl.sim.scenario import Scenario
 
 FEEDERS = {10: "1-LV-rural1--0-sw", 100: "1-LV-semiurb5--0-sw", 1000: "1-MVLV-urban-all-0-sw"}
@@ -85,7 +86,7 @@ def bench_size(n: int, solver: str) -> dict:
     scn, net, buses = community(n, FEEDERS[n])
     profiles = load_feeder(FEEDERS[n], None, Path("."))[1]
     series = build_series(scn, profiles, np.random.default_rng(scn.seed), 2 * 96)
-    fleet = build_fleet(scn, 2 * 96)
+    fleet = build_fleet(scn.households, scn.start, 2 * 96)
     ids = [h.id for h in scn.households]
     guard = FeederGuard(net, np.array(buses), ids, FeederLimits())
 

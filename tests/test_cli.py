@@ -88,6 +88,10 @@ BAD = {
         "households[1].battery.kwh",
     ),
     "ev_window": (lambda r: r["households"][3]["ev"].update(departure="17:30"), "households[3].ev"),
+    "unquoted_time": (  # YAML reads an unquoted 17:30 as the number 1050
+        lambda r: r["households"][3]["ev"].update(arrival=17 * 60 + 30),
+        "must be quoted",
+    ),
     "horizon": (lambda r: r.update(dispatch={"horizon": 0}), "dispatch.horizon"),
 }
 

@@ -8,22 +8,42 @@ inbox: inbox.sqlite
 tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}
 reward_tokens_per_kwh: 1.0
 health_port: 9108
+feeder: {simbench: 1-LV-rural1--0-sw}      # or {file: feeder.json}; without it, no plans
+limits: {v_min_pu: 0.94, v_max_pu: 1.06, loading_max_pct: 100}         # optional
+dispatch: {horizon: 96, replan_every: 4, near: 12}                     # optional
 households:
-  - {id: h07, public_key: 3b6a27bc...(64 hex), rated_w: 17250}   # from `gridctl controller keygen`
+  - id: h07
+    public_key: 3b6a27bc...(64 hex)        # from `gridctl controller keygen`
+    connection_kw: 17.25                   # main fuse as power
+    bus: LV1.101 Bus 1                     # with a feeder: name or index of its bus
+    load: {profile: H0-A, annual_kwh: 3500}
+    pv: {kwp: 8}
+    battery: {kwh: 10, kw: 5, soc_min: 0.1}
+    ev: {arrival: "17:30", departure: "07:00", kwh: 20, kw: 11}   # a usual day, UTC
 ```
+
+Households and the feeder are described as in simulation scenarios (``gridctl.dispatch.spec``).
+With a ``feeder`` the coordinator plans every interval (``gridctl.coordinator.planner``).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridctl.coordinator.service import Coordinator
+from gridctl.coordinator.service import Coordinator, Planner
 from gridctl.core import GridctlError, Tariff, read_yaml, validated
+from gridctl.dispatch.spec import DispatchSpec, FeederSpec, HouseholdSpec, LimitsSpec
 from gridctl.protocol import COORDINATOR, NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
+
+log = logging.getLogger(__name__)
 
 
 class CoordinatorConfigError(GridctlError):
@@ -42,12 +62,12 @@ class TariffConfig(_Strict):
     community_per_kwh: Annotated[float, Field(ge=0)]
 
 
-class HouseholdEntry(_Strict):
-    """A household's main meter: its Ed25519 public key (hex) and connection rating, W."""
+class HouseholdEntry(HouseholdSpec):
+    """A household: its main meter's Ed25519 public key (hex), its connection (``connection_kw``
+    also rates the meter) and, for planning, its bus and devices."""
 
-    id: str = Field(pattern=NAME.pattern)
     public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
-    rated_w: Annotated[float, Field(gt=0)] = 17_250.0
+    bus: str | int | None = None
 
 
 class CoordinatorConfig(_Strict):
@@ -61,6 +81,20 @@ class CoordinatorConfig(_Strict):
     reward_tokens_per_kwh: Annotated[float, Field(ge=0)] = 1.0
     health_port: Annotated[int, Field(ge=0, le=65535)] | None = 9108
     households: list[HouseholdEntry] = []
+    feeder: FeederSpec | None = None
+    limits: LimitsSpec = LimitsSpec()
+    dispatch: DispatchSpec = DispatchSpec()
+
+    @model_validator(mode="after")
+    def _buses_with_feeder(self) -> Self:
+        if self.feeder is None:
+            return self
+        if not self.households:
+            raise ValueError("a feeder needs households to plan")
+        for k, h in enumerate(self.households):
+            if h.bus is None:
+                raise ValueError(f"households[{k}].bus: a feeder needs each household's bus")
+        return self
 
     def broker_settings(self) -> BrokerSettings:
         """Settings for the MQTT session (reads the password file); user: ``coordinator``."""
@@ -81,9 +115,10 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise CoordinatorConfigError(f"{path.name}: households: an id appears twice")
     base = path.parent
     broker = cfg.broker.relative_to(base)
-    return cfg.model_copy(
-        update={"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker}
-    )
+    update = {"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker}
+    if cfg.feeder is not None and cfg.feeder.file is not None:
+        update["feeder"] = cfg.feeder.model_copy(update={"file": base / cfg.feeder.file})
+    return cfg.model_copy(update=update)
 
 
 def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
@@ -108,26 +143,52 @@ def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
                         f"household {h.id}: its meter is enrolled with another key"
                     )
                 continue
-            register_meter(ledger, meter, h.id, "main", h.rated_w, key, joined_interval)
+            register_meter(
+                ledger, meter, h.id, "main", h.connection_kw * 1000, key, joined_interval
+            )
             new.append(h.id)
     return new
 
 
-def coordinator_from_config(cfg: CoordinatorConfig) -> tuple[Coordinator, list[str]]:
+def coordinator_from_config(
+    cfg: CoordinatorConfig, clock: Callable[[], float] = time.time
+) -> tuple[Coordinator, list[str]]:
     """The coordinator a configuration describes, after enrolling its new households (from
-    the current interval on); returns it and the ids newly enrolled."""
-    from datetime import UTC, datetime
-
+    the current interval on); returns it and the ids newly enrolled. clock: epoch s."""
     from gridctl.core import interval_of
     from gridctl.settlement.settle import SettlementConfig
 
-    new = enrol(cfg, interval_of(datetime.now(UTC)))
+    new = enrol(cfg, interval_of(datetime.fromtimestamp(clock(), UTC)))
+    planner = community_planner(cfg)
+    if planner is None:
+        log.warning(
+            "no feeder configured: no plans are published, households run their local policy"
+        )
     settlement = SettlementConfig(
         community_per_kwh=cfg.tariff.community_per_kwh,
         reward_tokens_per_kwh=cfg.reward_tokens_per_kwh,
     )
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
-        planner=None, tariff=cfg.tariff_(), health_port=cfg.health_port,
+        planner=planner, tariff=cfg.tariff_(), clock=clock, health_port=cfg.health_port,
     )  # fmt: skip
     return coordinator, new
+
+
+def community_planner(cfg: CoordinatorConfig) -> Planner | None:
+    """The planner for the configured feeder and households (None: no feeder configured).
+    Loading a SimBench feeder takes seconds; a bad feeder or bus raises a one-line error."""
+    if cfg.feeder is None:
+        return None
+    from gridctl.coordinator.planner import CommunityPlanner
+    from gridctl.dispatch.feeder_guard import FeederLimits
+    from gridctl.grid.feeder import load_feeder, resolve_buses
+
+    net, profiles = load_feeder(cfg.feeder.simbench, cfg.feeder.file, Path("."))
+    buses = resolve_buses(net, [h.bus for h in cfg.households if h.bus is not None])
+    lim, d = cfg.limits, cfg.dispatch
+    limits = FeederLimits(
+        v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, loading_max_pct=lim.loading_max_pct,
+        margin_v_pu=d.margin_v_pu, rounds=d.rounds,
+    )  # fmt: skip
+    return CommunityPlanner(cfg.households, net, profiles, buses, limits, d, cfg.tariff_())

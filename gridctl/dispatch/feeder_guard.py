@@ -27,6 +27,10 @@ from gridctl.grid.network import W_PER_PU, merge_chains, prune, radial_network
 log = logging.getLogger(__name__)
 
 
+TRAFO_HEADROOM = 0.9
+"""Share of the transformer rating (kVA) the dispatch may use for active power."""
+
+
 @dataclass(frozen=True)
 class FeederLimits:
     """Operating limits and how the planner keeps them.

@@ -7,15 +7,24 @@ feeder, the AC check — and takes the full plan's long view as its boundary: ea
 the window with at least the energy the full plan gave it there (as far as it can still get
 there), and each EV that stays plugged beyond the window gets at least what the full plan
 charged it within the window.
+
+``RollingPlanner`` runs the cycle (a full plan every few intervals, near re-plans in between)
+and turns a plan's interval into device setpoints, for the simulator and the coordinator alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from gridctl.dispatch.community import CommunityProblem, Plan
+from gridctl.dispatch.feeder_guard import FeederGuard
+from gridctl.dispatch.home import solve_each_home
+from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
+from gridctl.protocol import PlanStep
 
 
 def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> CommunityProblem:
@@ -54,3 +63,121 @@ def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> 
 
 DEFAULT_NEAR = 12
 """Intervals a near re-plan covers (3 h): at 1,000 homes it solves in about a second."""
+
+STEPS_AHEAD = 4
+"""Plan steps sent to each household per interval (its controller falls back after the last)."""
+
+Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(battery W, EV W, export floor W) per household for one interval, load convention; the floor
+is the most negative grid power allowed (-inf: no limit)."""
+
+
+@dataclass
+class RollingPlanner:
+    """Plans a community interval by interval.
+
+    guard: the AC-verified feeder dispatch; None plans every household alone (no sharing, no
+    feeder, no near re-plans). replan_every: intervals between full plans over the horizon.
+    near: intervals of the near re-plan run every interval in between (0: none).
+    ev_min_w: smallest power each household's charger can deliver, W, (H,) or one number.
+    Counters: ``plans`` made, AC-check ``rounds``, violations left ``unresolved``.
+    """
+
+    guard: FeederGuard | None
+    replan_every: int = 1
+    near: int = DEFAULT_NEAR
+    ev_min_w: np.ndarray | float = 0.0
+    plan: Plan | None = None
+    plan_t0: int = 0
+    full: Plan | None = None
+    full_t0: int = 0
+    export_tight: np.ndarray | None = None
+    plans: int = 0
+    rounds: int = 0
+    unresolved: int = 0
+
+    def due(self, interval: int) -> bool:
+        """Whether ``interval`` needs a (full or near) re-plan before its setpoints are read."""
+        return self._full_due(interval) or (
+            self.plan_t0 != interval and self.guard is not None and self.near > 0
+        )
+
+    def _full_due(self, interval: int) -> bool:
+        return self.full is None or interval - self.full_t0 >= self.replan_every
+
+    def replan(self, interval: int, problem: CommunityProblem, q_w: np.ndarray) -> None:
+        """Plan from ``interval`` on: a full plan when one is due, else a near re-plan.
+
+        problem: the horizon from ``interval`` as known now (steps of one interval).
+        q_w: forecast reactive power, (H, T) like ``problem.load_w``, var, load convention.
+        """
+        full = self._full_due(interval)
+        if self.guard is None:
+            self.plan = solve_each_home(problem)
+        elif full:
+            # the fine part of a full plan reaches past the last near re-plan before the next one
+            horizon = Horizon(fine=max(DEFAULT_HORIZON.fine, self.replan_every - 1 + self.near))
+            self._guarded(problem, interval, q_w, horizon)
+        else:
+            assert self.full is not None
+            near = near_problem(problem, self.full, interval - self.full_t0, self.near)
+            self._guarded(near, interval, q_w[:, : near.load_w.shape[1]], None)
+        if full:
+            self.full, self.full_t0 = self.plan, interval
+        self.plan_t0 = interval
+        self.plans += 1
+
+    def _guarded(
+        self, problem: CommunityProblem, interval: int, q_w: np.ndarray, horizon: Horizon | None
+    ) -> None:
+        assert self.guard is not None
+        self.plan, report = self.guard.plan(problem, interval, q_w, horizon=horizon)
+        self.export_tight = report.export_tight
+        self.rounds += report.rounds
+        self.unresolved += len(report.remaining)
+
+    def setpoints(self, interval: int) -> Setpoints:
+        """Setpoints of ``interval`` from the current plan (which must reach it)."""
+        assert self.plan is not None
+        j = interval - self.plan_t0
+        # export no more than planned where the plan curtails, and everywhere in an interval
+        # where the feeder's export limits bind (an operating envelope per household)
+        limited = self.plan.curtail_w[:, j] > 1e-3
+        if self.export_tight is not None and self.export_tight[j]:
+            limited[:] = True
+        floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
+        # setpoints in whole watts, as devices take them (and so exactly the same in a wire run);
+        # a charger cannot go below its minimum (the linear plan does not know it), so a smaller
+        # non-zero setpoint is raised to it: rounding down left cars short at departure; a
+        # nearly full car takes only what it needs, and the next re-plan counts what was given
+        ev_w = np.round(self.plan.ev_w[:, j])
+        ev_min = np.broadcast_to(self.ev_min_w, ev_w.shape)
+        low = (ev_w > 0) & (ev_w < ev_min)
+        ev_w[low] = ev_min[low]
+        return np.round(self.plan.battery_w[:, j]), ev_w, floor_w
+
+    def ahead(self, interval: int, k: int) -> list[Setpoints]:
+        """Setpoints for ``interval`` and up to ``k`` - 1 more from the current plan."""
+        assert self.plan is not None
+        last = min(interval + k, self.plan_t0 + self.plan.battery_w.shape[1])
+        return [self.setpoints(i) for i in range(interval, last)]
+
+    def steps(
+        self, ids: Sequence[str], interval: int, k: int = STEPS_AHEAD
+    ) -> dict[str, list[PlanStep]]:
+        """Each household's plan steps (by id, in the plan's order) for ``interval`` and up to
+        ``k`` - 1 more: setpoints as ``setpoints`` makes them, the export floor as an export
+        limit (W ≥ 0; None: no limit)."""
+        cols = self.ahead(interval, k)
+        return {
+            h: [
+                PlanStep(
+                    interval=interval + j,
+                    battery_w=float(bat[n]) + 0.0,  # + 0.0: no -0.0 in messages
+                    ev_w=max(0.0, float(ev[n])),
+                    export_max_w=max(0.0, -float(floor[n])) if math.isfinite(floor[n]) else None,
+                )
+                for j, (bat, ev, floor) in enumerate(cols)
+            ]
+            for n, h in enumerate(ids)
+        }

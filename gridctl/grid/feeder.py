@@ -102,3 +102,9 @@ def resolve_buses(net: pp.pandapowerNet, buses: list[str | int]) -> np.ndarray:
         else:
             raise FeederError(f"households[{k}].bus: no low-voltage bus {b!r} in this feeder")
     return out
+
+
+def transformer_rating_w(net: pp.pandapowerNet) -> float:
+    """Sum of the feeder's transformer ratings, VA (the most active power at unity power
+    factor, W)."""
+    return float(net.trafo.sn_mva.sum()) * 1e6

@@ -11,28 +11,25 @@ from typing import Literal
 
 import numpy as np
 
+from gridctl.controller.limits import ev_min_w
 from gridctl.core import interval_hours, interval_start
-from gridctl.dispatch.community import CommunityProblem, Fleet, Plan
-from gridctl.dispatch.feeder_guard import FeederGuard, FeederLimits
-from gridctl.dispatch.home import solve_each_home
-from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
-from gridctl.dispatch.rolling import near_problem
+from gridctl.dispatch.community import CommunityProblem, Fleet
+from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
+from gridctl.dispatch.fleet import build_fleet, window
+from gridctl.dispatch.rolling import RollingPlanner
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.feeder import load_feeder, resolve_buses
+from gridctl.grid.feeder import load_feeder, resolve_buses, transformer_rating_w
 from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.signing import MeterSigner
 from gridctl.settlement.vee import VeeConfig
-from gridctl.sim.households import HouseholdSeries, build_fleet, build_series, window
+from gridctl.sim.households import HouseholdSeries, build_series
 from gridctl.sim.scenario import Scenario
-from gridctl.sim.world import World, ev_min_w
+from gridctl.sim.world import World
 
 log = logging.getLogger(__name__)
-
-TRAFO_HEADROOM = 0.9
-"""Share of the transformer rating (kVA) the dispatch may use for active power."""
 
 Progress = Callable[[int, int], None]
 
@@ -82,76 +79,39 @@ class SimResult:
 
 
 DispatchMode = Literal["none", "home", "community"]
-Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""(battery W, EV W, export floor W) per household for one interval."""
 DISPATCH_MODES: tuple[str, ...] = ("none", "home", "community")
 
 
 @dataclass
 class _Planner:
-    """Re-plans every ``replan_every`` intervals over ``horizon`` intervals, per dispatch mode;
-    in community mode a near re-plan (``dispatch.near`` intervals) runs every interval between."""
+    """Plans the scenario's households from its forecasts and the simulated device state, per
+    dispatch mode (``rolling`` None: mode "none", no plans)."""
 
     mode: DispatchMode
     scn: Scenario
     series: HouseholdSeries
     fleet: Fleet
     feeder_max_w: float
-    guard: FeederGuard | None
-    ev_min_w: np.ndarray | float = 0.0
-    plan: Plan | None = None
-    plan_t0: int = 0
-    full: Plan | None = None
-    full_t0: int = 0
-    export_tight: np.ndarray | None = None
-    plans: int = 0
-    rounds: int = 0
-    unresolved: int = 0
+    rolling: RollingPlanner | None
 
     def setpoints(
         self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """(battery W or None for the local policy, EV W, export floor W or None) for interval t."""
-        if self.mode == "none":
+        if self.rolling is None:
             return None, self.fleet.ev_max_w[:, t], None
-        if self.full is None or t - self.full_t0 >= self.scn.dispatch.replan_every:
-            self._replan(t, e_bat_wh, ev_left_wh)
-        elif self.plan_t0 != t and self.guard is not None and self.scn.dispatch.near:
-            self._replan(t, e_bat_wh, ev_left_wh, near=True)
-        return self._column(t - self.plan_t0)
+        self.update(t, e_bat_wh, ev_left_wh)
+        return self.rolling.setpoints(self.scn.first_interval + t)
 
-    def ahead(
-        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray, k: int
-    ) -> list[Setpoints]:
-        """Setpoints for interval t and up to k - 1 more from the same plan (modes with a plan)."""
-        first = self.setpoints(t, e_bat_wh, ev_left_wh)
-        assert self.plan is not None and first[0] is not None
-        last = min(t - self.plan_t0 + k, self.plan.battery_w.shape[1])
-        return [first, *(self._column(j) for j in range(t - self.plan_t0 + 1, last))]  # type: ignore[list-item]
-
-    def _column(self, j: int) -> Setpoints:
-        assert self.plan is not None
-        # export no more than planned where the plan curtails, and everywhere in an interval
-        # where the feeder's export limits bind (an operating envelope per household)
-        limited = self.plan.curtail_w[:, j] > 1e-3
-        if self.export_tight is not None and self.export_tight[j]:
-            limited[:] = True
-        floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
-        # setpoints in whole watts, as devices take them (and so exactly the same in a wire run);
-        # a charger cannot go below its minimum (the linear plan does not know it), so a smaller
-        # non-zero setpoint is raised to it: rounding down left cars short at departure; a
-        # nearly full car takes only what it needs, and the next re-plan counts what was given
-        ev_w = np.round(self.plan.ev_w[:, j])
-        ev_min = np.broadcast_to(self.ev_min_w, ev_w.shape)
-        low = (ev_w > 0) & (ev_w < ev_min)
-        ev_w[low] = ev_min[low]
-        return np.round(self.plan.battery_w[:, j]), ev_w, floor_w
-
-    def _replan(
-        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray, near: bool = False
-    ) -> None:
-        spec = self.scn.dispatch
-        n = spec.horizon
+    def update(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
+        """Re-plan if interval t needs it (modes with a plan), from the battery energy (Wh) and
+        the energy each EV session still needs (Wh) at its start."""
+        r = self.rolling
+        assert r is not None
+        interval = self.scn.first_interval + t
+        if not r.due(interval):
+            return
+        n = self.scn.dispatch.horizon
         s = self.series
         problem = CommunityProblem(
             load_w=s.load_fc_w[:, t : t + n],
@@ -162,32 +122,7 @@ class _Planner:
             import_per_kwh=self.scn.tariff.import_per_kwh,
             feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
         )
-        q_w = s.load_fc_w[:, t : t + n] * s.tan_phi[:, None]
-        # the fine part of a full plan reaches past the last near re-plan before the next one
-        horizon = Horizon(fine=max(DEFAULT_HORIZON.fine, spec.replan_every - 1 + spec.near))
-        if self.mode == "home":
-            self.plan = solve_each_home(problem)
-        elif near:
-            assert self.guard is not None and self.full is not None
-            problem = near_problem(problem, self.full, t - self.full_t0, spec.near)
-            self._guarded(problem, t, q_w[:, : spec.near], None)
-        else:
-            self._guarded(problem, t, q_w, horizon)
-        if not near:
-            self.full, self.full_t0 = self.plan, t
-        self.plan_t0 = t
-        self.plans += 1
-
-    def _guarded(
-        self, problem: CommunityProblem, t: int, q_w: np.ndarray, horizon: Horizon | None
-    ) -> None:
-        assert self.guard is not None
-        self.plan, report = self.guard.plan(
-            problem, self.scn.first_interval + t, q_w, horizon=horizon
-        )
-        self.export_tight = report.export_tight
-        self.rounds += report.rounds
-        self.unresolved += len(report.remaining)
+        r.replan(interval, problem, s.load_fc_w[:, t : t + n] * s.tan_phi[:, None])
 
 
 @dataclass(frozen=True)
@@ -210,7 +145,7 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
     rng = np.random.default_rng(scn.seed)
     n_all = scn.intervals + scn.dispatch.horizon
     series = build_series(scn, profiles, rng, n_all)
-    fleet = build_fleet(scn, n_all)
+    fleet = build_fleet(scn.households, scn.start, n_all)
     lim = scn.limits
     guard = None
     if dispatch == "community":
@@ -222,9 +157,11 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
             rounds=scn.dispatch.rounds,
         )
         guard = FeederGuard(net, buses, ids, limits)
-    feeder_max_w = TRAFO_HEADROOM * float(net.trafo.sn_mva.sum()) * 1e6
     ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in scn.households])
-    planner = _Planner(dispatch, scn, series, fleet, feeder_max_w, guard, ev_min)
+    d = scn.dispatch
+    rolling = None if dispatch == "none" else RollingPlanner(guard, d.replan_every, d.near, ev_min)
+    trafo_w = transformer_rating_w(net)
+    planner = _Planner(dispatch, scn, series, fleet, TRAFO_HEADROOM * trafo_w, rolling)
     config = SettlementConfig(
         community_per_kwh=scn.tariff.community_per_kwh,
         reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
@@ -232,7 +169,6 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
         vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
     )
     world = World(series, fleet, AcFeeder(net, buses, ids), ev_min)
-    trafo_w = float(net.trafo.sn_mva.sum()) * 1e6
     return Setup(ids, world, planner, fleet.conn_max_w, trafo_w, config)
 
 
@@ -343,9 +279,9 @@ def sim_result(
         earned_micro=totals.earned_micro,
         ev_unmet_wh=world.ev_unmet_wh(len(h)),
         dispatch=planner.mode,
-        plans=planner.plans,
-        plan_rounds=planner.rounds,
-        plan_violations_left=planner.unresolved,
+        plans=planner.rolling.plans if planner.rolling else 0,
+        plan_rounds=planner.rolling.rounds if planner.rolling else 0,
+        plan_violations_left=planner.rolling.unresolved if planner.rolling else 0,
         ledger_head=ledger_head,
         ledger_path=ledger_path,
     )

@@ -24,7 +24,6 @@ import contextlib
 import getpass
 import json
 import logging
-import math
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from gridctl.controller.config import (
     DeviceConfig,
     Limits,
 )
+from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, GridctlError
@@ -58,7 +58,6 @@ from gridctl.sim.engine import (
     sim_result,
 )
 from gridctl.sim.scenario import Scenario
-from gridctl.sim.world import ev_phases
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
 from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
@@ -74,8 +73,6 @@ PROFILES = {
 """The device profile each simulated device speaks."""
 FEEDER_USER = "feeder"
 """Broker user of the transformer meter's reader."""
-STEPS_AHEAD = 4
-"""Plan steps sent per household and interval."""
 WAIT_S = 60.0
 """Longest real time any one lockstep wait may take before the run is declared stuck."""
 
@@ -113,21 +110,10 @@ class WirePlanner:
     def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
         """Steps from ``interval`` for every household (see the module doc for the state)."""
         w = self.setup.world
-        t = interval - self.first
-        cols = self.setup.planner.ahead(t, w.e_bat_wh.copy(), w.ev_left_wh.copy(), STEPS_AHEAD)
-        out: dict[str, list[PlanStep]] = {}
-        for h in self.homes:
-            k = h.index
-            out[h.id] = [
-                PlanStep(
-                    interval=interval + j,
-                    battery_w=float(bat[k]),
-                    ev_w=max(float(ev[k]), 0.0),
-                    export_max_w=max(-float(floor[k]), 0.0) if math.isfinite(floor[k]) else None,
-                )
-                for j, (bat, ev, floor) in enumerate(cols)
-            ]
-        return out
+        planner = self.setup.planner
+        planner.update(interval - self.first, w.e_bat_wh.copy(), w.ev_left_wh.copy())
+        assert planner.rolling is not None
+        return planner.rolling.steps(self.setup.ids, interval)
 
 
 def community_id(scn: Scenario) -> str:

@@ -13,24 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gridctl.controller.config import V_NOMINAL_V
 from gridctl.controller.fallback import self_consumption_battery_w
-from gridctl.controller.limits import EV_MIN_A
 from gridctl.core import interval_hours
 from gridctl.dispatch.community import Fleet
 from gridctl.grid.ac import AcFeeder, AcResult
 from gridctl.sim.households import HouseholdSeries
 from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
-
-
-def ev_phases(kw: float) -> int:
-    """Phases a charger of ``kw`` uses: one up to 7.4 kW (32 A), else three."""
-    return 1 if kw <= 7.4 else 3
-
-
-def ev_min_w(kw: float | None) -> float:
-    """Smallest charging power of a ``kw`` charger (IEC 61851: 6 A per phase), W (0: none)."""
-    return 0.0 if kw is None else EV_MIN_A * V_NOMINAL_V * ev_phases(kw)
 
 
 @dataclass

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from gridctl.cli import app
 from gridctl.controller.keys import generate_key_file
+from gridctl.core import interval_of
 from gridctl.devices.virtual import free_tcp_port
+from gridctl.protocol import household_topic
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import load_registry
+from gridctl.transport.session import Session
 from tests.conftest import Broker
+from tests.coordinator.test_planner import Collector, write_config
 
 runner = CliRunner()
 
@@ -58,6 +64,7 @@ def test_coordinator_run_enrols_and_serves_health(broker: Broker, tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(10)
+    assert "no feeder configured" in proc.stderr.read()  # type: ignore[union-attr]
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         assert "h07/main" in load_registry(ledger.db).meters
     # running again with the same file enrols nobody twice; another key for h07 is refused
@@ -65,6 +72,36 @@ def test_coordinator_run_enrols_and_serves_health(broker: Broker, tmp_path: Path
     cfg = _config(tmp_path, broker, port, other)
     res = runner.invoke(app, ["coordinator", "run", str(cfg)])
     assert res.exit_code == 2 and "another key" in res.output
+
+
+async def test_coordinator_run_with_a_feeder_publishes_plans(
+    broker: Broker, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path, broker, 3)
+    got = Collector()
+    watch = Session(broker.settings("h01"), "watch-h01",
+                    [household_topic(broker.community, "h01", "plan")], got)  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gridctl", "coordinator", "run", str(cfg),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(60):
+            while not got.plans and proc.returncode is None:
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if proc.returncode is None:
+            proc.terminate()
+        _, err = await proc.communicate()
+    assert got.plans, err.decode()
+    plan = got.plans[0]
+    now = interval_of(datetime.now(UTC))
+    assert plan.household == "h01" and plan.issued in (now - 1, now)
+    assert plan.steps[0].interval == plan.issued and len(plan.steps) == 4
+    assert b"no feeder" not in err
 
 
 def test_bad_coordinator_configs_exit_2(tmp_path: Path) -> None:
@@ -81,6 +118,11 @@ def test_bad_coordinator_configs_exit_2(tmp_path: Path) -> None:
         + "}, {id: h1, public_key: "
         + "b" * 64
         + "}]\n": "twice",
+        base
+        + "feeder: {simbench: 1-LV-rural1--0-sw}\nhouseholds: [{id: h1, public_key: "
+        + "a" * 64
+        + "}]\n": "households[0].bus",
+        base + "feeder: {simbench: 1-LV-rural1--0-sw, file: f.json}\n": "exactly one",
         base: "password_file",  # the secret file does not exist
     }
     for text, needle in cases.items():

@@ -1,0 +1,226 @@
+"""The coordinator's planner: forecast from profiles and telemetry, AC-verified dispatch, plans.
+
+Each interval, for every household of the feeder:
+
+- **Base load**: the household's standard load profile scaled to its annual energy, corrected by
+  persistence: the base load measured in fresh telemetry (grid power minus the powers of PV,
+  battery and EV charger) replaces the profile's value for the present interval, and the
+  difference fades out with a half-life of ``LOAD_HALF_LIFE`` intervals.
+- **PV**: the PV profile times the installed kWp, scaled by the ratio of measured to expected PV
+  (smoothed over recent intervals, learnt only while PV is not export-limited by a plan and the
+  sun is up), fading back to the profile with a half-life of ``PV_HALF_LIFE`` intervals.
+- **Battery**: the energy now from the telemetry's ``soc``; without it, what the last plan
+  expected, else ``soc0``.
+- **EV**: plugged in during its configured daily session; a car drawing power outside it is
+  taken as having arrived early (plugged in from now to the session's departure). A session
+  needs its configured energy less what the telemetry showed it take: the EV power at each
+  interval start, held for the interval before.
+
+Telemetry older than ``STALE_S`` counts as unknown. Then ``RollingPlanner`` plans with the
+feeder guard (a full plan every ``replan_every`` intervals, near re-plans in between, each
+AC-checked) and the steps of the next intervals are returned per household.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandapower as pp
+
+from gridctl.controller.limits import ev_min_w
+from gridctl.core import INTERVAL_S, Tariff, interval_hours, interval_start
+from gridctl.dispatch.community import CommunityProblem, Fleet
+from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
+from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
+from gridctl.dispatch.rolling import RollingPlanner
+from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
+from gridctl.grid.feeder import Profiles, transformer_rating_w
+from gridctl.protocol import PlanStep, Telemetry
+
+log = logging.getLogger(__name__)
+
+STALE_S = 300.0
+"""Telemetry older than this at an interval's start is not used, s."""
+LOAD_HALF_LIFE = 2.0
+"""Intervals over which a measured base-load deviation from the profile halves."""
+PV_HALF_LIFE = 4.0
+"""Intervals over which a measured PV-to-profile ratio fades halfway back to one."""
+PV_MIN_SHARE = 0.05
+"""The ratio is learnt only while the profile expects at least this share of kWp."""
+PV_RATIO_MAX = 1.5
+"""Largest PV-to-profile ratio believed (a sensor or profile glitch otherwise)."""
+PV_SMOOTHING = 0.5
+"""Weight of the newest measured ratio in the smoothed PV ratio."""
+EV_ON_W = 100.0
+"""An EV charger drawing more than this is charging a car, W."""
+DAY = 86_400 // INTERVAL_S
+"""Intervals per day."""
+
+
+def decay(half_life: float, n_t: int) -> np.ndarray:
+    """Weights 1, …, fading with ``half_life`` intervals, over ``n_t`` intervals, (n_t,)."""
+    return 0.5 ** (np.arange(n_t) / half_life)
+
+
+def fresh(t: Telemetry | None, interval: int) -> Telemetry | None:
+    """``t`` if it is at most ``STALE_S`` older than ``interval``'s start, else None."""
+    if t is None:
+        return None
+    age_s = (interval_start(interval) - t.t).total_seconds()
+    return t if age_s <= STALE_S else None
+
+
+def base_load_w(t: Telemetry, spec: HouseholdSpec) -> float | None:
+    """Base load in ``t``: grid power less PV, battery and EV powers, W (≥ 0), load convention.
+
+    None when the grid power, or the power of a device the household has, is unknown; a device
+    it does not have counts only if reported.
+    """
+    if t.grid_p_w is None:
+        return None
+    out = t.grid_p_w
+    for p_w, owned in ((t.pv_p_w, spec.pv), (t.battery_p_w, spec.battery), (t.ev_p_w, spec.ev)):
+        if p_w is None and owned is not None:
+            return None
+        out -= p_w or 0.0  # a device not owned and not reported draws nothing
+    return max(out, 0.0)
+
+
+class CommunityPlanner:
+    """The coordinator's ``Planner`` for one feeder (see the module doc).
+
+    households: the planned households (ids, buses, devices, connections), in order.
+    net / profiles: the feeder and its standard profiles. buses: each household's bus index.
+    limits: the feeder's operating limits (with dispatch's margin and AC-check rounds).
+    dispatch: horizon, full re-plan period and near re-plan length, intervals.
+    tariff: grid prices the dispatch minimises.
+    """
+
+    def __init__(
+        self,
+        households: Sequence[HouseholdSpec],
+        net: pp.pandapowerNet,
+        profiles: Profiles,
+        buses: np.ndarray,
+        limits: FeederLimits,
+        dispatch: DispatchSpec,
+        tariff: Tariff,
+    ):
+        self.households = list(households)
+        self.ids = [h.id for h in self.households]
+        self.profiles = profiles
+        self.horizon = dispatch.horizon
+        self.tariff = tariff
+        self.feeder_max_w = TRAFO_HEADROOM * transformer_rating_w(net)
+        self.tan_phi = tan_phi(self.households)
+        self.kwp = np.array([h.pv.kwp if h.pv else 0.0 for h in self.households])
+        self.bat_wh = np.array([h.battery.kwh * 1000.0 if h.battery else 0.0 for h in households])
+        ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in self.households])
+        guard = FeederGuard(net, buses, self.ids, limits)
+        self.rolling = RollingPlanner(guard, dispatch.replan_every, dispatch.near, ev_min)
+        self.pv_ratio = np.ones(len(self.ids))
+        self.ev_given_wh: dict[tuple[int, int], float] = {}  # (household, session end) -> Wh
+        self.counted_through: int | None = None  # last interval whose EV energy was counted
+        self._limited = np.zeros(len(self.ids), dtype=bool)  # export-limited by the last plan
+
+    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+        """Every household's plan steps from ``interval`` (blocking: solves an LP and AC power
+        flows; the coordinator runs it in a worker thread)."""
+        tel = [fresh(telemetry.get(h), interval) for h in self.ids]
+        load_w, pv_w = self.forecast(interval, tel)
+        fleet = self.fleet(interval, tel)
+        problem = CommunityProblem(
+            load_w=load_w, pv_w=pv_w, fleet=fleet, feeder_max_w=self.feeder_max_w,
+            dt_h=interval_hours(), import_per_kwh=self.tariff.import_per_kwh,
+            feed_in_per_kwh=self.tariff.feed_in_per_kwh,
+        )  # fmt: skip
+        if self.rolling.due(interval):
+            self.rolling.replan(interval, problem, load_w * self.tan_phi[:, None])
+        steps = self.rolling.steps(self.ids, interval)
+        # PV held back by a plan says nothing about the sun: learn the ratio only without limits
+        self._limited = np.array([s[0].export_max_w is not None for s in steps.values()])
+        log.info(
+            "planned interval=%d households=%d rounds=%d violations_left=%d",
+            interval, len(steps), self.rolling.rounds, self.rolling.unresolved,
+        )  # fmt: skip
+        return steps
+
+    def forecast(
+        self, interval: int, tel: Sequence[Telemetry | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(base load W ≥ 0, PV W ≤ 0), (H, horizon), from ``interval``, load convention."""
+        load_w, pv_w = profile_forecast(
+            self.households, self.profiles, interval_start(interval), self.horizon
+        )
+        hh = self.households
+        base = [None if t is None else base_load_w(t, h) for t, h in zip(tel, hh, strict=True)]
+        # an unknown base load keeps the profile
+        measured = np.array([load_w[k, 0] if b is None else b for k, b in enumerate(base)])
+        load_w = np.clip(
+            load_w + (measured - load_w[:, 0])[:, None] * decay(LOAD_HALF_LIFE, self.horizon),
+            0.0,
+            None,
+        )
+        self._learn_pv_ratio(pv_w[:, 0], tel)
+        scale = 1.0 + (self.pv_ratio - 1.0)[:, None] * decay(PV_HALF_LIFE, self.horizon)
+        return load_w, pv_w * scale
+
+    def _learn_pv_ratio(self, expected_w: np.ndarray, tel: Sequence[Telemetry | None]) -> None:
+        pv_now = np.array([np.nan if t is None or t.pv_p_w is None else t.pv_p_w for t in tel])
+        sunny = -expected_w >= PV_MIN_SHARE * self.kwp * 1000.0
+        usable = sunny & np.isfinite(pv_now) & (self.kwp > 0) & ~self._limited
+        ratio = np.clip(pv_now / np.where(usable, expected_w, 1.0), 0.0, PV_RATIO_MAX)
+        self.pv_ratio = np.where(
+            usable, (1 - PV_SMOOTHING) * self.pv_ratio + PV_SMOOTHING * ratio, self.pv_ratio
+        )
+
+    def fleet(self, interval: int, tel: Sequence[Telemetry | None]) -> Fleet:
+        """Devices as they stand at ``interval``'s start, over the horizon (see the module doc)."""
+        # from a day back, so that the session under way is whole
+        n_all = DAY + max(self.horizon, DAY)
+        full = build_fleet(self.households, interval_start(interval - DAY), n_all)
+        ev_w = np.array([np.nan if t is None or t.ev_p_w is None else t.ev_p_w for t in tel])
+        full = self._early_arrivals(full, ev_w > EV_ON_W)
+        left_wh = full.ev_need_wh.copy()
+        for s, (k, a, b) in enumerate(full.ev_session):
+            if a <= DAY < b:  # under way: what it still needs
+                self._count_ev(interval, int(k), interval - DAY + int(b), ev_w[k])
+                left_wh[s] = max(left_wh[s] - self.ev_given_wh.get((k, interval - DAY + b), 0), 0)
+        self.counted_through = interval
+        self.ev_given_wh = {key: e for key, e in self.ev_given_wh.items() if key[1] > interval}
+        return window(full, DAY, self.horizon, self._battery_wh(interval, tel), left_wh)
+
+    def _early_arrivals(self, full: Fleet, charging: np.ndarray) -> Fleet:
+        """``full`` with the next session of each car charging outside its sessions begun now."""
+        plugged = full.ev_max_w[:, DAY] > 0
+        sessions = full.ev_session.copy()
+        ev_max_w = full.ev_max_w.copy()
+        for k in np.flatnonzero(charging & ~plugged):
+            later = np.flatnonzero((sessions[:, 0] == k) & (sessions[:, 1] > DAY))
+            if len(later):
+                s = later[np.argmin(sessions[later, 1])]
+                ev_max_w[k, DAY : sessions[s, 1]] = self.households[k].ev.kw * 1000.0  # type: ignore[union-attr]
+                sessions[s, 1] = DAY
+        return replace(full, ev_session=sessions, ev_max_w=ev_max_w)
+
+    def _count_ev(self, interval: int, k: int, end: int, ev_w: float) -> None:
+        """Book the EV power seen at ``interval``'s start as the energy of the interval before."""
+        if np.isfinite(ev_w) and self.counted_through != interval:
+            key = (k, end)
+            self.ev_given_wh[key] = self.ev_given_wh.get(key, 0.0) + ev_w * interval_hours()
+
+    def _battery_wh(self, interval: int, tel: Sequence[Telemetry | None]) -> np.ndarray:
+        """Battery energy at ``interval``'s start, Wh: telemetry's soc, else the last plan's
+        expectation, else ``soc0``."""
+        soc0 = np.array([h.battery.soc0 if h.battery else 0.0 for h in self.households])
+        e_wh = soc0 * self.bat_wh
+        r = self.rolling
+        if r.plan is not None and r.plan.battery_e_wh is not None:
+            j = interval - 1 - r.plan_t0
+            if 0 <= j < r.plan.battery_e_wh.shape[1]:
+                e_wh = r.plan.battery_e_wh[:, j].copy()
+        soc = np.array([np.nan if t is None or t.soc is None else t.soc for t in tel])
+        return np.where(np.isfinite(soc), soc * self.bat_wh, e_wh)

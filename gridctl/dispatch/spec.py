@@ -1,0 +1,128 @@
+"""What dispatch needs to know about a community, as validated config: its feeder, each
+household's connection and devices, the feeder's limits and how to plan.
+
+Shared by simulation scenarios (``gridctl.sim.scenario``) and the coordinator's configuration
+(``gridctl.coordinator.config``); both are read from YAML and turned into arrays by
+``gridctl.dispatch.fleet``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gridctl.dispatch.rolling import DEFAULT_NEAR
+
+NonNeg = Annotated[float, Field(ge=0)]
+Pos = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeederSpec(_Strict):
+    """Either a SimBench code or a pandapower JSON file (relative to the file that names it)."""
+
+    simbench: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.simbench is None) == (self.file is None):
+            raise ValueError("give exactly one of 'simbench' or 'file'")
+        return self
+
+
+class LoadSpec(_Strict):
+    """Base load: a SimBench load profile scaled to an annual energy."""
+
+    profile: str = "H0-A"
+    annual_kwh: Pos = 3500.0
+    power_factor: Annotated[float, Field(gt=0, le=1)] = 0.95
+
+
+class PvSpec(_Strict):
+    """Rooftop PV: peak power and a SimBench PV profile (per kWp)."""
+
+    kwp: Pos
+    profile: str = "PV5"
+
+
+class BatterySpec(_Strict):
+    """Home battery: usable energy, power limit, one-way efficiency, initial and minimum SoC."""
+
+    kwh: Pos
+    kw: Pos
+    efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
+    soc0: Fraction = 0.5
+    soc_min: Fraction = 0.05
+
+    @model_validator(mode="after")
+    def _soc_order(self) -> Self:
+        if self.soc0 < self.soc_min:
+            raise ValueError(f"soc0 {self.soc0} is below soc_min {self.soc_min}")
+        return self
+
+
+class EvSpec(_Strict):
+    """A daily EV session: arrival and departure (UTC time of day), energy needed, charger power."""
+
+    arrival: time
+    departure: time
+    kwh: Pos
+    kw: Pos
+
+    @field_validator("arrival", "departure", mode="before")
+    @classmethod
+    def _parse_time(cls, v: object) -> object:
+        if isinstance(v, int):  # YAML 1.1 reads an unquoted 17:30 as 1050 (base 60)
+            raise ValueError(f'time of day must be quoted, e.g. "18:30", got the number {v}')
+        if isinstance(v, str) and not re.fullmatch(r"\d{1,2}:\d{2}", v):
+            raise ValueError(f"time of day must look like 18:30, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_window(self) -> Self:
+        # a departure earlier in the day than the arrival means the next morning
+        if self.arrival == self.departure:
+            raise ValueError("departure equals arrival: the car would never be plugged in")
+        return self
+
+
+class HouseholdSpec(_Strict):
+    """One household: where it connects, what it owns, its connection limits."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    bus: str | int
+    load: LoadSpec = LoadSpec()
+    pv: PvSpec | None = None
+    battery: BatterySpec | None = None
+    ev: EvSpec | None = None
+    connection_kw: Pos = 17.25
+    """Main fuse as power (3 x 25 A x 230 V), kW; bounds import and export."""
+
+
+class LimitsSpec(_Strict):
+    """Feeder operating limits checked by the AC power flow."""
+
+    v_min_pu: Pos = 0.94
+    v_max_pu: Pos = 1.06
+    loading_max_pct: Pos = 100.0
+
+
+class DispatchSpec(_Strict):
+    """How the community plans: horizon and full re-plan period in intervals; intervals of the
+    near re-plan run every interval in between (0: follow the full plan until the next one);
+    AC check settings."""
+
+    horizon: Annotated[int, Field(ge=1, le=7 * 96)] = 96
+    replan_every: Annotated[int, Field(ge=1, le=96)] = 1
+    near: Annotated[int, Field(ge=0, le=96)] = DEFAULT_NEAR
+    margin_v_pu: Annotated[float, Field(ge=0, le=0.05)] = 0.006
+    rounds: Annotated[int, Field(ge=1, le=20)] = 5

@@ -165,6 +165,9 @@ class FeederGuard:
         """
         report = GuardReport()
         n_t = problem.load_w.shape[1]
+        for learned in (self._offset, self._flow_cap):  # the past is not planned again
+            for interval in [i for i in learned if i < first_interval]:
+                del learned[interval]
         for _ in range(self.limits.rounds):
             report.rounds += 1
             feeder = self.model(first_interval, q_w)

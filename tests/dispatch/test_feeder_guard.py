@@ -76,3 +76,17 @@ def test_transformer_overload_is_planned_away(rural) -> None:
     assert report.remaining == []
     guard.ac.run(plan.net_w[:, 0], np.zeros(n_h))
     assert guard.ac.loading_pct(guard.network.branch).max() <= 100.0
+
+
+def test_what_the_guard_learnt_about_past_intervals_is_dropped(rural) -> None:
+    """A coordinator plans for months: offsets and limits learnt for intervals already past go."""
+    buses = np.repeat(_far_buses(rural, 3), 2)
+    n_h = len(buses)
+    problem = _sunny_problem(n_h, np.tile(np.array([-30_000.0, -18_000.0] * 3)[:, None], (1, N_T)))
+    guard = FeederGuard(rural, buses, [f"h{k}" for k in range(n_h)], FeederLimits())
+    q = np.zeros((n_h, N_T))
+    naive = solve(problem)  # overvolts: the check learns an offset for interval 100
+    assert guard.check(100, naive.net_w[:, 0], q[:, 0], np.zeros(guard.network.n))
+    assert list(guard._offset) == [100]
+    guard.plan(problem, 103, q, check_ahead=1)
+    assert min(guard._offset | guard._flow_cap, default=103) >= 103

@@ -52,7 +52,7 @@ def _health(c: Coordinator) -> dict[str, object]:
     return {
         "community": c.community,
         "connected": c.session.connected.is_set(),
-        "last_settled_interval": c.ledger.last_closed(),
+        "last_settled_interval": c.last_closed,
         "last_planned_interval": c.last_planned,
         "households": len(c.households),
         "households_online": sum(c.online.values()),

@@ -97,7 +97,9 @@ class Coordinator:
         self.telemetry: dict[str, Telemetry] = {}
         self.online: dict[str, bool] = {}
         self.last_planned: int | None = None
+        self.last_closed = self.ledger.last_closed()
         self.outcomes: list[IntervalOutcome] = []
+        self._settling: asyncio.Future[IntervalOutcome] | None = None
         self.session = Session(
             broker, client_id=f"gridctl-{community}-coordinator",
             subscriptions=[community_filter(community)], handler=self.on_message,
@@ -130,6 +132,8 @@ class Coordinator:
                 if self.tick_s is not None:
                     tg.create_task(self._ticks(self.tick_s))
         finally:
+            if self._settling is not None:  # let a settlement in its thread end before closing
+                await asyncio.wait([self._settling])
             self.inbox.close()
             self.ledger.close()
 
@@ -171,7 +175,7 @@ class Coordinator:
 
     async def settle_due(self, now_s: float, current: int) -> None:
         """Settle, in order, every ended interval whose readings are complete or overdue."""
-        closed = self.ledger.last_closed()
+        closed = self.last_closed
         nxt = self.first_interval() if closed is None else closed + 1
         everyone = set(self.meters)
         caught_up = time.monotonic() - self.session.connected_at >= self.catch_up_s
@@ -180,13 +184,21 @@ class Coordinator:
             overdue = now_s >= (nxt + 1) * INTERVAL_S + self.settle_after_s and caught_up
             if not (complete or overdue):
                 return
-            self._settle(nxt)
+            await self._settle(nxt)
             await self._publish_root(nxt)
             nxt += 1
 
-    def _settle(self, interval: int) -> IntervalOutcome:
+    async def _settle(self, interval: int) -> IntervalOutcome:
+        """Settle one interval in a worker thread, so ingest and MQTT keep flowing meanwhile;
+        only this thread touches the ledger until it is done (one settlement at a time)."""
         t0 = time.perf_counter()
-        out = self.settler.settle(interval, self.inbox.readings(interval))
+        readings = self.inbox.readings(interval)
+        self._settling = asyncio.ensure_future(
+            asyncio.to_thread(self.settler.settle, interval, readings)
+        )
+        out = await asyncio.shield(self._settling)
+        self._settling = None
+        self.last_closed = interval
         self.metrics.settle_s.observe(time.perf_counter() - t0)
         self.metrics.intervals.inc()
         for status in out.status:
@@ -220,7 +232,7 @@ class Coordinator:
         t0 = time.perf_counter()
         plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))
         self.metrics.solve_s.observe(time.perf_counter() - t0)
-        first, closed = self.first_interval(), self.ledger.last_closed()
+        first, closed = self.first_interval(), self.last_closed
         for h, steps in plans.items():
             msg = PlanMessage(
                 household=h, issued=interval, steps=steps,

@@ -119,15 +119,15 @@ async def test_a_broker_killed_mid_run_loses_no_reading(tmp_path: Path) -> None:
         coord = coordinator(c.args)
         tasks = [asyncio.create_task(x.run()) for x in (coord, *c.controllers.values())]
         try:
-            await _until(lambda: (coord.ledger.last_closed() or 0) >= c.first + 1)
+            await _until(lambda: (coord.last_closed or 0) >= c.first + 1)
             proc.send_signal(signal.SIGKILL)  # no goodbye, no persistence save
             proc.wait(5)
             down_at = int(c.clock() // INTERVAL_S)
             await asyncio.sleep(2.0)  # ~600 simulated seconds: readings pile up in the outboxes
             assert any(ctl.outbox.pending() for ctl in c.controllers.values())
             with running_broker(c.broker.conf, c.broker.port):
-                await _until(lambda: (coord.ledger.last_closed() or 0) >= down_at + 2)
-                last = coord.ledger.last_closed()
+                await _until(lambda: (coord.last_closed or 0) >= down_at + 2)
+                last = coord.last_closed
         finally:
             for t in tasks:
                 t.cancel()

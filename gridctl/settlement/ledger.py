@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlite_utils
 
@@ -63,17 +64,19 @@ class LedgerConflictError(LedgerError):
         self.conflicts = conflicts
 
 
-@dataclass(frozen=True)
-class Posting:
-    """One leg of a transaction: ``amount`` micro-units of ``asset`` into ``account`` (< 0 out)."""
+class Posting(NamedTuple):
+    """One leg of a transaction: ``amount`` micro-units of ``asset`` into ``account`` (< 0 out).
+
+    Named tuples, as ``Transaction``: a settled interval makes thousands, and a tuple is built
+    in a third of the time of a frozen dataclass.
+    """
 
     account: str
     asset: str
     amount: int
 
 
-@dataclass(frozen=True)
-class Transaction:
+class Transaction(NamedTuple):
     """A balanced set of postings booked together for one interval.
 
     meter: the meter the transaction settles; with ``interval`` and ``kind`` it forms the
@@ -160,32 +163,30 @@ def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
     ``_safe`` holds for a concatenation exactly when it holds for each part (it tests every
     character), so names are tested one by one and remembered.
     """
-    tx_id, kind, interval = tx.tx_id, tx.kind, tx.interval
+    tx_id, interval, kind, postings, meter, r = tx
+    if not (
+        type(interval) is int
+        and type(tx_id) is str
+        and type(kind) is str
+        and _safe(tx_id)
+        and _safe_name(kind)
+    ):
+        return tx.digest(), None
     tails = []
-    for p in tx.postings:
-        account, asset, amount = p.account, p.asset, p.amount
-        if (
-            type(account) is not str
-            or type(asset) is not str
-            or type(amount) is not int
-            or not _safe_name(account)
-            or not _safe_name(asset)
+    for account, asset, amount in postings:
+        if not (
+            type(account) is str
+            and type(asset) is str
+            and type(amount) is int
+            and _safe_name(account)
+            and _safe_name(asset)
         ):
             return tx.digest(), None
         tails.append(f'"{account}","{asset}",{amount}]')
+    subject = tx_id if meter is None else meter
     if (
-        type(interval) is not int
-        or type(tx_id) is not str
-        or type(kind) is not str
-        or not _safe(tx_id)
-        or not _safe_name(kind)
-    ):
-        return tx.digest(), None
-    r, meter = tx.reverses, tx.meter
-    subject = meter if meter is not None else tx_id
-    if (
-        type(subject) is str
-        and (r is None or (type(r) is str and _safe(r)))
+        (r is None or (type(r) is str and _safe(r)))
+        and type(subject) is str
         and (subject is tx_id or _safe_name(subject))
     ):
         rev = "null" if r is None else f'"{r}"'

@@ -21,6 +21,7 @@ interval or none of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -142,17 +143,8 @@ def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     )
 
 
-_NAMES_SAFE: dict[str, bool] = {}
-
-
-def _safe_name(text: str) -> bool:
-    """``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
-    ok = _NAMES_SAFE.get(text)
-    if ok is None:
-        if len(_NAMES_SAFE) >= 1 << 16:
-            _NAMES_SAFE.clear()
-        ok = _NAMES_SAFE[text] = _safe(text)
-    return ok
+_safe_name = functools.lru_cache(maxsize=1 << 16)(_safe)
+"""``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
 
 
 def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
@@ -597,6 +589,13 @@ class Ledger:
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"ledger write refused: {e}") from None
         self._cur = _Cursor(seq, head)
+
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into the database file now (a passive SQLite
+        checkpoint), so that the next commit need not: call it while other work goes on.
+        Does nothing inside ``atomic()``."""
+        if not self._depth:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close_interval(self, interval: int) -> str:
         """Store the Merkle root over the interval's entries; returns it (hex).

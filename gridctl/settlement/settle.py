@@ -229,30 +229,36 @@ class Settler:
     ) -> IntervalOutcome:
         if self._registry_version() != self._version:
             self.reload()
-        # exact duplicates collapse; order no longer matters after this
-        unique: dict[str, tuple[SignedReading, bytes]] = {}
-        for r in readings:
-            payload = r.payload()
-            unique[reading_digest(payload, r.key_id, r.signature)] = (r, payload)
         closed = self.ledger.last_closed()
         if closed is not None and interval <= closed:
-            return self._replay(interval, {d: r for d, (r, _) in unique.items()})
-        digests = sorted(unique)
-        batch = [unique[d][0] for d in digests]
-        reasons, jobs, pending = self._precheck(interval, batch, [unique[d][1] for d in digests])
+            return self._replay(interval, {r.digest(): r for r in readings})
+        unique = list(dict.fromkeys(readings))  # exact duplicates once
+        payloads = [r.payload() for r in unique]
+        reasons, jobs, pending = self._precheck(interval, unique, payloads)
+        ticket = None
         if isinstance(self.verify, ParallelVerifier) and jobs and not self.ledger.in_transaction:
             # Book as if every signature checks out while the workers check them, and commit
             # only if they all do; otherwise roll back and book again with the real verdicts.
             # Either way what commits is what booking after the checks would have committed.
             ticket = self.verify.submit(jobs)
-            out = self._book(interval, batch, digests, list(reasons), flex, ticket)
+            self.ledger.checkpoint()  # while the workers check, not in the commit after them
+        # in digest order (the order of the readings no longer matters after this)
+        by_digest = {
+            reading_digest(p, r.key_id, r.signature): j
+            for j, (r, p) in enumerate(zip(unique, payloads, strict=True))
+        }
+        digests = sorted(by_digest)
+        order = [by_digest[d] for d in digests]
+        batch = [unique[j] for j in order]
+        if ticket is not None:
+            out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, ticket)
             if out is not None:
                 return out
             verdicts = ticket.result()
         else:
             verdicts = self.verify(jobs)
         _apply_verdicts(reasons, pending, verdicts)
-        out = self._book(interval, batch, digests, reasons, flex, None)
+        out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, None)
         assert out is not None
         return out
 

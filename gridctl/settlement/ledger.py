@@ -554,22 +554,22 @@ class Ledger:
         sha = hashlib.sha256
         leaves = self._leaves
         for tx, digest, tails in fresh:
-            tx_id, interval, kind, postings = tx.tx_id, tx.interval, tx.kind, tx.postings
+            tx_id, interval, kind, postings, _, reverses = tx
             tx_leaves = leaves.setdefault(interval, [])
             append_leaf = tx_leaves.append
             tx_rows.append(
-                (tx_id, tx.subject, interval, kind, tx.reverses, digest, seq + 1, len(postings))
+                (tx_id, tx.subject, interval, kind, reverses, digest, seq + 1, len(postings))
             )
             if tails and type(seq) is int:  # canonical_entry's fast path
                 if prev is None:
                     prev = bytes.fromhex(head)
-                for p, tail in zip(postings, tails, strict=True):
+                for (account, asset, amount), tail in zip(postings, tails, strict=True):
                     seq += 1
                     canonical = f"[{seq}{tail}".encode()
                     raw = sha(prev + canonical).digest()
                     append_leaf(sha(b"\x00" + canonical).digest())
                     h = raw.hex()
-                    append_row((seq, tx_id, interval, kind, p.account, p.asset, p.amount, head, h))
+                    append_row((seq, tx_id, interval, kind, account, asset, amount, head, h))
                     head, prev = h, raw
                 continue
             for p in postings:

@@ -8,10 +8,11 @@ nothing, anything new is kept in ``rejects`` as ``late``) and nothing is booked.
 readings — QoS 1 duplicates, a restarted coordinator re-feeding its input — is harmless, and a
 process killed at any point leaves every interval either settled or not started.
 
-Signature checks can run on several cores (``ParallelVerifier``); the rest is one thread. With a
-``ParallelVerifier`` the interval is booked while the workers check signatures, as if all of
-them verify, and the transaction commits only once they have; if any does not, it is rolled back
-and the interval booked again with the real verdicts — what commits is the same either way.
+Signature checks can run in worker processes (``verify.ParallelVerifier``); the rest is one
+thread. With a ``ParallelVerifier`` the interval is booked while the workers check signatures,
+as if all of them verify, and the transaction commits only once they have; if any does not, it
+is rolled back and the interval booked again with the real verdicts — what commits is the same
+either way.
 """
 
 from __future__ import annotations

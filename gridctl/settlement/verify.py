@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def verify_signatures(jobs: Sequence[VerifyJob]) -> list[bool]:
 def _serve(fd: int, parent_pid: int) -> None:
     """A worker on socket ``fd``: answer each list of jobs with one byte per verdict (1 valid,
     0 not), until the parent closes the socket or is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; we follow it
     conn = Connection(fd)
     conn.send_bytes(b"ready")
     try:

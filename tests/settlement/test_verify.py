@@ -47,6 +47,10 @@ def test_workers_give_the_verdicts_libsodium_gives_here() -> None:
     with ParallelVerifier(workers=2, min_batch=1) as verifier:
         assert verifier(jobs) == expected
         assert len(verifier.pids) == 2 and os.getpid() not in verifier.pids
+        pids = verifier.pids
+        for pid in pids:  # Ctrl-C in a terminal reaches the workers too: it is the parent's
+            os.kill(pid, signal.SIGINT)
+        assert verifier(jobs) == expected and verifier.pids == pids
         assert verifier(jobs[:1]) == expected[:1]  # one worker idle
 
 

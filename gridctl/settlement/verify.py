@@ -74,12 +74,19 @@ def _serve(fd: int, parent_pid: int) -> None:
         return
 
 
+def _cores() -> int:
+    """How many CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: honours taskset and cpusets
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class WorkerError(RuntimeError):
     """A verification worker did not answer (it died or hung); its checks run in the caller."""
 
 
 class ParallelVerifier:
-    """Signature checks in ``workers`` worker processes (default: one per core).
+    """Signature checks in ``workers`` worker processes (default: one per CPU it may use).
 
     ``submit`` sends a batch to the workers and returns at once; ``Ticket.result`` collects the
     verdicts. The calling process verifies nothing itself: while the workers check it books, and
@@ -90,7 +97,7 @@ class ParallelVerifier:
     """
 
     def __init__(self, workers: int | None = None, min_batch: int = 64):
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.workers = workers if workers is not None else _cores()
         if self.workers < 1:
             raise ValueError("ParallelVerifier needs at least one worker")
         self.min_batch = min_batch

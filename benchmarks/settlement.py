@@ -8,8 +8,8 @@ Measured in one run, on this machine:
   every core (a process per core);
 - settle, 1 core: ``Settler.settle`` of every reading (authenticate, VEE, pool, ledger booking,
   Merkle root, commit), signature checks in this process;
-- settle, all cores: the same with signature checks in worker processes, one per core, while
-  this process books (``ParallelVerifier``);
+- settle, all cores: the same with signature checks in worker processes (one per core but
+  one) while this process books, and a learned share in this process after (``ParallelVerifier``);
 - ``verify_ledger`` of a ledger with 1,000,000 entries (chain, roots, balances).
 
 Readings are signed before timing starts (signing is the meters' work). The table gives each

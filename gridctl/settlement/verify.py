@@ -1,7 +1,8 @@
 """Ed25519 checks of signed readings, in this process or in worker processes.
 
 ``verify_signatures`` is the check itself. ``ParallelVerifier`` runs it in worker processes, one
-pipe each, so that the settling process books an interval while they check its signatures.
+pipe each, so that the settling process books an interval while they check its signatures (and
+checks a share itself once it is done).
 
 Each worker is a fresh interpreter (not a fork: it holds no copy of the caller's files, locks or
 pipes, and imports only this module) talking over one socket pair, and leaves as soon as the
@@ -16,8 +17,10 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,6 +40,9 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 """Where this process imports ``gridctl`` from; the workers import it from there too."""
 
 _STARTUP_S = 60.0
+
+_SECONDS = struct.Struct("<d")
+"""A worker's answer starts with the seconds its checks took."""
 """Longest a worker may take to start (a fresh interpreter importing PyNaCl), s."""
 
 
@@ -69,7 +75,10 @@ def _serve(fd: int, parent_pid: int) -> None:
                 if os.getppid() != parent_pid:
                     return
                 continue
-            conn.send_bytes(bytes(verify_signatures(conn.recv())))
+            jobs = conn.recv()
+            t0 = time.perf_counter()
+            verdicts = bytes(verify_signatures(jobs))
+            conn.send_bytes(_SECONDS.pack(time.perf_counter() - t0) + verdicts)
     except (EOFError, OSError):
         return
 
@@ -86,24 +95,30 @@ class WorkerError(RuntimeError):
 
 
 class ParallelVerifier:
-    """Signature checks in ``workers`` worker processes (default: one per CPU it may use).
+    """Signature checks split between worker processes and the caller.
 
-    ``submit`` sends a batch to the workers and returns at once; ``Ticket.result`` collects the
-    verdicts. The calling process verifies nothing itself: while the workers check it books, and
-    the operating system shares the cores between it and them. A batch smaller than
-    ``min_batch`` is checked in the caller (the round trip would cost more than it saves).
-    A worker that dies is replaced at the next batch and its share checked in the caller.
-    Use as a context manager, or call ``close``.
+    workers: worker processes (default: one per CPU the process may use, less one for the
+    caller). ``submit`` sends a batch to the workers and returns at once; the caller goes on
+    with its own work (booking), then ``Ticket.result`` checks the caller's share and collects
+    the workers' verdicts. The caller's share is learned from earlier batches (the workers'
+    seconds per check and the caller's time between ``submit`` and ``result``), so that both
+    finish together; none at first. A batch smaller than ``min_batch`` is checked in the
+    caller (the round trip would cost more than it saves). A worker that dies is replaced at
+    the next batch and its share checked in the caller. Use as a context manager, or call
+    ``close``.
     """
 
     def __init__(self, workers: int | None = None, min_batch: int = 64):
-        self.workers = workers if workers is not None else _cores()
+        self.workers = workers if workers is not None else max(_cores() - 1, 1)
         if self.workers < 1:
             raise ValueError("ParallelVerifier needs at least one worker")
         self.min_batch = min_batch
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * self.workers
         self._conns: list[Connection | None] = [None] * self.workers
         self._pending: Ticket | None = None
+        # seconds per job: one check, and the caller's own work between submit and result
+        self._check_s: float | None = None
+        self._busy_s = 0.0
 
     def __enter__(self) -> ParallelVerifier:
         return self
@@ -182,10 +197,12 @@ class ParallelVerifier:
             self.start()
         except WorkerError as e:
             log.warning("%s; checking their share here", e)
-        step = -(-len(jobs) // self.workers)
-        parts: list[tuple[Sequence[VerifyJob], int | None]] = []
-        for k, first in enumerate(range(0, len(jobs), step)):
-            chunk = jobs[first : first + step]
+        here = self._share(len(jobs))
+        parts: list[tuple[Sequence[VerifyJob], int | None]] = [(jobs[:here], None)]
+        rest = jobs[here:]
+        step = -(-len(rest) // self.workers)
+        for k, first in enumerate(range(0, len(rest), step)):
+            chunk = rest[first : first + step]
             conn = self._conns[k]
             try:
                 if conn is not None:
@@ -196,11 +213,28 @@ class ParallelVerifier:
                 log.warning("verification worker %d is gone; checking its share here", k)
                 self._stop(k)
             parts.append((chunk, None))
-        ticket = self._pending = Ticket(self, parts)
+        ticket = self._pending = Ticket(self, parts, time.perf_counter())
         return ticket
 
-    def _collect(self, k: int, chunk: Sequence[VerifyJob]) -> list[bool]:
-        """Worker ``k``'s verdicts on ``chunk``; checked here if it does not answer in time."""
+    def _share(self, n: int) -> int:
+        """How many of ``n`` jobs the caller checks itself, once it is done with its own work:
+        as many as make it finish with the workers (from the timings of earlier batches)."""
+        if self._check_s is None:
+            return 0
+        per_worker = self._check_s / self.workers
+        x = n * (per_worker - self._busy_s) / (self._check_s + per_worker)
+        return int(min(max(x, 0.0), 0.5 * n))
+
+    def _learn(self, n: int, busy_s: float, check_s: float | None) -> None:
+        """Fold one batch's timings (seconds per job) into the running estimates."""
+        self._busy_s = 0.5 * self._busy_s + 0.5 * busy_s / n
+        if check_s is not None:
+            old = self._check_s
+            self._check_s = check_s if old is None else 0.5 * old + 0.5 * check_s
+
+    def _collect(self, k: int, chunk: Sequence[VerifyJob]) -> tuple[list[bool], float | None]:
+        """Worker ``k``'s verdicts on ``chunk`` and its seconds per check; checked here (None)
+        if it does not answer in time."""
         conn = self._conns[k]
         try:
             if conn is None:
@@ -208,33 +242,50 @@ class ParallelVerifier:
             # far more than a worker needs (some 0.06 ms a check), even on a busy machine
             if not conn.poll(10.0 + 0.01 * len(chunk)):
                 raise WorkerError("no answer in time")
-            verdicts = conn.recv_bytes()
+            answer = conn.recv_bytes()
+            verdicts = answer[_SECONDS.size :]
             if len(verdicts) != len(chunk):
                 raise WorkerError(f"{len(verdicts)} verdicts for {len(chunk)} checks")
-            return [v == 1 for v in verdicts]
+            (seconds,) = _SECONDS.unpack_from(answer)
+            return [v == 1 for v in verdicts], seconds / max(len(chunk), 1)
         except (EOFError, OSError, WorkerError) as e:
             log.warning("verification worker %d failed (%s); checking its share here", k, e)
             self._stop(k)
-            return verify_signatures(chunk)
+            return verify_signatures(chunk), None
 
 
 class Ticket:
     """Signature checks under way (from ``ParallelVerifier.submit``)."""
 
     def __init__(
-        self, verifier: ParallelVerifier, parts: list[tuple[Sequence[VerifyJob], int | None]]
+        self,
+        verifier: ParallelVerifier,
+        parts: list[tuple[Sequence[VerifyJob], int | None]],
+        t0: float | None = None,
     ):
         self._verifier = verifier
         self._parts = parts  # (jobs, worker checking them; None: this process)
+        self._t0 = t0  # when the workers started (None: no worker involved)
         self._out: list[bool] | None = None
 
     def result(self) -> list[bool]:
-        """Verdict of each job, in order (waits for the workers)."""
+        """Verdict of each job, in order: checks this process's share, then collects the rest."""
         if self._out is None:
+            busy_s = 0.0 if self._t0 is None else time.perf_counter() - self._t0
             out: list[bool] = []
+            check_s = None
             for chunk, k in self._parts:
-                out += verify_signatures(chunk) if k is None else self._verifier._collect(k, chunk)
+                if k is None:
+                    out += verify_signatures(chunk)
+                    continue
+                verdicts, seconds = self._verifier._collect(k, chunk)
+                out += verdicts
+                if seconds is not None:
+                    check_s = seconds if check_s is None else max(check_s, seconds)
             self._out = out
-            if self._verifier._pending is self:
-                self._verifier._pending = None
+            verifier = self._verifier
+            if self._t0 is not None:
+                verifier._learn(len(out), busy_s, check_s)
+            if verifier._pending is self:
+                verifier._pending = None
         return self._out

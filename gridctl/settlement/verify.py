@@ -40,10 +40,10 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 """Where this process imports ``gridctl`` from; the workers import it from there too."""
 
 _STARTUP_S = 60.0
+"""Longest a worker may take to start (a fresh interpreter importing PyNaCl), s."""
 
 _SECONDS = struct.Struct("<d")
 """A worker's answer starts with the seconds its checks took."""
-"""Longest a worker may take to start (a fresh interpreter importing PyNaCl), s."""
 
 
 def verify_signatures(jobs: Sequence[VerifyJob]) -> list[bool]:
@@ -64,8 +64,8 @@ def verify_signatures(jobs: Sequence[VerifyJob]) -> list[bool]:
 
 
 def _serve(fd: int, parent_pid: int) -> None:
-    """A worker on socket ``fd``: answer each list of jobs with one byte per verdict (1 valid,
-    0 not), until the parent closes the socket or is gone."""
+    """A worker on socket ``fd``: answer each list of jobs with the seconds the checks took and
+    one byte per verdict (1 valid, 0 not), until the parent closes the socket or is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; we follow it
     conn = Connection(fd)
     conn.send_bytes(b"ready")

@@ -21,6 +21,7 @@ interval or none of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlite_utils
 
@@ -63,17 +65,19 @@ class LedgerConflictError(LedgerError):
         self.conflicts = conflicts
 
 
-@dataclass(frozen=True)
-class Posting:
-    """One leg of a transaction: ``amount`` micro-units of ``asset`` into ``account`` (< 0 out)."""
+class Posting(NamedTuple):
+    """One leg of a transaction: ``amount`` micro-units of ``asset`` into ``account`` (< 0 out).
+
+    Named tuples, as ``Transaction``: a settled interval makes thousands, and a tuple is built
+    in a third of the time of a frozen dataclass.
+    """
 
     account: str
     asset: str
     amount: int
 
 
-@dataclass(frozen=True)
-class Transaction:
+class Transaction(NamedTuple):
     """A balanced set of postings booked together for one interval.
 
     meter: the meter the transaction settles; with ``interval`` and ``kind`` it forms the
@@ -139,17 +143,8 @@ def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     )
 
 
-_NAMES_SAFE: dict[str, bool] = {}
-
-
-def _safe_name(text: str) -> bool:
-    """``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
-    ok = _NAMES_SAFE.get(text)
-    if ok is None:
-        if len(_NAMES_SAFE) >= 1 << 16:
-            _NAMES_SAFE.clear()
-        ok = _NAMES_SAFE[text] = _safe(text)
-    return ok
+_safe_name = functools.lru_cache(maxsize=1 << 16)(_safe)
+"""``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
 
 
 def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
@@ -160,32 +155,30 @@ def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
     ``_safe`` holds for a concatenation exactly when it holds for each part (it tests every
     character), so names are tested one by one and remembered.
     """
-    tx_id, kind, interval = tx.tx_id, tx.kind, tx.interval
+    tx_id, interval, kind, postings, meter, r = tx
+    if not (
+        type(interval) is int
+        and type(tx_id) is str
+        and type(kind) is str
+        and _safe(tx_id)
+        and _safe_name(kind)
+    ):
+        return tx.digest(), None
     tails = []
-    for p in tx.postings:
-        account, asset, amount = p.account, p.asset, p.amount
-        if (
-            type(account) is not str
-            or type(asset) is not str
-            or type(amount) is not int
-            or not _safe_name(account)
-            or not _safe_name(asset)
+    for account, asset, amount in postings:
+        if not (
+            type(account) is str
+            and type(asset) is str
+            and type(amount) is int
+            and _safe_name(account)
+            and _safe_name(asset)
         ):
             return tx.digest(), None
         tails.append(f'"{account}","{asset}",{amount}]')
+    subject = tx_id if meter is None else meter
     if (
-        type(interval) is not int
-        or type(tx_id) is not str
-        or type(kind) is not str
-        or not _safe(tx_id)
-        or not _safe_name(kind)
-    ):
-        return tx.digest(), None
-    r, meter = tx.reverses, tx.meter
-    subject = meter if meter is not None else tx_id
-    if (
-        type(subject) is str
-        and (r is None or (type(r) is str and _safe(r)))
+        (r is None or (type(r) is str and _safe(r)))
+        and type(subject) is str
         and (subject is tx_id or _safe_name(subject))
     ):
         rev = "null" if r is None else f'"{r}"'
@@ -561,22 +554,22 @@ class Ledger:
         sha = hashlib.sha256
         leaves = self._leaves
         for tx, digest, tails in fresh:
-            tx_id, interval, kind, postings = tx.tx_id, tx.interval, tx.kind, tx.postings
+            tx_id, interval, kind, postings, _, reverses = tx
             tx_leaves = leaves.setdefault(interval, [])
             append_leaf = tx_leaves.append
             tx_rows.append(
-                (tx_id, tx.subject, interval, kind, tx.reverses, digest, seq + 1, len(postings))
+                (tx_id, tx.subject, interval, kind, reverses, digest, seq + 1, len(postings))
             )
             if tails and type(seq) is int:  # canonical_entry's fast path
                 if prev is None:
                     prev = bytes.fromhex(head)
-                for p, tail in zip(postings, tails, strict=True):
+                for (account, asset, amount), tail in zip(postings, tails, strict=True):
                     seq += 1
                     canonical = f"[{seq}{tail}".encode()
                     raw = sha(prev + canonical).digest()
                     append_leaf(sha(b"\x00" + canonical).digest())
                     h = raw.hex()
-                    append_row((seq, tx_id, interval, kind, p.account, p.asset, p.amount, head, h))
+                    append_row((seq, tx_id, interval, kind, account, asset, amount, head, h))
                     head, prev = h, raw
                 continue
             for p in postings:
@@ -596,6 +589,13 @@ class Ledger:
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"ledger write refused: {e}") from None
         self._cur = _Cursor(seq, head)
+
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into the database file now (a passive SQLite
+        checkpoint), so that the next commit need not: call it while other work goes on.
+        Does nothing inside ``atomic()``."""
+        if not self._depth:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close_interval(self, interval: int) -> str:
         """Store the Merkle root over the interval's entries; returns it (hex).

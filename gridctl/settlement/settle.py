@@ -8,27 +8,23 @@ nothing, anything new is kept in ``rejects`` as ``late``) and nothing is booked.
 readings — QoS 1 duplicates, a restarted coordinator re-feeding its input — is harmless, and a
 process killed at any point leaves every interval either settled or not started.
 
-Signature checks can run on several cores (``ParallelVerifier``); the rest is one thread. With a
-``ParallelVerifier`` the interval is booked while the workers check signatures, as if all of
-them verify, and the transaction commits only once they have; if any does not, it is rolled back
-and the interval booked again with the real verdicts — what commits is the same either way.
+Signature checks can run in worker processes (``verify.ParallelVerifier``); the rest is one
+thread. With a ``ParallelVerifier`` the interval is booked while the workers check signatures,
+as if all of them verify, and the transaction commits only once they have; if any does not, it
+is rolled back and the interval booked again with the real verdicts — what commits is the same
+either way.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
 
 from gridctl.core import INTERVAL_S, interval_hours
 from gridctl.settlement.ledger import Ledger, insert_rows
@@ -45,148 +41,12 @@ from gridctl.settlement.vee import (
     VeeConfig,
     assess,
 )
+from gridctl.settlement.verify import ParallelVerifier, Ticket, VerifyJob, verify_signatures
 
 log = logging.getLogger(__name__)
 
-VerifyJob = tuple[bytes, bytes, bytes]
-"""(public key, signature, payload) of one signature check."""
-
 Verifier = Callable[[Sequence[VerifyJob]], list[bool]]
-
-
-def verify_signatures(jobs: Sequence[VerifyJob]) -> list[bool]:
-    """Ed25519 check of each (public key, signature, payload); pure, runs in any process.
-
-    libsodium's verification (via PyNaCl): twice OpenSSL's speed here, and stricter (canonical
-    encodings, no small-order points), so it accepts a subset of what RFC 8032 verifiers accept
-    and never an honest meter's reading less.
-    """
-    out = []
-    for pub, sig, payload in jobs:
-        try:
-            crypto_sign_open(sig + payload, pub)
-            out.append(True)
-        except (BadSignatureError, ValueError, TypeError):
-            out.append(False)
-    return out
-
-
-def _verify_timed(jobs: Sequence[VerifyJob]) -> tuple[list[bool], float]:
-    """``verify_signatures``, and the seconds it took (in the worker)."""
-    t0 = time.perf_counter()
-    out = verify_signatures(jobs)
-    return out, time.perf_counter() - t0
-
-
-class ParallelVerifier:
-    """Signature checks split between this process and ``workers`` worker processes.
-
-    share_here: fraction of each batch verified in this process while the workers do the rest;
-    None (default) balances it from the timings of earlier batches, so that this process — which
-    also settles while the workers verify — finishes its share when they finish theirs.
-    ``submit`` starts the workers on a batch and returns at once; ``Ticket.result`` then checks
-    this process's share and collects the rest. Use as a context manager.
-    """
-
-    def __init__(
-        self, workers: int | None = None, share_here: float | None = None, min_batch: int = 256
-    ):
-        self.workers = workers if workers is not None else max((os.cpu_count() or 2) - 1, 1)
-        self.share_here = share_here
-        self.min_batch = min_batch
-        self._pool = ProcessPoolExecutor(self.workers)
-        # seconds per job: a check here, a check in a worker, and the time this process spends
-        # elsewhere between ``submit`` and ``result``; None until measured
-        self._here_s: float | None = None
-        self._worker_s: float | None = None
-        self._busy_s = 0.0
-
-    def __enter__(self) -> ParallelVerifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the workers."""
-        self._pool.shutdown(cancel_futures=True)
-
-    def __call__(self, jobs: Sequence[VerifyJob]) -> list[bool]:
-        return self.submit(jobs).result()
-
-    def submit(self, jobs: Sequence[VerifyJob]) -> Ticket:
-        """Start checking ``jobs``; the verdicts, in order, come from the ticket's ``result``."""
-        t0 = time.perf_counter()
-        if len(jobs) < self.min_batch:
-            return Ticket(self, jobs, len(jobs), [], t0)
-        here = self._share(len(jobs))
-        rest = jobs[here:]
-        futures = []
-        if rest:
-            step = -(-len(rest) // self.workers)
-            for k in range(0, len(rest), step):
-                chunk = rest[k : k + step]
-                futures.append((self._pool.submit(_verify_timed, chunk), len(chunk)))
-        return Ticket(self, jobs, here, futures, t0)
-
-    def _share(self, n: int) -> int:
-        """How many of ``n`` jobs this process checks."""
-        if self.share_here is not None:
-            return int(n * self.share_here)
-        if self._here_s is None or self._worker_s is None:
-            return n // (2 * (self.workers + 1))  # a first guess: it also settles
-        per_worker = self._worker_s / self.workers
-        x = n * (per_worker - self._busy_s) / (self._here_s + per_worker)
-        # the workers always get some, so that their timing keeps being measured
-        return int(min(max(x, 0.0), 0.9 * n))
-
-    def _learn(
-        self, n: int, here: int, busy_s: float, here_s: float, worker: list[tuple[float, int]]
-    ) -> None:
-        def ema(old: float | None, new: float) -> float:
-            return new if old is None else 0.5 * old + 0.5 * new
-
-        self._busy_s = ema(self._busy_s, busy_s / n)
-        if here:
-            self._here_s = ema(self._here_s, here_s / here)
-        if worker:
-            self._worker_s = ema(self._worker_s, max(s / size for s, size in worker))
-
-
-class Ticket:
-    """Signature checks under way (from ``ParallelVerifier.submit``)."""
-
-    def __init__(
-        self,
-        verifier: ParallelVerifier,
-        jobs: Sequence[VerifyJob],
-        here: int,
-        futures: list[tuple[Future[tuple[list[bool], float]], int]],
-        t0: float,
-    ):
-        self._verifier = verifier
-        self._jobs = jobs
-        self._here = here
-        self._futures = futures
-        self._t0 = t0
-        self._out: list[bool] | None = None
-
-    def result(self) -> list[bool]:
-        """Verdict of each job, in order: checks this process's share, then waits for the rest."""
-        if self._out is not None:
-            return self._out
-        t1 = time.perf_counter()
-        out = verify_signatures(self._jobs[: self._here])
-        t2 = time.perf_counter()
-        worker = []
-        for f, size in self._futures:
-            verdicts, seconds = f.result()
-            out.extend(verdicts)
-            worker.append((seconds, size))
-        if worker:
-            self._verifier._learn(len(self._jobs), self._here, t1 - self._t0, t2 - t1, worker)
-        self._out = out
-        return out
+"""Checks (public key, signature, payload) jobs; returns one verdict each, in order."""
 
 
 @dataclass(frozen=True)
@@ -370,30 +230,36 @@ class Settler:
     ) -> IntervalOutcome:
         if self._registry_version() != self._version:
             self.reload()
-        # exact duplicates collapse; order no longer matters after this
-        unique: dict[str, tuple[SignedReading, bytes]] = {}
-        for r in readings:
-            payload = r.payload()
-            unique[reading_digest(payload, r.key_id, r.signature)] = (r, payload)
         closed = self.ledger.last_closed()
         if closed is not None and interval <= closed:
-            return self._replay(interval, {d: r for d, (r, _) in unique.items()})
-        digests = sorted(unique)
-        batch = [unique[d][0] for d in digests]
-        reasons, jobs, pending = self._precheck(interval, batch, [unique[d][1] for d in digests])
+            return self._replay(interval, {r.digest(): r for r in readings})
+        unique = list(dict.fromkeys(readings))  # exact duplicates once
+        payloads = [r.payload() for r in unique]
+        reasons, jobs, pending = self._precheck(interval, unique, payloads)
+        ticket = None
         if isinstance(self.verify, ParallelVerifier) and jobs and not self.ledger.in_transaction:
             # Book as if every signature checks out while the workers check them, and commit
             # only if they all do; otherwise roll back and book again with the real verdicts.
             # Either way what commits is what booking after the checks would have committed.
             ticket = self.verify.submit(jobs)
-            out = self._book(interval, batch, digests, list(reasons), flex, ticket)
+            self.ledger.checkpoint()  # while the workers check, not in the commit after them
+        # in digest order (the order of the readings no longer matters after this)
+        by_digest = {
+            reading_digest(p, r.key_id, r.signature): j
+            for j, (r, p) in enumerate(zip(unique, payloads, strict=True))
+        }
+        digests = sorted(by_digest)
+        order = [by_digest[d] for d in digests]
+        batch = [unique[j] for j in order]
+        if ticket is not None:
+            out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, ticket)
             if out is not None:
                 return out
             verdicts = ticket.result()
         else:
             verdicts = self.verify(jobs)
         _apply_verdicts(reasons, pending, verdicts)
-        out = self._book(interval, batch, digests, reasons, flex, None)
+        out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, None)
         assert out is not None
         return out
 

@@ -25,12 +25,16 @@ import sys
 from gridctl.settlement.enrol import SyntheticCommunity
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
+from gridctl.settlement.verify import ParallelVerifier
 
+verifier = ParallelVerifier(workers=int(sys.argv[2])) if sys.argv[2] != "0" else None
 with Ledger(sys.argv[1]) as ledger:
     c = SyntheticCommunity({HOUSEHOLDS}, 5_000_000, seed=11)
     c.enrol(ledger)
     batches = [c.readings(5_000_000 + t) for t in range({INTERVALS})]
-    settler = Settler(ledger, SettlementConfig(0.20, 1.0))
+    settler = Settler(ledger, SettlementConfig(0.20, 1.0), verifier)
+    if verifier is not None:
+        verifier.start()
     print("ready", flush=True)
     for t, batch in enumerate(batches):
         settler.settle(5_000_000 + t, batch)
@@ -38,10 +42,13 @@ print("done", flush=True)
 """
 
 
-def _start(db: Path) -> subprocess.Popen:
+def _start(db: Path, workers: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", CHILD, str(db), str(workers)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -60,9 +67,13 @@ def _summary(db: Path) -> tuple:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(
+    tmp_path: Path, workers: int
+) -> None:
+    """Signatures checked in the settling process, or in worker processes while it books."""
     ref = tmp_path / "reference.sqlite"
-    proc = _start(ref)
+    proc = _start(ref, 0)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "done" in out
     want = _summary(ref)
@@ -74,7 +85,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
     killed_mid_settling = 0
     t_end = time.monotonic() + 240
     for _ in range(KILLS):
-        proc = _start(db)
+        proc = _start(db, workers)
         assert proc.stdout is not None
         line = proc.stdout.readline()  # "ready": settling starts now
         time.sleep(rng.uniform(0.0, 0.25))
@@ -86,7 +97,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
         # whatever the moment of the kill, what is on disk is whole and verifies
         check = verify_ledger(db)
         assert check.ok, check.problem
-    proc = _start(db)
+    proc = _start(db, workers)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "done" in out
     got = _summary(db)

@@ -103,6 +103,8 @@ class Profile(_Strict):
     na_sentinels: bool = False
     """SunSpec "not implemented" values (0xFFFF, 0x8000, ...) mean unknown; set for SunSpec maps."""
     registers: Annotated[list[Register], Field(min_length=1)]
+    max_read_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    """Most registers the device answers in one read request (its documentation; Modbus: 125)."""
     notes: str | None = None
 
     @model_validator(mode="after")

@@ -152,7 +152,7 @@ class ProfileDevice:
 
     def __init__(self, client: ModbusClient, profile: Profile, fault_after: int = FAULT_AFTER):
         self.client, self.profile, self.fault_after = client, profile, fault_after
-        self.blocks = plan_reads(profile)
+        self.blocks = plan_reads(profile, profile.max_read_registers)
         self.failures = 0
         self._next_try_s = 0.0
 

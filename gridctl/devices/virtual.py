@@ -33,6 +33,8 @@ class VirtualDevice:
         self.clock = clock
         self.tables: dict[str, dict[int, int]] = {"holding": {}, "input": {}}
         self.writable: set[int] = set()
+        self.max_read = 125
+        """Longest read request answered; a longer one gets exception 3 (illegal data value)."""
         self.t_s = clock()
 
     def put(self, function: str, address: int, regs: list[int]) -> None:
@@ -112,6 +114,8 @@ def _sim_device(device: VirtualDevice) -> SimDevice:
         if set_values is not None:
             code = device.write(address, [int(v) for v in set_values])
             return None if code is None else ExcCodes(code)
+        if count > device.max_read:
+            return ExcCodes.ILLEGAL_VALUE
         function = "input" if function_code == 4 else "holding"
         regs = device.get(function, address, count)
         if regs is None:

@@ -72,6 +72,7 @@ class ProfileVirtual(VirtualDevice):
     ):
         super().__init__(profile.transport.unit if unit is None else unit, clock)
         self.profile = profile
+        self.max_read = profile.max_read_registers
         self.battery_wh, self.battery_w = battery_wh, battery_w
         self.car = car or CarSession(self.t_s, self.t_s + 8 * 3600, 20_000.0)
         self.measured_w = measured_w

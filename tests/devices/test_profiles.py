@@ -91,14 +91,21 @@ def test_generator_sign_is_turned_into_load_convention(tmp_path: Path) -> None:
 def test_reads_are_merged_into_few_requests() -> None:
     for name in NAMES:
         profile = load_profile(name)
-        blocks = plan_reads(profile)
-        assert all(1 <= b.count <= 125 for b in blocks)
+        blocks = plan_reads(profile, profile.max_read_registers)
+        assert all(1 <= b.count <= profile.max_read_registers for b in blocks)
         covered = {(b.function, a) for b in blocks for a in range(b.address, b.address + b.count)}
         for r in profile.registers:
             if r.access != "w":
                 assert {(r.function, a) for a in range(r.address, r.address + r.count)} <= covered
     sdm = plan_reads(load_profile("eastron-sdm630"))
     assert len(sdm) == 3  # 13 roles in three runs of contiguous registers
+    # devices that answer short requests only: the Carlo Gavazzi EM24 (11 registers) would get
+    # 12 in one request without its limit, a KEBA (one 32-bit value) six values
+    for name, most in (("carlogavazzi-em24", 11), ("keba-kecontact-p30", 2)):
+        profile = load_profile(name)
+        assert profile.max_read_registers == most
+        assert max(b.count for b in plan_reads(profile)) > most
+        assert max(b.count for b in plan_reads(profile, most)) <= most
 
 
 def test_bad_profiles_are_named(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ def sim(
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,  # a log file gets no bar (nor its last newline)
         ) as bar:
             task = bar.add_task("sim", total=None)
             res = run_sim(
@@ -201,13 +202,12 @@ def ledger_statement(
     for c in cols:
         table.add_column(c, justify="left" if c in ("start", "status", "reason") else "right")
     for d in dicts:
-        table.add_row(*("" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
-                        for v in d.values()))  # fmt: skip
+        table.add_row(*(_shown(v, "") for v in d.values()))
     if dicts:
         tot = {k: sum(d[k] or 0 for d in dicts) for k in ("import_wh", "export_wh", "paid",
                "earned", "grid", "tokens")}  # fmt: skip
-        table.add_row("total", "", *(f"{tot[k]:g}" for k in ("import_wh", "export_wh")), "", "",
-                      *(f"{tot[k]:g}" for k in ("paid", "earned", "grid", "tokens")))  # fmt: skip
+        table.add_row("total", "", *(_shown(tot[k]) for k in ("import_wh", "export_wh")), "", "",
+                      *(_shown(tot[k]) for k in ("paid", "earned", "grid", "tokens")))  # fmt: skip
     console.print(table)
 
 
@@ -263,8 +263,11 @@ device_app = typer.Typer(
 app.add_typer(device_app, name="device")
 
 
-def _shown(value: object) -> str:
-    return "n/a" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+def _shown(value: object, missing: str = "n/a") -> str:
+    """A value for a table: 12 significant digits, so a meter's Wh counter shows every digit."""
+    if value is None:
+        return missing
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 @device_app.command("profiles")

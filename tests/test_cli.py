@@ -104,7 +104,7 @@ def test_bad_scenario_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
     )
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
-    lines = result.output.strip().splitlines()
+    lines = result.output.splitlines()  # not even an empty line before it
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
 
 
@@ -113,3 +113,10 @@ def test_missing_scenario_file_and_bad_override(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "cannot read scenario" in missing.output
     bad = runner.invoke(app, ["sim", "--intervals", "0", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "intervals" in bad.output
+
+
+def test_tables_show_every_digit_of_a_meter_counter() -> None:
+    from gridctl.cli import _shown
+
+    assert _shown(12_345_678.9) == "12345678.9"  # a Wh counter, not 1.23457e+07
+    assert _shown(0.1 * 3) == "0.3" and _shown(None) == "n/a" and _shown(None, "") == ""

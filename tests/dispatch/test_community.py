@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from gridctl.core import DispatchError
 from gridctl.dispatch.community import CommunityProblem, Fleet, solve
 
 
@@ -81,3 +82,11 @@ def test_export_beyond_connection_limit_is_curtailed() -> None:
     )
     assert plan.net_w[0].min() >= -5000.0 - 1e-6
     np.testing.assert_allclose(plan.curtail_w[0], 9000.0 - 500.0 - 5000.0, atol=1e-6)
+
+
+def test_highs_and_the_or_tools_backends_agree() -> None:
+    p = _problem(pv_w=np.array([[-9000.0] * 4, [0.0] * 4]), conn_max_w=np.array([5000.0, 17_250.0]))
+    costs = {name: solve(p, name).cost for name in ("highs", "glop")}
+    assert costs["glop"] == pytest.approx(costs["highs"], rel=1e-6, abs=1e-9)
+    with pytest.raises(DispatchError, match="not available"):
+        solve(p, "no-such-solver")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,24 @@ def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
     conf = tmp_path / "broker" / "mosquitto.conf"
     with running_broker(conf, port, kind):
         yield Broker(kind, port, "oak", households, creds, conf)
+
+
+async def until(what: Callable[[], bool], timeout_s: float = 10.0, poll_s: float = 0.01) -> None:
+    """Wait until ``what()`` holds, looking every ``poll_s``; TimeoutError after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while not what():
+            await asyncio.sleep(poll_s)
+
+
+async def stop_tasks(*tasks: asyncio.Task) -> None:
+    """Cancel and await ``tasks``; one that does not stop within 15 s fails the test (with the
+    stacks of every task still pending) instead of hanging the suite."""
+    for t in tasks:
+        t.cancel()
+    try:
+        async with asyncio.timeout(15):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    except TimeoutError:
+        for t in asyncio.all_tasks():
+            t.print_stack()
+        raise

@@ -35,13 +35,17 @@ class Horizon:
 
     def step_of(self, n_t: int) -> np.ndarray:
         """Step index of every interval, (n_t,)."""
-        return np.repeat(np.arange(len(self.lengths(n_t))), self.lengths(n_t))
+        n = self.lengths(n_t)
+        return np.repeat(np.arange(len(n)), n)
+
+    def _starts(self, n_t: int) -> np.ndarray:
+        """First interval of every step."""
+        return np.concatenate([[0], np.cumsum(self.lengths(n_t))[:-1]])
 
     def coarsen(self, x: np.ndarray) -> np.ndarray:
         """Block averages along the last axis: (..., n_t) -> (..., steps)."""
-        n = self.lengths(x.shape[-1])
-        starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-        return np.add.reduceat(x, starts, axis=-1) / n
+        n_t = x.shape[-1]
+        return np.add.reduceat(x, self._starts(n_t), axis=-1) / self.lengths(n_t)
 
     def expand(self, y: np.ndarray, n_t: int) -> np.ndarray:
         """Each step's value repeated over its intervals: (..., steps) -> (..., n_t)."""
@@ -83,8 +87,8 @@ class Horizon:
         return self.expand(before, n_t) + frac * self.expand(e_wh - before, n_t)
 
     def _weakest(self, x: np.ndarray) -> np.ndarray:
-        starts = np.concatenate([[0], np.cumsum(self.lengths(x.shape[-1]))[:-1]])
-        return np.minimum.reduceat(x, starts, axis=-1)
+        """Block minima along the last axis (the tightest limit of each block)."""
+        return np.minimum.reduceat(x, self._starts(x.shape[-1]), axis=-1)
 
     def plan(self, plan: Plan, n_t: int) -> Plan:
         """A plan over the steps spread back onto ``n_t`` intervals."""

@@ -30,7 +30,7 @@ from gridctl.protocol import (
 )
 from gridctl.settlement.signing import SignedReading, parse_reading
 from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
-from tests.conftest import Broker
+from tests.conftest import Broker, stop_tasks, until
 
 SPEED = 300.0  # one 15-minute interval in 3 s
 LOAD_W = 800.0
@@ -134,9 +134,7 @@ class Coordinator:
             self.readings.append(payload)
 
     async def until(self, what: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not what():
-                await asyncio.sleep(0.02)
+        await until(what, timeout_s, poll_s=0.02)
 
 
 async def test_fallback_plan_readings_and_a_silent_coordinator(
@@ -200,9 +198,7 @@ async def test_fallback_plan_readings_and_a_silent_coordinator(
             assert time.monotonic() - t_off < 1.0
             assert ctl.write_errors == 0 and ctl.rejects.total == 0
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(*tasks)
 
 
 async def test_a_dead_controllers_setpoints_lapse_through_the_device_revert_timer(
@@ -228,9 +224,7 @@ async def test_a_dead_controllers_setpoints_lapse_through_the_device_revert_time
             home.battery.advance(home.clock())
             assert home.battery.values["p_set_w"] == 2000
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(*tasks)
     # the controller is gone: after its revert time the device drops the setpoint by itself
     t_last = home.battery.last_write_s
     assert t_last is not None
@@ -275,8 +269,7 @@ async def test_home_assistant_discovery_on_the_households_own_broker(
                             ) == len(SENSORS):
                                 break
             finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks(task)
     configs = {t: c for t, c in got.items() if t.endswith("/config")}
     assert {c["unique_id"] for c in configs.values()} == {f"gridctl_h01_{s.key}" for s in SENSORS}
     power = configs["homeassistant/sensor/gridctl_h01/grid_power/config"]

@@ -29,7 +29,7 @@ from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import public_bytes
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import running_broker
-from tests.conftest import Broker, require_tool
+from tests.conftest import Broker, require_tool, stop_tasks, until
 from tests.controller.coordinator_child import PLAN_BATTERY_W, coordinator
 from tests.controller.test_controller import FastClock, House, fast_clock, house
 
@@ -80,9 +80,8 @@ async def community(tmp_path: Path) -> AsyncIterator[Homes]:
 
 
 async def _until(what, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not what():
-            await asyncio.sleep(0.02)
+    """Waits here are for processes and brokers: up to 30 s by default."""
+    await until(what, timeout_s, poll_s=0.02)
 
 
 def _closed(ledger_path: Path) -> int | None:
@@ -129,9 +128,7 @@ async def test_a_broker_killed_mid_run_loses_no_reading(tmp_path: Path) -> None:
                 await _until(lambda: (coord.last_closed or 0) >= down_at + 2)
                 last = coord.last_closed
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(*tasks)
     assert last is not None
     _check_books(tmp_path / "ledger.sqlite", c.first, last)
 
@@ -176,7 +173,5 @@ async def test_a_killed_coordinator_means_fallback_at_once_and_a_restart_without
             finally:
                 proc.kill()
                 proc.wait(10)
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await stop_tasks(*tasks)
     _check_books(ledger, c.first, now)

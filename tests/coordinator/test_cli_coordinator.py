@@ -22,7 +22,7 @@ from gridctl.protocol import household_topic
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import load_registry
 from gridctl.transport.session import Session
-from tests.conftest import Broker
+from tests.conftest import Broker, stop_tasks
 from tests.coordinator.test_planner import Collector, write_config
 
 runner = CliRunner()
@@ -91,8 +91,7 @@ async def test_coordinator_run_with_a_feeder_publishes_plans(
             while not got.plans and proc.returncode is None:
                 await asyncio.sleep(0.1)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)
         if proc.returncode is None:
             proc.terminate()
         _, err = await proc.communicate()

@@ -24,7 +24,7 @@ from gridctl.settlement.ledger import Ledger, verify_ledger
 from gridctl.settlement.settle import SettlementConfig
 from gridctl.settlement.signing import MeterSigner
 from gridctl.transport.session import BrokerSettings, Session
-from tests.conftest import Broker
+from tests.conftest import Broker, stop_tasks, until
 from tests.test_protocol import fuzz_cases
 
 HOMES = ["h00", "h01", "h02"]
@@ -69,26 +69,6 @@ class Collector:
         self.got.setdefault(topic, []).append(payload)
 
 
-async def _until(what, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not what():
-            await asyncio.sleep(0.01)
-
-
-async def _stop(tasks: list[asyncio.Task]) -> None:
-    """Cancel and await ``tasks``; one that does not stop within 15 s fails the test (with the
-    stacks of every task still pending) instead of hanging the suite."""
-    for t in tasks:
-        t.cancel()
-    try:
-        async with asyncio.timeout(15):
-            await asyncio.gather(*tasks, return_exceptions=True)
-    except TimeoutError:
-        for t in asyncio.all_tasks():
-            t.print_stack()
-        raise
-
-
 def _coordinator(broker: Broker, tmp_path: Path, clock: Clock, planner: FlatPlanner) -> Coordinator:
     return Coordinator(
         broker.community, _settings(broker, "coordinator"), tmp_path / "ledger.sqlite",
@@ -112,9 +92,9 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
     tasks = [asyncio.create_task(s.run()) for s in (watcher, *homes.values())]
     tasks.append(asyncio.create_task(coord.run()))
     try:
-        await _until(lambda: all(s.connected.is_set() for s in homes.values()))
+        await until(lambda: all(s.connected.is_set() for s in homes.values()))
         plan_topic = household_topic(c, "h00", "plan")
-        await _until(lambda: plan_topic in watch.got)
+        await until(lambda: plan_topic in watch.got)
         first_plan = decode(plan_topic, watch.got[plan_topic][-1]).message
         assert isinstance(first_plan, PlanMessage) and first_plan.issued == FIRST
         assert first_plan.readings_through is None  # nothing received yet
@@ -131,11 +111,11 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
                 await send(h, FIRST + k, 100 * (k + 1) * (n + 1))
         # all in before the clock moves on (a tick that finds one missing settles what is
         # complete, plans, and acknowledges the rest with the next interval's plan)
-        await _until(lambda: coord.inbox.meters_in(FIRST + 2) >= set(coord.meters))
+        await until(lambda: coord.inbox.meters_in(FIRST + 2) >= set(coord.meters))
         clock.t_s = (FIRST + 3) * INTERVAL_S + 1  # three intervals have ended: all complete
-        await _until(lambda: coord.last_closed == FIRST + 2)
+        await until(lambda: coord.last_closed == FIRST + 2)
         roots = coordinator_topic(c, "root")
-        await _until(lambda: len(watch.got.get(roots, [])) >= 3)
+        await until(lambda: len(watch.got.get(roots, [])) >= 3)
         published = [decode(roots, p).message for p in watch.got[roots]]
         assert [m.interval for m in published if isinstance(m, RootMessage)] == [
             FIRST,
@@ -144,7 +124,7 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
         ]
         assert [o.interval for o in coord.outcomes] == [FIRST, FIRST + 1, FIRST + 2]
         assert all(s == "verified" for o in coord.outcomes[1:] for s in o.status)
-        await _until(
+        await until(
             lambda: decode(plan_topic, watch.got[plan_topic][-1]).message.issued == FIRST + 3
         )
         assert decode(plan_topic, watch.got[plan_topic][-1]).message.readings_through == FIRST + 2
@@ -156,7 +136,7 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
         await asyncio.sleep(0.3)
         assert coord.last_closed == FIRST + 2
         clock.t_s = (FIRST + 4) * INTERVAL_S + 301
-        await _until(lambda: coord.last_closed == FIRST + 3)
+        await until(lambda: coord.last_closed == FIRST + 3)
         assert coord.outcomes[-1].status == ["verified", "verified", "missing"]
 
         # health and metrics
@@ -171,7 +151,7 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
         assert 'gridctl_readings_received_total{new="false"} 11.0' in text
         assert 'gridctl_readings_total{outcome="missing"} 1.0' in text
     finally:
-        await _stop(tasks)
+        await stop_tasks(*tasks)
     assert verify_ledger(tmp_path / "ledger.sqlite").ok
 
 
@@ -192,26 +172,24 @@ async def test_a_restarted_coordinator_resumes_without_gaps_or_doubles(
                 assert await pub[h].publish(household_topic(c, h, "reading"), payload)
 
     try:
-        await _until(lambda: all(s.connected.is_set() for s in pub.values()))
+        await until(lambda: all(s.connected.is_set() for s in pub.values()))
         first = _coordinator(broker, tmp_path, clock, FlatPlanner())
         task = asyncio.create_task(first.run())
-        await _until(lambda: first.session.connected.is_set())
+        await until(lambda: first.session.connected.is_set())
         await publish(range(3))
         clock.t_s = (FIRST + 3) * INTERVAL_S + 1
-        await _until(lambda: first.last_closed == FIRST + 2)
-        task.cancel()  # the coordinator dies ...
-        await asyncio.gather(task, return_exceptions=True)
+        await until(lambda: first.last_closed == FIRST + 2)
+        await stop_tasks(task)  # the coordinator dies ...
         await publish(range(3, 6))  # ... readings keep coming (the broker keeps its session)
         clock.t_s = (FIRST + 6) * INTERVAL_S + 1
         second = _coordinator(broker, tmp_path, clock, FlatPlanner())
         task = asyncio.create_task(second.run())
-        await _until(lambda: second.last_closed == FIRST + 5)
+        await until(lambda: second.last_closed == FIRST + 5)
         assert [o.interval for o in second.outcomes] == [FIRST + 3, FIRST + 4, FIRST + 5]
         assert all(s == "verified" for o in second.outcomes for s in o.status)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)
     finally:
-        await _stop(tasks)
+        await stop_tasks(*tasks)
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         roots = [ledger.interval_root(FIRST + k) for k in range(6)]
         assert all(r is not None for r in roots) and ledger.last_closed() == FIRST + 5
@@ -245,17 +223,17 @@ async def test_fuzzed_messages_on_every_topic_are_counted_and_harmless(
         else:
             assert d.community == c
     try:
-        await _until(lambda: coord.session.connected.is_set() and fuzzer.connected.is_set())
+        await until(lambda: coord.session.connected.is_set() and fuzzer.connected.is_set())
         t0 = time.monotonic()
         for t, p in cases:
             assert await fuzzer.publish(t, p, qos=1)
-        await _until(lambda: coord.rejects.total >= expected, 60)
+        await until(lambda: coord.rejects.total >= expected, 60)
         elapsed = time.monotonic() - t0
         await asyncio.sleep(0.2)
         assert coord.rejects.total == expected > 7_000, (coord.rejects.total, expected)
         assert coord.session.connects == 1 and coord.session.handler_errors == 0
         clock.t_s += INTERVAL_S  # and it still works: the next interval is planned
-        await _until(lambda: coord.last_planned == FIRST + 1)
+        await until(lambda: coord.last_planned == FIRST + 1)
     finally:
-        await _stop(tasks)
+        await stop_tasks(*tasks)
     assert len(cases) > 9_000 and elapsed < 60

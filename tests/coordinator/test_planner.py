@@ -34,7 +34,7 @@ from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.protocol import PlanMessage, Telemetry, decode, household_topic
 from gridctl.transport.session import Session
-from tests.conftest import Broker
+from tests.conftest import Broker, stop_tasks, until
 
 FEEDER = "1-LV-rural1--0-sw"
 NOON = datetime(2026, 5, 21, 11, 0, tzinfo=UTC)
@@ -157,9 +157,8 @@ def write_config(tmp_path: Path, broker: Broker, n: int, with_feeder: bool = Tru
 
 
 async def _until(what, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not what():
-            await asyncio.sleep(0.01)
+    """Waits here are for processes and brokers: up to 30 s by default."""
+    await until(what, timeout_s)
 
 
 @pytest.mark.slow
@@ -205,9 +204,7 @@ async def test_plans_reach_every_household_each_interval_and_keep_the_feeder(
             await _until(lambda k=k: all(any(m.issued == first + k for m in got[h].plans)
                                          for h in ids))  # fmt: skip
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*tasks)
 
     # every household got a plan each interval, starting at that interval
     for h in ids:

@@ -19,7 +19,7 @@ from gridctl.devices.virtual import free_tcp_port
 from gridctl.transport.broker import Community, Tls, write_broker_config
 from gridctl.transport.launcher import running_broker
 from gridctl.transport.session import BrokerSettings, Session
-from tests.conftest import require_tool
+from tests.conftest import require_tool, stop_tasks
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -67,8 +67,7 @@ async def test_tls_listener_takes_a_trusting_client_and_refuses_plain_mqtt(tmp_p
             await asyncio.wait_for(session.connected.wait(), 10)
             assert await session.publish("gridctl/v1/oak/h1/status", b"online", 1, True)
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop_tasks(task)
         with pytest.raises(aiomqtt.MqttError):  # plain MQTT on the TLS port gets nowhere
             async with aiomqtt.Client(
                 "127.0.0.1", port, username="h1", password=creds["h1"], timeout=3

@@ -25,8 +25,11 @@ err_console = Console(stderr=True)
 
 
 def _run_service(start: Callable[[], Coroutine[Any, Any, None]], verbose: bool) -> None:
-    """Run a long-running service until Ctrl-C, with timestamped logs (INFO with --verbose);
-    ``start`` builds it (its errors become one line and exit code 2)."""
+    """Run a long-running service until Ctrl-C, with timestamped logs (INFO with --verbose).
+
+    start: builds the service and runs it, all inside the running event loop (clients such as
+    pymodbus's bind to it when made); its errors become one line and exit code 2.
+    """
     import asyncio
 
     logging.basicConfig(
@@ -487,9 +490,9 @@ def controller_run(
     from gridctl.controller.keys import load_key_file
     from gridctl.controller.loop import Controller
 
-    def start() -> Coroutine[Any, Any, None]:
+    async def start() -> None:
         cfg = load_controller_config(config)
-        return Controller(cfg, load_key_file(cfg.key_file)).run()
+        await Controller(cfg, load_key_file(cfg.key_file)).run()
 
     _run_service(start, verbose)
 
@@ -506,13 +509,13 @@ def coordinator_run(
     """Enrol listed households, ingest readings, settle every interval, publish its root."""
     from gridctl.coordinator.config import coordinator_from_config, load_coordinator_config
 
-    def start() -> Coroutine[Any, Any, None]:
+    async def start() -> None:
         cfg = load_coordinator_config(config)
         coordinator, new = coordinator_from_config(cfg)
         if new:
             err_console.print(f"enrolled {len(new)} households: {', '.join(new)}", highlight=False)
         if cfg.health_port is not None:
             err_console.print(f"health and metrics on http://127.0.0.1:{cfg.health_port}/")
-        return coordinator.run()
+        await coordinator.run()
 
     _run_service(start, verbose)

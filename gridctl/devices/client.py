@@ -82,6 +82,8 @@ class ModbusClient:
 
     host: IP / host name (TCP) or serial port path (RTU). timeout_s: per request, s.
     retries: extra attempts after a failure. backoff_base_s: first wait between attempts, s.
+    Nothing is opened here: pymodbus binds its clients to the running event loop, so the
+    connection is made by ``connect`` (or the first request), inside that loop.
     """
 
     def __init__(
@@ -99,15 +101,9 @@ class ModbusClient:
     ):
         self.host, self.port, self.unit = host, port, unit
         self.retries, self.backoff_base_s, self.timeout_s = retries, backoff_base_s, timeout_s
-        if rtu:
-            self._client = AsyncModbusSerialClient(
-                host, framer=FramerType.RTU, baudrate=baudrate, parity=parity,
-                timeout=timeout_s, retries=0,
-            )  # fmt: skip
-        else:
-            self._client = AsyncModbusTcpClient(
-                host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
-            )
+        self.serial = (baudrate, parity) if rtu else None
+        """(baudrate, parity) of an RTU line; None for TCP."""
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
 
     @property
     def where(self) -> str:
@@ -121,22 +117,41 @@ class ModbusClient:
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
+    def _pymodbus(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """The pymodbus client, made on first use (needs the running event loop)."""
+        if self._client is None:
+            if self.serial is not None:
+                baudrate, parity = self.serial
+                self._client = AsyncModbusSerialClient(
+                    self.host, framer=FramerType.RTU, baudrate=baudrate, parity=parity,
+                    timeout=self.timeout_s, retries=0,
+                )  # fmt: skip
+            else:
+                self._client = AsyncModbusTcpClient(
+                    self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                    reconnect_delay=0,
+                )  # fmt: skip
+        return self._client
+
     async def connect(self) -> None:
         """Open the connection; ModbusTimeoutError if the device cannot be reached."""
-        if self._client.connected:
+        client = self._pymodbus()
+        if client.connected:
             return
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
             async with asyncio.timeout(self.timeout_s * 2):
-                ok = await self._client.connect()
+                ok = await client.connect()
         except (TimeoutError, OSError):
             ok = False
         if not ok:
             raise ModbusTimeoutError(f"cannot connect to {self.where}")
 
     def close(self) -> None:
-        """Close the connection."""
-        self._client.close()
+        """Close the connection (the next request opens a new one)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     async def _once(self, call, what: str) -> list[int] | None:
         await self.connect()
@@ -161,7 +176,7 @@ class ModbusClient:
                 if attempt == self.retries:
                     raise
                 log.debug("retry what=%s attempt=%d error=%s", what, attempt + 1, e)
-                self._client.close()
+                self.close()
                 await asyncio.sleep(backoff_s(attempt, self.backoff_base_s))
         raise AssertionError("unreachable")
 
@@ -169,13 +184,14 @@ class ModbusClient:
         """Read ``count`` registers (1..125) from ``address`` of the holding or input table."""
         if not 1 <= count <= 125:
             raise ModbusError(f"read of {count} registers: Modbus allows 1..125")
-        fn = (
-            self._client.read_holding_registers
-            if function == "holding"
-            else self._client.read_input_registers
-        )
         what = f"read {function} {address}+{count}"
-        regs = await self._with_retries(lambda: fn(address, count=count, device_id=self.unit), what)
+
+        def call():  # the client of this attempt (a failed one is replaced)
+            c = self._pymodbus()
+            fn = c.read_holding_registers if function == "holding" else c.read_input_registers
+            return fn(address, count=count, device_id=self.unit)
+
+        regs = await self._with_retries(call, what)
         if regs is None or len(regs) != count:
             got = 0 if regs is None else len(regs)
             raise ModbusError(f"{what} at {self.where}: got {got} registers")
@@ -192,7 +208,8 @@ class ModbusClient:
         """
         what = f"write holding {address}+{len(values)}"
         await self._with_retries(
-            lambda: self._client.write_registers(address, list(values), device_id=self.unit), what
+            lambda: self._pymodbus().write_registers(address, list(values), device_id=self.unit),
+            what,
         )
         if not verify:
             return

@@ -8,7 +8,11 @@ from typer.testing import CliRunner
 
 from gridctl.cli import app
 from gridctl.controller.keys import load_key_file
+from gridctl.devices.virtual import free_tcp_port
+from gridctl.protocol import Telemetry, household_topic
 from gridctl.settlement.signing import key_id_of, public_bytes
+from tests.conftest import Broker
+from tests.deployment import Watcher, gridctl, processes, serve_device
 
 runner = CliRunner()
 CONFIG = """
@@ -57,3 +61,35 @@ def test_bad_configurations_exit_2_naming_the_field(tmp_path: Path) -> None:
     (tmp_path / "mqtt.secret").write_text("pw\n")
     res = runner.invoke(app, ["controller", "run", str(cfg)])
     assert res.exit_code == 2 and "not a PEM private key" in res.output
+
+
+def test_controller_run_as_a_process_reads_its_meter_and_publishes(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """`gridctl controller run` as a user starts it, against `gridctl device serve`: it polls
+    its meter and publishes telemetry (pymodbus binds its clients to the running event loop;
+    a controller that made them before the loop died at start)."""
+    port = free_tcp_port()
+    (tmp_path / "h01.secret").write_text(broker.creds["h01"] + "\n")
+    cfg = tmp_path / "controller.yaml"
+    cfg.write_text(
+        f"community: {broker.community}\nhousehold: h01\n"
+        f"broker: {{port: {broker.port}, password_file: h01.secret}}\n"
+        "key_file: meter.key\nstate_db: controller.sqlite\npoll_s: 0.5\n"
+        f"devices:\n  - {{name: meter, role: meter, profile: eastron-sdm630, port: {port}}}\n"
+    )
+    topic = household_topic(broker.community, "h01", "telemetry")
+    watch = Watcher(broker.port, "coordinator", broker.creds["coordinator"], [topic])
+    try:
+        with processes(tmp_path / "logs") as procs:
+            serve_device(procs, "meter", "eastron-sdm630", port)
+            gridctl("controller", "keygen", cfg)
+            procs.start("controller", "gridctl", "controller", "run", cfg, "-v")
+            procs.wait_for(lambda: len(watch.on(topic)) >= 3, 30, "telemetry from h01")
+            procs.check_alive()
+    finally:
+        watch.close()
+    tel = watch.on(topic)[-1]
+    assert isinstance(tel, Telemetry)
+    assert tel.grid_p_w == 1800.0 and tel.mode == "fallback" and tel.faulted == []
+    assert "Traceback" not in procs.log("controller")

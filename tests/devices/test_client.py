@@ -138,3 +138,22 @@ def test_random_answers_over_tcp_raise_modbus_errors_only(answer: bytes) -> None
             assert len(regs) == 2
 
     asyncio.run(run())
+
+
+def test_a_client_made_before_the_event_loop_runs_connects_inside_it() -> None:
+    """pymodbus binds its clients to the running loop: ours makes it on first use, so a
+    client built outside any loop (as a service's constructor does) works in the loop, and
+    again in a later one after close."""
+    client = _client(free_tcp_port())  # no event loop runs here
+
+    device = VirtualDevice()
+    device.put("holding", 0, [7, 8])
+
+    async def read_once() -> list[int]:
+        async with serving(device) as port:
+            client.port = port
+            async with client:
+                return await client.read("holding", 0, 2)
+
+    assert asyncio.run(read_once()) == [7, 8]
+    assert asyncio.run(read_once()) == [7, 8]

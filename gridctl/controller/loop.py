@@ -158,7 +158,13 @@ class Controller:
         if msg is None:
             return
         if msg.kind == "status" and msg.household is None:
-            self.coordinator_online = msg.message == "online"
+            online = msg.message == "online"
+            if online and self.coordinator_online is not True:
+                # a coordinator that was away (or never connected, so the broker kept nothing
+                # for it) gets every unacknowledged reading now, not after resend_s
+                self.outbox.resend_all()
+                self.wake()
+            self.coordinator_online = online
         elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
             plan = msg.message
             if self.plan is None or plan.issued >= self.plan.issued:

@@ -84,6 +84,10 @@ class Outbox:
             (now_s, meter, interval),
         )
 
+    def resend_all(self) -> None:
+        """Make every unacknowledged reading due at once."""
+        self.db.execute("UPDATE readings SET sent_at = NULL")
+
     def ack_through(self, interval: int) -> int:
         """Drop readings up to ``interval`` (the coordinator has them); returns how many."""
         return self.db.execute("DELETE FROM readings WHERE interval <= ?", (interval,)).rowcount

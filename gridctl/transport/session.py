@@ -162,10 +162,12 @@ class Session:
                     self._client = client
                     self.connects += 1
                     backoff_s = 0.5
-                    if self.status_topic is not None:
-                        await client.publish(self.status_topic, b"online", qos=1, retain=True)
                     for f in self.subscriptions:
                         await client.subscribe(f, qos=1)
+                    # "online" only once subscribed: peers may answer it at once (controllers
+                    # resend their unacknowledged readings when the coordinator comes online)
+                    if self.status_topic is not None:
+                        await client.publish(self.status_topic, b"online", qos=1, retain=True)
                     self.connected_at = time.monotonic()
                     self.connected.set()
                     log.info("mqtt connected client=%s broker=%s:%s", self.client_id,

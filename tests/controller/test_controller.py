@@ -284,3 +284,28 @@ async def test_home_assistant_discovery_on_the_households_own_broker(
         state["household"] == "h01" and state["grid_p_w"] is not None and state["e_import_wh"] > 0
     )
     assert got["gridctl/h01/availability"] == b"online"
+
+
+async def test_readings_sent_before_the_coordinator_ever_connected_reach_it_when_it_comes_online(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The broker keeps nothing for a client it has never seen: the controller resends its
+    unacknowledged readings as soon as the coordinator says ``online``, not after resend_s."""
+    async with house(broker, tmp_path) as home:
+        config = home.config.model_copy(update={"resend_s": 3600.0})  # 12 s real
+        ctl = Controller(config, load_key_file(config.key_file), clock=home.clock)
+        tasks = [asyncio.create_task(ctl.run())]
+        try:
+            # the first reading is signed and handed to the broker, with no coordinator about
+            await until(lambda: ctl.outbox.pending() >= 1, 10.0)
+            await until(lambda: not ctl.outbox.due(home.clock(), config.resend_s), 10.0)
+            coord = Coordinator(broker, "h01")
+            tasks.append(asyncio.create_task(coord.session.run()))
+            await until(coord.session.connected.is_set, 10.0)
+            online_at = time.monotonic()
+            topic = coordinator_topic(broker.community, "status")
+            assert await coord.session.publish(topic, b"online", 1, True)
+            await coord.until(lambda: 1 in {parse_reading(p).seq for p in coord.readings}, 5.0)
+            assert time.monotonic() - online_at < 5.0
+        finally:
+            await stop_tasks(*tasks)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,8 +46,16 @@ def _run_service(start: Callable[[], Coroutine[Any, Any, None]], verbose: bool) 
 
 
 def _fail(e: GridctlError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    """Print ``e`` as one line on stderr (line breaks folded, markup escaped); exit code 2."""
+    text = escape(" ".join(str(e).split()))
+    err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
+
+
+def _in_range(option: str, value: int | None, low: int, high: int) -> None:
+    """GridctlError unless an integer option is None or within [low, high]."""
+    if value is not None and not low <= value <= high:
+        raise GridctlError(f"{option} {value}: must be {low}-{high}")
 
 
 @app.command()
@@ -310,6 +319,8 @@ def device_scan(
     from gridctl.devices.commands import scan_device
 
     try:
+        _in_range("--port", port, 1, 65535)
+        _in_range("--unit", unit, 0, 255)
         models = asyncio.run(scan_device(host, port, unit))
     except GridctlError as e:
         raise _fail(e) from None
@@ -359,6 +370,8 @@ def device_read(
     from gridctl.devices.profile import load_profile
 
     try:
+        _in_range("--port", port, 1, 65535)
+        _in_range("--unit", unit, 0, 255)
         poll = asyncio.run(read_device(host, load_profile(profile), port, unit))
     except GridctlError as e:
         raise _fail(e) from None
@@ -393,6 +406,8 @@ def device_serve(
     from gridctl.devices.commands import make_virtual, serve_forever
 
     try:
+        _in_range("--port", port, 0, 65535)
+        _in_range("--unit", unit, 0, 255)
         device = make_virtual(what, unit)
 
         def ready(bound: int) -> None:

@@ -15,16 +15,19 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
 
 MICRO = 1_000_000
 """Micro-units per unit of currency or token; ledger amounts are integers in micro-units."""
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Largest configuration or scenario file read; anything bigger is refused, not parsed."""
 
 
 class GridctlError(Exception):
@@ -47,11 +50,39 @@ class LedgerError(GridctlError):
     """The ledger is unreadable or an entry would break its invariants."""
 
 
+class StrictModel(BaseModel):
+    """Base of every validated file model: unknown keys refused, immutable, finite floats only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _usable_path(p: Path) -> Path:
+    text = str(p)
+    if "\0" in text or len(text) > 4096:
+        raise ValueError("not a usable file path (NUL byte or over 4096 characters)")
+    return p
+
+
+FilePath = Annotated[Path, AfterValidator(_usable_path)]
+"""A file named in a configuration: no NUL byte, at most 4096 characters (PATH_MAX)."""
+
+Host = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:%\[\]-]{1,253}$")]
+"""A host name, IPv4 or IPv6 address: at most 253 characters, no spaces."""
+
+
+def _one_line(text: object, limit: int = 80) -> str:
+    """``text`` as at most ``limit`` printable characters on one line (repr when it is not)."""
+    s = str(text)
+    if not s.isprintable():
+        s = repr(s)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
 def describe_validation_error(err: ValidationError) -> str:
     """One line naming the first failing field (``households[3].pv.kwp``) and why."""
     first = err.errors()[0]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{_one_line(p)}" for p in first["loc"])
+    msg = _one_line(first["msg"].removeprefix("Value error, "), 300)
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{where.lstrip('.') or '(top level)'}: {msg}{more}"
 
@@ -63,11 +94,25 @@ def read_yaml(path: Path, error: type[GridctlError], what: str = "") -> object:
     """The parsed YAML of ``path``; ``error`` (one line naming the file) if it cannot be read
     or parsed. what: a word for the message ("scenario " → "cannot read scenario …")."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise error(f"cannot read {what}{path}: {e.strerror}") from None
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise error(f"cannot read {what}{_one_line(path, 300)}: {reason}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise error(f"{path.name}: larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
+    try:
+        return yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{path.name}: not UTF-8 text (byte {e.start} is {data[e.start]:#04x})"
+        ) from None
     except yaml.YAMLError as e:
-        raise error(f"{path.name}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise error(
+            f"{path.name}: not valid YAML ({_one_line(str(e).splitlines()[0], 200)})"
+        ) from None
+    except RecursionError:
+        raise error(f"{path.name}: nested too deeply") from None
 
 
 def validated(model: type[M], raw: object, error: type[GridctlError], name: str) -> M:
@@ -120,12 +165,16 @@ class Tariff:
 
 __all__ = [
     "INTERVAL_S",
+    "MAX_FILE_BYTES",
     "MICRO",
     "DispatchError",
     "FeederError",
+    "FilePath",
     "GridctlError",
+    "Host",
     "LedgerError",
     "ScenarioError",
+    "StrictModel",
     "Tariff",
     "describe_validation_error",
     "import_export_wh",

@@ -93,6 +93,14 @@ BAD = {
         "must be quoted",
     ),
     "horizon": (lambda r: r.update(dispatch={"horizon": 0}), "dispatch.horizon"),
+    "huge_reward": (lambda r: r.update(reward_tokens_per_kwh=1e30), "reward_tokens_per_kwh"),
+    "nan_price": (lambda r: r["tariff"].update(import_per_kwh=float("nan")), "finite"),
+    "infinite_pv": (lambda r: r["households"][0]["pv"].update(kwp=float("inf")), "pv.kwp"),
+    "huge_seed": (lambda r: r.update(seed=2**64), "seed"),
+    "huge_bus": (lambda r: r["households"][0].update(bus=2**63), "households[0].bus"),
+    "year_9999": (lambda r: r.update(start="9999-12-31T23:45:00Z"), "start"),
+    "nul_in_path": (lambda r: r.update(feeder={"file": "a\0b.json"}), "feeder.file"),
+    "markup_and_newline_key": (lambda r: r.update({"[/x]\nend": 1}), "[/x]"),
 }
 
 
@@ -111,8 +119,36 @@ def test_bad_scenario_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
 def test_missing_scenario_file_and_bad_override(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["sim", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "cannot read scenario" in missing.output
-    bad = runner.invoke(app, ["sim", "--intervals", "0", "--out", str(tmp_path)])
-    assert bad.exit_code == 2 and "intervals" in bad.output
+    for args, needle in ((["--intervals", "0"], "intervals"), (["--seed", "-1"], "seed"),
+                         (["--seed", str(2**64)], "seed")):  # fmt: skip
+        bad = runner.invoke(app, ["sim", *args, "--out", str(tmp_path)])
+        assert bad.exit_code == 2 and needle in bad.output, bad.output
+        assert len(bad.output.splitlines()) == 1, bad.output
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [(b"households: [\xff\xfe]\n", "not UTF-8 text (byte 13 is 0xff)"),
+     (b"[" * 100_000, "nested too deeply"),
+     (b"a: 1\n" * 1_000_000, "larger than 4 MiB"),
+     (b"a: \x00\n", "not valid YAML")],
+)  # fmt: skip
+def test_unreadable_scenario_bytes_exit_2(tmp_path: Path, content: bytes, needle: str) -> None:
+    path = tmp_path / "scn.yaml"
+    path.write_bytes(content)
+    result = runner.invoke(app, ["sim", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.output
+
+
+def test_out_of_range_device_options_exit_2() -> None:
+    for args in (["scan", "127.0.0.1", "--port", "70000"], ["scan", "h", "--unit", "-1"],
+                 ["serve", "battery", "--unit", "256"],
+                 ["read", "h", "--profile", "eastron-sdm630", "--port", "0"]):  # fmt: skip
+        result = runner.invoke(app, ["device", *args])
+        assert result.exit_code == 2 and "must be" in result.output, result.output
+        assert len(result.output.splitlines()) == 1, result.output
 
 
 def test_tables_show_every_digit_of_a_meter_counter() -> None:

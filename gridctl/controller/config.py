@@ -18,25 +18,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gridctl.controller.homeassistant import HomeAssistantConfig
-from gridctl.core import GridctlError, read_yaml, validated
+from gridctl.core import FilePath, GridctlError, Host, StrictModel, read_yaml, validated
 from gridctl.protocol import NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
 V_NOMINAL_V = 230.0
+MAX_POWER_W = 1e7
+"""Largest rating or limit a household's device or connection can have, W (10 MW)."""
 
 
 class ControllerConfigError(GridctlError):
     """A controller configuration is missing or invalid."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DeviceConfig(_Strict):
+class DeviceConfig(StrictModel):
     """One device the controller drives, through a device profile.
 
     role: what it is in the household. rated_w: its power rating, W (> 0), for batteries,
@@ -45,26 +43,26 @@ class DeviceConfig(_Strict):
 
     name: str = Field(pattern=NAME.pattern)
     role: Literal["meter", "pv", "battery", "ev"]
-    profile: str
-    host: str = "127.0.0.1"
+    profile: Annotated[str, Field(min_length=1, max_length=4096)]
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit: Annotated[int, Field(ge=0, le=255)] | None = None
-    rated_w: Annotated[float, Field(gt=0)] | None = None
+    rated_w: Annotated[float, Field(gt=0, le=MAX_POWER_W)] | None = None
     phases: Literal[1, 3] = 3
     """Phases an EV charger uses (its current setpoint is per phase)."""
 
 
-class Limits(_Strict):
+class Limits(StrictModel):
     """Local limits at the connection; None = none of that kind.
 
     fuse_a: main fuse per phase, A. export_max_w / import_max_w: a standing grid-operator
     envelope, W (≥ 0).
     """
 
-    fuse_a: Annotated[float, Field(gt=0)] | None = None
+    fuse_a: Annotated[float, Field(gt=0, le=10_000)] | None = None
     phases: Literal[1, 3] = 3
-    export_max_w: Annotated[float, Field(ge=0)] | None = None
-    import_max_w: Annotated[float, Field(ge=0)] | None = None
+    export_max_w: Annotated[float, Field(ge=0, le=MAX_POWER_W)] | None = None
+    import_max_w: Annotated[float, Field(ge=0, le=MAX_POWER_W)] | None = None
 
     @property
     def fuse_w(self) -> float | None:
@@ -72,14 +70,14 @@ class Limits(_Strict):
         return None if self.fuse_a is None else self.phases * V_NOMINAL_V * self.fuse_a
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(StrictModel):
     """Everything a household controller needs. Times in s."""
 
     community: str = Field(pattern=NAME.pattern)
     household: str = Field(pattern=NAME.pattern)
     broker: BrokerConfig
-    key_file: Path
-    state_db: Path
+    key_file: FilePath
+    state_db: FilePath
     limits: Limits = Limits()
     devices: Annotated[list[DeviceConfig], Field(min_length=1)]
     poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from gridctl.core import FilePath, Host, StrictModel
 from gridctl.protocol import Telemetry
 
 
-class HomeAssistantConfig(BaseModel):
+class HomeAssistantConfig(StrictModel):
     """The household's Home Assistant broker (anonymous if no username)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str | None = None
-    password_file: Path | None = None
+    username: Annotated[str, Field(max_length=1024)] | None = None
+    password_file: FilePath | None = None
     prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
 
 

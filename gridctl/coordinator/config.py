@@ -35,11 +35,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gridctl.coordinator.service import Coordinator, Planner
-from gridctl.core import GridctlError, Tariff, read_yaml, validated
-from gridctl.dispatch.spec import DispatchSpec, FeederSpec, HouseholdSpec, LimitsSpec
+from gridctl.core import FilePath, GridctlError, StrictModel, Tariff, read_yaml, validated
+from gridctl.dispatch.spec import (
+    Bus,
+    DispatchSpec,
+    FeederSpec,
+    HouseholdSpec,
+    LimitsSpec,
+    RewardRate,
+    TariffSpec,
+)
 from gridctl.protocol import COORDINATOR, NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
@@ -50,37 +58,25 @@ class CoordinatorConfigError(GridctlError):
     """A coordinator configuration is missing or invalid."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TariffConfig(_Strict):
-    """Prices, currency per kWh."""
-
-    import_per_kwh: Annotated[float, Field(ge=0)]
-    feed_in_per_kwh: Annotated[float, Field(ge=0)]
-    community_per_kwh: Annotated[float, Field(ge=0)]
-
-
 class HouseholdEntry(HouseholdSpec):
     """A household: its main meter's Ed25519 public key (hex), its connection (``connection_kw``
     also rates the meter) and, for planning, its bus and devices."""
 
     public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bus: str | int | None = None
+    bus: Bus | None = None
 
 
-class CoordinatorConfig(_Strict):
+class CoordinatorConfig(StrictModel):
     """Everything the coordinator service needs."""
 
     community: str = Field(pattern=NAME.pattern)
     broker: BrokerConfig
-    ledger: Path
-    inbox: Path
-    tariff: TariffConfig
-    reward_tokens_per_kwh: Annotated[float, Field(ge=0)] = 1.0
+    ledger: FilePath
+    inbox: FilePath
+    tariff: TariffSpec
+    reward_tokens_per_kwh: RewardRate = 1.0
     health_port: Annotated[int, Field(ge=0, le=65535)] | None = 9108
-    households: list[HouseholdEntry] = []
+    households: list[HouseholdEntry] = Field(default_factory=list)
     feeder: FeederSpec | None = None
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
@@ -102,8 +98,7 @@ class CoordinatorConfig(_Strict):
 
     def tariff_(self) -> Tariff:
         """The tariff as the core type."""
-        t = self.tariff
-        return Tariff(t.import_per_kwh, t.feed_in_per_kwh, t.community_per_kwh)
+        return self.tariff.prices()
 
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:

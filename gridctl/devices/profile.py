@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from gridctl.core import GridctlError, read_yaml, validated
+from gridctl.core import GridctlError, StrictModel, read_yaml, validated
 from gridctl.devices.codec import REGISTER_COUNT, RegType
 from gridctl.devices.roles import ROLES
 
@@ -23,11 +23,7 @@ class ProfileError(GridctlError):
     """A device profile is missing or invalid."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Transport(_Strict):
+class Transport(StrictModel):
     """How to reach the device: Modbus TCP or RTU, with its defaults."""
 
     type: Literal["tcp", "rtu"]
@@ -38,7 +34,7 @@ class Transport(_Strict):
     stopbits: Literal[1, 2] | None = None
 
 
-class Register(_Strict):
+class Register(StrictModel):
     """One register (or group of registers) holding one role."""
 
     role: str
@@ -89,7 +85,7 @@ class Register(_Strict):
 DeviceKind = Literal["pv_inverter", "battery", "hybrid_inverter", "ev_charger", "meter"]
 
 
-class Profile(_Strict):
+class Profile(StrictModel):
     """A device family's register map."""
 
     vendor: str
@@ -97,7 +93,7 @@ class Profile(_Strict):
     kind: DeviceKind
     source: Annotated[str, Field(min_length=10)]
     """The public document the register map comes from (title, version, where)."""
-    products: list[str] = []
+    products: list[str] = Field(default_factory=list)
     transport: Transport
     word_order: Literal["big", "little"] = "big"
     na_sentinels: bool = False

@@ -10,27 +10,51 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gridctl.core import FilePath, StrictModel, Tariff
 from gridctl.dispatch.rolling import DEFAULT_NEAR
 
-NonNeg = Annotated[float, Field(ge=0)]
-Pos = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+Price = Annotated[float, Field(ge=0, le=100)]
+"""Currency per kWh; the bound keeps ledger amounts (micro-units) far inside 64 bits."""
+RewardRate = Annotated[float, Field(ge=0, le=100)]
+"""Tokens per shared kWh (same bound as prices)."""
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+"""A profile or feeder name."""
+Bus = Annotated[str, Field(max_length=256)] | Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""A feeder bus: its name or its index."""
+Kw = Annotated[float, Field(gt=0, le=10_000)]
+"""A household's power rating, kW (10 MW is beyond any low-voltage connection)."""
+Kwh = Annotated[float, Field(gt=0, le=100_000)]
+"""A storage's energy, kWh."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TariffSpec(StrictModel):
+    """Prices, currency per kWh."""
+
+    import_per_kwh: Price
+    feed_in_per_kwh: Price
+    community_per_kwh: Price
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.feed_in_per_kwh <= self.community_per_kwh <= self.import_per_kwh:
+            raise ValueError("prices must satisfy feed_in <= community <= import")
+        return self
+
+    def prices(self) -> Tariff:
+        """The tariff as the core type."""
+        return Tariff(self.import_per_kwh, self.feed_in_per_kwh, self.community_per_kwh)
 
 
-class FeederSpec(_Strict):
+class FeederSpec(StrictModel):
     """Either a SimBench code or a pandapower JSON file (relative to the file that names it)."""
 
-    simbench: str | None = None
-    file: Path | None = None
+    simbench: Name | None = None
+    file: FilePath | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -39,26 +63,26 @@ class FeederSpec(_Strict):
         return self
 
 
-class LoadSpec(_Strict):
+class LoadSpec(StrictModel):
     """Base load: a SimBench load profile scaled to an annual energy."""
 
-    profile: str = "H0-A"
-    annual_kwh: Pos = 3500.0
+    profile: Name = "H0-A"
+    annual_kwh: Annotated[float, Field(gt=0, le=10_000_000)] = 3500.0
     power_factor: Annotated[float, Field(gt=0, le=1)] = 0.95
 
 
-class PvSpec(_Strict):
+class PvSpec(StrictModel):
     """Rooftop PV: peak power and a SimBench PV profile (per kWp)."""
 
-    kwp: Pos
-    profile: str = "PV5"
+    kwp: Kw
+    profile: Name = "PV5"
 
 
-class BatterySpec(_Strict):
+class BatterySpec(StrictModel):
     """Home battery: usable energy, power limit, one-way efficiency, initial and minimum SoC."""
 
-    kwh: Pos
-    kw: Pos
+    kwh: Kwh
+    kw: Kw
     efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
     soc0: Fraction = 0.5
     soc_min: Fraction = 0.05
@@ -70,13 +94,13 @@ class BatterySpec(_Strict):
         return self
 
 
-class EvSpec(_Strict):
+class EvSpec(StrictModel):
     """A daily EV session: arrival and departure (UTC time of day), energy needed, charger power."""
 
     arrival: time
     departure: time
-    kwh: Pos
-    kw: Pos
+    kwh: Kwh
+    kw: Kw
 
     @field_validator("arrival", "departure", mode="before")
     @classmethod
@@ -95,28 +119,28 @@ class EvSpec(_Strict):
         return self
 
 
-class HouseholdSpec(_Strict):
+class HouseholdSpec(StrictModel):
     """One household: where it connects, what it owns, its connection limits."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-    bus: str | int
+    bus: Bus
     load: LoadSpec = LoadSpec()
     pv: PvSpec | None = None
     battery: BatterySpec | None = None
     ev: EvSpec | None = None
-    connection_kw: Pos = 17.25
+    connection_kw: Kw = 17.25
     """Main fuse as power (3 x 25 A x 230 V), kW; bounds import and export."""
 
 
-class LimitsSpec(_Strict):
+class LimitsSpec(StrictModel):
     """Feeder operating limits checked by the AC power flow."""
 
-    v_min_pu: Pos = 0.94
-    v_max_pu: Pos = 1.06
-    loading_max_pct: Pos = 100.0
+    v_min_pu: Annotated[float, Field(gt=0.5, le=1)] = 0.94
+    v_max_pu: Annotated[float, Field(ge=1, lt=1.5)] = 1.06
+    loading_max_pct: Annotated[float, Field(gt=0, le=1000)] = 100.0
 
 
-class DispatchSpec(_Strict):
+class DispatchSpec(StrictModel):
     """How the community plans: horizon and full re-plan period in intervals; intervals of the
     near re-plan run every interval in between (0: follow the full plan until the next one);
     AC check settings."""

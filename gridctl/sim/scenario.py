@@ -7,44 +7,45 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gridctl.core import ScenarioError, Tariff, interval_of, read_yaml, validated
-from gridctl.dispatch.spec import DispatchSpec, FeederSpec, HouseholdSpec, LimitsSpec, NonNeg
+from gridctl.core import (
+    FilePath,
+    ScenarioError,
+    StrictModel,
+    Tariff,
+    interval_of,
+    read_yaml,
+    validated,
+)
+from gridctl.dispatch.spec import (
+    DispatchSpec,
+    FeederSpec,
+    HouseholdSpec,
+    LimitsSpec,
+    RewardRate,
+    TariffSpec,
+)
+
+FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
+LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
+"""Scenarios start in this century (profiles, interval indices and dates stay in range)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TariffSpec(_Strict):
-    """Prices, currency per kWh."""
-
-    import_per_kwh: NonNeg
-    feed_in_per_kwh: NonNeg
-    community_per_kwh: NonNeg
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if not self.feed_in_per_kwh <= self.community_per_kwh <= self.import_per_kwh:
-            raise ValueError("prices must satisfy feed_in <= community <= import")
-        return self
-
-
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """A complete, validated simulation scenario."""
 
-    name: str
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     feeder: FeederSpec
     start: datetime
     intervals: Annotated[int, Field(ge=1, le=366 * 96)]
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     tariff: TariffSpec
-    reward_tokens_per_kwh: NonNeg = 1.0
+    reward_tokens_per_kwh: RewardRate = 1.0
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
     households: Annotated[list[HouseholdSpec], Field(min_length=1)]
-    base_dir: Path = Path(".")
+    base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 
     @field_validator("start")
@@ -53,6 +54,8 @@ class Scenario(_Strict):
         if v.tzinfo is None:
             raise ValueError("start needs a timezone, e.g. 2026-06-21T00:00:00Z")
         v = v.astimezone(UTC)
+        if not FIRST_START <= v < LAST_START:
+            raise ValueError(f"start must lie in {FIRST_START.year}-{LAST_START.year - 1}")
         if v.timestamp() % 900:
             raise ValueError("start must fall on a 15-minute boundary")
         return v
@@ -74,7 +77,7 @@ class Scenario(_Strict):
     @property
     def tariff_prices(self) -> Tariff:
         """The tariff as the core type."""
-        return Tariff(**self.tariff.model_dump())
+        return self.tariff.prices()
 
 
 def default_scenario_path() -> Path:

@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Self
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridctl.core import GridctlError
+from gridctl.core import FilePath, GridctlError, Host, StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,16 @@ class BrokerSettings(BaseModel):
     mqtt_version: MqttVersion = "5"
 
 
-class BrokerConfig(BaseModel):
+class BrokerConfig(StrictModel):
     """The broker as a configuration file gives it: a password inline or in a file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str | None = None
-    password: str | None = Field(None, repr=False)
-    password_file: Path | None = None
+    username: Annotated[str, Field(max_length=1024)] | None = None
+    password: str | None = Field(None, repr=False, max_length=1024)
+    password_file: FilePath | None = None
     tls: bool = False
-    cafile: Path | None = None
+    cafile: FilePath | None = None
     mqtt_version: MqttVersion = "5"
 
     @model_validator(mode="after")

@@ -101,6 +101,14 @@ class ControllerConfig(StrictModel):
         for d in self.devices:
             if d.role in ("battery", "ev") and d.rated_w is None:
                 raise ValueError(f"device {d.name}: a {d.role} needs rated_w")
+        ha, b = self.home_assistant, self.broker
+        if ha is not None and (ha.host, ha.port, ha.username) == (
+            b.host, b.port, b.username or self.household
+        ):  # fmt: skip
+            raise ValueError(
+                "home_assistant: same broker and user as the community session, which it "
+                "would disconnect (one connection per user); give it its own user or broker"
+            )
         return self
 
     def home_assistant_settings(self) -> BrokerSettings | None:

@@ -104,8 +104,9 @@ class Controller:
         """Clock time of the last completed poll, s."""
         self._wake = asyncio.Event()
         self.plan_topic = household_topic(c, h, "plan")
+        broker = config.broker_settings()
         self.session = Session(
-            config.broker_settings(), client_id=f"gridctl-{c}-{h}",
+            broker, client_id=broker.username or h,
             subscriptions=[self.plan_topic, coordinator_topic(c, "status")],
             handler=self.on_message, status_topic=household_topic(c, h, "status"),
         )  # fmt: skip

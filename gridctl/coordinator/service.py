@@ -24,6 +24,7 @@ from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, Tariff
 from gridctl.protocol import (
+    COORDINATOR,
     PlanMessage,
     PlanStep,
     PriceMessage,
@@ -101,7 +102,7 @@ class Coordinator:
         self.outcomes: list[IntervalOutcome] = []
         self._settling: asyncio.Future[IntervalOutcome] | None = None
         self.session = Session(
-            broker, client_id=f"gridctl-{community}-coordinator",
+            broker, client_id=broker.username or COORDINATOR,
             subscriptions=[community_filter(community)], handler=self.on_message,
             status_topic=coordinator_topic(community, "status"),
         )  # fmt: skip

@@ -44,10 +44,12 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 24 * 3600
 """How long the broker keeps an absent client's session and its queued QoS 1 messages, s."""
 IGNORED = frozenset({
-    "user", "per_listener_settings", "max_packet_size", "persistence", "persistence_location",
-    "autosave_interval", "log_dest", "log_type",
+    "user", "per_listener_settings", "max_packet_size", "max_inflight_messages",
+    "max_queued_messages", "max_queued_bytes", "use_username_as_clientid", "persistence",
+    "persistence_location", "autosave_interval", "log_dest", "log_type",
 })  # fmt: skip
-"""mosquitto.conf options that concern Mosquitto's process, files or limits only."""
+"""mosquitto.conf options that concern Mosquitto's process, files or limits only (the embedded
+broker binds a client id to its first user instead of ``use_username_as_clientid``)."""
 
 
 @dataclass(frozen=True)

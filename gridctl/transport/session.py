@@ -4,7 +4,8 @@ A ``Session`` wraps ``aiomqtt.Client``. ``run()`` connects, publishes ``online``
 the status topic whose last will is ``offline`` (and says ``offline`` itself when cancelled),
 subscribes, and hands every message to the handler; when the connection drops it waits (0.5 s
 doubling up to ``backoff_max_s``, with jitter) and does it all again. The session is persistent
-(fixed client id; MQTT 5: no clean start, kept a day; MQTT 3.1.1, for the embedded broker:
+(fixed client id, which on a community broker is the user name: Mosquitto replaces any other;
+MQTT 5: no clean start, kept a day; MQTT 3.1.1, for the embedded broker:
 ``clean_session=False``), so QoS 1 messages sent while a subscriber was away are delivered
 when it returns.
 """
@@ -89,7 +90,8 @@ class BrokerConfig(StrictModel):
 class Session:
     """A kept-alive MQTT session for one client.
 
-    client_id: stable identifier (a persistent session is keyed by it).
+    client_id: stable identifier (a persistent session is keyed by it); on a community broker
+    the user name, which Mosquitto puts in place of any other.
     subscriptions: topic filters, subscribed with QoS 1 on every (re)connect.
     status_topic: where ``online`` is published (retained) and the will ``offline`` waits.
     keepalive_s: the broker sends the will after 1.5 x this without a word from the client.

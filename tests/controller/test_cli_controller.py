@@ -50,6 +50,9 @@ def test_bad_configurations_exit_2_naming_the_field(tmp_path: Path) -> None:
         CONFIG.replace("role: meter,", "role: pv,"): "meter",
         CONFIG.replace(", password_file: mqtt.secret", ""): "password",
         CONFIG.replace("fuse_a: 25", "fuse_a: 0"): "fuse_a",
+        CONFIG.replace(
+            "limits:", "home_assistant: {port: 1883, username: h07}\nlimits:"
+        ): "one connection per user",
     }
     for text, needle in cases.items():
         cfg.write_text(text)

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from gridctl.protocol import (
     household_topic,
 )
 from gridctl.settlement.enrol import main_meter
+from gridctl.settlement.signing import U64_MAX
 from gridctl.transport.session import Session
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ class Controller:
         self.signer = self.outbox.signer(main_meter(h), key)
         self.last_interval: int | None = None
         self.write_errors = 0
+        self.skipped_readings: Counter[str] = Counter()
+        """Interval readings not signed, by reason (see ``counter_problem``)."""
         self.applied: tuple[int, int] | None = None
         """(plan issued, interval) of the step the last completed poll applied (None: fallback)."""
         self.stepped_at: float | None = None
@@ -242,14 +246,17 @@ class Controller:
         self.stepped_at = now_s
 
     def _boundary(self, interval: int) -> None:
-        """At the first poll of a new interval, sign the meter's counters for the one ended."""
+        """At the first poll of a new interval, sign the meter's counters for the one ended
+        (counters that cannot be signed skip the reading, counted in ``skipped_readings``)."""
         if self.last_interval is not None and interval > self.last_interval:
             imp, exp = self.meter.value("e_import_wh"), self.meter.value("e_export_wh")
-            if imp is None or exp is None:
-                log.warning("no reading household=%s interval=%d (meter unknown)",
-                            self.cfg.household, interval - 1)  # fmt: skip
+            reason = counter_problem(imp) or counter_problem(exp)
+            if reason is None:
+                self.outbox.add(self.signer, interval - 1, int(imp), int(exp))  # type: ignore[arg-type]
             else:
-                self.outbox.add(self.signer, interval - 1, int(imp), int(exp))
+                self.skipped_readings[reason] += 1
+                log.warning("no reading household=%s interval=%d reason=%s import=%s export=%s",
+                            self.cfg.household, interval - 1, reason, imp, exp)  # fmt: skip
         self.last_interval = interval
 
     async def _write(self, decision: Decision, now_s: float) -> None:
@@ -322,6 +329,18 @@ class Controller:
         await ha.publish(
             homeassistant.state_topic(h), homeassistant.state(telemetry, imp, exp), 0, True
         )
+
+
+def counter_problem(e_wh: float | None) -> str | None:
+    """Why a meter's energy counter (Wh) cannot be signed, None if it can: ``unknown``,
+    ``not_finite``, ``negative`` or ``too_large`` (beyond the reading format's u64)."""
+    if e_wh is None:
+        return "unknown"
+    if not math.isfinite(e_wh):
+        return "not_finite"
+    if e_wh < 0:
+        return "negative"
+    return "too_large" if e_wh > U64_MAX else None
 
 
 async def _ignore(topic: str, payload: bytes) -> None:

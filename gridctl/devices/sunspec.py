@@ -33,6 +33,10 @@ MAX_MODELS = 64
 """Guard against a chain that never ends."""
 MAX_READ = 125
 """Registers per Modbus read request."""
+REGISTER_SPACE = 0x10000
+"""Modbus addresses run 0..65535; a model block must end inside them."""
+MAX_MODEL_LENGTH = 4096
+"""Most registers (L) a model may claim: the largest shipped definition (64411) has 1398."""
 
 
 @cache
@@ -268,7 +272,7 @@ class _ReadAhead:
         while count > 0:
             if not self.start <= address < self.start + len(self.regs):
                 try:
-                    self.regs = await self.read(address, MAX_READ)
+                    self.regs = await self.read(address, min(MAX_READ, REGISTER_SPACE - address))
                 except ModbusExceptionError:
                     self.regs = await self.read(address, min(count, MAX_READ))
                 self.start = address
@@ -307,6 +311,11 @@ async def scan(read: Reader) -> list[Model]:
         model_id, length = await ahead.get(addr, 2)
         if model_id == END_ID:
             return models
+        if length > MAX_MODEL_LENGTH or addr + 2 + length > REGISTER_SPACE:
+            raise ModbusError(
+                f"SunSpec model {model_id} at {addr} claims {length} registers (at most "
+                f"{MAX_MODEL_LENGTH}, ending by register {REGISTER_SPACE - 1}): not a SunSpec map"
+            )
         body = await ahead.get(addr + 2, length)
         models.append(decode_model([model_id, length, *body], addr))
         addr += 2 + length

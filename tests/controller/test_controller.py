@@ -309,3 +309,37 @@ async def test_readings_sent_before_the_coordinator_ever_connected_reach_it_when
             assert time.monotonic() - online_at < 5.0
         finally:
             await stop_tasks(*tasks)
+
+
+async def test_counters_that_cannot_be_signed_skip_the_reading(tmp_path: Path) -> None:
+    """A meter whose energy counters read negative, infinite, NaN or beyond the reading's u64
+    costs that interval's reading (logged, counted by reason), never the controller loop."""
+    from collections import Counter
+
+    from gridctl.devices.codec import RegType, encode
+    from gridctl.devices.virtual import free_tcp_port
+
+    meter = ProfileVirtual(load_profile("eastron-sdm630"), clock=lambda: 0.0)  # counters frozen
+    address = meter.profile.register("e_import_wh").address
+    generate_key_file(tmp_path / "h01.key")
+    now_s = [1000 * INTERVAL_S + 1.0]
+    async with serving(meter) as port:
+        config = ControllerConfig(
+            community="oak", household="h01", key_file=tmp_path / "h01.key",
+            broker=BrokerConfig(port=free_tcp_port(), password="unused"),  # never connected
+            state_db=tmp_path / "h01.sqlite",
+            devices=[DeviceConfig(name="meter", role="meter", profile="eastron-sdm630", port=port)],
+        )  # fmt: skip
+        c = Controller(config, load_key_file(tmp_path / "h01.key"), clock=lambda: now_s[0])
+        try:
+            await c.step()  # the first poll only notes the interval
+            for kwh in (-1.0, float("inf"), float("-inf"), 3e38, 2e16, float("nan"), 1234.5):
+                meter.put("input", address, encode(kwh, RegType.F32))
+                now_s[0] += INTERVAL_S
+                await c.step()
+            # 3e38 and 2e16 kWh are beyond 2**64 Wh; a NaN register reads as unknown
+            assert c.skipped_readings == Counter(negative=1, not_finite=2, too_large=2, unknown=1)
+            assert [m for m, _iv, _msg in c.outbox.due(now_s[0], 0)] == ["h01/main"]
+        finally:
+            c.meter.reader.client.close()
+            c.outbox.close()

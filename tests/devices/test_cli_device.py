@@ -108,3 +108,26 @@ async def test_controllable_kinds_follow_their_setpoints(kind: str) -> None:
         assert values["soc"] > 0.5  # charged for 15 minutes at 2 kW from half full
     else:
         assert values["p_w"] == pytest.approx(3 * 230 * 10.0, rel=0.02)
+
+
+@pytest.mark.parametrize("length", [65_000, 4097])
+async def test_scan_refuses_a_model_claiming_too_many_registers(length: int) -> None:
+    """A device whose chain has a model claiming more registers than SunSpec allows, and that
+    answers every read (zeros up to 65535), gets one clear line, not 500 reads or a traceback."""
+    import asyncio
+
+    from gridctl.devices.sunspec import MARKER, encode_model
+    from gridctl.devices.virtual import VirtualDevice, serving
+
+    dev = VirtualDevice()
+    common = encode_model(1, {})
+    dev.put("holding", 40000, MARKER + common)
+    at = 40002 + len(common)
+    dev.put("holding", at, [103, length] + [0] * (65536 - at - 2))
+    async with serving(dev) as port:
+        res = await asyncio.to_thread(
+            runner.invoke, app, ["device", "scan", "127.0.0.1", "--port", str(port)]
+        )
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert f"model 103 at {at} claims {length} registers" in res.output
+    assert len(res.output.splitlines()) == 1

@@ -434,13 +434,16 @@ def broker_config(
     out: Annotated[Path, typer.Option(help="directory for the broker's files")] = Path("broker"),
     port: Annotated[int, typer.Option(help="MQTT port")] = 1883,
     bind: Annotated[
-        str, typer.Option(help="address to listen on ('' = all; use TLS beyond loopback)")
+        str, typer.Option(help="address to listen on ('' = all; beyond loopback: TLS)")
     ] = "127.0.0.1",
     tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
     tls_ca: Annotated[
         Path | None, typer.Option(help="CA (PEM) to require client certificates")
     ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="allow plain MQTT beyond loopback (passwords in clear)")
+    ] = False,
 ) -> None:
     """Write mosquitto.conf, the password file, per-household ACLs and credentials.json."""
     from gridctl.transport.broker import Tls, load_community, write_broker_config
@@ -452,13 +455,9 @@ def broker_config(
         for f in (tls_cert, tls_key, tls_ca):
             if f is not None and not f.is_file():
                 raise GridctlError(f"no such file: {f}")
-        if tls is None and bind not in ("127.0.0.1", "localhost", "::1"):
-            err_console.print(
-                "[yellow]warning:[/] listening beyond loopback without TLS sends passwords "
-                "in clear; give --tls-cert/--tls-key",
-                highlight=False,
-            )
-        creds = write_broker_config(load_community(community), out, port, bind, tls)
+        creds = write_broker_config(
+            load_community(community), out, port, bind, tls, insecure=insecure
+        )
     except GridctlError as e:
         raise _fail(e) from None
     console.print(

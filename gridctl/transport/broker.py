@@ -36,6 +36,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import pwd
@@ -281,6 +282,16 @@ def conf_text(
     return "\n".join(lines) + "\n"
 
 
+def is_loopback(bind: str) -> bool:
+    """Whether listening on ``bind`` ("" = every interface) reaches this machine only."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
 def _write_private(path: Path, text: str, owner: str | None = None) -> None:
     """Write ``text`` to a file only its owner (default: this process's user) can read."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -308,17 +319,24 @@ def write_broker_config(
     bind: str = "127.0.0.1",
     tls: Tls | None = None,
     run_as: str | None = None,
+    insecure: bool = False,
 ) -> dict[str, str]:
     """Write mosquitto.conf, passwd, acl and credentials.json into ``out``; returns the
     credentials (user → password). Existing users keep their passwords.
 
-    bind: address to listen on ("" = every interface; plain MQTT sends passwords in clear,
-    so listen beyond loopback only with ``tls``). run_as: the user mosquitto runs as (its
-    ``user`` option); None: mosquitto's default, which when started by root is the
-    ``mosquitto`` system user, so the files it reads are handed to that user.
+    bind: address to listen on ("" = every interface). Plain MQTT sends passwords and
+    readings in clear: beyond loopback it needs ``tls``, or ``insecure`` (BrokerConfigError
+    otherwise). run_as: the user mosquitto runs as (its ``user`` option); None: mosquitto's
+    default, which when started by root is the ``mosquitto`` system user, so the files it
+    reads are handed to that user.
     """
     if not 1 <= port <= 65535:
         raise BrokerConfigError(f"--port {port}: must be 1-65535")
+    if tls is None and not insecure and not is_loopback(bind):
+        raise BrokerConfigError(
+            f"--bind {bind!r}: plain MQTT beyond loopback sends passwords and readings in "
+            "clear; give TLS (--tls-cert/--tls-key), or --insecure on a network you trust"
+        )
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)

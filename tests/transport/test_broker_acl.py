@@ -198,6 +198,30 @@ def test_cli_writes_the_broker_files_and_names_bad_input(tmp_path: Path) -> None
     assert res.exit_code == 2 and "go together" in res.output
 
 
+def test_plain_mqtt_beyond_loopback_needs_insecure(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridctl.cli import app
+
+    runner = CliRunner()
+    f = tmp_path / "community.yaml"
+    f.write_text("community: oak\nhouseholds: [h1]\n")
+    for bind in ("0.0.0.0", "", "192.168.1.5", "::"):
+        res = runner.invoke(app, ["broker", "config", str(f), "--out", str(tmp_path / "b"),
+                                  "--bind", bind])  # fmt: skip
+        assert res.exit_code == 2 and "--insecure" in res.output, (bind, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+        assert not (tmp_path / "b" / "mosquitto.conf").exists()
+    for bind in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        res = runner.invoke(app, ["broker", "config", str(f), "--out", str(tmp_path / "b"),
+                                  "--bind", bind])  # fmt: skip
+        assert res.exit_code == 0, (bind, res.output)
+    res = runner.invoke(app, ["broker", "config", str(f), "--out", str(tmp_path / "b"),
+                              "--bind", "0.0.0.0", "--insecure"])  # fmt: skip
+    assert res.exit_code == 0 and "listener 1883 0.0.0.0" in (
+        tmp_path / "b" / "mosquitto.conf").read_text()  # fmt: skip
+
+
 def _connect_then_die(broker: Broker, user: str, client_id: str, will_topic: str,
                       will: bytes) -> int:  # fmt: skip
     """Log in (MQTT 3.1.1, which both brokers speak) with a retained QoS 1 last will, then drop

@@ -11,7 +11,10 @@ of its devices and its base load.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +79,24 @@ def _one_line(text: object, limit: int = 80) -> str:
     if not s.isprintable():
         s = repr(s)
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def private_file(path: Path) -> None:
+    """Keep a file of household data from other users before SQLite opens it: create it mode
+    0600 whatever the umask (SQLite gives the -wal and -shm files it makes the database's mode),
+    or, if it exists and is ours, take others' access away from it and its -wal and -shm files
+    (its group keeps what the owner gave it, e.g. for a web app reading it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for f in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                mode = stat.S_IMODE(f.stat().st_mode)
+                if mode & 0o007:
+                    f.chmod(mode & ~0o007)
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
 
 
 def describe_validation_error(err: ValidationError) -> str:

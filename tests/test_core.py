@@ -1,10 +1,19 @@
+import os
+import stat
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridctl.core import import_export_wh, interval_hours, interval_of, interval_start
+from gridctl.core import (
+    import_export_wh,
+    interval_hours,
+    interval_of,
+    interval_start,
+    private_file,
+)
 
 
 def test_interval_index_is_floor_of_epoch_over_900() -> None:
@@ -34,3 +43,40 @@ def test_interval_start_round_trips(interval: int) -> None:
 def test_import_export_split_follows_load_convention() -> None:
     assert import_export_wh(2000.0, 0.25) == (500.0, 0.0)
     assert import_export_wh(-3000.0, 0.25) == (0.0, 750.0)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_household_data_files_are_created_private_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    from gridctl.controller.outbox import Outbox
+    from gridctl.coordinator.inbox import Inbox
+    from gridctl.settlement.ledger import Ledger
+
+    old = os.umask(umask)
+    try:
+        stores = [Ledger(tmp_path / "ledger.sqlite"), Inbox(tmp_path / "inbox.sqlite"),
+                  Outbox(tmp_path / "state" / "outbox.sqlite")]  # fmt: skip
+    finally:
+        os.umask(old)
+    try:
+        files = [*tmp_path.glob("*.sqlite*"), *tmp_path.glob("state/*.sqlite*")]
+        assert len(files) == 9  # each database with its -wal and -shm, while open
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_an_existing_file_and_its_side_files_lose_others_access(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    for f, mode in ((db, 0o666), (tmp_path / "ledger.sqlite-wal", 0o644)):
+        f.write_bytes(b"")
+        f.chmod(mode)
+    private_file(db)
+    assert _mode(db) == 0o660 and _mode(tmp_path / "ledger.sqlite-wal") == 0o640
+    assert not (tmp_path / "ledger.sqlite-shm").exists()

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from gridctl.core import private_file
 from gridctl.settlement.signing import SignedReading, parse_reading
 
 SCHEMA = """
@@ -26,6 +27,7 @@ class Inbox:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import sqlite_utils
 
-from gridctl.core import LedgerError
+from gridctl.core import LedgerError, private_file
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 
 GENESIS = "00" * 32
@@ -398,6 +398,7 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
+            private_file(self.path)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -405,7 +406,7 @@ class Ledger:
             self.db.execute("BEGIN IMMEDIATE")
             _create_schema(sqlite_utils.Database(self.db))
             self.db.execute("COMMIT")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise LedgerError(f"cannot open ledger {self.path}: {e}") from None
         row = self.db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         self._cur = _Cursor(*(row if row else (0, GENESIS)))

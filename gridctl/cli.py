@@ -52,6 +52,11 @@ def _fail(e: GridctlError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _say(text: str) -> None:
+    """One line on standard output, as it is (no markup, highlighting or wrapping)."""
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
 def _in_range(option: str, value: int | None, low: int, high: int) -> None:
     """GridctlError unless an integer option is None or within [low, high]."""
     if value is not None and not low <= value <= high:
@@ -84,10 +89,13 @@ def sim(
         ),
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate scenario, feeder, buses and profiles; exit")
+    ] = False,
 ) -> None:
     """Simulate a community on a virtual feeder and write KPIs, ledger and report."""
     from gridctl.sim.engine import DISPATCH_MODES
-    from gridctl.sim.run import run_sim
+    from gridctl.sim.run import check_scenario, run_sim
     from gridctl.transport.launcher import BROKER_NAMES
 
     logging.basicConfig(level=logging.WARNING)
@@ -95,6 +103,14 @@ def sim(
         raise _fail(GridctlError(f"--dispatch must be one of {', '.join(DISPATCH_MODES)}"))
     if broker != "auto" and not wire:
         raise _fail(GridctlError("--broker goes with --wire"))
+    if check:
+        try:
+            scn = check_scenario(scenario, seed, intervals, dispatch)  # type: ignore[arg-type]
+        except GridctlError as e:
+            raise _fail(e) from None
+        _say(f"scenario {scn.name!r} is valid: {len(scn.households)} households, "
+             f"{scn.intervals} intervals")  # fmt: skip
+        return
     try:
         with Progress(
             TextColumn("simulating"),
@@ -486,11 +502,9 @@ def controller_keygen(
         public = generate_key_file(cfg.key_file)
     except GridctlError as e:
         raise _fail(e) from None
-    console.print(
+    _say(
         f"key written to {cfg.key_file} (private, mode 0600); enrol meter "
-        f"{main_meter(cfg.household)} with the coordinator: {describe_public_key(public)}",
-        soft_wrap=True,
-        highlight=False,
+        f"{main_meter(cfg.household)} with the coordinator: {describe_public_key(public)}"
     )
 
 
@@ -498,6 +512,9 @@ def controller_keygen(
 def controller_run(
     config: Annotated[Path, typer.Argument(help="controller YAML")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every mode change")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="set everything up (key, profiles, state), then exit")
+    ] = False,
 ) -> None:
     """Drive the household's devices, follow the community's plans, sign meter readings."""
     from gridctl.controller.config import load_controller_config
@@ -506,7 +523,12 @@ def controller_run(
 
     async def start() -> None:
         cfg = load_controller_config(config)
-        await Controller(cfg, load_key_file(cfg.key_file)).run()
+        controller = Controller(cfg, load_key_file(cfg.key_file))
+        if check:
+            controller.close()
+            _say(f"{config} is valid: household {cfg.household}, {len(cfg.devices)} devices")
+            return
+        await controller.run()
 
     _run_service(start, verbose)
 
@@ -519,12 +541,25 @@ app.add_typer(coordinator_app, name="coordinator")
 def coordinator_run(
     config: Annotated[Path, typer.Argument(help="coordinator YAML")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every interval")] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="check config, password file and feeder (no ledger write)"),
+    ] = False,
 ) -> None:
     """Enrol listed households, ingest readings, settle every interval, publish its root."""
-    from gridctl.coordinator.config import coordinator_from_config, load_coordinator_config
+    from gridctl.coordinator.config import (
+        community_planner,
+        coordinator_from_config,
+        load_coordinator_config,
+    )
 
     async def start() -> None:
         cfg = load_coordinator_config(config)
+        if check:
+            cfg.broker_settings()
+            community_planner(cfg)
+            _say(f"{config} is valid: community {cfg.community}, {len(cfg.households)} households")
+            return
         coordinator, new = coordinator_from_config(cfg)
         if new:
             err_console.print(f"enrolled {len(new)} households: {', '.join(new)}", highlight=False)

@@ -136,6 +136,22 @@ def read_yaml(path: Path, error: type[GridctlError], what: str = "") -> object:
         raise error(f"{path.name}: nested too deeply") from None
 
 
+def read_secret(path: Path, error: type[GridctlError], what: str) -> str:
+    """The stripped text of a small secret file (a password); ``error`` starting with ``what``
+    if it cannot be read, is over 4 KiB or is not UTF-8 text."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(4097)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise error(f"{what}: {e.strerror if isinstance(e, OSError) else e}") from None
+    if len(data) > 4096:
+        raise error(f"{what}: {_one_line(path, 300)} is over 4 KiB, not a password")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise error(f"{what}: {_one_line(path, 300)} is not UTF-8 text") from None
+
+
 def validated(model: type[M], raw: object, error: type[GridctlError], name: str) -> M:
     """``raw`` as a ``model``; ``error`` with ``name`` and the first failing field if not."""
     try:
@@ -202,6 +218,7 @@ __all__ = [
     "interval_hours",
     "interval_of",
     "interval_start",
+    "read_secret",
     "read_yaml",
     "validated",
 ]

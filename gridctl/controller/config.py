@@ -21,7 +21,15 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from gridctl.controller.homeassistant import HomeAssistantConfig
-from gridctl.core import FilePath, GridctlError, Host, StrictModel, read_yaml, validated
+from gridctl.core import (
+    FilePath,
+    GridctlError,
+    Host,
+    StrictModel,
+    read_secret,
+    read_yaml,
+    validated,
+)
 from gridctl.protocol import NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
@@ -118,10 +126,9 @@ class ControllerConfig(StrictModel):
             return None
         password = None
         if ha.password_file is not None:
-            try:
-                password = ha.password_file.read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ControllerConfigError(f"home_assistant.password_file: {e.strerror}") from None
+            password = read_secret(
+                ha.password_file, ControllerConfigError, "home_assistant.password_file"
+            )
         return BrokerSettings(host=ha.host, port=ha.port, username=ha.username, password=password)
 
     def broker_settings(self) -> BrokerSettings:

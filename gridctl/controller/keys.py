@@ -26,11 +26,13 @@ def generate_key_file(path: Path) -> bytes:
     32-byte public key to enrol with the coordinator."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path} exists: a meter key is never overwritten") from None
+    except OSError as e:
+        raise KeyFileError(f"cannot write key {path}: {e.strerror}") from None
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     return public_bytes(key)

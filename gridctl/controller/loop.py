@@ -137,9 +137,13 @@ class Controller:
                     tg.create_task(self.ha.run())
                 tg.create_task(self._loop())
         finally:
-            for d in self.devices:
-                d.reader.client.close()
-            self.outbox.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the device connections and the outbox (``run`` does on its way out)."""
+        for d in self.devices:
+            d.reader.client.close()
+        self.outbox.close()
 
     async def _loop(self) -> None:
         while True:

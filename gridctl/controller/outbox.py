@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gridctl.core import private_file
+from gridctl.core import GridctlError, private_file
 from gridctl.settlement.signing import MeterSigner, SignedReading
 
 SCHEMA = """
@@ -25,16 +25,23 @@ CREATE TABLE IF NOT EXISTS signer (meter TEXT PRIMARY KEY, seq INTEGER NOT NULL)
 """
 
 
+class OutboxError(GridctlError):
+    """The controller's state file cannot be opened."""
+
+
 class Outbox:
     """Signed readings waiting for the coordinator, in the SQLite file ``path``."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        private_file(path)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise OutboxError(f"state_db {path}: cannot open ({e})") from None
 
     def close(self) -> None:
         """Close the file."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gridctl.core import ScenarioError, describe_validation_error
-from gridctl.sim.engine import DispatchMode, Progress, simulate
+from gridctl.sim.engine import DispatchMode, Progress, prepare, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
@@ -37,6 +37,19 @@ def with_overrides(scn: Scenario, seed: int | None, intervals: int | None) -> Sc
         return Scenario.model_validate({**scn.model_dump(), **update})
     except ValidationError as e:
         raise ScenarioError(describe_validation_error(e)) from None
+
+
+def check_scenario(
+    scenario: Path | None,
+    seed: int | None = None,
+    intervals: int | None = None,
+    dispatch: DispatchMode = "community",
+) -> Scenario:
+    """The scenario with its overrides, after loading its feeder, buses and profiles as a run
+    would (``gridctl sim --check``); nothing is simulated or written."""
+    scn = with_overrides(load_scenario(scenario), seed, intervals)
+    prepare(scn, dispatch)
+    return scn
 
 
 def run_sim(

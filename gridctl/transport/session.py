@@ -25,7 +25,7 @@ from typing import Annotated, Literal, Self
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridctl.core import FilePath, GridctlError, Host, StrictModel
+from gridctl.core import FilePath, GridctlError, Host, StrictModel, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,7 @@ class BrokerConfig(StrictModel):
         """Session settings (the password file read now); ``error`` if it cannot be read."""
         password = self.password
         if self.password_file is not None:
-            try:
-                password = self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise error(f"broker.password_file: {e.strerror}") from None
+            password = read_secret(self.password_file, error, "broker.password_file")
         return BrokerSettings(host=self.host, port=self.port,
                               username=self.username or default_user, password=password,
                               tls=self.tls, cafile=self.cafile,

@@ -454,6 +454,13 @@ def broker_config(
     ] = "127.0.0.1",
     tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
+    tls_generate: Annotated[
+        str | None,
+        typer.Option(
+            help="make a community CA and a server certificate for this host name "
+            "or IP address (in OUT/tls; kept when run again)"
+        ),
+    ] = None,
     tls_ca: Annotated[
         Path | None, typer.Option(help="CA (PEM) to require client certificates")
     ] = None,
@@ -463,22 +470,30 @@ def broker_config(
 ) -> None:
     """Write mosquitto.conf, the password file, per-household ACLs and credentials.json."""
     from gridctl.transport.broker import Tls, load_community, write_broker_config
+    from gridctl.transport.tls import community_tls
 
     try:
         if (tls_cert is None) != (tls_key is None):
             raise GridctlError("--tls-cert and --tls-key go together")
-        tls = None if tls_cert is None or tls_key is None else Tls(tls_cert, tls_key, tls_ca)
+        if tls_generate is not None and tls_cert is not None:
+            raise GridctlError("--tls-generate makes the server certificate: not with --tls-cert")
+        if tls_ca is not None and tls_cert is None and tls_generate is None:
+            raise GridctlError("--tls-ca needs --tls-cert/--tls-key or --tls-generate")
         for f in (tls_cert, tls_key, tls_ca):
             if f is not None and not f.is_file():
                 raise GridctlError(f"no such file: {f}")
-        creds = write_broker_config(
-            load_community(community), out, port, bind, tls, insecure=insecure
-        )
+        members = load_community(community)
+        ca = None
+        if tls_generate is not None:
+            ca, tls_cert, tls_key = community_tls(out / "tls", members.community, tls_generate)
+        tls = None if tls_cert is None or tls_key is None else Tls(tls_cert, tls_key, tls_ca)
+        creds = write_broker_config(members, out, port, bind, tls, insecure=insecure)
     except GridctlError as e:
         raise _fail(e) from None
     console.print(
         f"broker for {len(creds) - 1} households written to {out}/ (passwords in "
-        f"{out}/credentials.json, readable by you only); run: mosquitto -c {out}/mosquitto.conf",
+        f"{out}/credentials.json, readable by you only); run: mosquitto -c {out}/mosquitto.conf"
+        + ("" if ca is None else f"; clients trust {ca} (broker: {{tls: true, cafile: …}})"),
         soft_wrap=True,
         highlight=False,
     )

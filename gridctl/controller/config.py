@@ -3,7 +3,8 @@
 ```yaml
 community: oak
 household: h07
-broker: {host: 10.0.0.2, port: 8883, tls: true, password_file: /etc/gridctl/mqtt.secret}
+broker: {host: 10.0.0.2, port: 8883, tls: true, cafile: ca.pem,   # ca.pem from broker config
+         password_file: /etc/gridctl/mqtt.secret}   # + certfile/keyfile if the broker wants them
 key_file: /var/lib/gridctl/meter.key        # Ed25519, made by `gridctl controller keygen`
 state_db: /var/lib/gridctl/controller.sqlite
 limits: {fuse_a: 25, phases: 3, export_max_w: 7000}

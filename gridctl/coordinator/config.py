@@ -3,6 +3,8 @@
 ```yaml
 community: oak
 broker: {host: 127.0.0.1, port: 1883, password_file: coordinator.secret}
+# over TLS: {host: mqtt.oak.example, port: 8883, tls: true, cafile: ca.pem, password_file: …,
+#            certfile: coordinator.pem, keyfile: coordinator.key}   (client certificate: optional)
 ledger: ledger.sqlite
 inbox: inbox.sqlite
 tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}

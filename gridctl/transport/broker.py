@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gridctl.core import INTERVAL_S, GridctlError, describe_validation_error, read_yaml
 from gridctl.protocol import COORDINATOR, MAX_PAYLOAD_BYTES, NAME, ROOT, check_name
+from gridctl.transport.tls import load_pair
 
 PBKDF2_ITERATIONS = 101
 """Mosquitto 2's default for ``$7$`` hashes."""
@@ -236,11 +237,34 @@ def _within(inner: str, outer: str) -> bool:
 
 @dataclass(frozen=True)
 class Tls:
-    """Server certificate and key (PEM files) for a TLS listener; cafile for client certs."""
+    """Server certificate and key (PEM files) for a TLS listener; cafile: the CA of client
+    certificates, which the listener then requires."""
 
     certfile: Path
     keyfile: Path
     cafile: Path | None = None
+
+
+def _install_tls(tls: Tls, folder: Path, owner: str | None) -> Tls:
+    """Copies of the listener's files in ``folder`` (the files themselves if they are there
+    already) that the broker can read once it runs as ``owner`` (None: as us); the key is
+    readable by that user only. Mosquitto reads them after dropping root's rights, so files
+    of root's (/etc/letsencrypt/…) would be out of its reach: run this again after renewing."""
+    load_pair(tls.certfile, tls.keyfile)
+    try:
+        key, cert = tls.keyfile.read_text(encoding="ascii"), tls.certfile.read_bytes()
+        client_ca = None if tls.cafile is None else tls.cafile.read_bytes()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BrokerConfigError(f"TLS files: {e}") from None
+    folder.mkdir(exist_ok=True)
+    installed = Tls(folder / "server.pem", folder / "server.key",
+                    None if client_ca is None else folder / "client-ca.pem")  # fmt: skip
+    _write_private(installed.keyfile, key, owner)
+    for path, data in ((installed.certfile, cert), (installed.cafile, client_ca)):
+        if path is not None and data is not None:
+            path.write_bytes(data)
+            path.chmod(0o644)
+    return installed
 
 
 def queued_messages(households: int) -> int:
@@ -276,9 +300,9 @@ def conf_text(
         "use_username_as_clientid true",
     ]
     if tls is not None:
-        lines += [f"certfile {tls.certfile.resolve()}", f"keyfile {tls.keyfile.resolve()}"]
+        lines += [f"certfile {tls.certfile}", f"keyfile {tls.keyfile}"]
         if tls.cafile is not None:
-            lines += [f"cafile {tls.cafile.resolve()}", "require_certificate true"]
+            lines += [f"cafile {tls.cafile}", "require_certificate true"]
     return "\n".join(lines) + "\n"
 
 
@@ -303,13 +327,17 @@ def _write_private(path: Path, text: str, owner: str | None = None) -> None:
 
 
 def _broker_user(run_as: str | None) -> str | None:
-    """The system user mosquitto drops to when root starts it (None: files stay ours)."""
-    if run_as is not None or os.geteuid() != 0:
+    """The user mosquitto reads its files as when root starts it: ``run_as``, else the
+    ``mosquitto`` system user (None: root itself, or not started by root, so as us)."""
+    if os.geteuid() != 0:
         return None
     try:
-        return pwd.getpwnam("mosquitto").pw_name
+        user = pwd.getpwnam(run_as or "mosquitto").pw_name
     except KeyError:
+        if run_as is not None:
+            raise BrokerConfigError(f"run as {run_as!r}: no such user") from None
         return None
+    return None if user == "root" else user
 
 
 def write_broker_config(
@@ -357,6 +385,8 @@ def write_broker_config(
     hashes = "".join(f"{u}:{password_hash(creds[u])}\n" for u in users)
     _write_private(out / "passwd", hashes, broker_user)
     _write_private(out / "acl", acl_text(community.community), broker_user)
+    if tls is not None:
+        tls = _install_tls(tls, out / "tls", broker_user)
     conf = conf_text(out, port, bind, tls, run_as, len(community.households))
     (out / "mosquitto.conf").write_text(conf, encoding="utf-8")
     doc = {

@@ -46,7 +46,25 @@ class BrokerSettings(BaseModel):
     tls: bool = False
     cafile: Path | None = None
     """CA certificate to trust (PEM); None: the system's."""
+    certfile: Path | None = None
+    """Client certificate (PEM), for a listener that requires one; with ``keyfile``."""
+    keyfile: Path | None = None
     mqtt_version: MqttVersion = "5"
+
+
+def tls_context(b: BrokerSettings) -> ssl.SSLContext | None:
+    """The TLS context for ``b`` (None without TLS); GridctlError naming a file that cannot
+    be used."""
+    if not b.tls:
+        return None
+    try:
+        tls = ssl.create_default_context(cafile=None if b.cafile is None else str(b.cafile))
+        if b.certfile is not None:
+            tls.load_cert_chain(b.certfile, b.keyfile)
+    except (OSError, ssl.SSLError) as e:
+        files = ", ".join(str(f) for f in (b.cafile, b.certfile, b.keyfile) if f is not None)
+        raise GridctlError(f"broker TLS files ({files}): {e}") from None
+    return tls
 
 
 class BrokerConfig(StrictModel):
@@ -59,18 +77,24 @@ class BrokerConfig(StrictModel):
     password_file: FilePath | None = None
     tls: bool = False
     cafile: FilePath | None = None
+    certfile: FilePath | None = None
+    keyfile: FilePath | None = None
     mqtt_version: MqttVersion = "5"
 
     @model_validator(mode="after")
     def _one_password(self) -> Self:
         if (self.password is None) == (self.password_file is None):
             raise ValueError("give exactly one of password and password_file")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together")
+        if not self.tls and (self.cafile or self.certfile):
+            raise ValueError("cafile, certfile and keyfile need tls: true")
         return self
 
     def relative_to(self, base: Path) -> BrokerConfig:
         """The same with its files taken relative to ``base`` (a config file's folder)."""
-        files = {k: base / v for k, v in (("password_file", self.password_file),
-                                          ("cafile", self.cafile)) if v is not None}  # fmt: skip
+        files = {k: base / v for k in ("password_file", "cafile", "certfile", "keyfile")
+                 if (v := getattr(self, k)) is not None}  # fmt: skip
         return self.model_copy(update=files)
 
     def settings(self, default_user: str, error: type[GridctlError]) -> BrokerSettings:
@@ -80,8 +104,8 @@ class BrokerConfig(StrictModel):
             password = read_secret(self.password_file, error, "broker.password_file")
         return BrokerSettings(host=self.host, port=self.port,
                               username=self.username or default_user, password=password,
-                              tls=self.tls, cafile=self.cafile,
-                              mqtt_version=self.mqtt_version)  # fmt: skip
+                              tls=self.tls, cafile=self.cafile, certfile=self.certfile,
+                              keyfile=self.keyfile, mqtt_version=self.mqtt_version)  # fmt: skip
 
 
 class Session:
@@ -122,15 +146,13 @@ class Session:
         self.handler_errors = 0
         self._client: aiomqtt.Client | None = None
         self._rng = random.Random(client_id)
+        self._tls = tls_context(broker)
 
     def _make_client(self) -> aiomqtt.Client:
         b = self.broker
         will = None
         if self.status_topic is not None:
             will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
-        tls = None
-        if b.tls:
-            tls = ssl.create_default_context(cafile=str(b.cafile) if b.cafile else None)
         persistent: dict[str, object] = (
             {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False,
              "properties": _session_expiry()}
@@ -145,7 +167,7 @@ class Session:
             identifier=self.client_id,
             **persistent,  # type: ignore[arg-type]
             will=will,
-            tls_context=tls,
+            tls_context=self._tls,
             timeout=self.timeout_s,
             keepalive=self.keepalive_s,
         )

@@ -62,13 +62,7 @@ async def community(tmp_path: Path) -> AsyncIterator[Homes]:
         houses = {
             h: await stack.enter_async_context(house(broker, tmp_path / h, h, clock)) for h in HOMES
         }
-        with Ledger(tmp_path / "ledger.sqlite") as ledger:
-            for h, home in houses.items():
-                key = public_bytes(load_key_file(home.config.key_file))
-                # the counters as the meter's f32 kWh registers show them
-                imp, exp = (int(float(np.float32(home.meter.values[k] / 1000)) * 1000)
-                            for k in ("e_import_wh", "e_export_wh"))  # fmt: skip
-                register_meter(ledger, main_meter(h), h, "main", 17_250.0, key, first, imp, exp)
+        enrol(tmp_path / "ledger.sqlite", houses, first)
         controllers = {
             h: Controller(home.config, load_key_file(home.config.key_file), clock)
             for h, home in houses.items()
@@ -77,6 +71,17 @@ async def community(tmp_path: Path) -> AsyncIterator[Homes]:
                 "ledger": str(tmp_path / "ledger.sqlite"), "inbox": str(tmp_path / "inbox.sqlite"),
                 "start_s": clock.start_s, "t0": clock.t0}  # fmt: skip
         yield Homes(broker, clock, houses, controllers, first, args)
+
+
+def enrol(ledger_path: Path, houses: dict[str, House], first: int) -> None:
+    """Register each home's main meter from interval ``first`` on, with its counters as the
+    meter's f32 kWh registers show them."""
+    with Ledger(ledger_path) as ledger:
+        for h, home in houses.items():
+            key = public_bytes(load_key_file(home.config.key_file))
+            imp, exp = (int(float(np.float32(home.meter.values[k] / 1000)) * 1000)
+                        for k in ("e_import_wh", "e_export_wh"))  # fmt: skip
+            register_meter(ledger, main_meter(h), h, "main", 17_250.0, key, first, imp, exp)
 
 
 async def _until(what, timeout_s: float = 30.0) -> None:

@@ -11,22 +11,23 @@ import pytest
 
 from gridctl.transport.broker import BrokerConfigError, Community, Tls, write_broker_config
 from gridctl.transport.embedded import read_conf
+from gridctl.transport.tls import community_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_reads_the_listener_and_files_of_a_generated_config(tmp_path: Path) -> None:
-    write_broker_config(Community(community="oak", households=["h1"]), tmp_path, 1999, "")
+    write_broker_config(Community(community="oak", households=["h1"]), tmp_path, 1999, "",
+                        insecure=True)  # fmt: skip
     conf = read_conf(tmp_path / "mosquitto.conf")
     assert (conf.port, conf.bind) == (1999, "")
     assert conf.passwd == tmp_path.resolve() / "passwd" and conf.acl == tmp_path.resolve() / "acl"
 
 
 def test_refuses_tls_anonymous_and_unknown_options(tmp_path: Path) -> None:
-    f = tmp_path / "c"
-    f.write_text("x")
+    _, cert, key = community_tls(tmp_path / "tls", "oak", "127.0.0.1")
     write_broker_config(Community(community="oak", households=["h1"]), tmp_path, 1999,
-                        tls=Tls(certfile=f, keyfile=f))  # fmt: skip
+                        tls=Tls(certfile=cert, keyfile=key))  # fmt: skip
     conf = tmp_path / "mosquitto.conf"
     with pytest.raises(BrokerConfigError, match="certfile is not supported"):
         read_conf(conf)

@@ -16,8 +16,8 @@ Where it differs from Mosquitto:
   without its receive check; a filter reaching beyond the user's rights is refused instead.)
 - Retained messages and sessions live in memory: a restart forgets them.
 - No TLS listener and no broker-side packet size limit (the protocol's own limit still holds).
-- A client id belongs to the first user that logs in with it; Mosquitto lets another user
-  take it over (and checks that user's reads).
+- A client id belongs to the first user that logs in with it (and another user's CONNECT with
+  it is refused); Mosquitto puts each client's user name in place of its client id.
 - amqtt handles a CONNECT's session before authenticating it, so a client that knows another's
   client id can end that client's connection and reset its persistent session without valid
   credentials (it reads nothing). Listen on loopback only, as the simulation does.

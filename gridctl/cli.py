@@ -469,7 +469,12 @@ def broker_config(
     ] = False,
 ) -> None:
     """Write mosquitto.conf, the password file, per-household ACLs and credentials.json."""
-    from gridctl.transport.broker import Tls, load_community, write_broker_config
+    from gridctl.transport.broker import (
+        Tls,
+        load_community,
+        unreachable_folder,
+        write_broker_config,
+    )
     from gridctl.transport.tls import community_tls
 
     try:
@@ -488,8 +493,15 @@ def broker_config(
             ca, tls_cert, tls_key = community_tls(out / "tls", members.community, tls_generate)
         tls = None if tls_cert is None or tls_key is None else Tls(tls_cert, tls_key, tls_ca)
         creds = write_broker_config(members, out, port, bind, tls, insecure=insecure)
+        shut = unreachable_folder(out)
     except GridctlError as e:
         raise _fail(e) from None
+    if shut is not None:
+        err_console.print(
+            f"[yellow]warning:[/] mosquitto drops to its own user, which may not enter {shut}: "
+            "it could not read its files; choose --out elsewhere or let that user in",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
     console.print(
         f"broker for {len(creds) - 1} households written to {out}/ (passwords in "
         f"{out}/credentials.json, readable by you only); run: mosquitto -c {out}/mosquitto.conf"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import grp
 import hashlib
 import hmac
 import ipaddress
@@ -338,6 +339,22 @@ def _broker_user(run_as: str | None) -> str | None:
             raise BrokerConfigError(f"run as {run_as!r}: no such user") from None
         return None
     return None if user == "root" else user
+
+
+def unreachable_folder(out: Path, run_as: str | None = None) -> Path | None:
+    """The first folder on the way to ``out`` that the broker's user (see ``_broker_user``)
+    may not enter, so Mosquitto could not read its files there (None: none, or it runs as us)."""
+    user = _broker_user(run_as)
+    if user is None:
+        return None
+    pw = pwd.getpwnam(user)
+    groups = {pw.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for folder in [*reversed(out.resolve().parents), out.resolve()]:
+        st = folder.stat()
+        bit = 0o100 if st.st_uid == pw.pw_uid else (0o010 if st.st_gid in groups else 0o001)
+        if not st.st_mode & bit:
+            return folder
+    return None
 
 
 def write_broker_config(

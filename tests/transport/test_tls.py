@@ -130,6 +130,18 @@ def _reachable_dir() -> Iterator[Path]:
         shutil.rmtree(path)
 
 
+def test_broker_config_names_a_folder_the_brokers_user_cannot_enter(tmp_path: Path) -> None:
+    community = tmp_path / "c.yaml"
+    community.write_text("community: oak\nhouseholds: [h1]\n")
+    with _reachable_dir() as top:
+        shut = top / "shut"
+        shut.mkdir(mode=0o700)
+        warned = _config(community, shut / "b")
+        assert "may not enter" not in _config(community, top / "open")
+    # started by root, Mosquitto reads as its own user; otherwise as us, who may enter
+    assert (f"may not enter {shut}:" in warned) == (_broker_uid() != os.geteuid()), warned
+
+
 async def test_a_controller_and_the_coordinator_settle_an_interval_over_tls(
     tmp_path: Path,
 ) -> None:

@@ -143,7 +143,9 @@ def test_the_valid_files_pass(kind: str, workdir: Path) -> None:
     if kind == "keygen":  # it writes the key the other kinds read
         (workdir / "meter.key").unlink()
     code, out, err = run_in_process(kind, content, workdir)
-    assert code == 0 and err == "" and "Traceback" not in out, (out, err)
+    # as root, broker config warns that Mosquitto's user may not enter pytest's 0700 folders
+    quiet = err == "" or (kind == "community" and err.count("\n") == 1 and "may not enter" in err)
+    assert code == 0 and quiet and "Traceback" not in out, (out, err)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

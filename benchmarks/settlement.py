@@ -69,13 +69,13 @@ def _bare_rate(jobs: list, processes: int) -> float:
 
 
 def _settle_rate(households: int, intervals: int, parallel: bool, tmp: Path) -> tuple[float, int]:
-    from gridctl.settlement.enrol import SyntheticCommunity
+    from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
     from gridctl.settlement.ledger import Ledger, verify_ledger
     from gridctl.settlement.settle import ParallelVerifier, SettlementConfig, Settler
 
     path = tmp / f"settle-{'all' if parallel else '1'}.sqlite"
     first = 2_000_000
-    with Ledger(path) as ledger:
+    with Ledger(path, simulated_coordinator_key(0)) as ledger:
         community = SyntheticCommunity(households, first, seed=7)
         community.enrol(ledger)
         batches = [community.readings(first + t) for t in range(intervals)]
@@ -99,9 +99,10 @@ def _settle_rate(households: int, intervals: int, parallel: bool, tmp: Path) -> 
 
 def _build_ledger(path: Path, entries: int, per_interval: int = 2000) -> None:
     """A ledger of ``entries`` postings (reward transactions of two legs), intervals closed."""
+    from gridctl.settlement.enrol import simulated_coordinator_key
     from gridctl.settlement.ledger import Ledger, Posting, Transaction
 
-    with Ledger(path) as ledger:
+    with Ledger(path, simulated_coordinator_key(0)) as ledger:
         n_tx = entries // 2
         per = per_interval // 2
         for start in range(0, n_tx, per):
@@ -150,14 +151,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
 
-    from gridctl.settlement.enrol import SyntheticCommunity
+    from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
     from gridctl.settlement.ledger import Ledger, verify_ledger
 
     cores = os.cpu_count() or 1
     load_start = _load()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        with Ledger(tmp / "baseline.sqlite") as ledger:
+        with Ledger(tmp / "baseline.sqlite", simulated_coordinator_key(0)) as ledger:
             c = SyntheticCommunity(args.households, 1, seed=7)
             c.enrol(ledger)
             readings = [r for t in range(args.intervals) for r in c.readings(1 + t)]

@@ -85,6 +85,7 @@ def _subscriber(args: argparse.Namespace) -> None:
             )
         else:
             from gridctl.coordinator.service import Coordinator
+            from gridctl.settlement.enrol import simulated_coordinator_key
             from gridctl.settlement.settle import SettlementConfig
 
             class Measured(Coordinator):
@@ -99,6 +100,7 @@ def _subscriber(args: argparse.Namespace) -> None:
                 Path(conf["ledger"]),
                 Path(conf["inbox"]),
                 SettlementConfig(0.20, 1.0),
+                simulated_coordinator_key(1),
                 clock=lambda: clock_start + speed * (time.time() - clock_t0),
                 tick_s=0.2,
                 settle_after_s=60.0,

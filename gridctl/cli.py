@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -151,18 +152,42 @@ def sim(
 
 
 @ledger_app.command("verify")
-def ledger_verify(db: Annotated[Path, typer.Argument(help="ledger.sqlite file")]) -> None:
-    """Recompute the hash chain, the interval Merkle roots and the balances (exit 1 if broken)."""
+def ledger_verify(
+    db: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+    roots: Annotated[
+        list[Path] | None,
+        typer.Option("--roots", help="roots a household kept (`gridctl controller roots`)"),
+    ] = None,
+    head: Annotated[
+        str | None, typer.Option(help="a published root chain value (hex) the ledger must hold")
+    ] = None,
+) -> None:
+    """Recompute the hash chain, the interval roots, what they cover and the balances, and
+    check them against the roots households kept (exit 1 if anything differs)."""
     from gridctl.settlement.ledger import verify_ledger
+    from gridctl.settlement.roots import load_roots_file
 
     try:
-        check = verify_ledger(db)
+        files = [load_roots_file(f) for f in roots or []]
+        keys = {f.coordinator_key for f in files}
+        if len(keys) > 1:
+            raise GridctlError("the roots files trust different coordinator keys")
+        if head is not None and not re.fullmatch(r"[0-9a-f]{64}", head):
+            raise GridctlError("--head: 64 lowercase hex digits (a root's chain value)")
+        check = verify_ledger(
+            db,
+            [r for f in files for r in f.roots],
+            bytes.fromhex(keys.pop()) if keys else None,
+            head,
+        )
     except GridctlError as e:
         raise _fail(e) from None
     if check.ok:
         console.print(
             f"ledger intact: {check.entries} entries, {check.transactions} transactions, "
-            f"{check.intervals_closed} interval roots, {check.token_supply / 1e6:g} tokens "
+            f"{check.intervals_closed} interval roots signed and chained (chain head "
+            f"{check.chain_head}), {check.published} published roots matched, "
+            f"{check.token_supply / 1e6:g} tokens "
             f"issued, head {check.head}",
             soft_wrap=True,
         )
@@ -562,6 +587,86 @@ def controller_run(
 
 coordinator_app = typer.Typer(help="Run a community coordinator.", no_args_is_help=True)
 app.add_typer(coordinator_app, name="coordinator")
+
+
+@coordinator_app.command("keygen")
+def coordinator_keygen(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+) -> None:
+    """Make the coordinator's Ed25519 key (once, at install) and print what every controller
+    enrols as ``coordinator_key``."""
+    from gridctl.controller.keys import describe_public_key, generate_key_file
+    from gridctl.coordinator.config import load_coordinator_config
+
+    try:
+        cfg = load_coordinator_config(config)
+        public = generate_key_file(cfg.key_file)
+    except GridctlError as e:
+        raise _fail(e) from None
+    console.print(
+        f"key written to {cfg.key_file} (private, mode 0600); enrol it in every controller's "
+        f"config as coordinator_key: {describe_public_key(public)}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+keys_app = typer.Typer(help="Rotate or revoke household meter keys.", no_args_is_help=True)
+coordinator_app.add_typer(keys_app, name="keys")
+
+_AT_HELP = "first interval the change applies to: index or ISO time (default: the current one)"
+
+
+def _key_change_at(at: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from gridctl.core import interval_of
+
+    iv = _interval_arg(at, "--at")
+    return interval_of(datetime.now(UTC)) if iv is None else iv
+
+
+@keys_app.command("rotate")
+def coordinator_keys_rotate(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+    household: Annotated[str, typer.Argument(help="household id, e.g. h07")],
+    public_key: Annotated[str, typer.Option(help="the new meter public key (64 hex)")],
+    at: Annotated[str | None, typer.Option(help=_AT_HELP)] = None,
+) -> None:
+    """Give a household's meter a new key: a signed key event; the old key signs only before."""
+    from gridctl.coordinator.config import load_coordinator_config
+    from gridctl.coordinator.keys import rotate
+
+    try:
+        interval = _key_change_at(at)
+        key_id = rotate(load_coordinator_config(config), household, public_key, interval)
+    except GridctlError as e:
+        raise _fail(e) from None
+    console.print(f"household {household}: key {key_id} signs from interval {interval} on",
+                  highlight=False)  # fmt: skip
+
+
+@keys_app.command("revoke")
+def coordinator_keys_revoke(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+    household: Annotated[str, typer.Argument(help="household id, e.g. h07")],
+    at: Annotated[str | None, typer.Option(help=_AT_HELP)] = None,
+) -> None:
+    """Revoke a household meter's key (lost, compromised): its readings are refused from the
+    interval on, until a new key is enrolled by ``keys rotate``."""
+    from gridctl.coordinator.config import load_coordinator_config
+    from gridctl.coordinator.keys import revoke
+
+    try:
+        interval = _key_change_at(at)
+        revoked = revoke(load_coordinator_config(config), household, interval)
+    except GridctlError as e:
+        raise _fail(e) from None
+    if not revoked:
+        console.print(f"household {household}: no current key to revoke", highlight=False)
+        return
+    console.print(f"household {household}: key {', '.join(revoked)} revoked from interval "
+                  f"{interval} on", highlight=False)  # fmt: skip
 
 
 @coordinator_app.command("run")

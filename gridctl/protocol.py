@@ -8,6 +8,9 @@ Topics (DESIGN.md)::
     gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
     gridctl/v1/<community>/coordinator/<name>      status, prices, roots (community broadcasts)
 
+An interval's root (``RootMessage``, ``gridctl.settlement.roots``) is signed by the
+coordinator's key and chained to the previous root.
+
 Every JSON message carries ``"v": 1``. A payload over ``MAX_PAYLOAD_BYTES``, on an unknown
 topic, not JSON, of another version, with a bad field, or naming another household than its
 topic is refused with a ``ProtocolError`` whose ``reason`` is one of ``REASONS``; a receiver
@@ -34,6 +37,7 @@ from pydantic import (
 )
 
 from gridctl.core import GridctlError, describe_validation_error
+from gridctl.settlement.roots import RootMessage
 from gridctl.settlement.signing import ReadingMessage
 
 log = logging.getLogger(__name__)
@@ -166,15 +170,6 @@ class PriceMessage(_Msg):
     import_per_kwh: float
     feed_in_per_kwh: float
     community_per_kwh: float
-
-
-class RootMessage(_Msg):
-    """An interval's ledger Merkle root (RFC 6962, hex) over ``size`` entries, and the head."""
-
-    interval: Annotated[int, Field(ge=0)]
-    size: Annotated[int, Field(ge=0)]
-    root: str = Field(pattern=r"^[0-9a-f]{64}$")
-    head: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 Message = Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | str

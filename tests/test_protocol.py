@@ -59,7 +59,16 @@ VALID = {
         )
     ),
     coordinator_topic(C, "root"): encode(
-        RootMessage(interval=1000, size=3, root="ab" * 32, head="cd" * 32)
+        RootMessage(
+            interval=1000,
+            size=3,
+            root="ab" * 32,
+            head="cd" * 32,
+            records="ef" * 32,
+            prev="01" * 32,
+            key_id="23" * 8,
+            sig="45" * 64,
+        )
     ),
     coordinator_topic(C, "status"): b"online",
 }

@@ -1,4 +1,5 @@
-"""The household meter's Ed25519 key: made once at install time, kept in a private PEM file."""
+"""Ed25519 keys made once at install time and kept in a private PEM file: the household meter's
+and the community coordinator's."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ class KeyFileError(GridctlError):
 
 def generate_key_file(path: Path) -> bytes:
     """Write a new private key to ``path`` (mode 0600; refuses to overwrite); returns the
-    32-byte public key to enrol with the coordinator."""
+    32-byte public key to enrol (a meter's with the coordinator, the coordinator's with every
+    controller)."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise KeyFileError(f"{path} exists: a meter key is never overwritten") from None
+        raise KeyFileError(f"{path} exists: a key is never overwritten") from None
     except OSError as e:
         raise KeyFileError(f"cannot write key {path}: {e.strerror}") from None
     with os.fdopen(fd, "wb") as f:
@@ -52,5 +54,6 @@ def load_key_file(path: Path) -> Ed25519PrivateKey:
 
 
 def describe_public_key(public_key: bytes) -> str:
-    """``key_id public_hex``, what a household hands to the coordinator to enrol."""
+    """``key_id public_hex``: what a household hands to the coordinator to enrol (and the
+    coordinator to every household)."""
     return f"{key_id_of(public_key)} {public_key.hex()}"

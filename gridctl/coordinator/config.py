@@ -7,6 +7,7 @@ broker: {host: 127.0.0.1, port: 1883, password_file: coordinator.secret}
 #            certfile: coordinator.pem, keyfile: coordinator.key}   (client certificate: optional)
 ledger: ledger.sqlite
 inbox: inbox.sqlite
+key_file: coordinator.key          # Ed25519, made by `gridctl coordinator keygen` (the default)
 tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}
 reward_tokens_per_kwh: 1.0
 health_port: 9108
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Self
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, model_validator
 
 from gridctl.coordinator.service import Coordinator, Planner
@@ -75,6 +77,8 @@ class CoordinatorConfig(StrictModel):
     broker: BrokerConfig
     ledger: FilePath
     inbox: FilePath
+    key_file: FilePath = Path("coordinator.key")
+    """The coordinator's private key, which signs every interval root and key event."""
     tariff: TariffSpec
     reward_tokens_per_kwh: RewardRate = 1.0
     health_port: Annotated[int, Field(ge=0, le=65535)] | None = 9108
@@ -112,7 +116,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise CoordinatorConfigError(f"{path.name}: households: an id appears twice")
     base = path.parent
     broker = cfg.broker.relative_to(base)
-    update = {"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker}
+    update = {"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker,
+              "key_file": base / cfg.key_file}  # fmt: skip
     if cfg.feeder is not None and cfg.feeder.file is not None:
         update["feeder"] = cfg.feeder.model_copy(update={"file": base / cfg.feeder.file})
     return cfg.model_copy(update=update)
@@ -147,6 +152,18 @@ def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
     return new
 
 
+def coordinator_key(cfg: CoordinatorConfig) -> Ed25519PrivateKey:
+    """The coordinator's private key (``key_file``)."""
+    from gridctl.controller.keys import load_key_file
+
+    if not cfg.key_file.exists():
+        raise CoordinatorConfigError(
+            f"no coordinator key at {cfg.key_file}: make it once with "
+            "`gridctl coordinator keygen CONFIG` and enrol its public key in every controller"
+        )
+    return load_key_file(cfg.key_file)
+
+
 def coordinator_from_config(
     cfg: CoordinatorConfig, clock: Callable[[], float] = time.time
 ) -> tuple[Coordinator, list[str]]:
@@ -155,6 +172,7 @@ def coordinator_from_config(
     from gridctl.core import interval_of
     from gridctl.settlement.settle import SettlementConfig
 
+    key = coordinator_key(cfg)  # before anything is enrolled
     new = enrol(cfg, interval_of(datetime.fromtimestamp(clock(), UTC)))
     planner = community_planner(cfg)
     if planner is None:
@@ -167,7 +185,7 @@ def coordinator_from_config(
     )
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
-        planner=planner, tariff=cfg.tariff_(), clock=clock, health_port=cfg.health_port,
+        key, planner=planner, tariff=cfg.tariff_(), clock=clock, health_port=cfg.health_port,
     )  # fmt: skip
     return coordinator, new
 

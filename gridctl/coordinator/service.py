@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, Tariff
@@ -29,7 +31,6 @@ from gridctl.protocol import (
     PlanStep,
     PriceMessage,
     RejectCounter,
-    RootMessage,
     Telemetry,
     community_filter,
     coordinator_topic,
@@ -57,6 +58,7 @@ class Coordinator:
     """One community's coordinator.
 
     ledger_path / inbox_path: SQLite files (the ledger holds the meter registry).
+    root_key: the coordinator's key, which signs every interval's root.
     planner: None publishes no plans (households then run their local policy).
     clock: epoch seconds (the simulator passes its own). health_port: serve /health and
     /metrics on 127.0.0.1 (0: a free port, see ``http_port``; None: no endpoint).
@@ -73,6 +75,7 @@ class Coordinator:
         ledger_path: Path,
         inbox_path: Path,
         settlement: SettlementConfig,
+        root_key: Ed25519PrivateKey,
         planner: Planner | None = None,
         tariff: Tariff | None = None,
         clock: Callable[[], float] = time.time,
@@ -90,7 +93,7 @@ class Coordinator:
         self.health_port = health_port
         self.catch_up_s = catch_up_s
         self.http_port: int | None = None
-        self.ledger = Ledger(ledger_path)
+        self.ledger = Ledger(ledger_path, root_key)
         self.settler = Settler(self.ledger, settlement)
         self.inbox = Inbox(inbox_path)
         self.rejects = RejectCounter()
@@ -210,10 +213,8 @@ class Coordinator:
         return out
 
     async def _publish_root(self, interval: int) -> None:
-        size_root = self.ledger.interval_root(interval)
-        assert size_root is not None  # settle() closed it
-        msg = RootMessage(interval=interval, size=size_root[0], root=size_root[1],
-                          head=self.ledger.head)  # fmt: skip
+        msg = self.ledger.signed_root(interval)
+        assert msg is not None  # settle() closed it
         await self.session.publish(coordinator_topic(self.community, "root"), encode(msg), 1, True)
 
     async def _publish_prices(self, interval: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import MeterSigner, key_from_seed, public_bytes
@@ -19,6 +21,11 @@ TRANSFORMER_METER = "feeder/transformer"
 def main_meter(household: str) -> str:
     """Id of a household's connection meter."""
     return f"{household}/main"
+
+
+def simulated_coordinator_key(seed: int) -> Ed25519PrivateKey:
+    """The coordinator key of a simulation: derived from the seed, like the meters' keys."""
+    return key_from_seed(f"gridctl-sim/{seed}/coordinator".encode())
 
 
 def enrol_simulated(

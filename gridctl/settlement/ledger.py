@@ -34,14 +34,29 @@ from pathlib import Path
 from typing import NamedTuple
 
 import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
+from gridctl.settlement.roots import (
+    COVERED,
+    ZERO,
+    RootMessage,
+    covered_since,
+    key_event_payload,
+    records_digest,
+    root_payload,
+    table_digest,
+)
+from gridctl.settlement.signing import key_id_of, public_bytes
+from gridctl.settlement.verify import verify_signatures
 
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+
+_ROOT_FIELDS = ("interval", "size", "root", "head", "records", "prev", "key_id", "sig")
 
 _APPEND_ONLY = (
     "entries",
@@ -272,12 +287,15 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         not_null=["subject", "interval", "kind", "digest", "first_seq", "postings"],
         if_not_exists=True,
     )
+    # the signed, chained root of each closed interval (``roots``); ``covered``: per covered
+    # table, [last rowid, digest] of the rows this root covers, as canonical JSON
     t("interval_roots").create(
-        {"interval": int, "size": int, "root": str, "head": str},
+        {"interval": int, "size": int, "root": str, "head": str, "records": str,
+         "covered": str, "prev": str, "key_id": str, "sig": str},
         pk="interval",
-        not_null=["size", "root", "head"],
+        not_null=["size", "root", "head", "records", "covered", "prev", "key_id", "sig"],
         if_not_exists=True,
-    )
+    )  # fmt: skip
     t("conflicts").create(
         {
             "id": int,
@@ -344,10 +362,11 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         not_null=["meter", "public_key", "valid_from"],
         if_not_exists=True,
     )
+    # rotations and revocations; sig: the coordinator's signature (``roots.key_event_payload``)
     t("key_events").create(
-        {"key_id": str, "event": str, "at_interval": int},
+        {"key_id": str, "event": str, "at_interval": int, "sig": str},
         pk=("key_id", "event"),
-        not_null=["event", "at_interval"],
+        not_null=["event", "at_interval", "sig"],
         if_not_exists=True,
     )
     # energy of intervals a main meter missed, filled in from the reading after the gap
@@ -383,7 +402,32 @@ def _create_schema(db: sqlite_utils.Database) -> None:
             f"CREATE TRIGGER IF NOT EXISTS {name}_no_delete BEFORE DELETE ON {name} "
             "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
         )
+        # INSERT OR REPLACE / REPLACE delete the row in the way without firing delete triggers
+        # (unless a connection turns recursive_triggers on): refuse any row whose key exists
+        taken = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {name} WHERE "
+            + " AND ".join(f"{c} = NEW.{c}" for c in cols)
+            + ")"
+            for cols in _unique_keys(con, name)
+        )
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_replace BEFORE INSERT ON {name} "
+            f"WHEN {taken} BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only: "
+            f"{name} already has this key'); END"
+        )
     con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+
+def _unique_keys(con: sqlite3.Connection, table: str) -> list[list[str]]:
+    """Column lists of the table's primary key and unique indexes."""
+    pk = [r[1] for r in sorted(con.execute(f"PRAGMA table_info({table})"), key=lambda r: r[5])
+          if r[5]]  # fmt: skip
+    keys = [pk] if pk else []
+    for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})").fetchall():
+        cols = [r[2] for r in con.execute(f"PRAGMA index_info({index})")]
+        if unique and cols not in keys:
+            keys.append(cols)
+    return keys
 
 
 @dataclass
@@ -392,11 +436,27 @@ class _Cursor:
     head: str
 
 
-class Ledger:
-    """An open ledger file; use as a context manager."""
+def _check_version(db: sqlite3.Connection, path: Path) -> None:
+    """LedgerError unless the file holds a ledger of this schema version (or none yet)."""
+    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    row = has_meta and db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row and row[0] != SCHEMA_VERSION:
+        raise LedgerError(
+            f"{path} is a ledger of schema version {row[0]}; this gridctl reads version "
+            f"{SCHEMA_VERSION} (signed, chained interval roots): settle into a new ledger"
+        )
 
-    def __init__(self, path: Path):
+
+class Ledger:
+    """An open ledger file; use as a context manager.
+
+    root_key: the coordinator's key, which signs each interval's root and key events (None:
+    the ledger can be read and booked into, but not close intervals).
+    """
+
+    def __init__(self, path: Path, root_key: Ed25519PrivateKey | None = None):
         self.path = Path(path)
+        self.root_key = root_key
         try:
             private_file(self.path)
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -404,10 +464,14 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=10000")
             self.db.execute("BEGIN IMMEDIATE")
+            _check_version(self.db, self.path)
             _create_schema(sqlite_utils.Database(self.db))
             self.db.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
             raise LedgerError(f"cannot open ledger {self.path}: {e}") from None
+        except LedgerError:
+            self.db.close()
+            raise
         row = self.db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         self._cur = _Cursor(*(row if row else (0, GENESIS)))
         self._depth = 0
@@ -623,11 +687,55 @@ class Ledger:
                     )
                 ]
             root = root_from_leaf_hashes(leaves).hex()
+            last = db.execute(
+                "SELECT interval, size, root, head, records, prev, covered FROM interval_roots"
+                " ORDER BY interval DESC LIMIT 1"
+            ).fetchone()
+            marks = {t: m for t, (m, _) in json.loads(last[6]).items()} if last else {}
+            prev = hashlib.sha256(root_payload(*last[:6])).hexdigest() if last else ZERO
+            covered = covered_since(db, marks)
+            records = records_digest(covered)
+            payload = root_payload(interval, len(leaves), root, self._cur.head, records, prev)
             db.execute(
-                "INSERT INTO interval_roots VALUES (?,?,?,?)",
-                (interval, len(leaves), root, self._cur.head),
-            )
+                "INSERT INTO interval_roots VALUES (?,?,?,?,?,?,?,?,?)",
+                (interval, len(leaves), root, self._cur.head, records,
+                 json.dumps(covered, sort_keys=True, separators=(",", ":")), prev,
+                 self._root_key_id(db), self.sign(payload).hex()),
+            )  # fmt: skip
         return root
+
+    def sign(self, payload: bytes) -> bytes:
+        """The coordinator key's signature of ``payload``; LedgerError without the key."""
+        if self.root_key is None:
+            raise LedgerError("no coordinator key: this ledger cannot sign (open it with one)")
+        return self.root_key.sign(payload)
+
+    def _root_key_id(self, db: sqlite3.Connection) -> str:
+        """Id of the signing key, recorded in ``meta`` on first use; LedgerError if the ledger
+        is already signed by another key."""
+        if self.root_key is None:
+            raise LedgerError("no coordinator key: an interval root cannot be signed")
+        public = public_bytes(self.root_key)
+        row = db.execute("SELECT value FROM meta WHERE key = 'root_key'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('root_key', ?)", (public.hex(),))
+        elif row[0] != public.hex():
+            old = key_id_of(bytes.fromhex(row[0]))
+            raise LedgerError(
+                f"this ledger's roots are signed by coordinator key {old}, not {key_id_of(public)}"
+            )
+        return key_id_of(public)
+
+    def signed_root(self, interval: int) -> RootMessage | None:
+        """The signed root of a closed interval, None while it is open."""
+        row = self.db.execute(
+            "SELECT interval, size, root, head, records, prev, key_id, sig FROM interval_roots"
+            " WHERE interval = ?",
+            (interval,),
+        ).fetchone()
+        if row is None:
+            return None
+        return RootMessage(**dict(zip(_ROOT_FIELDS, row, strict=True)))
 
     def interval_root(self, interval: int) -> tuple[int, str] | None:
         """(number of leaves, root hex) of a closed interval, None while it is open."""
@@ -688,6 +796,10 @@ class LedgerCheck:
     token_supply: int = 0
     issued: int = 0
     notes: list[str] = field(default_factory=list)
+    chain_head: str = ZERO
+    """Chain value of the last interval root (what a household holding it can compare)."""
+    published: int = 0
+    """Published roots the ledger was checked against."""
 
     @property
     def ok(self) -> bool:
@@ -699,36 +811,38 @@ ISSUANCE_ACCOUNT = "token:issuance"
 POOL_ACCOUNT = "community:pool"
 
 
-def verify_ledger(path: Path) -> LedgerCheck:
+def verify_ledger(
+    path: Path,
+    published: Sequence[RootMessage] = (),
+    trusted_key: bytes | None = None,
+    published_head: str | None = None,
+) -> LedgerCheck:
     """Recompute the hash chain, the stored head, every closed interval's Merkle root, and the
-    balances (every transaction per asset, the pool per interval, token supply vs issuance)."""
+    balances (every transaction per asset, the pool per interval, token supply vs issuance);
+    then the signed root chain (``_root_problem``) against ``published`` roots households
+    kept, signed by ``trusted_key`` (None: the key the ledger records), and a published chain
+    value ``published_head``."""
     path = Path(path)
     if not path.is_file():
         raise LedgerError(f"no ledger file at {path}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        _check_version(db, path)
         stored = db.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
-        has_roots = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'interval_roots'"
-        ).fetchone()
-        roots = (
-            db.execute(
-                "SELECT interval, size, root FROM interval_roots ORDER BY interval"
-            ).fetchall()
-            if has_roots
-            else []
-        )
-        txs = (
-            dict(db.execute("SELECT tx_id, postings FROM transactions").fetchall())
-            if has_roots
-            else None
-        )
+        root_rows = db.execute(
+            f"SELECT {', '.join(_ROOT_FIELDS)}, covered FROM interval_roots ORDER BY interval"
+        ).fetchall()
+        roots = [(r[0], r[1], r[2]) for r in root_rows]
+        txs = dict(db.execute("SELECT tx_id, postings FROM transactions").fetchall())
         rows = db.execute(
             "SELECT seq, tx_id, interval, kind, account, asset, amount, prev_hash, hash"
             " FROM entries ORDER BY seq"
         )
         closed = {iv for iv, _, _ in roots}
         leaves: dict[int, list[bytes]] = {iv: [] for iv in closed}
+        last_seq: dict[int, int] = {}  # each closed interval's last entry
+        heads = {r[3] for r in root_rows}
+        head_seq: dict[str, int] = {GENESIS: 0}  # where each root's head sits in the chain
         chain_problem: str | None = None
         head = GENESIS
         prev_raw = bytes(32)
@@ -796,6 +910,9 @@ def verify_ledger(path: Path) -> LedgerCheck:
             lv = leaves.get(interval)
             if lv is not None:
                 lv.append(sha(b"\x00" + canonical).digest())
+                last_seq[interval] = seq
+            if h in heads:
+                head_seq[h] = seq
             if tx_id != cur_tx:
                 finish()
                 if tx_id in seen and index_problem is None:
@@ -816,6 +933,7 @@ def verify_ledger(path: Path) -> LedgerCheck:
                 cur_sums[asset] = cur_sums.get(asset, 0) + 1  # a non-integer never balances
         finish()
         n_entries = k
+        chain = _RootChain(db, root_rows, head_seq, last_seq, trusted_key)
         db.close()
     except sqlite3.Error as e:
         raise LedgerError(f"{path} is not a gridctl ledger: {e}") from None
@@ -845,6 +963,8 @@ def verify_ledger(path: Path) -> LedgerCheck:
         problem = f"transaction {missing}: indexed but its entries are missing"
     if problem is None and supply != issued:
         problem = f"token supply {supply} differs from tokens issued {issued}"
+    if problem is None:
+        problem = chain.problem or chain.against(published, published_head)
     return LedgerCheck(
         entries=n_entries,
         transactions=len(seen),
@@ -853,4 +973,91 @@ def verify_ledger(path: Path) -> LedgerCheck:
         intervals_closed=len(roots),
         token_supply=supply,
         issued=issued,
+        chain_head=chain.head,
+        published=len(published),
     )
+
+
+class _RootChain:
+    """The ledger's signed roots, checked in interval order: each one's head sits in the entry
+    chain (after its interval's entries and the previous root's head), the rows it covers
+    hash to its records digest, it chains to the previous root, and its signature holds under
+    the trusted key (the ledger's own without one); then the key events' signatures.
+    ``problem``: the first that fails (None: all hold); ``head``: the last chain value."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        rows: list[tuple],
+        head_seq: dict[str, int],
+        last_seq: dict[int, int],
+        trusted_key: bytes | None,
+    ):
+        self.chains: dict[int, str] = {}
+        self.head = ZERO
+        stored = db.execute("SELECT value FROM meta WHERE key = 'root_key'").fetchone()
+        self.key = trusted_key or (bytes.fromhex(stored[0]) if stored else None)
+        self.problem = self._check(db, rows, head_seq, last_seq, stored[0] if stored else None)
+
+    def _check(self, db: sqlite3.Connection, rows: list[tuple], head_seq: dict[str, int],
+               last_seq: dict[int, int], stored: str | None) -> str | None:  # fmt: skip
+        key = self.key
+        if key is None:
+            return "interval roots are signed by no recorded coordinator key" if rows else None
+        if stored is not None and stored != key.hex():
+            return (
+                f"the ledger's roots are signed by coordinator key "
+                f"{key_id_of(bytes.fromhex(stored))}, not the trusted {key_id_of(key)}"
+            )
+        prev, pos = ZERO, 0
+        marks = dict.fromkeys(COVERED, 0)
+        for row in rows:
+            iv = row[0]
+            try:
+                msg = RootMessage(**dict(zip(_ROOT_FIELDS, row, strict=False)))
+                covered = json.loads(row[-1])
+                spans = {t: (int(covered[t][0]), str(covered[t][1])) for t in COVERED}
+            except (ValueError, TypeError, KeyError, IndexError):
+                return f"interval {iv}: its interval_roots row is malformed"
+            at = head_seq.get(msg.head)
+            if at is None or at < max(pos, last_seq.get(iv, 0)):
+                return f"interval {iv}: its head is not the entry chain's head when it closed"
+            pos = at
+            for t in COVERED:
+                if table_digest(db, t, marks[t], spans[t][0]) != spans[t]:
+                    return f"interval {iv}: {t} rows differ from what its root covers"
+                marks[t] = spans[t][0]
+            if records_digest({t: list(v) for t, v in spans.items()}) != msg.records:
+                return f"interval {iv}: its covered rows do not match its signed records digest"
+            if msg.prev != prev:
+                return f"interval {iv}: its root does not chain to the previous root"
+            if not msg.signed_by(key):
+                return f"interval {iv}: root signature does not verify (key {key_id_of(key)})"
+            prev = self.chains[iv] = msg.chain()
+        self.head = prev
+        events = db.execute("SELECT key_id, event, at_interval, sig FROM key_events ORDER BY rowid")
+        for key_id, event, at_interval, sig in events:
+            payload = key_event_payload(str(key_id), str(event), int(at_interval))
+            try:
+                ok = verify_signatures([(key, bytes.fromhex(sig), payload)])[0]
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                return f"key event ({key_id} {event}): signature does not verify"
+        return None
+
+    def against(self, published: Sequence[RootMessage], head: str | None) -> str | None:
+        """The first published root the ledger does not reproduce, or a published chain value
+        ``head`` not in its chain (None: all match)."""
+        key = self.key
+        for p in sorted(published, key=lambda r: r.interval):
+            if key is None or not p.signed_by(key):
+                return f"published root of interval {p.interval}: not signed by the trusted key"
+            mine = self.chains.get(p.interval)
+            if mine is None:
+                return f"interval {p.interval}: published, but missing from the ledger"
+            if mine != p.chain():
+                return f"interval {p.interval}: the ledger's root differs from the published one"
+        if head is not None and head not in self.chains.values():
+            return f"published head {head}: not in the ledger's root chain"
+        return None

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.roots import key_event_payload
 from gridctl.settlement.signing import ReadingError, check_meter_id, key_id_of
 
 ROLES = ("main", "inverter", "transformer")
@@ -164,17 +165,35 @@ def rotate_key(ledger: Ledger, meter: str, public_key: bytes, at_interval: int) 
                 (meter,),
             )
         ]
-        db.executemany(
-            "INSERT INTO key_events VALUES (?, 'rotated', ?)", [(k, at_interval) for k in current]
-        )
-        return _add_key(db, meter, public_key, at_interval)
+        new = _add_key(db, meter, public_key, at_interval)
+        for k in current:
+            _key_event(ledger, db, k, "rotated", at_interval)
+        return new
 
 
-def revoke_key(ledger: Ledger, key_id: str, at_interval: int) -> None:
-    """Revoke a key (lost, compromised): its readings of ``at_interval`` on are refused."""
+def revoke_key(ledger: Ledger, key_id: str, at_interval: int) -> bool:
+    """Revoke a key (lost, compromised): its readings of ``at_interval`` on are refused.
+    Returns False when it was revoked already (nothing changes)."""
     with ledger.atomic() as db:
         if not db.execute("SELECT 1 FROM meter_keys WHERE key_id = ?", (key_id,)).fetchone():
             raise ReadingError(f"no key {key_id} to revoke")
-        db.execute(
-            "INSERT OR IGNORE INTO key_events VALUES (?, 'revoked', ?)", (key_id, at_interval)
+        if db.execute(
+            "SELECT 1 FROM key_events WHERE key_id = ? AND event = 'revoked'", (key_id,)
+        ).fetchone():
+            return False
+        _key_event(ledger, db, key_id, "revoked", at_interval)
+        return True
+
+
+def _key_event(
+    ledger: Ledger, db: sqlite3.Connection, key_id: str, event: str, at_interval: int
+) -> None:
+    """Record a key event signed by the coordinator key; ``at_interval`` must be open."""
+    closed = ledger.last_closed()
+    if closed is not None and at_interval <= closed:
+        raise ReadingError(
+            f"interval {at_interval} is settled already: a key changes from interval "
+            f"{closed + 1} on at the earliest"
         )
+    sig = ledger.sign(key_event_payload(key_id, event, at_interval)).hex()
+    db.execute("INSERT INTO key_events VALUES (?,?,?,?)", (key_id, event, at_interval, sig))

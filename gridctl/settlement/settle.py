@@ -45,6 +45,11 @@ from gridctl.settlement.verify import ParallelVerifier, Ticket, VerifyJob, verif
 
 log = logging.getLogger(__name__)
 
+_ADD_REJECT = (
+    "INSERT INTO rejects SELECT ?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM rejects WHERE digest = ?)"
+)
+"""Keep a refused reading once (the table refuses a row whose digest it has)."""
+
 Verifier = Callable[[Sequence[VerifyJob]], list[bool]]
 """Checks (public key, signature, payload) jobs; returns one verdict each, in order."""
 
@@ -375,7 +380,7 @@ class Settler:
     def _write(self, db: sqlite3.Connection, interval: int, plan: _Plan) -> tuple[int, str]:
         """Book a plan inside the open transaction: (transactions booked, Merkle root)."""
         insert_rows(db, "meter_readings", plan.reading_rows)
-        db.executemany("INSERT OR IGNORE INTO rejects VALUES (?,?,?,?,?)", plan.reject_rows)
+        db.executemany(_ADD_REJECT, [(*r, r[0]) for r in plan.reject_rows])
         db.executemany("INSERT INTO estimates VALUES (?,?,?,?,?)", plan.estimate_rows)
         booked = self.ledger.append(plan.settlement.transactions)
         return booked, self.ledger.close_interval(interval)
@@ -480,7 +485,7 @@ class Settler:
                 new.append((d, r.meter, r.interval, interval, "late"))
         if new:
             with self.ledger.atomic() as db:
-                db.executemany("INSERT OR IGNORE INTO rejects VALUES (?,?,?,?,?)", new)
+                db.executemany(_ADD_REJECT, [(*r, r[0]) for r in new])
         stored = self.ledger.interval_root(interval)
         n_h = len(self.households)
         return IntervalOutcome(

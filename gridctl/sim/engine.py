@@ -19,7 +19,12 @@ from gridctl.dispatch.fleet import build_fleet, window
 from gridctl.dispatch.rolling import RollingPlanner
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.feeder import load_feeder, resolve_buses, transformer_rating_w
-from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
+from gridctl.settlement.enrol import (
+    TRANSFORMER_METER,
+    enrol_simulated,
+    main_meter,
+    simulated_coordinator_key,
+)
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import SettlementConfig, Settler
@@ -185,7 +190,7 @@ def simulate(
     progress: called with (intervals done, intervals total) after each interval.
     """
     s = prepare(scn, dispatch)
-    with Ledger(ledger_path) as ledger:
+    with Ledger(ledger_path, simulated_coordinator_key(scn.seed)) as ledger:
         # every meter signs its readings; settlement verifies them as in production
         signers = enrol_simulated(
             ledger, s.ids, s.rated_w, scn.first_interval, scn.seed,

@@ -46,7 +46,12 @@ from gridctl.devices.profile import load_profile
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
 from gridctl.protocol import PlanStep, Telemetry, household_topic
-from gridctl.settlement.enrol import TRANSFORMER_METER, enrol_simulated, main_meter
+from gridctl.settlement.enrol import (
+    TRANSFORMER_METER,
+    enrol_simulated,
+    main_meter,
+    simulated_coordinator_key,
+)
 from gridctl.settlement.ledger import Ledger
 from gridctl.sim.engine import (
     DispatchMode,
@@ -302,6 +307,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                     community, at.model_copy(update={"username": "coordinator",
                                                      "password": creds["coordinator"]}),
                     ledger_path, tmp / "inbox.sqlite", setup.settlement,
+                    simulated_coordinator_key(scn.seed),
                     planner=WirePlanner(setup, first, homes) if dispatch != "none" else None,
                     tariff=None, clock=clock, tick_s=None,
                 )  # fmt: skip

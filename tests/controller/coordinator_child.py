@@ -11,6 +11,7 @@ from gridctl.protocol import PlanStep, Telemetry
 from gridctl.settlement.settle import SettlementConfig
 from gridctl.transport.session import BrokerSettings
 from tests.controller.test_controller import FastClock
+from tests.keys import COORDINATOR_KEY
 
 PLAN_BATTERY_W = 1000.0
 
@@ -32,7 +33,8 @@ def coordinator(a: dict) -> Coordinator:
     """The coordinator the arguments describe (shared by in-process and child runs)."""
     return Coordinator(
         a["community"], BrokerSettings(port=a["port"], username="coordinator", password=a["password"]),
-        Path(a["ledger"]), Path(a["inbox"]), SettlementConfig(0.20, 1.0), ChargeAKilowatt(a["homes"]),
+        Path(a["ledger"]), Path(a["inbox"]), SettlementConfig(0.20, 1.0), COORDINATOR_KEY,
+        ChargeAKilowatt(a["homes"]),
         clock=FastClock(a["start_s"], a["t0"]), tick_s=0.05, settle_after_s=900.0, catch_up_s=0.5,
     )  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,12 +16,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from gridctl.cli import app
-from gridctl.controller.keys import generate_key_file
+from gridctl.controller.keys import generate_key_file, load_key_file
 from gridctl.core import interval_of
 from gridctl.devices.virtual import free_tcp_port
 from gridctl.protocol import household_topic
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import load_registry
+from gridctl.settlement.signing import key_id_of, public_bytes
 from gridctl.transport.session import Session
 from tests.conftest import Broker, stop_tasks
 from tests.coordinator.test_planner import Collector, write_config
@@ -39,7 +41,32 @@ def _config(tmp_path: Path, broker: Broker, health_port: int, key_hex: str) -> P
         f"health_port: {health_port}\n"
         f"households:\n  - {{id: h07, public_key: {key_hex}}}\n"
     )
+    if not (tmp_path / "coordinator.key").exists():  # the default key_file
+        assert runner.invoke(app, ["coordinator", "keygen", str(cfg)]).exit_code == 0
     return cfg
+
+
+def test_coordinator_keygen_writes_a_private_key_once(tmp_path: Path) -> None:
+    cfg = tmp_path / "coordinator.yaml"
+    cfg.write_text(
+        "community: oak\nbroker: {password_file: s}\nledger: l.sqlite\ninbox: i.sqlite\n"
+        "key_file: keys/coordinator.key\n"
+        "tariff: {import_per_kwh: 0.3, feed_in_per_kwh: 0.1, community_per_kwh: 0.2}\n"
+    )
+    res = runner.invoke(app, ["coordinator", "keygen", str(cfg)])
+    assert res.exit_code == 0, res.output
+    key_file = tmp_path / "keys" / "coordinator.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    pub = public_bytes(load_key_file(key_file))
+    out = " ".join(res.output.split())
+    assert f"{key_id_of(pub)} {pub.hex()}" in out and "coordinator_key" in out
+    again = runner.invoke(app, ["coordinator", "keygen", str(cfg)])
+    assert again.exit_code == 2 and "never overwritten" in again.output
+    assert public_bytes(load_key_file(key_file)) == pub
+    # a coordinator without its key does not start
+    key_file.unlink()
+    res = runner.invoke(app, ["coordinator", "run", str(cfg)])
+    assert res.exit_code == 2 and "coordinator keygen" in " ".join(res.output.split())
 
 
 def test_coordinator_run_enrols_and_serves_health(broker: Broker, tmp_path: Path) -> None:
@@ -124,6 +151,7 @@ def test_bad_coordinator_configs_exit_2(tmp_path: Path) -> None:
         base + "feeder: {simbench: 1-LV-rural1--0-sw, file: f.json}\n": "exactly one",
         base: "password_file",  # the secret file does not exist
     }
+    generate_key_file(tmp_path / "coordinator.key")
     for text, needle in cases.items():
         cfg.write_text(text)
         res = runner.invoke(app, ["coordinator", "run", str(cfg)])

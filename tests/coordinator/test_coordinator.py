@@ -22,9 +22,10 @@ from gridctl.protocol import (
 from gridctl.settlement.enrol import enrol_simulated, main_meter
 from gridctl.settlement.ledger import Ledger, verify_ledger
 from gridctl.settlement.settle import SettlementConfig
-from gridctl.settlement.signing import MeterSigner
+from gridctl.settlement.signing import MeterSigner, public_bytes
 from gridctl.transport.session import BrokerSettings, Session
 from tests.conftest import Broker, stop_tasks, until
+from tests.keys import COORDINATOR_KEY
 from tests.test_protocol import fuzz_cases
 
 HOMES = ["h00", "h01", "h02"]
@@ -72,7 +73,7 @@ class Collector:
 def _coordinator(broker: Broker, tmp_path: Path, clock: Clock, planner: FlatPlanner) -> Coordinator:
     return Coordinator(
         broker.community, _settings(broker, "coordinator"), tmp_path / "ledger.sqlite",
-        tmp_path / "inbox.sqlite", SettlementConfig(0.20, 1.0), planner, clock=clock,
+        tmp_path / "inbox.sqlite", SettlementConfig(0.20, 1.0), COORDINATOR_KEY, planner, clock=clock,
         tick_s=0.01, settle_after_s=300.0, health_port=0,
     )  # fmt: skip
 
@@ -122,6 +123,9 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
             FIRST + 1,
             FIRST + 2,
         ]
+        # each signed by the coordinator key and chained to the one before
+        assert all(m.signed_by(public_bytes(COORDINATOR_KEY)) for m in published)  # type: ignore[union-attr]
+        assert [m.prev for m in published[1:]] == [m.chain() for m in published[:-1]]  # type: ignore[union-attr]
         assert [o.interval for o in coord.outcomes] == [FIRST, FIRST + 1, FIRST + 2]
         assert all(s == "verified" for o in coord.outcomes[1:] for s in o.status)
         await until(

@@ -153,6 +153,7 @@ def write_config(tmp_path: Path, broker: Broker, n: int, with_feeder: bool = Tru
         lines.append(f"  - {json.dumps(h | {'public_key': key})}")
     cfg = tmp_path / "coordinator.yaml"
     cfg.write_text("\n".join(lines) + "\n")
+    generate_key_file(tmp_path / "coordinator.key")  # the default key_file
     return cfg
 
 

@@ -13,6 +13,7 @@ from gridctl.settlement.enrol import SyntheticCommunity
 from gridctl.settlement.ledger import Ledger, verify_ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.statement import check_proof, inclusion_proof, statement
+from tests.keys import COORDINATOR_KEY
 
 T0 = 2_000_000
 runner = CliRunner()
@@ -22,7 +23,7 @@ COLUMNS = ("tx_id", "interval", "kind", "account", "asset", "amount", "prev_hash
 @pytest.fixture(scope="module")
 def settled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("audit") / "ledger.sqlite"
-    with Ledger(db) as led:
+    with Ledger(db, COORDINATOR_KEY) as led:
         c = SyntheticCommunity(6, T0, seed=21)
         c.enrol(led)
         settler = Settler(led, SettlementConfig(0.20, 1.0))
@@ -118,7 +119,7 @@ def test_inclusion_proofs_verify_on_their_own(settled: Path) -> None:
 def test_statement_adds_up_to_the_balances(settled: Path) -> None:
     rows = statement(settled, "h00001")
     assert [r.interval for r in rows] == [T0, T0 + 1, T0 + 2, T0 + 3]
-    with Ledger(settled) as led:
+    with Ledger(settled, COORDINATOR_KEY) as led:
         bal = led.balances()
     assert sum(r.tokens for r in rows) == bal.get(("household:h00001", "token"), 0)
     money = sum(r.earned - r.paid for r in rows)

@@ -26,9 +26,10 @@ from gridctl.settlement.enrol import SyntheticCommunity
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.verify import ParallelVerifier
+from tests.keys import COORDINATOR_KEY
 
 verifier = ParallelVerifier(workers=int(sys.argv[2])) if sys.argv[2] != "0" else None
-with Ledger(sys.argv[1]) as ledger:
+with Ledger(sys.argv[1], COORDINATOR_KEY) as ledger:
     c = SyntheticCommunity({HOUSEHOLDS}, 5_000_000, seed=11)
     c.enrol(ledger)
     batches = [c.readings(5_000_000 + t) for t in range({INTERVALS})]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from gridctl.cli import app
 from gridctl.core import LedgerError
 from gridctl.settlement.ledger import GENESIS, Ledger, Posting, Transaction, verify_ledger
+from tests.keys import COORDINATOR_KEY
 
 
 def _tx(n: int, amount: int = 5) -> Transaction:
@@ -21,7 +22,7 @@ def _tx(n: int, amount: int = 5) -> Transaction:
 
 
 def _book(path: Path, txs: list[Transaction]) -> str:
-    with Ledger(path) as led:
+    with Ledger(path, COORDINATOR_KEY) as led:
         led.append(txs)
         return led.head
 
@@ -37,7 +38,10 @@ def test_intact_ledger_verifies(tmp_path: Path) -> None:
 def test_unbalanced_transaction_is_refused_and_nothing_written(tmp_path: Path) -> None:
     db = tmp_path / "l.sqlite"
     bad = Transaction("x", 1, "test", (Posting("a", "token", 3), Posting("b", "token", -2)))
-    with Ledger(db) as led, pytest.raises(LedgerError, match="does not balance in token"):
+    with (
+        Ledger(db, COORDINATOR_KEY) as led,
+        pytest.raises(LedgerError, match="does not balance in token"),
+    ):
         led.append([_tx(1), bad])
     assert verify_ledger(db).entries == 0
 
@@ -124,7 +128,7 @@ def test_random_balanced_transactions_conserve(
         postings = [Posting(f"household:h{k}", "token", a) for k, a in enumerate(legs)]
         postings.append(Posting("token:issuance", "token", -sum(legs)))
         txs.append(Transaction(f"{n}:r", n, "reward", tuple(postings)))
-    with Ledger(db) as led:
+    with Ledger(db, COORDINATOR_KEY) as led:
         led.append(txs)
         balances = led.balances()
     assert sum(balances.values()) == 0

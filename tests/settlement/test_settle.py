@@ -22,6 +22,7 @@ from gridctl.settlement.pool import ISSUANCE, POOL
 from gridctl.settlement.registry import register_meter, revoke_key, rotate_key
 from gridctl.settlement.settle import FlexTarget, SettlementConfig, Settler
 from gridctl.settlement.signing import MeterSigner, SignedReading, key_from_seed, public_bytes
+from tests.keys import COORDINATOR_KEY
 
 T0 = 1_000_000
 CFG = SettlementConfig(community_per_kwh=0.20, reward_tokens_per_kwh=1.0)
@@ -34,7 +35,7 @@ def _signer(name: str) -> MeterSigner:
 def _community(
     db: Path, homes: int = 3, rated_w: float = 10_000.0, inverter: bool = False
 ) -> tuple[Ledger, Settler, dict[str, MeterSigner]]:
-    led = Ledger(db)
+    led = Ledger(db, COORDINATOR_KEY)
     signers = {}
     for k in range(homes):
         h = f"h{k}"
@@ -162,7 +163,7 @@ def test_continuity_plausibility_spike_and_gaps(tmp_path: Path) -> None:
 
 
 def test_counter_roll_over_is_handled(tmp_path: Path) -> None:
-    led = Ledger(tmp_path / "l.sqlite")
+    led = Ledger(tmp_path / "l.sqlite", COORDINATOR_KEY)
     a = _signer("h0/main")
     register_meter(
         led, a.meter, "h0", "main", 10_000, public_bytes(a.key), T0,
@@ -204,7 +205,7 @@ def test_feeder_balance_against_the_transformer_meter(tmp_path: Path) -> None:
 
 
 def test_flexibility_delivered_as_planned_earns_tokens(tmp_path: Path) -> None:
-    led = Ledger(tmp_path / "l.sqlite")
+    led = Ledger(tmp_path / "l.sqlite", COORDINATOR_KEY)
     settler = Settler(led, SettlementConfig(0.2, 1.0, flex_tokens_per_kwh=2.0))
     s = {h: _signer(main_meter(h)) for h in ("h0", "h1")}
     for h, x in s.items():
@@ -223,7 +224,7 @@ def test_flexibility_delivered_as_planned_earns_tokens(tmp_path: Path) -> None:
 
 def test_replaying_readings_three_times_shuffled_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "l.sqlite"
-    led = Ledger(db)
+    led = Ledger(db, COORDINATOR_KEY)
     c = SyntheticCommunity(12, T0, seed=3)
     c.enrol(led)
     settler = Settler(led, CFG)
@@ -250,7 +251,7 @@ def test_replaying_readings_three_times_shuffled_changes_nothing(tmp_path: Path)
 
 def test_same_key_with_another_amount_is_refused_and_recorded(tmp_path: Path) -> None:
     db = tmp_path / "l.sqlite"
-    led = Ledger(db)
+    led = Ledger(db, COORDINATOR_KEY)
 
     def reward(amount: int) -> Transaction:
         return Transaction(
@@ -273,7 +274,7 @@ def test_same_key_with_another_amount_is_refused_and_recorded(tmp_path: Path) ->
 
 def test_corrections_are_reversals_and_closed_intervals_take_no_entries(tmp_path: Path) -> None:
     db = tmp_path / "l.sqlite"
-    led = Ledger(db)
+    led = Ledger(db, COORDINATOR_KEY)
     tx = Transaction(
         "t1", T0, "pool_payment",
         (Posting("household:h0", "currency", -7), Posting(POOL, "currency", 7)), meter="h0/main",
@@ -322,7 +323,7 @@ def _streams(draw: st.DrawFn) -> tuple[int, list[list[tuple[str, int]]], int]:
 def test_random_streams_conserve_money_and_tokens(tmp_path_factory, stream) -> None:
     homes, events, seed = stream
     db = tmp_path_factory.mktemp("p") / "l.sqlite"
-    led = Ledger(db)
+    led = Ledger(db, COORDINATOR_KEY)
     c = SyntheticCommunity(homes, T0, seed=seed, with_transformer=seed % 2 == 0)
     c.enrol(led)
     settler = Settler(led, CFG)

@@ -14,6 +14,7 @@ from gridctl.settlement.ledger import Ledger, verify_ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.signing import SignedReading, key_from_seed, public_bytes, reading_payload
 from gridctl.settlement.verify import ParallelVerifier, verify_signatures
+from tests.keys import COORDINATOR_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 4_000_000
@@ -70,7 +71,7 @@ def test_a_dead_worker_is_replaced_and_its_share_checked_here() -> None:
 def _settle_all(db: Path, parallel: bool) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """Settle 6 intervals of 40 households, with a forged reading in the fourth: the
     intervals' roots and rejections."""
-    with Ledger(db) as ledger:
+    with Ledger(db, COORDINATOR_KEY) as ledger:
         c = SyntheticCommunity(40, T0, seed=3)
         c.enrol(ledger)
         batches = [c.readings(T0 + t) for t in range(6)]
@@ -95,7 +96,10 @@ def test_settling_with_workers_books_what_settling_here_books(tmp_path: Path) ->
     assert roots_par == roots_here
     assert rejected_par == rejected_here
     assert rejected_here == [[], [], [], [("h00005/main", "bad_signature")], [], []]
-    with Ledger(tmp_path / "here.sqlite") as a, Ledger(tmp_path / "par.sqlite") as b:
+    with (
+        Ledger(tmp_path / "here.sqlite", COORDINATOR_KEY) as a,
+        Ledger(tmp_path / "par.sqlite", COORDINATOR_KEY) as b,
+    ):
         assert a.head == b.head
 
 

@@ -560,6 +560,34 @@ def controller_keygen(
     )
 
 
+@controller_app.command("roots")
+def controller_roots(
+    config: Annotated[Path, typer.Argument(help="controller YAML")],
+    out: Annotated[Path | None, typer.Option(help="write the JSON here (default: stdout)")] = None,
+) -> None:
+    """Print (or write) every interval root this household kept, as JSON for an auditor's
+    `gridctl ledger verify DB --roots FILE`."""
+    from gridctl.controller.config import load_controller_config
+    from gridctl.controller.roots import export_roots
+
+    try:
+        cfg = load_controller_config(config)
+        doc = export_roots(cfg.state_db, cfg.community, cfg.household, cfg.coordinator_key)
+        text = doc.model_dump_json(indent=1)
+        if out is not None:
+            out.write_text(text + "\n", encoding="utf-8")
+    except OSError as e:
+        raise _fail(GridctlError(f"cannot write {out}: {e.strerror}")) from None
+    except GridctlError as e:
+        raise _fail(e) from None
+    if out is None:
+        typer.echo(text)
+        return
+    first = doc.roots[0].interval if doc.roots else None
+    err_console.print(f"{len(doc.roots)} roots (from interval {first}) written to {out}",
+                      highlight=False)  # fmt: skip
+
+
 @controller_app.command("run")
 def controller_run(
     config: Annotated[Path, typer.Argument(help="controller YAML")],
@@ -675,13 +703,14 @@ def coordinator_run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every interval")] = False,
     check: Annotated[
         bool,
-        typer.Option("--check", help="check config, password file and feeder (no ledger write)"),
+        typer.Option("--check", help="check config, password and key files, feeder (no writes)"),
     ] = False,
 ) -> None:
     """Enrol listed households, ingest readings, settle every interval, publish its root."""
     from gridctl.coordinator.config import (
         community_planner,
         coordinator_from_config,
+        coordinator_key,
         load_coordinator_config,
     )
 
@@ -689,6 +718,7 @@ def coordinator_run(
         cfg = load_coordinator_config(config)
         if check:
             cfg.broker_settings()
+            coordinator_key(cfg)
             community_planner(cfg)
             _say(f"{config} is valid: community {cfg.community}, {len(cfg.households)} households")
             return

@@ -110,6 +110,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the controller's key and the broker password file the configs name."""
     d = tmp_path_factory.mktemp("fuzz")
     generate_key_file(d / "meter.key")
+    generate_key_file(d / "coordinator.key")
     (d / "mqtt.secret").write_text("secret\n")
     return d
 

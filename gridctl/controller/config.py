@@ -7,6 +7,7 @@ broker: {host: 10.0.0.2, port: 8883, tls: true, cafile: ca.pem,   # ca.pem from 
          password_file: /etc/gridctl/mqtt.secret}   # + certfile/keyfile if the broker wants them
 key_file: /var/lib/gridctl/meter.key        # Ed25519, made by `gridctl controller keygen`
 state_db: /var/lib/gridctl/controller.sqlite
+coordinator_key: 8a9c...(64 hex)            # printed by `gridctl coordinator keygen`
 limits: {fuse_a: 25, phases: 3, export_max_w: 7000}
 devices:
   - {name: meter,   role: meter,   profile: eastron-sdm630, host: 192.168.1.20, unit: 1}
@@ -87,6 +88,9 @@ class ControllerConfig(StrictModel):
     broker: BrokerConfig
     key_file: FilePath
     state_db: FilePath
+    coordinator_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """The coordinator's Ed25519 public key (hex): interval roots signed by it are kept, every
+    other is refused (None: no root is kept)."""
     limits: Limits = Limits()
     devices: Annotated[list[DeviceConfig], Field(min_length=1)]
     poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -30,6 +30,7 @@ from gridctl.controller import homeassistant
 from gridctl.controller.config import V_NOMINAL_V, ControllerConfig, DeviceConfig
 from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
 from gridctl.controller.outbox import Outbox
+from gridctl.controller.roots import RootStore
 from gridctl.core import INTERVAL_S
 from gridctl.devices.client import ModbusClient, ModbusError
 from gridctl.devices.profile import Profile, ProfileError, load_profile
@@ -38,6 +39,7 @@ from gridctl.protocol import (
     PlanMessage,
     PlanStep,
     RejectCounter,
+    RootMessage,
     Telemetry,
     coordinator_topic,
     encode,
@@ -97,6 +99,10 @@ class Controller:
         self.coordinator_online: bool | None = None
         self.mode = "starting"
         self.outbox = Outbox(config.state_db)
+        root_key = config.coordinator_key
+        self.roots = RootStore(self.outbox.db, bytes.fromhex(root_key) if root_key else None)
+        if root_key is None:
+            log.warning("no coordinator_key in the config: interval roots are not kept")
         self.signer = self.outbox.signer(main_meter(h), key)
         self.last_interval: int | None = None
         self.write_errors = 0
@@ -111,7 +117,8 @@ class Controller:
         broker = config.broker_settings()
         self.session = Session(
             broker, client_id=broker.username or h,
-            subscriptions=[self.plan_topic, coordinator_topic(c, "status")],
+            subscriptions=[self.plan_topic, coordinator_topic(c, "status"),
+                           coordinator_topic(c, "root")],
             handler=self.on_message, status_topic=household_topic(c, h, "status"),
         )  # fmt: skip
         self.ha: Session | None = None
@@ -162,7 +169,8 @@ class Controller:
         self._wake.set()
 
     async def on_message(self, topic: str, payload: bytes) -> None:
-        """Take a plan (newest wins; its ack prunes the outbox) or the coordinator's status."""
+        """Take a plan (newest wins; its ack prunes the outbox), the coordinator's status, or
+        an interval root (kept once checked)."""
         msg = self.rejects.decode(topic, payload)
         if msg is None:
             return
@@ -174,6 +182,8 @@ class Controller:
                 self.outbox.resend_all()
                 self.wake()
             self.coordinator_online = online
+        elif msg.kind == "root" and isinstance(msg.message, RootMessage):
+            self.roots.add(msg.message)
         elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
             plan = msg.message
             if self.plan is None or plan.issued >= self.plan.issued:

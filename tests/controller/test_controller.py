@@ -31,6 +31,7 @@ from gridctl.protocol import (
 from gridctl.settlement.signing import SignedReading, parse_reading
 from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
 from tests.conftest import Broker, stop_tasks, until
+from tests.keys import COORDINATOR_PUBLIC_HEX
 
 SPEED = 300.0  # one 15-minute interval in 3 s
 LOAD_W = 800.0
@@ -102,6 +103,7 @@ async def house(
             community=broker.community, household=household,
             broker=BrokerConfig(port=broker.port, password=broker.creds[household]),
             key_file=key_file, state_db=tmp_path / f"{household}.sqlite",
+            coordinator_key=COORDINATOR_PUBLIC_HEX,
             limits=Limits(fuse_a=25), poll_s=0.05, revert_s=30,
             devices=[
                 DeviceConfig(name="meter", role="meter", profile="eastron-sdm630", port=port, unit=1),

@@ -36,6 +36,7 @@ from gridctl.transport.tls import issue, load_pair, pem
 from tests.conftest import Broker, require_tool, stop_tasks, until
 from tests.controller.test_controller import fast_clock, house
 from tests.controller.test_resilience import enrol
+from tests.keys import COORDINATOR_KEY
 
 runner = CliRunner()
 
@@ -184,7 +185,8 @@ async def test_a_controller_and_the_coordinator_settle_an_interval_over_tls(
                     "oak", BrokerSettings(port=port, username="coordinator",
                                           password=creds["coordinator"], **files("coordinator")),  # type: ignore[arg-type]
                     tmp_path / "ledger.sqlite", tmp_path / "inbox.sqlite",
-                    SettlementConfig(0.20, 1.0), clock=clock, tick_s=0.05, catch_up_s=0.5,
+                    SettlementConfig(0.20, 1.0), COORDINATOR_KEY, clock=clock, tick_s=0.05,
+                    catch_up_s=0.5,
                 )  # fmt: skip
                 tasks = [asyncio.create_task(x.run()) for x in (coord, ctl)]
                 try:

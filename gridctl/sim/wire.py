@@ -53,6 +53,7 @@ from gridctl.settlement.enrol import (
     simulated_coordinator_key,
 )
 from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.signing import public_bytes
 from gridctl.sim.engine import (
     DispatchMode,
     Progress,
@@ -259,6 +260,7 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
             broker=BrokerConfig(port=broker.port, password=creds[h],
                                 mqtt_version=broker.mqtt_version),
             key_file=tmp / f"{h}.key", state_db=tmp / f"{h}.sqlite",
+            coordinator_key=public_bytes(simulated_coordinator_key(scn.seed)).hex(),
             limits=Limits(import_max_w=conn_w, export_max_w=conn_w), devices=cfgs, poll_s=5.0,
             plan_grace_s=INTERVAL_S,
         )  # fmt: skip

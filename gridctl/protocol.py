@@ -47,6 +47,11 @@ ROOT = f"gridctl/v{VERSION}"
 MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload accepted on any topic, bytes (a 2-day plan is about 9 kB)."""
 MAX_PLAN_STEPS = 192
+MAX_POWER_W = 1e7
+"""Largest power magnitude any message may state, W (10 MW: far beyond any household)."""
+MAX_INTERVAL = 2**40
+"""Largest interval index any message may name (year ~31 million: any stored width holds it)."""
+MAX_PRICE_PER_KWH = 1e3
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 COORDINATOR = "coordinator"
 """The reserved topic level (and broker user) of the community coordinator."""
@@ -62,6 +67,7 @@ REASONS = (
     "bad_field",
     "wrong_household",
 )
+"""Why ``decode`` refuses a message; receivers add their own (rate limits, clocks, keys)."""
 STATUS_WORDS = (b"online", b"offline")
 
 
@@ -97,8 +103,14 @@ def community_filter(community: str) -> str:
     return f"{ROOT}/{community}/#"
 
 
+Power = Annotated[float, Field(ge=-MAX_POWER_W, le=MAX_POWER_W)]
+"""A power, W, finite and within ±MAX_POWER_W (NaN and infinities are refused)."""
+Interval = Annotated[int, Field(ge=0, le=MAX_INTERVAL)]
+Price = Annotated[float, Field(ge=-MAX_PRICE_PER_KWH, le=MAX_PRICE_PER_KWH)]
+
+
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     v: Literal[1] = 1
 
@@ -114,13 +126,13 @@ class Telemetry(_Msg):
     household: str = Field(pattern=NAME.pattern)
     t: AwareDatetime
     mode: Literal["plan", "fallback", "starting"]
-    grid_p_w: float | None = None
-    pv_p_w: Annotated[float, Field(le=0)] | None = None
-    battery_p_w: float | None = None
-    ev_p_w: Annotated[float, Field(ge=0)] | None = None
+    grid_p_w: Power | None = None
+    pv_p_w: Annotated[Power, Field(le=0)] | None = None
+    battery_p_w: Power | None = None
+    ev_p_w: Annotated[Power, Field(ge=0)] | None = None
     soc: Annotated[float, Field(ge=0, le=1)] | None = None
-    plan_interval: int | None = None
-    faulted: Annotated[list[str], Field(max_length=16)] = []
+    plan_interval: Interval | None = None
+    faulted: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = []
 
 
 class PlanStep(BaseModel):
@@ -130,23 +142,23 @@ class PlanStep(BaseModel):
     export_max_w / import_max_w: envelope at the connection (≥ 0; None = no limit).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    interval: Annotated[int, Field(ge=0)]
-    battery_w: float = 0.0
-    ev_w: Annotated[float, Field(ge=0)] = 0.0
-    export_max_w: Annotated[float, Field(ge=0)] | None = None
-    import_max_w: Annotated[float, Field(ge=0)] | None = None
+    interval: Interval
+    battery_w: Power = 0.0
+    ev_w: Annotated[Power, Field(ge=0)] = 0.0
+    export_max_w: Annotated[Power, Field(ge=0)] | None = None
+    import_max_w: Annotated[Power, Field(ge=0)] | None = None
 
 
 class PlanMessage(_Msg):
     """The coordinator's plan for one household: consecutive intervals from the first step."""
 
     household: str = Field(pattern=NAME.pattern)
-    issued: Annotated[int, Field(ge=0)]
+    issued: Interval
     """Interval in which the plan was made."""
     steps: Annotated[list[PlanStep], Field(min_length=1, max_length=MAX_PLAN_STEPS)]
-    readings_through: Annotated[int, Field(ge=0)] | None = None
+    readings_through: Interval | None = None
     """Interval up to which the coordinator holds this household's readings (an ack)."""
 
     @model_validator(mode="after")
@@ -166,10 +178,10 @@ class PlanMessage(_Msg):
 class PriceMessage(_Msg):
     """Prices for an interval on, currency per kWh."""
 
-    interval: Annotated[int, Field(ge=0)]
-    import_per_kwh: float
-    feed_in_per_kwh: float
-    community_per_kwh: float
+    interval: Interval
+    import_per_kwh: Price
+    feed_in_per_kwh: Price
+    community_per_kwh: Price
 
 
 Message = Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | str
@@ -265,7 +277,11 @@ class RejectCounter:
         try:
             return decode(topic, payload)
         except ProtocolError as e:
-            self.by_reason[e.reason] += 1
-            self.last_reason = e.reason
-            log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], e.reason, e)
+            self.refuse(e.reason, topic, str(e))
             return None
+
+    def refuse(self, reason: str, topic: str, detail: str) -> None:
+        """Count and log one refused message (receivers' own checks use this too)."""
+        self.by_reason[reason] += 1
+        self.last_reason = reason
+        log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], reason, detail)

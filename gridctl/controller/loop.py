@@ -46,7 +46,7 @@ from gridctl.protocol import (
     household_topic,
 )
 from gridctl.settlement.enrol import main_meter
-from gridctl.settlement.signing import U64_MAX
+from gridctl.settlement.signing import I64_MAX
 from gridctl.transport.session import Session
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class Controller:
         self.write_errors = 0
         self.skipped_readings: Counter[str] = Counter()
         """Interval readings not signed, by reason (see ``counter_problem``)."""
+        self.step_errors = 0
         self.applied: tuple[int, int] | None = None
         """(plan issued, interval) of the step the last completed poll applied (None: fallback)."""
         self.stepped_at: float | None = None
@@ -156,7 +157,14 @@ class Controller:
         while True:
             _raise_if_cancelled()
             started = time.monotonic()
-            await self.step()
+            try:
+                await self.step()
+            except Exception:
+                # one bad poll, answer or write must not stop the household: the devices'
+                # revert timers hold the safe state, the next poll tries again
+                self.step_errors += 1
+                log.exception("poll cycle failed household=%s (%d so far); going on",
+                              self.cfg.household, self.step_errors)  # fmt: skip
             wait_s = max(self.cfg.poll_s - (time.monotonic() - started), 0.0)
             # a new plan (or the simulator's clock) wakes the loop early
             with contextlib.suppress(TimeoutError):
@@ -186,6 +194,10 @@ class Controller:
             self.roots.add(msg.message)
         elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
             plan = msg.message
+            if plan.issued > int(self.clock() // INTERVAL_S) + 1:
+                # newest wins: a plan dated ahead would shadow every real one until then
+                self.rejects.refuse("too_new", topic, f"plan issued in interval {plan.issued}")
+                return
             if self.plan is None or plan.issued >= self.plan.issued:
                 self.plan = plan
                 self.wake()
@@ -347,14 +359,14 @@ class Controller:
 
 def counter_problem(e_wh: float | None) -> str | None:
     """Why a meter's energy counter (Wh) cannot be signed, None if it can: ``unknown``,
-    ``not_finite``, ``negative`` or ``too_large`` (beyond the reading format's u64)."""
+    ``not_finite``, ``negative`` or ``too_large`` (beyond I64_MAX, what a reading holds)."""
     if e_wh is None:
         return "unknown"
     if not math.isfinite(e_wh):
         return "not_finite"
     if e_wh < 0:
         return "negative"
-    return "too_large" if e_wh > U64_MAX else None
+    return "too_large" if e_wh > I64_MAX else None
 
 
 async def _ignore(topic: str, payload: bytes) -> None:

@@ -2,6 +2,7 @@
 
 Readings are stored as they arrive (exact duplicates collapse on their digest), so a restarted
 coordinator settles from what it had received before it died; settlement itself is idempotent.
+Readings of settled intervals are pruned (the ledger keeps what counted).
 ``through(meter)`` is the acknowledgement sent back in plans: the last interval up to which the
 coordinator holds the meter's readings, counting intervals already settled as held.
 """
@@ -44,6 +45,21 @@ class Inbox:
             (reading.meter, reading.interval, reading.digest(), json.dumps(reading.to_message())),
         )
         return cur.rowcount == 1
+
+    def count(self, meter: str, interval: int) -> int:
+        """Distinct readings kept of ``meter`` for ``interval``."""
+        q = "SELECT COUNT(*) FROM inbox WHERE meter = ? AND interval = ?"
+        return int(self.db.execute(q, (meter, interval)).fetchone()[0])
+
+    def has(self, reading: SignedReading) -> bool:
+        """Whether exactly this reading is kept."""
+        q = "SELECT 1 FROM inbox WHERE meter = ? AND interval = ? AND digest = ?"
+        row = self.db.execute(q, (reading.meter, reading.interval, reading.digest())).fetchone()
+        return row is not None
+
+    def prune_through(self, interval: int) -> None:
+        """Forget readings up to ``interval`` (settled: the ledger holds what counted)."""
+        self.db.execute("DELETE FROM inbox WHERE interval <= ?", (interval,))
 
     def readings(self, interval: int) -> list[SignedReading]:
         """Every reading received for ``interval``."""

@@ -40,6 +40,10 @@ class Metrics:
         self.refused = Counter(
             "gridctl_messages_refused", "refused messages", ["reason"], registry=r
         )
+        self.failures = Counter(
+            "gridctl_failures", "failed ticks, settlements and plans (the service went on)",
+            ["what"], registry=r,
+        )  # fmt: skip
         self.online = Gauge("gridctl_households_online", "households online", registry=r)
         self.ingest_s = Histogram(
             "gridctl_telemetry_age_seconds", "telemetry age on arrival (coordinator clock - t)",

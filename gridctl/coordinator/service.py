@@ -9,6 +9,16 @@ QoS 1) with an acknowledgement of the household's readings.
 Restart-safe: readings are kept in the inbox as they arrive and settlement is idempotent and
 ordered by the ledger itself (``last_closed``), so a coordinator killed at any point resumes with
 the first interval not yet closed: nothing is skipped, nothing settled twice.
+
+Hostile input is refused before anything is stored, counted by reason (``rejects``, and the
+``gridctl_messages_refused`` metric): messages from households not enrolled, beyond the
+household's rate limit (``limits``), malformed (``protocol.decode``), telemetry dated more than
+``max_skew_s`` from the coordinator's clock, readings of an interval not yet ended
+(``too_new``) or already closed (``interval_closed``), with a bad key or signature (the
+settler's own checks), or beyond ``MAX_READINGS_PER_INTERVAL`` distinct readings of one meter
+in one interval. A failing tick, settlement or plan is logged and counted and the service goes
+on (a failed plan leaves the last good one; households fall back once it is stale). Only the
+last ``outcome_window`` settled intervals are kept in memory; the rest is in the ledger.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +34,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.coordinator.inbox import Inbox
+from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, Tariff
 from gridctl.protocol import (
@@ -30,12 +42,14 @@ from gridctl.protocol import (
     PlanMessage,
     PlanStep,
     PriceMessage,
+    ProtocolError,
     RejectCounter,
     Telemetry,
     community_filter,
     coordinator_topic,
     encode,
     household_topic,
+    parse_topic,
 )
 from gridctl.settlement.enrol import main_meter
 from gridctl.settlement.ledger import Ledger
@@ -44,6 +58,10 @@ from gridctl.settlement.signing import ReadingMessage, from_message
 from gridctl.transport.session import BrokerSettings, Session
 
 log = logging.getLogger(__name__)
+
+MAX_READINGS_PER_INTERVAL = 4
+"""Distinct readings of one meter for one interval the inbox keeps (a resend after a restart
+may carry a new sequence number; more than a few is a household misbehaving)."""
 
 
 class Planner(Protocol):
@@ -65,7 +83,9 @@ class Coordinator:
     tick_s: how often to look at the clock, real s (None: the caller calls ``tick``, as the
     simulator does in step with its clock). catch_up_s: after (re)connecting, real seconds to
     take in the readings the broker kept for us before settling an incomplete interval as
-    overdue.
+    overdue. max_skew_s: telemetry dated further than this from ``clock`` is refused, s.
+    readings_limit / other_limit: per-household rate limits (real time). outcome_window:
+    settled intervals kept in ``outcomes``. on_settled: called with each interval's outcome.
     """
 
     def __init__(
@@ -83,6 +103,11 @@ class Coordinator:
         settle_after_s: float = INTERVAL_S,
         health_port: int | None = None,
         catch_up_s: float = 3.0,
+        max_skew_s: float = 300.0,
+        readings_limit: RateLimit = READINGS,
+        other_limit: RateLimit = OTHER,
+        outcome_window: int = 96,
+        on_settled: Callable[[IntervalOutcome], None] | None = None,
     ):
         self.community = community
         self.planner = planner
@@ -92,6 +117,9 @@ class Coordinator:
         self.settle_after_s = settle_after_s
         self.health_port = health_port
         self.catch_up_s = catch_up_s
+        self.max_skew_s = max_skew_s
+        self.limiter = RateLimiter(readings_limit, other_limit)
+        self.on_settled = on_settled
         self.http_port: int | None = None
         self.ledger = Ledger(ledger_path, root_key)
         self.settler = Settler(self.ledger, settlement)
@@ -102,7 +130,11 @@ class Coordinator:
         self.online: dict[str, bool] = {}
         self.last_planned: int | None = None
         self.last_closed = self.ledger.last_closed()
-        self.outcomes: list[IntervalOutcome] = []
+        self.outcomes: deque[IntervalOutcome] = deque(maxlen=outcome_window)
+        self.failures = {"tick": 0, "settle": 0, "plan": 0}
+        """Failed ticks, settlements and plans since start (each logged with its traceback)."""
+        self._enrolled = frozenset(self.settler.households)
+        self._flooding: set[str] = set()
         self._settling: asyncio.Future[IntervalOutcome] | None = None
         self.session = Session(
             broker, client_id=broker.username or COORDINATOR,
@@ -144,11 +176,49 @@ class Coordinator:
     async def _ticks(self, tick_s: float) -> None:
         await self.session.connected.wait()
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:
+                self._failed("tick")
             await asyncio.sleep(tick_s)
+
+    def _failed(self, what: str) -> None:
+        """Count and log (with the traceback) a failure the service survives."""
+        self.failures[what] += 1
+        self.metrics.failures.labels(what=what).inc()
+        log.exception("%s failed (%d so far); going on", what, self.failures[what])
+
+    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+        self.rejects.refuse(reason, topic, detail)
+        self.metrics.refused.labels(reason=reason).inc()
+
+    def _admit(self, topic: str) -> bool:
+        """Whether a message on ``topic`` gets parsed: from an enrolled household within its
+        rate limit (a flood is logged once, then counted quietly). Our own broadcasts pass."""
+        try:
+            _, household, kind = parse_topic(topic)
+        except ProtocolError:
+            return True  # ``decode`` refuses and counts it
+        if household is None or household == COORDINATOR:
+            return True
+        if household not in self._enrolled:
+            self._refuse("unknown_household", topic, "not enrolled in this community")
+            return False
+        if self.limiter.allow(household, kind):
+            self._flooding.discard(household)
+            return True
+        if household not in self._flooding:
+            self._flooding.add(household)
+            self._refuse("rate_limited", topic, "refusing this household's messages for now")
+        else:
+            self.rejects.by_reason["rate_limited"] += 1
+            self.metrics.refused.labels(reason="rate_limited").inc()
+        return False
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Ingest a reading (into the inbox), telemetry or a household's status."""
+        if not self._admit(topic):
+            return
         msg = self.rejects.decode(topic, payload)
         if msg is None:
             self.metrics.refused.labels(reason=self.rejects.last_reason or "unknown").inc()
@@ -157,14 +227,38 @@ class Coordinator:
             return  # our own broadcasts
         m = msg.message
         if isinstance(m, ReadingMessage):
-            added = self.inbox.add(from_message(m))
-            self.metrics.readings_received.labels(new=str(added).lower()).inc()
+            self._ingest(topic, m)
         elif isinstance(m, Telemetry):
+            age_s = self.clock() - m.t.timestamp()
+            if abs(age_s) > self.max_skew_s:
+                why = "too_old" if age_s > 0 else "too_new"
+                self._refuse(why, topic, f"telemetry dated {m.t.isoformat()}")
+                return
             self.telemetry[msg.household] = m
-            self.metrics.ingest_s.observe(max(self.clock() - m.t.timestamp(), 0.0))
+            self.metrics.ingest_s.observe(max(age_s, 0.0))
         elif msg.kind == "status":
             self.online[msg.household] = m == "online"
             self.metrics.online.set(sum(self.online.values()))
+
+    def _ingest(self, topic: str, m: ReadingMessage) -> None:
+        """Keep a reading in the inbox if it can still be settled and is authentic."""
+        r = from_message(m)
+        if (r.interval + 1) * INTERVAL_S > self.clock() + self.max_skew_s:
+            self._refuse("too_new", topic, f"interval {r.interval} has not ended")
+            return
+        if self.last_closed is not None and r.interval <= self.last_closed:
+            self._refuse("interval_closed", topic, f"interval {r.interval} is settled")
+            return
+        why = self.settler.authenticate(r.interval, [r])[0]
+        if why is not None:
+            self._refuse(why, topic, f"reading of {r.meter} for interval {r.interval}")
+            return
+        full = self.inbox.count(r.meter, r.interval) >= MAX_READINGS_PER_INTERVAL
+        if full and not self.inbox.has(r):
+            self._refuse("too_many", topic, f"{r.meter} interval {r.interval}")
+            return
+        added = self.inbox.add(r)
+        self.metrics.readings_received.labels(new=str(added).lower()).inc()
 
     async def tick(self) -> None:
         """Settle what is due, then plan the current interval if not yet done."""
@@ -188,8 +282,14 @@ class Coordinator:
             overdue = now_s >= (nxt + 1) * INTERVAL_S + self.settle_after_s and caught_up
             if not (complete or overdue):
                 return
-            await self._settle(nxt)
+            try:
+                out = await self._settle(nxt)
+            except Exception:
+                self._failed("settle")  # the interval stays open; the next tick tries again
+                return
             await self._publish_root(nxt)
+            if self.on_settled is not None:
+                self.on_settled(out)
             nxt += 1
 
     async def _settle(self, interval: int) -> IntervalOutcome:
@@ -203,6 +303,8 @@ class Coordinator:
         out = await asyncio.shield(self._settling)
         self._settling = None
         self.last_closed = interval
+        self.inbox.prune_through(interval)
+        self._enrolled = frozenset(self.settler.households)
         self.metrics.settle_s.observe(time.perf_counter() - t0)
         self.metrics.intervals.inc()
         for status in out.status:
@@ -232,7 +334,11 @@ class Coordinator:
         """Ask the planner for every household's plan and publish them."""
         assert self.planner is not None
         t0 = time.perf_counter()
-        plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))
+        try:
+            plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))
+        except Exception:
+            self._failed("plan")  # the last good plans stay retained until they go stale
+            return
         self.metrics.solve_s.observe(time.perf_counter() - t0)
         first, closed = self.first_interval(), self.last_closed
         for h, steps in plans.items():

@@ -10,6 +10,9 @@ these canonical bytes (big-endian, no padding, nothing optional)::
     u64 seq                        strictly increasing per meter
     u64 e_import_wh, u64 e_export_wh
 
+The format has room for u64, but seq and the counters are bounded to 2⁶³ − 1 (``I64_MAX``, what
+the ledger's SQLite integers hold): a larger value is refused wherever a reading is made or read.
+
 A key is named by its key id, the first 8 bytes (hex) of sha256 of its 32-byte public key.
 """
 
@@ -32,7 +35,7 @@ from gridctl.core import GridctlError, describe_validation_error
 DOMAIN = b"gridctl/reading/v1"
 METER_ID = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 _TAIL = struct.Struct(">qQQQ")
-U64_MAX = 2**64 - 1
+I64_MAX = 2**63 - 1
 
 
 class ReadingError(GridctlError):
@@ -107,9 +110,9 @@ class ReadingMessage(BaseModel):
     v: int = Field(1, ge=1, le=1)
     meter: str = Field(pattern=METER_ID.pattern)
     interval: int = Field(ge=0, le=2**62)
-    seq: int = Field(ge=0, le=U64_MAX)
-    e_import_wh: int = Field(ge=0, le=U64_MAX)
-    e_export_wh: int = Field(ge=0, le=U64_MAX)
+    seq: int = Field(ge=0, le=I64_MAX)
+    e_import_wh: int = Field(ge=0, le=I64_MAX)
+    e_export_wh: int = Field(ge=0, le=I64_MAX)
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     sig: str = Field("", pattern=r"^([0-9a-f]{128})?$")
 
@@ -165,7 +168,13 @@ class MeterSigner:
         self.seq = seq
 
     def sign(self, interval: int, e_import_wh: int, e_export_wh: int) -> SignedReading:
-        """Sign the counters at the end of ``interval`` (Wh, ≥ 0) with the next sequence number."""
+        """Sign the counters at the end of ``interval`` (Wh, 0..I64_MAX) with the next sequence
+        number; ReadingError for a counter out of that range (nothing is used up)."""
+        for name, value in (("e_import_wh", e_import_wh), ("e_export_wh", e_export_wh)):
+            if not 0 <= value <= I64_MAX:
+                raise ReadingError(f"{self.meter}: {name} {value} outside 0..{I64_MAX}")
+        if self.seq >= I64_MAX:
+            raise ReadingError(f"{self.meter}: sequence number exhausted")
         self.seq += 1
         payload = reading_payload(self.meter, interval, self.seq, e_import_wh, e_export_wh)
         return SignedReading(

@@ -27,7 +27,7 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
-from gridctl.settlement.settle import SettlementConfig, Settler
+from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
 from gridctl.settlement.signing import MeterSigner
 from gridctl.settlement.vee import VeeConfig
 from gridctl.sim.households import HouseholdSeries, build_series
@@ -248,6 +248,11 @@ class SettledTotals:
         self.paid_micro += st.paid_micro
         self.earned_micro += st.earned_micro
         self.shared_wh.append(float(st.supplied_wh.sum()))
+
+    def add_outcome(self, outcome: IntervalOutcome) -> None:
+        """Add a settled interval's pool outcome (an already closed one adds nothing)."""
+        if outcome.settlement is not None:
+            self.add(outcome.settlement)
 
 
 def sim_result(

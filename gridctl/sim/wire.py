@@ -298,6 +298,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
         )  # fmt: skip
         devices = _devices(scn)
         clock = SimClock(first * INTERVAL_S)
+        totals = SettledTotals(len(setup.ids))
         at = BrokerSettings(port=port, mqtt_version=mqtt_version(broker))
         with running_broker(tmp / "broker" / "mosquitto.conf", port, broker):
             async with contextlib.AsyncExitStack() as stack:
@@ -311,7 +312,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                     ledger_path, tmp / "inbox.sqlite", setup.settlement,
                     simulated_coordinator_key(scn.seed),
                     planner=WirePlanner(setup, first, homes) if dispatch != "none" else None,
-                    tariff=None, clock=clock, tick_s=None,
+                    tariff=None, clock=clock, tick_s=None, on_settled=totals.add_outcome,
                 )  # fmt: skip
                 feeder = Session(at.model_copy(update={"username": FEEDER_USER,
                                                        "password": creds[FEEDER_USER]}),
@@ -340,10 +341,6 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                            and not isinstance(r, asyncio.CancelledError)]  # fmt: skip
                 if crashed:
                     raise WireError(f"a wire-mode task failed: {crashed[0]!r}")
-    totals = SettledTotals(len(setup.ids))
-    for o in coordinator.outcomes:
-        if o.settlement is not None:
-            totals.add(o.settlement)
     return sim_result(scn, setup.ids, setup.world, totals, setup.planner, head, ledger_path)
 
 

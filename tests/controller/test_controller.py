@@ -314,7 +314,7 @@ async def test_readings_sent_before_the_coordinator_ever_connected_reach_it_when
 
 
 async def test_counters_that_cannot_be_signed_skip_the_reading(tmp_path: Path) -> None:
-    """A meter whose energy counters read negative, infinite, NaN or beyond the reading's u64
+    """A meter whose energy counters read negative, infinite, NaN or beyond 2**63 - 1 Wh
     costs that interval's reading (logged, counted by reason), never the controller loop."""
     from collections import Counter
 
@@ -345,3 +345,27 @@ async def test_counters_that_cannot_be_signed_skip_the_reading(tmp_path: Path) -
         finally:
             c.meter.reader.client.close()
             c.outbox.close()
+
+
+async def test_a_plan_dated_ahead_is_refused_and_cannot_shadow_the_real_one(
+    broker: Broker, tmp_path: Path
+) -> None:
+    c = broker.community
+    async with house(broker, tmp_path) as home:
+        ctl = Controller(home.config, load_key_file(home.config.key_file), clock=home.clock)
+        coord = Coordinator(broker, "h01")
+        tasks = [asyncio.create_task(ctl.run()), asyncio.create_task(coord.session.run())]
+        try:
+            await until(lambda: ctl.session.connected.is_set() and coord.session.connected.is_set())
+            now_iv = int(home.clock() // INTERVAL_S)
+            topic = household_topic(c, "h01", "plan")
+            for issued, battery_w in ((now_iv + 10_000, -3000.0), (now_iv, 1500.0)):
+                steps = [PlanStep(interval=issued + k, battery_w=battery_w) for k in range(4)]
+                plan = PlanMessage(household="h01", issued=issued, steps=steps)
+                assert await coord.session.publish(topic, encode(plan), 1, True)
+            await until(lambda: ctl.plan is not None and ctl.plan.issued == now_iv)
+            assert ctl.rejects.by_reason["too_new"] == 1
+            await until(lambda: abs(home.battery.values["p_w"] - 1500) < 1)
+            assert ctl.step_errors == 0
+        finally:
+            await stop_tasks(*tasks)

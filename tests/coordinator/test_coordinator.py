@@ -7,10 +7,13 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from gridctl.coordinator.limits import RateLimit
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S
 from gridctl.protocol import (
+    REASONS,
     PlanMessage,
     PlanStep,
     RootMessage,
@@ -70,11 +73,13 @@ class Collector:
         self.got.setdefault(topic, []).append(payload)
 
 
-def _coordinator(broker: Broker, tmp_path: Path, clock: Clock, planner: FlatPlanner) -> Coordinator:
+def _coordinator(
+    broker: Broker, tmp_path: Path, clock: Clock, planner: FlatPlanner, **kw: Any
+) -> Coordinator:
     return Coordinator(
         broker.community, _settings(broker, "coordinator"), tmp_path / "ledger.sqlite",
-        tmp_path / "inbox.sqlite", SettlementConfig(0.20, 1.0), COORDINATOR_KEY, planner, clock=clock,
-        tick_s=0.01, settle_after_s=300.0, health_port=0,
+        tmp_path / "inbox.sqlite", SettlementConfig(0.20, 1.0), COORDINATOR_KEY, planner,
+        clock=clock, tick_s=0.01, settle_after_s=300.0, health_port=0, **kw,
     )  # fmt: skip
 
 
@@ -107,12 +112,18 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
                     household_topic(c, h, "reading"), json.dumps(r.to_message()).encode()
                 )
 
-        for k in range(3):  # three intervals of readings, all meters
+        def duplicates() -> float:
+            got = coord.metrics.registry.get_sample_value(
+                "gridctl_readings_received_total", {"new": "false"}
+            )
+            return got or 0.0
+
+        for k in range(3):  # three intervals of readings, all meters, each sent near its end
+            clock.t_s = (FIRST + k + 1) * INTERVAL_S - 100  # (within the clock skew allowed)
             for n, h in enumerate(HOMES):
                 await send(h, FIRST + k, 100 * (k + 1) * (n + 1))
-        # all in before the clock moves on (a tick that finds one missing settles what is
-        # complete, plans, and acknowledges the rest with the next interval's plan)
-        await until(lambda: coord.inbox.meters_in(FIRST + 2) >= set(coord.meters))
+            # all in (duplicates too) before the clock moves on and the interval settles
+            await until(lambda k=k: duplicates() == 3 * (k + 1))
         clock.t_s = (FIRST + 3) * INTERVAL_S + 1  # three intervals have ended: all complete
         await until(lambda: coord.last_closed == FIRST + 2)
         roots = coordinator_topic(c, "root")
@@ -127,15 +138,17 @@ async def test_settles_in_order_publishes_roots_and_acknowledges(
         assert all(m.signed_by(public_bytes(COORDINATOR_KEY)) for m in published)  # type: ignore[union-attr]
         assert [m.prev for m in published[1:]] == [m.chain() for m in published[:-1]]  # type: ignore[union-attr]
         assert [o.interval for o in coord.outcomes] == [FIRST, FIRST + 1, FIRST + 2]
-        assert all(s == "verified" for o in coord.outcomes[1:] for s in o.status)
+        assert all(s == "verified" for o in list(coord.outcomes)[1:] for s in o.status)
         await until(
             lambda: decode(plan_topic, watch.got[plan_topic][-1]).message.issued == FIRST + 3
         )
         assert decode(plan_topic, watch.got[plan_topic][-1]).message.readings_through == FIRST + 2
 
         # an interval with a reading missing waits for it, then is settled when overdue
+        clock.t_s = (FIRST + 4) * INTERVAL_S - 100
         await send("h00", FIRST + 3, 500)
         await send("h01", FIRST + 3, 900)
+        await until(lambda: duplicates() == 11)
         clock.t_s = (FIRST + 4) * INTERVAL_S + 100
         await asyncio.sleep(0.3)
         assert coord.last_closed == FIRST + 2
@@ -180,6 +193,7 @@ async def test_a_restarted_coordinator_resumes_without_gaps_or_doubles(
         first = _coordinator(broker, tmp_path, clock, FlatPlanner())
         task = asyncio.create_task(first.run())
         await until(lambda: first.session.connected.is_set())
+        clock.t_s = (FIRST + 3) * INTERVAL_S - 100  # the readings' intervals are (nearly) over
         await publish(range(3))
         clock.t_s = (FIRST + 3) * INTERVAL_S + 1
         await until(lambda: first.last_closed == FIRST + 2)
@@ -206,7 +220,10 @@ async def test_fuzzed_messages_on_every_topic_are_counted_and_harmless(
     c = broker.community
     _enrol(tmp_path / "ledger.sqlite")
     clock = Clock(FIRST * INTERVAL_S + 1)
-    coord = _coordinator(broker, tmp_path, clock, FlatPlanner())
+    # no rate limit here: every message is parsed, so every malformed one is refused by decode
+    unlimited = RateLimit(per_s=1e9, burst=1e9)
+    coord = _coordinator(broker, tmp_path, clock, FlatPlanner(), readings_limit=unlimited,
+                         other_limit=unlimited)  # fmt: skip
     # the attacker writes anywhere in the community: through the coordinator's own session
     # (one connection per user), which hears what it publishes
     fuzzer = coord.session
@@ -232,10 +249,14 @@ async def test_fuzzed_messages_on_every_topic_are_counted_and_harmless(
         t0 = time.monotonic()
         for t, p in cases:
             assert await fuzzer.publish(t, p, qos=1)
-        await until(lambda: coord.rejects.total >= expected, 60)
+
+        def malformed() -> int:
+            return sum(coord.rejects.by_reason[r] for r in REASONS)
+
+        await until(lambda: malformed() >= expected, 60)
         elapsed = time.monotonic() - t0
         await asyncio.sleep(0.2)
-        assert coord.rejects.total == expected > 7_000, (coord.rejects.total, expected)
+        assert malformed() == expected > 7_000, (coord.rejects.by_reason, expected)
         assert coord.session.connects == 1 and coord.session.handler_errors == 0
         clock.t_s += INTERVAL_S  # and it still works: the next interval is planned
         await until(lambda: coord.last_planned == FIRST + 1)

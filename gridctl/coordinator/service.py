@@ -133,7 +133,7 @@ class Coordinator:
         self.outcomes: deque[IntervalOutcome] = deque(maxlen=outcome_window)
         self.failures = {"tick": 0, "settle": 0, "plan": 0}
         """Failed ticks, settlements and plans since start (each logged with its traceback)."""
-        self._enrolled = frozenset(self.settler.households)
+        self._enrolled = self._senders()
         self._flooding: set[str] = set()
         self._settling: asyncio.Future[IntervalOutcome] | None = None
         self.session = Session(
@@ -151,6 +151,11 @@ class Coordinator:
     def households(self) -> list[str]:
         """Every enrolled household."""
         return list(self.settler.households)
+
+    def _senders(self) -> frozenset[str]:
+        """Topic levels that may send to us: the owner of each enrolled meter (households,
+        and the feeder's transformer meter)."""
+        return frozenset(m.split("/")[0] for m in self.settler.registry.meters)
 
     def first_interval(self) -> int:
         """The first interval any meter was enrolled for."""
@@ -304,7 +309,7 @@ class Coordinator:
         self._settling = None
         self.last_closed = interval
         self.inbox.prune_through(interval)
-        self._enrolled = frozenset(self.settler.households)
+        self._enrolled = self._senders()
         self.metrics.settle_s.observe(time.perf_counter() - t0)
         self.metrics.intervals.inc()
         for status in out.status:

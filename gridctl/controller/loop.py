@@ -335,7 +335,10 @@ class Controller:
         await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
         if self.ha is not None:
             await self._home_assistant(telemetry)
-        for meter, interval, message in self.outbox.due(now_s, self.cfg.resend_s):
+        # while the coordinator is away its broker session queues what we send: send each
+        # reading once, resend nothing until it is back (then everything unacknowledged)
+        resend_s = math.inf if self.coordinator_online is False else self.cfg.resend_s
+        for meter, interval, message in self.outbox.due(now_s, resend_s):
             if not await self.session.publish(household_topic(c, h, "reading"), message, 1):
                 break
             self.outbox.mark_sent(meter, interval, now_s)

@@ -369,3 +369,35 @@ async def test_a_plan_dated_ahead_is_refused_and_cannot_shadow_the_real_one(
             assert ctl.step_errors == 0
         finally:
             await stop_tasks(*tasks)
+
+
+async def test_no_resends_while_the_coordinator_is_offline_and_all_when_it_is_back(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Offline, the coordinator's broker session queues each reading once; resending would only
+    grow that queue. Back online, every unacknowledged reading goes again."""
+    c = broker.community
+    async with house(broker, tmp_path) as home:
+        config = home.config.model_copy(update={"resend_s": 30.0})  # 0.1 s real
+        ctl = Controller(config, load_key_file(config.key_file), clock=home.clock)
+        coord = Coordinator(broker, "h01")
+        tasks = [asyncio.create_task(coord.session.run())]
+        try:
+            await until(coord.session.connected.is_set)
+            status = coordinator_topic(c, "status")
+            assert await coord.session.publish(status, b"offline", 1, True)
+            tasks.append(asyncio.create_task(ctl.run()))
+            await until(lambda: ctl.coordinator_online is False)
+
+            def seqs() -> list[int]:
+                return [parse_reading(p).seq for p in coord.readings]
+
+            await coord.until(lambda: len(set(seqs())) >= 2, 15.0)
+            await asyncio.sleep(0.5)  # five resend periods
+            assert len(seqs()) == len(set(seqs())), seqs()  # each reading sent once
+            sent = len(seqs())
+            assert await coord.session.publish(status, b"online", 1, True)
+            await coord.until(lambda: len(seqs()) >= sent + ctl.outbox.pending())
+            assert set(seqs()[sent:]) >= set(seqs()[:sent])  # the unacknowledged, again
+        finally:
+            await stop_tasks(*tasks)

@@ -31,6 +31,7 @@ from gridctl.protocol import household_topic
 from gridctl.settlement.enrol import enrol_simulated, main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig
+from gridctl.settlement.signing import key_from_seed
 from gridctl.transport.session import BrokerSettings
 
 FIRST = 1_990_000
@@ -62,7 +63,8 @@ async def run(households: int, intervals: int, window: int | None, every: int) -
         coord = Coordinator(
             "mem", BrokerSettings(port=1, username="coordinator", password="x"),
             tmp / "ledger.sqlite", tmp / "inbox.sqlite", SettlementConfig(0.20, 1.0),
-            clock=clock, tick_s=None, readings_limit=UNLIMITED, other_limit=UNLIMITED,
+            key_from_seed(b"benchmark/coordinator"), clock=clock, tick_s=None,
+            readings_limit=UNLIMITED, other_limit=UNLIMITED,
             outcome_window=window if window is not None else 10**9,
         )  # fmt: skip
         topics = [household_topic("mem", h, "reading") for h in ids]
@@ -125,9 +127,10 @@ def main() -> None:
     ratio = s_new / s_base if s_base else float("nan")
     console.print(f"slope ratio gridctl / baseline: {ratio:.3f}")
     if a.json:
-        a.json.write_text(json.dumps({"households": a.households, "baseline": base, "gridctl": new,
-                                      "slope_kib_per_interval": {"baseline": s_base,
-                                                                 "gridctl": s_new}}, indent=1))  # fmt: skip
+        slopes = {"baseline": s_base, "gridctl": s_new}
+        doc = {"households": a.households, "baseline": base, "gridctl": new,
+               "slope_kib_per_interval": slopes}  # fmt: skip
+        a.json.write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
 from gridctl.settlement.signing import SignedReading, key_id_of, public_bytes, reading_payload
 from gridctl.transport.session import Session
 from tests.conftest import Broker, stop_tasks, until
-from tests.keys import COORDINATOR_KEY
 from tests.coordinator.test_coordinator import (
     FIRST,
     HOMES,
@@ -27,6 +26,7 @@ from tests.coordinator.test_coordinator import (
     _enrol,
     _settings,
 )
+from tests.keys import COORDINATOR_KEY
 
 
 class FailsAt(FlatPlanner):

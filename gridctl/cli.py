@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gridctl.core import GridctlError
+from gridctl.core import GridctlError, service_clock
 
 app = typer.Typer(
     help="gridctl: feeder-safe energy sharing for community microgrids.", no_args_is_help=True
@@ -449,7 +449,7 @@ def device_serve(
     try:
         _in_range("--port", port, 0, 65535)
         _in_range("--unit", unit, 0, 255)
-        device = make_virtual(what, unit)
+        device = make_virtual(what, unit, service_clock())
 
         def ready(bound: int) -> None:
             err_console.print(f"serving {what} on {host}:{bound} unit {device.unit} (Ctrl-C stops)")
@@ -603,7 +603,7 @@ def controller_run(
 
     async def start() -> None:
         cfg = load_controller_config(config)
-        controller = Controller(cfg, load_key_file(cfg.key_file))
+        controller = Controller(cfg, load_key_file(cfg.key_file), service_clock())
         if check:
             controller.close()
             _say(f"{config} is valid: household {cfg.household}, {len(cfg.devices)} devices")
@@ -722,7 +722,7 @@ def coordinator_run(
             community_planner(cfg)
             _say(f"{config} is valid: community {cfg.community}, {len(cfg.households)} households")
             return
-        coordinator, new = coordinator_from_config(cfg)
+        coordinator, new = coordinator_from_config(cfg, service_clock())
         if new:
             err_console.print(f"enrolled {len(new)} households: {', '.join(new)}", highlight=False)
         if cfg.health_port is not None:

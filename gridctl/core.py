@@ -15,6 +15,8 @@ import contextlib
 import math
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,6 +170,35 @@ def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"naive datetime {t.isoformat()} (gridctl needs timezone-aware UTC)")
     return math.floor(t.timestamp()) // interval_s
+
+
+TIME_SCALE_ENV = "GRIDCTL_TIME_SCALE"
+"""Environment variable that speeds up the services' clock, for demos and tests:
+``SPEED@ORIGIN`` runs epoch time SPEED times faster than the wall clock from ORIGIN (epoch s,
+where the two meet). Processes given the same value share one clock."""
+
+
+def service_clock() -> Callable[[], float]:
+    """Epoch seconds for ``controller run``, ``coordinator run`` and ``device serve``: the wall
+    clock, or the sped-up one ``GRIDCTL_TIME_SCALE`` asks for (GridctlError if malformed)."""
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return time.time
+    speed_s, _, origin_s = raw.partition("@")
+    try:
+        speed, origin = float(speed_s), float(origin_s or time.time())
+    except ValueError:
+        speed = origin = math.nan
+    if not (1 <= speed <= 10_000 and abs(origin - time.time()) < 86_400):
+        raise GridctlError(
+            f"{TIME_SCALE_ENV}={_one_line(raw)}: use SPEED@ORIGIN, SPEED 1-10000, ORIGIN epoch "
+            "seconds within a day of now"
+        )
+
+    def clock() -> float:
+        return origin + speed * (time.time() - origin)
+
+    return clock
 
 
 def interval_start(interval: int, interval_s: int = INTERVAL_S) -> datetime:

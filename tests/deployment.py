@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +105,17 @@ def processes(logs: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop()
+
+
+@contextmanager
+def reachable_dir() -> Iterator[Path]:
+    """A folder Mosquitto can still reach after dropping root's rights (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="gridctl-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
 
 
 def gridctl(*argv: str | Path, cwd: Path | None = None) -> str:

@@ -178,7 +178,7 @@ class Controller:
 
     async def on_message(self, topic: str, payload: bytes) -> None:
         """Take a plan (newest wins; its ack prunes the outbox), the coordinator's status, or
-        an interval root (kept once checked)."""
+        an interval root (kept once checked; it acknowledges the readings up to it)."""
         msg = self.rejects.decode(topic, payload)
         if msg is None:
             return
@@ -191,7 +191,10 @@ class Controller:
                 self.wake()
             self.coordinator_online = online
         elif msg.kind == "root" and isinstance(msg.message, RootMessage):
-            self.roots.add(msg.message)
+            if self.roots.add(msg.message) is None:
+                # a settled interval can no longer use a reading: the root acknowledges them
+                # (plans do too, but a community without a feeder publishes no plans)
+                self.outbox.ack_through(msg.message.interval)
         elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
             plan = msg.message
             if plan.issued > int(self.clock() // INTERVAL_S) + 1:

@@ -145,9 +145,10 @@ def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
                         f"household {h.id}: its meter is enrolled with another key"
                     )
                 continue
-            register_meter(
-                ledger, meter, h.id, "main", h.connection_kw * 1000, key, joined_interval
-            )
+            register_meter(  # counters not known here: the first reading sets them
+                ledger, meter, h.id, "main", h.connection_kw * 1000, key, joined_interval,
+                None, None,
+            )  # fmt: skip
             new.append(h.id)
     return new
 

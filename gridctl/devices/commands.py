@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from gridctl.devices.client import ModbusClient
 from gridctl.devices.profile import Profile, ProfileError, load_profile, profile_names
@@ -53,15 +55,17 @@ async def read_device(
         return await ProfileDevice(client, profile).poll()
 
 
-def make_virtual(what: str, unit: int | None = None) -> VirtualDevice:
-    """A virtual device by kind (see VIRTUAL_KINDS) or by profile name."""
+def make_virtual(
+    what: str, unit: int | None = None, clock: Callable[[], float] = time.monotonic
+) -> VirtualDevice:
+    """A virtual device by kind (see VIRTUAL_KINDS) or by profile name; ``clock``: s."""
     if what == "sunspec-inverter":
-        return SunSpecInverter(unit=unit or 1)
+        return SunSpecInverter(unit=unit or 1, clock=clock)
     if what == "sunspec-meter":
-        return SunSpecMeter(unit=unit or 1)
+        return SunSpecMeter(unit=unit or 1, clock=clock)
     name = control_profile(what) if what in _CONTROL_ROLE else what
     try:
-        return ProfileVirtual(load_profile(name), unit=unit)
+        return ProfileVirtual(load_profile(name), unit=unit, clock=clock)
     except ProfileError:
         kinds = ", ".join(VIRTUAL_KINDS)
         raise ProfileError(f"no virtual device {what!r}: use {kinds} or a profile name") from None

@@ -29,7 +29,8 @@ COUNTER_MODULUS_WH = 10**10
 class Meter:
     """A registered meter. rated_w: largest power it can carry (fuse, inverter rating), W.
 
-    e_import_wh / e_export_wh: counters when it joined, Wh; household: None for a transformer.
+    e_import_wh / e_export_wh: counters when it joined, Wh (None: not known); household: None
+    for a transformer.
     """
 
     meter: str
@@ -38,8 +39,8 @@ class Meter:
     rated_w: float
     counter_modulus_wh: int
     joined_interval: int
-    e_import_wh: int
-    e_export_wh: int
+    e_import_wh: int | None
+    e_export_wh: int | None
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,16 @@ def register_meter(
     rated_w: float,
     public_key: bytes,
     joined_interval: int,
-    e_import_wh: int = 0,
-    e_export_wh: int = 0,
+    e_import_wh: int | None = 0,
+    e_export_wh: int | None = 0,
     counter_modulus_wh: int = COUNTER_MODULUS_WH,
 ) -> str:
     """Register a meter with its first key; returns the key id. Registering the same again is a
     no-op; the same meter id with other data is refused (ReadingError).
 
-    rated_w: W (> 0). e_import_wh / e_export_wh: counters at ``joined_interval``'s start, Wh.
+    rated_w: W (> 0). e_import_wh / e_export_wh: counters at ``joined_interval``'s start, Wh;
+    None when not known (a household enrolled from the coordinator's config): the meter's first
+    authentic reading then sets them (VEE's ``baseline``).
     """
     check_meter_id(meter)
     if role not in ROLES:

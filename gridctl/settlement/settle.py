@@ -36,6 +36,7 @@ from gridctl.settlement.vee import (
     ROLE_CODE,
     ROLE_MAIN,
     STATUS_NAMES,
+    UNKNOWN_WH,
     Assessment,
     MeterTable,
     VeeConfig,
@@ -150,8 +151,8 @@ class Settler:
             joined=np.array([m.joined_interval for m in meters], dtype=np.int64),
             last_interval=np.array([m.joined_interval - 1 for m in meters], dtype=np.int64),
             last_seq=np.zeros(n, dtype=np.int64),
-            e_import_wh=np.array([m.e_import_wh for m in meters], dtype=np.int64),
-            e_export_wh=np.array([m.e_export_wh for m in meters], dtype=np.int64),
+            e_import_wh=np.array([_known(m.e_import_wh) for m in meters], dtype=np.int64),
+            e_export_wh=np.array([_known(m.e_export_wh) for m in meters], dtype=np.int64),
             ema_import_wh=np.zeros(n),
             ema_export_wh=np.zeros(n),
             n=np.zeros(n, dtype=np.int64),
@@ -493,6 +494,11 @@ class Settler:
             np.zeros(n_h, dtype=np.int64), ["closed"] * n_h, [None] * n_h,
             [(m, "late") for _, m, _, _, _ in new], None, stored[1] if stored else "", 0, True,
         )  # fmt: skip
+
+
+def _known(e_wh: int | None) -> int:
+    """A counter at joining for the meter table: ``UNKNOWN_WH`` when not known."""
+    return UNKNOWN_WH if e_wh is None else e_wh
 
 
 def _spread(total: int, k: int) -> list[int]:

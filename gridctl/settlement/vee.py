@@ -48,6 +48,8 @@ REASONS = {
     "implausible": "more energy than 1.05 × rated power × interval",
     "spike": "energy far above the meter's recent average and near its rating",
     "gap_filled": "intervals were missed; energy spread over the gap (estimated, no reward)",
+    "baseline": "the meter's first reading, its counters at joining not known: it sets them "
+    "(estimated, no energy counted)",
     "inverter_mismatch": "the household's inverter measured a different exchange",
     "feeder_imbalance": "household meters do not add up to the transformer meter",
 }
@@ -57,6 +59,8 @@ ROLE_MAIN, ROLE_INVERTER, ROLE_TRANSFORMER = 0, 1, 2
 ROLE_CODE = {"main": ROLE_MAIN, "inverter": ROLE_INVERTER, "transformer": ROLE_TRANSFORMER}
 
 _ST_VERIFIED, _ST_ESTIMATED, _ST_REJECTED = 0, 1, 2
+UNKNOWN_WH = -1
+"""A meter table's counter when the meter joined without known counters."""
 STATUS_NAMES = (VERIFIED, ESTIMATED, REJECTED)
 
 
@@ -91,7 +95,8 @@ class MeterTable:
     role: ROLE_* codes. household: index into the household list (-1 for a transformer).
     rated_w: W. modulus_wh: counter roll-over, Wh. joined: first interval it may read.
     last_interval / last_seq / e_import_wh / e_export_wh / ema_*_wh / n: the last accepted
-    reading (or the counters at joining, with last_interval = joined - 1 and last_seq = 0).
+    reading (or the counters at joining, with last_interval = joined - 1 and last_seq = 0;
+    ``UNKNOWN_WH`` when they were not known).
     """
 
     ids: list[str]
@@ -151,8 +156,10 @@ def assess(
     exp = np.asarray(e_export_wh, dtype=np.int64)
     k = interval - table.last_interval[idx]
     mod = table.modulus_wh[idx]
-    d_imp = imp - table.e_import_wh[idx]
-    d_exp = exp - table.e_export_wh[idx]
+    # no reference yet: the reading becomes it, with no energy of its own
+    baseline = (table.e_import_wh[idx] == UNKNOWN_WH) | (table.e_export_wh[idx] == UNKNOWN_WH)
+    d_imp = np.where(baseline, 0, imp - table.e_import_wh[idx])
+    d_exp = np.where(baseline, 0, exp - table.e_export_wh[idx])
     wrap_imp, wrap_exp = d_imp < 0, d_exp < 0
     d_imp = np.where(wrap_imp, d_imp + mod, d_imp)
     d_exp = np.where(wrap_exp, d_exp + mod, d_exp)
@@ -176,14 +183,15 @@ def assess(
     reason: list[str | None] = [None] * n
     bad = replay | decrease | implausible | spike
     status[bad] = _ST_REJECTED
-    status[~bad & gap] = _ST_ESTIMATED
-    if bad.any() or gap.any():
-        for j in np.flatnonzero(bad | gap):
+    status[~bad & (gap | baseline)] = _ST_ESTIMATED
+    if bad.any() or gap.any() or baseline.any():
+        for j in np.flatnonzero(bad | gap | baseline):
             reason[j] = (
                 "sequence_replay" if replay[j]
                 else "counter_decrease" if decrease[j]
                 else "implausible" if implausible[j]
                 else "spike" if spike[j]
+                else "baseline" if baseline[j]
                 else "gap_filled"
             )  # fmt: skip
     advance = ~bad

@@ -13,8 +13,6 @@ import shutil
 import sqlite3
 import ssl
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -36,6 +34,7 @@ from gridctl.transport.tls import issue, load_pair, pem
 from tests.conftest import Broker, require_tool, stop_tasks, until
 from tests.controller.test_controller import fast_clock, house
 from tests.controller.test_resilience import enrol
+from tests.deployment import reachable_dir
 from tests.keys import COORDINATOR_KEY
 
 runner = CliRunner()
@@ -120,21 +119,10 @@ def test_bad_tls_options_and_files_exit_2_in_one_line(tmp_path: Path) -> None:
         tls_context(BrokerSettings(tls=True, cafile=junk))
 
 
-@contextlib.contextmanager
-def _reachable_dir() -> Iterator[Path]:
-    """A folder Mosquitto can still reach after dropping root's rights (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="gridctl-tls-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
 def test_broker_config_names_a_folder_the_brokers_user_cannot_enter(tmp_path: Path) -> None:
     community = tmp_path / "c.yaml"
     community.write_text("community: oak\nhouseholds: [h1]\n")
-    with _reachable_dir() as top:
+    with reachable_dir() as top:
         shut = top / "shut"
         shut.mkdir(mode=0o700)
         warned = _config(community, shut / "b")
@@ -150,7 +138,7 @@ async def test_a_controller_and_the_coordinator_settle_an_interval_over_tls(
     community = tmp_path / "c.yaml"
     community.write_text("community: oak\nhouseholds: [h01]\n")
     port = free_tcp_port()
-    with _reachable_dir() as top:
+    with reachable_dir() as top:
         out, tls = top / "b", top / "b" / "tls"
         args = ["--port", str(port), "--tls-generate", "127.0.0.1"]
         _config(community, out, *args)  # makes the CA; then require client certificates

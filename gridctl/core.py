@@ -11,6 +11,7 @@ of its devices and its base load.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -170,6 +171,14 @@ def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"naive datetime {t.isoformat()} (gridctl needs timezone-aware UTC)")
     return math.floor(t.timestamp()) // interval_s
+
+
+def raise_if_cancelled() -> None:
+    """Stop a service loop whose cancellation a library swallowed (asyncio.wait_for on 3.11
+    can, when the awaited result and the cancellation arrive together)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 TIME_SCALE_ENV = "GRIDCTL_TIME_SCALE"

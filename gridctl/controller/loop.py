@@ -31,7 +31,7 @@ from gridctl.controller.config import V_NOMINAL_V, ControllerConfig, DeviceConfi
 from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
 from gridctl.controller.outbox import Outbox
 from gridctl.controller.roots import RootStore
-from gridctl.core import INTERVAL_S
+from gridctl.core import INTERVAL_S, raise_if_cancelled
 from gridctl.devices.client import ModbusClient, ModbusError
 from gridctl.devices.profile import Profile, ProfileError, load_profile
 from gridctl.devices.reader import Poll, ProfileDevice
@@ -155,7 +155,7 @@ class Controller:
 
     async def _loop(self) -> None:
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             started = time.monotonic()
             try:
                 await self.step()
@@ -377,10 +377,3 @@ def counter_problem(e_wh: float | None) -> str | None:
 
 async def _ignore(topic: str, payload: bytes) -> None:
     """Nothing is subscribed on the Home Assistant broker."""
-
-
-def _raise_if_cancelled() -> None:
-    """Stop a loop whose cancellation a library swallowed (asyncio.wait_for on 3.11 can)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

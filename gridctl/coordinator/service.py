@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
-from gridctl.core import INTERVAL_S, Tariff
+from gridctl.core import INTERVAL_S, Tariff, raise_if_cancelled
 from gridctl.protocol import (
     COORDINATOR,
     PlanMessage,
@@ -185,6 +185,7 @@ class Coordinator:
                 await self.tick()
             except Exception:
                 self._failed("tick")
+            raise_if_cancelled()
             await asyncio.sleep(tick_s)
 
     def _failed(self, what: str) -> None:

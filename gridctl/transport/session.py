@@ -25,7 +25,7 @@ from typing import Annotated, Literal, Self
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gridctl.core import FilePath, GridctlError, Host, StrictModel, read_secret
+from gridctl.core import FilePath, GridctlError, Host, StrictModel, raise_if_cancelled, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,7 @@ class Session:
             finally:
                 self.connected.clear()
                 self._client = None
+            raise_if_cancelled()
             await asyncio.sleep(backoff_s * (0.75 + 0.5 * self._rng.random()))
             backoff_s = min(2 * backoff_s, self.backoff_max_s)
 

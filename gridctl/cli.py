@@ -193,7 +193,7 @@ def ledger_verify(
         )
         return
     err_console.print(
-        f"[bold red]ledger broken:[/] {check.problem}", highlight=False, soft_wrap=True
+        f"[bold red]ledger broken:[/] {escape(check.problem)}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(1)
 
@@ -306,7 +306,9 @@ def ledger_check_proof(
     if ok:
         console.print(f"proof holds: {message}", soft_wrap=True, highlight=False)
         return
-    err_console.print(f"[bold red]proof fails:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]proof fails:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(1)
 
 
@@ -523,8 +525,9 @@ def broker_config(
         raise _fail(e) from None
     if shut is not None:
         err_console.print(
-            f"[yellow]warning:[/] mosquitto drops to its own user, which may not enter {shut}: "
-            "it could not read its files; choose --out elsewhere or let that user in",
+            "[yellow]warning:[/] mosquitto drops to its own user, which may not enter "
+            f"{escape(str(shut))}: it could not read its files; choose --out elsewhere or let "
+            "that user in",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
     console.print(
@@ -533,6 +536,7 @@ def broker_config(
         + ("" if ca is None else f"; clients trust {ca} (broker: {{tls: true, cafile: …}})"),
         soft_wrap=True,
         highlight=False,
+        markup=False,
     )
 
 

@@ -114,6 +114,17 @@ def describe_validation_error(err: ValidationError) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: configuration files need none, and nested aliases ("billion
+    laughs") make a few hundred bytes expand into more nodes than anything can check."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
+
 def read_yaml(path: Path, error: type[GridctlError], what: str = "") -> object:
     """The parsed YAML of ``path``; ``error`` (one line naming the file) if it cannot be read
     or parsed. what: a word for the message ("scenario " → "cannot read scenario …")."""
@@ -126,7 +137,7 @@ def read_yaml(path: Path, error: type[GridctlError], what: str = "") -> object:
     if len(data) > MAX_FILE_BYTES:
         raise error(f"{path.name}: larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
     try:
-        return yaml.safe_load(data.decode("utf-8"))
+        return yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # a SafeLoader
     except UnicodeDecodeError as e:
         raise error(
             f"{path.name}: not UTF-8 text (byte {e.start} is {data[e.start]:#04x})"

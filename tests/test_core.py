@@ -1,5 +1,7 @@
 import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -8,11 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gridctl.core import (
+    GridctlError,
     import_export_wh,
     interval_hours,
     interval_of,
     interval_start,
     private_file,
+    read_yaml,
 )
 
 
@@ -80,3 +84,19 @@ def test_an_existing_file_and_its_side_files_lose_others_access(tmp_path: Path) 
     private_file(db)
     assert _mode(db) == 0o660 and _mode(tmp_path / "ledger.sqlite-wal") == 0o640
     assert not (tmp_path / "ledger.sqlite-shm").exists()
+
+
+def test_yaml_aliases_are_refused_in_one_line(tmp_path: Path) -> None:
+    """Nested aliases ('billion laughs') expand a few lines into millions of nodes."""
+    bomb = tmp_path / "bomb.yaml"
+    rows = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    rows += [
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefg", "bcdefgh", strict=True)
+    ]
+    bomb.write_text("\n".join(rows) + "\n")
+    with pytest.raises(GridctlError, match=r"aliases .* are not allowed"):
+        read_yaml(bomb, GridctlError)
+    res = subprocess.run([sys.executable, "-m", "gridctl", "sim", str(bomb)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "aliases" in res.stderr and "Traceback" not in res.stderr

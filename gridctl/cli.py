@@ -550,17 +550,27 @@ def controller_keygen(
 ) -> None:
     """Make the meter's Ed25519 key (once, at install) and print what to enrol."""
     from gridctl.controller.config import load_controller_config
-    from gridctl.controller.keys import describe_public_key, generate_key_file
     from gridctl.settlement.enrol import main_meter
 
+    _keygen(
+        lambda: load_controller_config(config),
+        lambda cfg: f"enrol meter {main_meter(cfg.household)} with the coordinator",
+    )
+
+
+def _keygen(load: Callable[[], Any], enrol: Callable[[Any], str]) -> None:
+    """Make the key file of the config ``load`` returns (never overwritten) and print where it
+    is and what to enrol (``enrol(config)`` says where): ``key_id public_hex``."""
+    from gridctl.controller.keys import describe_public_key, generate_key_file
+
     try:
-        cfg = load_controller_config(config)
+        cfg = load()
         public = generate_key_file(cfg.key_file)
     except GridctlError as e:
         raise _fail(e) from None
     _say(
-        f"key written to {cfg.key_file} (private, mode 0600); enrol meter "
-        f"{main_meter(cfg.household)} with the coordinator: {describe_public_key(public)}"
+        f"key written to {cfg.key_file} (private, mode 0600); {enrol(cfg)}: "
+        f"{describe_public_key(public)}"
     )
 
 
@@ -627,19 +637,11 @@ def coordinator_keygen(
 ) -> None:
     """Make the coordinator's Ed25519 key (once, at install) and print what every controller
     enrols as ``coordinator_key``."""
-    from gridctl.controller.keys import describe_public_key, generate_key_file
     from gridctl.coordinator.config import load_coordinator_config
 
-    try:
-        cfg = load_coordinator_config(config)
-        public = generate_key_file(cfg.key_file)
-    except GridctlError as e:
-        raise _fail(e) from None
-    console.print(
-        f"key written to {cfg.key_file} (private, mode 0600); enrol it in every controller's "
-        f"config as coordinator_key: {describe_public_key(public)}",
-        soft_wrap=True,
-        highlight=False,
+    _keygen(
+        lambda: load_coordinator_config(config),
+        lambda cfg: "enrol it in every controller's config as coordinator_key",
     )
 
 

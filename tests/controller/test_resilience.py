@@ -124,12 +124,16 @@ async def test_a_broker_killed_mid_run_loses_no_reading(tmp_path: Path) -> None:
         tasks = [asyncio.create_task(x.run()) for x in (coord, *c.controllers.values())]
         try:
             await _until(lambda: (coord.last_closed or 0) >= c.first + 1)
+            # the broker dies just before a boundary (~0.3 s real) and stays down about 1 s:
+            # long enough for the boundary's readings to wait in the outboxes (no plan, no root
+            # can acknowledge them), short enough for every client to be back well before its
+            # reconnect backoff or the coordinator's overdue settlement (3 s real) could matter
+            await _until(lambda: c.clock() % INTERVAL_S > INTERVAL_S - 90)
             proc.send_signal(signal.SIGKILL)  # no goodbye, no persistence save
             proc.wait(5)
             down_at = int(c.clock() // INTERVAL_S)
-            # an interval boundary passes with the broker down: its readings wait in the outboxes
-            # (nothing can acknowledge them: no plan, no root reaches the controllers)
-            await _until(lambda: any(ctl.outbox.pending() for ctl in c.controllers.values()), 10)
+            await _until(lambda: any(ctl.outbox.pending() for ctl in c.controllers.values()), 5)
+            await asyncio.sleep(0.5)
             with running_broker(c.broker.conf, c.broker.port):
                 await _until(lambda: (coord.last_closed or 0) >= down_at + 2)
                 last = coord.last_closed

@@ -14,6 +14,8 @@ health_port: 9108
 feeder: {simbench: 1-LV-rural1--0-sw}      # or {file: feeder.json}; without it, no plans
 limits: {v_min_pu: 0.94, v_max_pu: 1.06, loading_max_pct: 100}         # optional
 dispatch: {horizon: 96, replan_every: 4, near: 12}                     # optional
+ingest: {readings_per_s: 1, readings_burst: 500, other_per_s: 5, other_burst: 100,
+         max_skew_s: 300}          # optional: per-household rate limits, telemetry clock skew
 households:
   - id: h07
     public_key: 3b6a27bc...(64 hex)        # from `gridctl controller keygen`
@@ -41,6 +43,7 @@ from typing import Annotated, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, model_validator
 
+from gridctl.coordinator.limits import OTHER, READINGS, RateLimit
 from gridctl.coordinator.service import Coordinator, Planner
 from gridctl.core import FilePath, GridctlError, StrictModel, Tariff, read_yaml, validated
 from gridctl.dispatch.spec import (
@@ -70,6 +73,17 @@ class HouseholdEntry(HouseholdSpec):
     bus: Bus | None = None
 
 
+class IngestSpec(StrictModel):
+    """What the coordinator takes in from each household: rate limits (token buckets, real
+    time; readings apart from telemetry and status) and the clock skew allowed on telemetry."""
+
+    readings_per_s: Annotated[float, Field(gt=0, le=1000)] = READINGS.per_s
+    readings_burst: Annotated[float, Field(ge=1, le=100_000)] = READINGS.burst
+    other_per_s: Annotated[float, Field(gt=0, le=1000)] = OTHER.per_s
+    other_burst: Annotated[float, Field(ge=1, le=100_000)] = OTHER.burst
+    max_skew_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+
+
 class CoordinatorConfig(StrictModel):
     """Everything the coordinator service needs."""
 
@@ -86,6 +100,7 @@ class CoordinatorConfig(StrictModel):
     feeder: FeederSpec | None = None
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
+    ingest: IngestSpec = IngestSpec()
 
     @model_validator(mode="after")
     def _buses_with_feeder(self) -> Self:
@@ -187,6 +202,9 @@ def coordinator_from_config(
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
         key, planner=planner, tariff=cfg.tariff_(), clock=clock, health_port=cfg.health_port,
+        max_skew_s=cfg.ingest.max_skew_s,
+        readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),
+        other_limit=RateLimit(cfg.ingest.other_per_s, cfg.ingest.other_burst),
     )  # fmt: skip
     return coordinator, new
 

@@ -19,6 +19,7 @@ from gridctl.coordinator.config import (
     coordinator_from_config,
     load_coordinator_config,
 )
+from gridctl.coordinator.limits import RateLimit
 from gridctl.coordinator.planner import (
     EV_ON_W,
     LOAD_HALF_LIFE,
@@ -26,7 +27,7 @@ from gridctl.coordinator.planner import (
     base_load_w,
     fresh,
 )
-from gridctl.core import INTERVAL_S, Tariff, interval_hours, interval_of
+from gridctl.core import INTERVAL_S, GridctlError, Tariff, interval_hours, interval_of
 from gridctl.dispatch.feeder_guard import FeederLimits
 from gridctl.dispatch.fleet import profile_forecast
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
@@ -243,3 +244,20 @@ def _net_and_buses(cfg: CoordinatorConfig) -> tuple[pp.pandapowerNet, np.ndarray
     assert cfg.feeder is not None
     net, _ = load_feeder(cfg.feeder.simbench, None, Path("."))
     return net, resolve_buses(net, [h.bus for h in cfg.households if h.bus is not None])
+
+
+def test_ingest_limits_and_clock_skew_come_from_the_config(broker: Broker, tmp_path: Path) -> None:
+    path = write_config(tmp_path, broker, 2, with_feeder=False)
+    with open(path, "a") as f:
+        f.write("ingest: {readings_per_s: 2, readings_burst: 50, other_per_s: 9, max_skew_s: 60}\n")
+    coord, _ = coordinator_from_config(load_coordinator_config(path))
+    try:
+        assert coord.max_skew_s == 60
+        assert coord.limiter.limits["reading"] == RateLimit(per_s=2, burst=50)
+        assert coord.limiter.limits["other"] == RateLimit(per_s=9, burst=100)  # burst default
+    finally:
+        coord.inbox.close()
+        coord.ledger.close()
+    path.write_text(path.read_text().replace("max_skew_s: 60", "max_skew_s: .nan"))
+    with pytest.raises(GridctlError, match="max_skew_s"):
+        load_coordinator_config(path)

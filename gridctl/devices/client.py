@@ -17,6 +17,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
 from gridctl.core import GridctlError
+from gridctl.devices.codec import MAX_READ_REGISTERS
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its errors are ours to report
@@ -181,9 +182,9 @@ class ModbusClient:
         raise AssertionError("unreachable")
 
     async def read(self, function: Function, address: int, count: int) -> list[int]:
-        """Read ``count`` registers (1..125) from ``address`` of the holding or input table."""
-        if not 1 <= count <= 125:
-            raise ModbusError(f"read of {count} registers: Modbus allows 1..125")
+        """Read ``count`` registers (1..``MAX_READ_REGISTERS``) from ``address`` of ``function``."""
+        if not 1 <= count <= MAX_READ_REGISTERS:
+            raise ModbusError(f"read of {count} registers: Modbus allows 1..{MAX_READ_REGISTERS}")
         what = f"read {function} {address}+{count}"
 
         def call():  # the client of this attempt (a failed one is replaced)

@@ -73,6 +73,9 @@ _SENTINEL: dict[RegType, int] = {
     RegType.ACC16: 0, RegType.ACC32: 0, RegType.ACC64: 0,
 }  # fmt: skip
 
+MAX_READ_REGISTERS = 125
+"""Most registers one Modbus read request may carry (the protocol's limit)."""
+
 MAX_SCALE_EXPONENT = 10
 """Scale factors are powers of ten within ±10; anything else is a decoding fault."""
 

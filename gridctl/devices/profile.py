@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from gridctl.core import GridctlError, StrictModel, read_yaml, validated
-from gridctl.devices.codec import REGISTER_COUNT, RegType
+from gridctl.devices.codec import MAX_READ_REGISTERS, REGISTER_COUNT, RegType
 from gridctl.devices.roles import ROLES
 
 
@@ -99,8 +99,8 @@ class Profile(StrictModel):
     na_sentinels: bool = False
     """SunSpec "not implemented" values (0xFFFF, 0x8000, ...) mean unknown; set for SunSpec maps."""
     registers: Annotated[list[Register], Field(min_length=1)]
-    max_read_registers: Annotated[int, Field(ge=1, le=125)] = 125
-    """Most registers the device answers in one read request (its documentation; Modbus: 125)."""
+    max_read_registers: Annotated[int, Field(ge=1, le=MAX_READ_REGISTERS)] = MAX_READ_REGISTERS
+    """Most registers the device answers in one read request (its documentation)."""
     notes: str | None = None
 
     @model_validator(mode="after")

@@ -12,13 +12,19 @@ import time
 from dataclasses import dataclass
 
 from gridctl.devices.client import BACKOFF_MAX_S, ModbusClient, ModbusError, backoff_s
-from gridctl.devices.codec import CodecError, RegType, decode, encode, scale
+from gridctl.devices.codec import (
+    MAX_READ_REGISTERS,
+    CodecError,
+    RegType,
+    decode,
+    encode,
+    scale,
+)
 from gridctl.devices.profile import Profile, ProfileError, Register
 from gridctl.devices.roles import ROLES
 
 log = logging.getLogger(__name__)
 
-MAX_REGISTERS_PER_READ = 125
 FAULT_AFTER = 3
 """Consecutive failed polls after which a device is marked faulted."""
 
@@ -43,7 +49,7 @@ class RoleValue:
     unit: str
 
 
-def plan_reads(profile: Profile, max_count: int = MAX_REGISTERS_PER_READ) -> list[Block]:
+def plan_reads(profile: Profile, max_count: int = MAX_READ_REGISTERS) -> list[Block]:
     """The fewest requests (≤ ``max_count`` registers each) covering every readable register.
 
     Only touching or overlapping ranges merge: a gap could be an address the device refuses.

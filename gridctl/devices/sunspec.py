@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gridctl.devices.codec import (
+    MAX_READ_REGISTERS,
     REGISTER_COUNT,
     SUNSPEC_TYPES,
     CodecError,
@@ -31,8 +32,6 @@ BASE_ADDRESSES = (40000, 0, 50000)
 END_ID = 0xFFFF
 MAX_MODELS = 64
 """Guard against a chain that never ends."""
-MAX_READ = 125
-"""Registers per Modbus read request."""
 REGISTER_SPACE = 0x10000
 """Modbus addresses run 0..65535; a model block must end inside them."""
 MAX_MODEL_LENGTH = 4096
@@ -254,7 +253,7 @@ Reader = Callable[[int, int], Awaitable[list[int]]]
 
 
 class _ReadAhead:
-    """Reads whole 125-register windows and serves smaller requests from them.
+    """Reads whole ``MAX_READ_REGISTERS`` windows and serves smaller requests from them.
 
     A chain of small models then costs a request or two instead of two per model. A device
     that refuses a window (an address past its map) is read exactly instead.
@@ -271,10 +270,11 @@ class _ReadAhead:
         out: list[int] = []
         while count > 0:
             if not self.start <= address < self.start + len(self.regs):
+                window = min(MAX_READ_REGISTERS, REGISTER_SPACE - address)
                 try:
-                    self.regs = await self.read(address, min(MAX_READ, REGISTER_SPACE - address))
+                    self.regs = await self.read(address, window)
                 except ModbusExceptionError:
-                    self.regs = await self.read(address, min(count, MAX_READ))
+                    self.regs = await self.read(address, min(count, MAX_READ_REGISTERS))
                 self.start = address
             k = address - self.start
             chunk = self.regs[k : k + count]

@@ -20,6 +20,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from gridctl.devices.codec import MAX_READ_REGISTERS
+
 Clock = Callable[[], float]
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
@@ -33,7 +35,7 @@ class VirtualDevice:
         self.clock = clock
         self.tables: dict[str, dict[int, int]] = {"holding": {}, "input": {}}
         self.writable: set[int] = set()
-        self.max_read = 125
+        self.max_read = MAX_READ_REGISTERS
         """Longest read request answered; a longer one gets exception 3 (illegal data value)."""
         self.t_s = clock()
 

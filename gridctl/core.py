@@ -29,6 +29,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
 
+V_NOMINAL_V = 230.0
+"""Nominal phase-to-neutral voltage of the low-voltage grid, V."""
+
 MICRO = 1_000_000
 """Micro-units per unit of currency or token; ledger amounts are integers in micro-units."""
 

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from gridctl.controller.homeassistant import HomeAssistantConfig
 from gridctl.core import (
+    V_NOMINAL_V,
     FilePath,
     GridctlError,
     Host,
@@ -35,7 +36,6 @@ from gridctl.core import (
 from gridctl.protocol import NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
-V_NOMINAL_V = 230.0
 MAX_POWER_W = 1e7
 """Largest rating or limit a household's device or connection can have, W (10 MW)."""
 

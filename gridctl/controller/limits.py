@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from gridctl.controller.config import V_NOMINAL_V, Limits
+from gridctl.controller.config import Limits
+from gridctl.core import V_NOMINAL_V
 from gridctl.protocol import PlanStep
 
 EV_MIN_A = 6.0

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.controller import homeassistant
-from gridctl.controller.config import V_NOMINAL_V, ControllerConfig, DeviceConfig
+from gridctl.controller.config import ControllerConfig, DeviceConfig
 from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
 from gridctl.controller.outbox import Outbox
 from gridctl.controller.roots import RootStore
-from gridctl.core import INTERVAL_S, raise_if_cancelled
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, raise_if_cancelled
 from gridctl.devices.client import ModbusClient, ModbusError
 from gridctl.devices.profile import Profile, ProfileError, load_profile
 from gridctl.devices.reader import Poll, ProfileDevice

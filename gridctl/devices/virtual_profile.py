@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gridctl.core import V_NOMINAL_V
 from gridctl.devices.codec import CodecError, RegType, decode, encode
 from gridctl.devices.profile import Profile
 from gridctl.devices.reader import encode_value
 from gridctl.devices.virtual import ILLEGAL_VALUE, Clock, VirtualDevice
 
-V_NOMINAL_V = 230.0
 PHASES = 3
 
 # Plausible starting values per role, role units, load convention.

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from gridctl.core import V_NOMINAL_V
 from gridctl.devices.codec import decode, encode
 from gridctl.devices.sunspec import END_ID, MARKER, encode_model, point_layout
 from gridctl.devices.virtual import Clock, VirtualDevice, clear_sky
 
 BASE = 40000
-V_NOMINAL_V = 230.0
 LIFETIME_WH = 1_234_567.0
 """Energy counters start here, as on a device that has run a while (0 is "not implemented")."""
 DEFAULT_RAMP_PCT_PER_S = 20.0

@@ -32,16 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gridctl.controller.config import (
-    V_NOMINAL_V,
-    ControllerConfig,
-    DeviceConfig,
-    Limits,
-)
+from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
 from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.service import Coordinator
-from gridctl.core import INTERVAL_S, GridctlError
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError
 from gridctl.devices.profile import load_profile
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual

@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
+INTERVALS_PER_DAY = 24 * 3600 // INTERVAL_S
 
 V_NOMINAL_V = 230.0
 """Nominal phase-to-neutral voltage of the low-voltage grid, V."""

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from gridctl.controller.homeassistant import HomeAssistantConfig
 from gridctl.core import (
+    INTERVAL_S,
     V_NOMINAL_V,
     FilePath,
     GridctlError,
@@ -100,7 +101,7 @@ class ControllerConfig(StrictModel):
     """A reading the coordinator has not acknowledged is sent again after this long."""
     home_assistant: HomeAssistantConfig | None = None
     """The household's own Home Assistant broker, for MQTT discovery (None: none)."""
-    plan_grace_s: Annotated[float, Field(ge=0, le=900)] = 120.0
+    plan_grace_s: Annotated[float, Field(ge=0, le=INTERVAL_S)] = 120.0
     """How long into an interval a plan made in the previous one still counts as fresh."""
 
     @model_validator(mode="after")

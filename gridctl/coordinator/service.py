@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
-from gridctl.core import INTERVAL_S, Tariff, raise_if_cancelled
+from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, raise_if_cancelled
 from gridctl.protocol import (
     COORDINATOR,
     PlanMessage,
@@ -106,7 +106,7 @@ class Coordinator:
         max_skew_s: float = 300.0,
         readings_limit: RateLimit = READINGS,
         other_limit: RateLimit = OTHER,
-        outcome_window: int = 96,
+        outcome_window: int = INTERVALS_PER_DAY,
         on_settled: Callable[[IntervalOutcome], None] | None = None,
     ):
         self.community = community

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from gridctl.core import FeederError, interval_hours
+from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, FeederError, interval_hours
 from gridctl.dispatch.community import Fleet
 from gridctl.dispatch.spec import HouseholdSpec
 from gridctl.grid.feeder import Profiles
@@ -26,9 +26,9 @@ def profile_rows(start: datetime, n_t: int) -> np.ndarray:
     """Rows of the SimBench year for ``n_t`` intervals from ``start`` (same day and time, wraps)."""
     day = start.astimezone(UTC)
     first = datetime(PROFILE_YEAR, day.month, day.day, tzinfo=UTC)
-    row0 = (first - datetime(PROFILE_YEAR, 1, 1, tzinfo=UTC)) // timedelta(minutes=15)
-    row0 += (day.hour * 60 + day.minute) // 15
-    return (row0 + np.arange(n_t)) % (366 * 96)
+    row0 = (first - datetime(PROFILE_YEAR, 1, 1, tzinfo=UTC)) // timedelta(seconds=INTERVAL_S)
+    row0 += (day.hour * 3600 + day.minute * 60) // INTERVAL_S
+    return (row0 + np.arange(n_t)) % (366 * INTERVALS_PER_DAY)
 
 
 def _columns(table_name: str, names: list[str], table: pd.DataFrame, field: str) -> np.ndarray:

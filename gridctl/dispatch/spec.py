@@ -14,7 +14,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from gridctl.core import FilePath, StrictModel, Tariff
+from gridctl.core import INTERVALS_PER_DAY, FilePath, StrictModel, Tariff
 from gridctl.dispatch.rolling import DEFAULT_NEAR
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -145,8 +145,8 @@ class DispatchSpec(StrictModel):
     near re-plan run every interval in between (0: follow the full plan until the next one);
     AC check settings."""
 
-    horizon: Annotated[int, Field(ge=1, le=7 * 96)] = 96
-    replan_every: Annotated[int, Field(ge=1, le=96)] = 1
-    near: Annotated[int, Field(ge=0, le=96)] = DEFAULT_NEAR
+    horizon: Annotated[int, Field(ge=1, le=7 * INTERVALS_PER_DAY)] = INTERVALS_PER_DAY
+    replan_every: Annotated[int, Field(ge=1, le=INTERVALS_PER_DAY)] = 1
+    near: Annotated[int, Field(ge=0, le=INTERVALS_PER_DAY)] = DEFAULT_NEAR
     margin_v_pu: Annotated[float, Field(ge=0, le=0.05)] = 0.006
     rounds: Annotated[int, Field(ge=1, le=20)] = 5

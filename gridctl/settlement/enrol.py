@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gridctl.core import interval_hours
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import MeterSigner, key_from_seed, public_bytes
@@ -103,7 +104,7 @@ class SyntheticCommunity:
 
         n = len(self.households)
         p_w = self._rng.uniform(-0.6, 0.6, n) * self.rated_w
-        e_wh = np.round(p_w * 0.25).astype(np.int64)
+        e_wh = np.round(p_w * interval_hours()).astype(np.int64)
         self._imp += np.maximum(e_wh, 0)
         self._exp += np.maximum(-e_wh, 0)
         net = int(e_wh.sum())

@@ -12,7 +12,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gridctl.core import MICRO, interval_hours
+from gridctl.core import INTERVAL_S, MICRO, interval_hours
 from gridctl.sim.engine import SimResult
 
 PLOTS = {
@@ -108,7 +108,7 @@ th {{ text-align: left; font-weight: 500; }} td {{ font-family: monospace; }}
 img {{ max-width: 100%; }} figure {{ margin: 2em 0; }} figcaption {{ color: #555; }}
 </style></head><body>
 <h1>gridctl simulation: {html.escape(scn.name)}</h1>
-<p>{len(r.household_ids)} households, {len(r.times)} intervals of 15 min from
+<p>{len(r.household_ids)} households, {len(r.times)} intervals of {INTERVAL_S // 60} min from
 {r.times[0]:%Y-%m-%d %H:%M} UTC, seed {scn.seed}. Powers use the load convention
 (positive = drawn from the grid).</p>
 <h2>Key figures</h2>

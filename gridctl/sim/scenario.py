@@ -10,6 +10,8 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 
 from gridctl.core import (
+    INTERVAL_S,
+    INTERVALS_PER_DAY,
     FilePath,
     ScenarioError,
     StrictModel,
@@ -38,7 +40,7 @@ class Scenario(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     feeder: FeederSpec
     start: datetime
-    intervals: Annotated[int, Field(ge=1, le=366 * 96)]
+    intervals: Annotated[int, Field(ge=1, le=366 * INTERVALS_PER_DAY)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     tariff: TariffSpec
     reward_tokens_per_kwh: RewardRate = 1.0
@@ -56,8 +58,8 @@ class Scenario(StrictModel):
         v = v.astimezone(UTC)
         if not FIRST_START <= v < LAST_START:
             raise ValueError(f"start must lie in {FIRST_START.year}-{LAST_START.year - 1}")
-        if v.timestamp() % 900:
-            raise ValueError("start must fall on a 15-minute boundary")
+        if v.timestamp() % INTERVAL_S:
+            raise ValueError(f"start must fall on an interval boundary ({INTERVAL_S // 60} min)")
         return v
 
     @model_validator(mode="after")

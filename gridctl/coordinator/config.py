@@ -161,7 +161,7 @@ def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
                     )
                 continue
             register_meter(  # counters not known here: the first reading sets them
-                ledger, meter, h.id, "main", h.connection_kw * 1000, key, joined_interval,
+                ledger, meter, h.id, "main", h.connection_w, key, joined_interval,
                 None, None,
             )  # fmt: skip
             new.append(h.id)

@@ -116,8 +116,8 @@ class CommunityPlanner:
         self.tariff = tariff
         self.feeder_max_w = TRAFO_HEADROOM * transformer_rating_w(net)
         self.tan_phi = tan_phi(self.households)
-        self.kwp = np.array([h.pv.kwp if h.pv else 0.0 for h in self.households])
-        self.bat_wh = np.array([h.battery.kwh * 1000.0 if h.battery else 0.0 for h in households])
+        self.pv_peak_w = np.array([h.pv.peak_w if h.pv else 0.0 for h in self.households])
+        self.bat_wh = np.array([h.battery.e_wh if h.battery else 0.0 for h in households])
         ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in self.households])
         guard = FeederGuard(net, buses, self.ids, limits)
         self.rolling = RollingPlanner(guard, dispatch.replan_every, dispatch.near, ev_min)
@@ -170,8 +170,8 @@ class CommunityPlanner:
 
     def _learn_pv_ratio(self, expected_w: np.ndarray, tel: Sequence[Telemetry | None]) -> None:
         pv_now = np.array([np.nan if t is None or t.pv_p_w is None else t.pv_p_w for t in tel])
-        sunny = -expected_w >= PV_MIN_SHARE * self.kwp * 1000.0
-        usable = sunny & np.isfinite(pv_now) & (self.kwp > 0) & ~self._limited
+        sunny = -expected_w >= PV_MIN_SHARE * self.pv_peak_w
+        usable = sunny & np.isfinite(pv_now) & (self.pv_peak_w > 0) & ~self._limited
         ratio = np.clip(pv_now / np.where(usable, expected_w, 1.0), 0.0, PV_RATIO_MAX)
         self.pv_ratio = np.where(
             usable, (1 - PV_SMOOTHING) * self.pv_ratio + PV_SMOOTHING * ratio, self.pv_ratio
@@ -202,7 +202,7 @@ class CommunityPlanner:
             later = np.flatnonzero((sessions[:, 0] == k) & (sessions[:, 1] > DAY))
             if len(later):
                 s = later[np.argmin(sessions[later, 1])]
-                ev_max_w[k, DAY : sessions[s, 1]] = self.households[k].ev.kw * 1000.0  # type: ignore[union-attr]
+                ev_max_w[k, DAY : sessions[s, 1]] = self.households[k].ev.p_max_w  # type: ignore[union-attr]
                 sessions[s, 1] = DAY
         return replace(full, ev_session=sessions, ev_max_w=ev_max_w)
 

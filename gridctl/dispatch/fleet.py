@@ -52,13 +52,13 @@ def profile_forecast(
     rows = profile_rows(start, n_t)
     hh = households
     load_shape = _columns("load", [h.load.profile for h in hh], profiles.load, "load.profile")
-    annual_wh = np.array([h.load.annual_kwh * 1000.0 for h in hh])
+    annual_wh = np.array([h.load.annual_wh for h in hh])
     year_wh_per_unit = load_shape.sum(axis=1) * interval_hours()
     load_w = load_shape[:, rows] * (annual_wh / year_wh_per_unit)[:, None]
     pv_names = [h.pv.profile if h.pv else profiles.pv.columns[0] for h in hh]
     pv_shape = _columns("PV", pv_names, profiles.pv, "pv.profile")
-    kwp = np.array([h.pv.kwp if h.pv else 0.0 for h in hh])
-    pv_w = -pv_shape[:, rows] * kwp[:, None] * 1000.0
+    peak_w = np.array([h.pv.peak_w if h.pv else 0.0 for h in hh])
+    pv_w = -pv_shape[:, rows] * peak_w[:, None]
     return load_w, pv_w
 
 
@@ -80,7 +80,7 @@ def ev_sessions(
     sessions: list[tuple[int, int, int]] = []
     needs: list[float] = []
     day0 = start.replace(hour=0, minute=0)
-    n_days = (start - day0 + timedelta(minutes=15 * n_t)).days + 1
+    n_days = (start - day0 + n_t * timedelta(seconds=INTERVAL_S)).days + 1
     for k, h in enumerate(households):
         if h.ev is None:
             continue
@@ -91,14 +91,14 @@ def ev_sessions(
             )
             if depart <= arrive:
                 depart += timedelta(days=1)
-            t0 = (arrive - start) // timedelta(minutes=15)
-            t1 = -((start - depart) // timedelta(minutes=15))  # ceil
+            t0 = (arrive - start) // timedelta(seconds=INTERVAL_S)
+            t1 = -((start - depart) // timedelta(seconds=INTERVAL_S))  # ceil
             a, b = max(t0, 0), min(t1, n_t)
             if a >= b:
                 continue
             sessions.append((k, a, b))
-            needs.append(h.ev.kwh * 1000.0 * (b - a) / (t1 - t0))
-            ev_max[k, a:b] = h.ev.kw * 1000.0
+            needs.append(h.ev.need_wh * (b - a) / (t1 - t0))
+            ev_max[k, a:b] = h.ev.p_max_w
     session = np.array(sessions, dtype=np.int64).reshape(-1, 3)
     return ev_max, session, np.array(needs, dtype=float)
 
@@ -111,18 +111,18 @@ def build_fleet(households: Sequence[HouseholdSpec], start: datetime, n_t: int) 
     def bat(attr: str, default: float = 0.0) -> np.ndarray:
         return np.array([getattr(h.battery, attr) if h.battery else default for h in hh])
 
-    cap_wh = bat("kwh") * 1000.0
+    cap_wh = bat("e_wh")
     ev_max, session, need = ev_sessions(hh, start, n_t)
     return Fleet(
         bat_e_min_wh=cap_wh * bat("soc_min"),
         bat_e_max_wh=cap_wh,
         bat_e0_wh=cap_wh * bat("soc0"),
-        bat_p_max_w=bat("kw") * 1000.0,
+        bat_p_max_w=bat("p_max_w"),
         bat_eta=bat("efficiency", 1.0),
         ev_max_w=ev_max,
         ev_session=session,
         ev_need_wh=need,
-        conn_max_w=np.array([h.connection_kw * 1000.0 for h in hh]),
+        conn_max_w=np.array([h.connection_w for h in hh]),
     )
 
 

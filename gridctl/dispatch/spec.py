@@ -30,6 +30,8 @@ Kw = Annotated[float, Field(gt=0, le=10_000)]
 """A household's power rating, kW (10 MW is beyond any low-voltage connection)."""
 Kwh = Annotated[float, Field(gt=0, le=100_000)]
 """A storage's energy, kWh."""
+W_PER_KW = 1000.0
+"""Files give kW and kWh; everything past these models works in W and Wh."""
 
 
 class TariffSpec(StrictModel):
@@ -70,12 +72,22 @@ class LoadSpec(StrictModel):
     annual_kwh: Annotated[float, Field(gt=0, le=10_000_000)] = 3500.0
     power_factor: Annotated[float, Field(gt=0, le=1)] = 0.95
 
+    @property
+    def annual_wh(self) -> float:
+        """Annual energy, Wh."""
+        return self.annual_kwh * W_PER_KW
+
 
 class PvSpec(StrictModel):
     """Rooftop PV: peak power and a SimBench PV profile (per kWp)."""
 
     kwp: Kw
     profile: Name = "PV5"
+
+    @property
+    def peak_w(self) -> float:
+        """Peak power, W."""
+        return self.kwp * W_PER_KW
 
 
 class BatterySpec(StrictModel):
@@ -86,6 +98,16 @@ class BatterySpec(StrictModel):
     efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
     soc0: Fraction = 0.5
     soc_min: Fraction = 0.05
+
+    @property
+    def e_wh(self) -> float:
+        """Usable energy, Wh."""
+        return self.kwh * W_PER_KW
+
+    @property
+    def p_max_w(self) -> float:
+        """Power limit, W."""
+        return self.kw * W_PER_KW
 
     @model_validator(mode="after")
     def _soc_order(self) -> Self:
@@ -101,6 +123,16 @@ class EvSpec(StrictModel):
     departure: time
     kwh: Kwh
     kw: Kw
+
+    @property
+    def need_wh(self) -> float:
+        """Energy needed per session, Wh."""
+        return self.kwh * W_PER_KW
+
+    @property
+    def p_max_w(self) -> float:
+        """Charger power, W."""
+        return self.kw * W_PER_KW
 
     @field_validator("arrival", "departure", mode="before")
     @classmethod
@@ -130,6 +162,11 @@ class HouseholdSpec(StrictModel):
     ev: EvSpec | None = None
     connection_kw: Kw = 17.25
     """Main fuse as power (3 x 25 A x 230 V), kW; bounds import and export."""
+
+    @property
+    def connection_w(self) -> float:
+        """Main fuse as power, W."""
+        return self.connection_kw * W_PER_KW
 
 
 class LimitsSpec(StrictModel):

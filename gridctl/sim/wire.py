@@ -242,9 +242,9 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
             if (h, role) not in devices:
                 continue
             rated = {
-                "battery": spec.battery.kw * 1000 if spec.battery else None,
-                "ev": spec.ev.kw * 1000 if spec.ev else None,
-                "pv": spec.pv.kwp * 1000 if spec.pv else None,
+                "battery": spec.battery.p_max_w if spec.battery else None,
+                "ev": spec.ev.p_max_w if spec.ev else None,
+                "pv": spec.pv.peak_w if spec.pv else None,
             }.get(role)
             phases = ev_phases(spec.ev.kw) if role == "ev" and spec.ev else 3
             cfgs.append(DeviceConfig(name=role, role=role, profile=PROFILES[role], phases=phases,

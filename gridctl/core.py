@@ -61,7 +61,8 @@ class LedgerError(GridctlError):
 
 
 class StrictModel(BaseModel):
-    """Base of every validated file model: unknown keys refused, immutable, finite floats only."""
+    """Base of every validated file or wire model: unknown keys refused, immutable, finite floats
+    only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

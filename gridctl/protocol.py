@@ -30,13 +30,12 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
 
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.settlement.roots import RootMessage
 from gridctl.settlement.signing import ReadingMessage
 
@@ -109,9 +108,7 @@ Interval = Annotated[int, Field(ge=0, le=MAX_INTERVAL)]
 Price = Annotated[float, Field(ge=-MAX_PRICE_PER_KWH, le=MAX_PRICE_PER_KWH)]
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class _Msg(StrictModel):
     v: Literal[1] = 1
 
 
@@ -132,17 +129,17 @@ class Telemetry(_Msg):
     ev_p_w: Annotated[Power, Field(ge=0)] | None = None
     soc: Annotated[float, Field(ge=0, le=1)] | None = None
     plan_interval: Interval | None = None
-    faulted: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = []
+    faulted: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = Field(
+        default_factory=list
+    )
 
 
-class PlanStep(BaseModel):
+class PlanStep(StrictModel):
     """One interval of a household's plan. W, load convention.
 
     battery_w: battery setpoint (> 0 charging). ev_w: EV charging power (≥ 0).
     export_max_w / import_max_w: envelope at the connection (≥ 0; None = no limit).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     interval: Interval
     battery_w: Power = 0.0

@@ -33,9 +33,9 @@ import struct
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.settlement.signing import key_id_of
 from gridctl.settlement.verify import verify_signatures
 
@@ -59,15 +59,13 @@ _I64 = struct.Struct(">q")
 _HEX64 = r"^[0-9a-f]{64}$"
 
 
-class RootMessage(BaseModel):
+class RootMessage(StrictModel):
     """An interval's signed root (MQTT ``coordinator/root``, retained); hex fields.
 
     size: entries in the interval's Merkle tree. head: the ledger's last entry hash at close.
     records: digest of the other rows covered. prev: chain value of the previous root.
     key_id: id of the coordinator key that signed. sig: Ed25519 signature over ``payload()``.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Annotated[int, Field(ge=1, le=1)] = 1
     interval: Annotated[int, Field(ge=0, le=2**62)]
@@ -150,14 +148,12 @@ def covered_since(db: sqlite3.Connection, marks: dict[str, int]) -> dict[str, li
     return out
 
 
-class RootsFile(BaseModel):
+class RootsFile(StrictModel):
     """The roots a household kept (``gridctl controller roots``), for ``ledger verify --roots``.
 
     coordinator_key: the coordinator public key (hex) the household enrolled and checked
     every root against.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     community: str
     household: str

@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from gridctl.core import GridctlError, describe_validation_error
+from gridctl.core import GridctlError, StrictModel, describe_validation_error
 
 DOMAIN = b"gridctl/reading/v1"
 METER_ID = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
@@ -102,10 +102,8 @@ class SignedReading:
         }
 
 
-class ReadingMessage(BaseModel):
+class ReadingMessage(StrictModel):
     """A signed reading on the wire (MQTT ``…/reading``), validated field by field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = Field(1, ge=1, le=1)
     meter: str = Field(pattern=METER_ID.pattern)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gridctl.core import FilePath, GridctlError, Host, StrictModel, raise_if_cancelled, read_secret
 
@@ -34,10 +34,8 @@ MqttVersion = Literal["5", "3.1.1"]
 """MQTT 5 for Mosquitto; 3.1.1 for the embedded broker (amqtt speaks no MQTT 5)."""
 
 
-class BrokerSettings(BaseModel):
+class BrokerSettings(StrictModel):
     """Where a client finds the community broker and who it is there."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883

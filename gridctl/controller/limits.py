@@ -16,14 +16,15 @@ EV_MIN_A = 6.0
 """Smallest charging current IEC 61851 allows; below it a car pauses."""
 
 
-def ev_phases(kw: float) -> int:
-    """Phases a charger of ``kw`` uses: one up to 7.4 kW (32 A), else three."""
-    return 1 if kw <= 7.4 else 3
+def ev_phases(p_max_w: float) -> int:
+    """Phases a charger of ``p_max_w`` (W) uses: one up to 7.4 kW (32 A), else three."""
+    return 1 if p_max_w <= 7400.0 else 3
 
 
-def ev_min_w(kw: float | None) -> float:
-    """Smallest charging power of a ``kw`` charger (IEC 61851: 6 A per phase), W (0: none)."""
-    return 0.0 if kw is None else EV_MIN_A * V_NOMINAL_V * ev_phases(kw)
+def ev_min_w(p_max_w: float | None) -> float:
+    """Smallest charging power of a ``p_max_w`` (W) charger (IEC 61851: 6 A per phase), W (0:
+    none)."""
+    return 0.0 if p_max_w is None else EV_MIN_A * V_NOMINAL_V * ev_phases(p_max_w)
 
 
 def _min(*values: float | None) -> float:

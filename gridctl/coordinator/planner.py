@@ -118,7 +118,7 @@ class CommunityPlanner:
         self.tan_phi = tan_phi(self.households)
         self.pv_peak_w = np.array([h.pv.peak_w if h.pv else 0.0 for h in self.households])
         self.bat_wh = np.array([h.battery.e_wh if h.battery else 0.0 for h in households])
-        ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in self.households])
+        ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in self.households])
         guard = FeederGuard(net, buses, self.ids, limits)
         self.rolling = RollingPlanner(guard, dispatch.replan_every, dispatch.near, ev_min)
         self.pv_ratio = np.ones(len(self.ids))

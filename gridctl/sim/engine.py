@@ -162,7 +162,7 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
             rounds=scn.dispatch.rounds,
         )
         guard = FeederGuard(net, buses, ids, limits)
-    ev_min = np.array([ev_min_w(h.ev.kw if h.ev else None) for h in scn.households])
+    ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in scn.households])
     d = scn.dispatch
     rolling = None if dispatch == "none" else RollingPlanner(guard, d.replan_every, d.near, ev_min)
     trafo_w = transformer_rating_w(net)

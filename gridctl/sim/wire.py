@@ -159,7 +159,7 @@ class _Run:
                 plugged = f.ev_max_w[k, t] > 0
                 p_w = float(last.ev_w[k]) if last else 0.0
                 state = "charging" if plugged and p_w > 0 else "connected" if plugged else "idle"
-                volts = ev_phases(self.scn.households[k].ev.kw) * V_NOMINAL_V  # type: ignore[union-attr]
+                volts = ev_phases(self.scn.households[k].ev.p_max_w) * V_NOMINAL_V  # type: ignore[union-attr]
                 d["ev"].set_values(p_w=p_w, max_current_a=float(f.ev_max_w[k, t]) / volts,
                                    status=state)  # fmt: skip
             if "pv" in d:
@@ -174,7 +174,7 @@ class _Run:
             if "battery" in d:
                 bat[h.index] = float(d["battery"].values["p_set_w"])
             if "ev" in d:
-                phases = ev_phases(self.scn.households[h.index].ev.kw)  # type: ignore[union-attr]
+                phases = ev_phases(self.scn.households[h.index].ev.p_max_w)  # type: ignore[union-attr]
                 # back to whole watts, the resolution of the plan (the register holds amps)
                 ev[h.index] = round(
                     float(d["ev"].values["charge_current_a"]) * phases * V_NOMINAL_V
@@ -246,7 +246,7 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
                 "ev": spec.ev.p_max_w if spec.ev else None,
                 "pv": spec.pv.peak_w if spec.pv else None,
             }.get(role)
-            phases = ev_phases(spec.ev.kw) if role == "ev" and spec.ev else 3
+            phases = ev_phases(spec.ev.p_max_w) if role == "ev" and spec.ev else 3
             cfgs.append(DeviceConfig(name=role, role=role, profile=PROFILES[role], phases=phases,
                                      port=ports[(h, role)], rated_w=rated))  # fmt: skip
         conn_w = float(setup.rated_w[k])

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 INTERVAL_S = 900
 """Default settlement and dispatch interval, s."""
 INTERVALS_PER_DAY = 24 * 3600 // INTERVAL_S
+"""Intervals in one day (96 at 900 s)."""
 
 V_NOMINAL_V = 230.0
 """Nominal phase-to-neutral voltage of the low-voltage grid, V."""

@@ -31,7 +31,8 @@ import numpy as np
 import pandapower as pp
 
 from gridctl.controller.limits import ev_min_w
-from gridctl.core import INTERVAL_S, Tariff, interval_hours, interval_start
+from gridctl.core import INTERVALS_PER_DAY as DAY
+from gridctl.core import Tariff, interval_hours, interval_start
 from gridctl.dispatch.community import CommunityProblem, Fleet
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
@@ -56,8 +57,6 @@ PV_SMOOTHING = 0.5
 """Weight of the newest measured ratio in the smoothed PV ratio."""
 EV_ON_W = 100.0
 """An EV charger drawing more than this is charging a car, W."""
-DAY = 86_400 // INTERVAL_S
-"""Intervals per day."""
 
 
 def decay(half_life: float, n_t: int) -> np.ndarray:

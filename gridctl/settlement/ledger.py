@@ -21,7 +21,6 @@ interval or none of it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -120,28 +119,18 @@ class Transaction(NamedTuple):
 
     def digest(self) -> str:
         """sha256 (hex) of what the transaction books: key, reversal link and postings."""
-        r = self.reverses
-        if type(self.interval) is int and _safe(self.tx_id + self.subject + self.kind + (r or "")):
-            rev = "null" if r is None else f'"{r}"'
-            head = f'["{self.tx_id}","{self.subject}",{self.interval},"{self.kind}",{rev}]'.encode()
-        else:  # the same bytes the fast path gives for plain strings
-            head = _json([self.tx_id, self.subject, self.interval, self.kind, r])
-        parts = [head]
-        parts += [
-            canonical_entry(0, "", 0, "", p.account, p.asset, p.amount) for p in self.postings
-        ]
+        parts = [canonical((self.tx_id, self.subject, self.interval, self.kind, self.reverses))]
+        parts += [canonical_entry(0, "", 0, "", *p) for p in self.postings]
         return hashlib.sha256(b"\n".join(parts)).hexdigest()
 
 
 _json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
-def _json(value: object) -> bytes:
-    return _json_encode(value).encode()
-
-
-def _safe(text: str) -> bool:
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+def canonical(values: Sequence[int | str | None]) -> bytes:
+    """The ledger's canonical bytes (the audit format every hash and root covers): compact
+    ASCII JSON of a flat array. The only place those bytes are made."""
+    return _json_encode(values).encode()
 
 
 def _two_legs_balance(postings: Sequence[Posting]) -> bool:
@@ -158,66 +147,11 @@ def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     )
 
 
-_safe_name = functools.lru_cache(maxsize=1 << 16)(_safe)
-"""``_safe`` of a plain ``str`` that recurs (account, asset, kind, meter), remembered."""
-
-
-def _prepare(tx: Transaction) -> tuple[str, list[str] | None]:
-    """``tx.digest()``, and each posting's canonical bytes after its seq number when
-    ``canonical_entry`` takes its fast path for all of them (None: ask ``canonical_entry``).
-
-    The fast path's text, shared by the digest and the entries, is built once per posting.
-    ``_safe`` holds for a concatenation exactly when it holds for each part (it tests every
-    character), so names are tested one by one and remembered.
-    """
-    tx_id, interval, kind, postings, meter, r = tx
-    if not (
-        type(interval) is int
-        and type(tx_id) is str
-        and type(kind) is str
-        and _safe(tx_id)
-        and _safe_name(kind)
-    ):
-        return tx.digest(), None
-    tails = []
-    for account, asset, amount in postings:
-        if not (
-            type(account) is str
-            and type(asset) is str
-            and type(amount) is int
-            and _safe_name(account)
-            and _safe_name(asset)
-        ):
-            return tx.digest(), None
-        tails.append(f'"{account}","{asset}",{amount}]')
-    subject = tx_id if meter is None else meter
-    if (
-        (r is None or (type(r) is str and _safe(r)))
-        and type(subject) is str
-        and (subject is tx_id or _safe_name(subject))
-    ):
-        rev = "null" if r is None else f'"{r}"'
-        parts = [f'["{tx_id}","{subject}",{interval},"{kind}",{rev}]']
-        parts += ['[0,"",0,"",' + t for t in tails]
-        digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    else:
-        digest = tx.digest()
-    mid = f',"{tx_id}",{interval},"{kind}",'
-    return digest, [mid + t for t in tails]
-
-
 def canonical_entry(
     seq: int, tx_id: str, interval: int, kind: str, account: str, asset: str, amount: int
 ) -> bytes:
-    """Canonical bytes of one posting: compact ASCII JSON of its seven fields."""
-    if (
-        type(seq) is int
-        and type(interval) is int
-        and type(amount) is int
-        and _safe(tx_id + kind + account + asset)
-    ):  # same bytes as json.dumps for plain strings, five times faster
-        return f'[{seq},"{tx_id}",{interval},"{kind}","{account}","{asset}",{amount}]'.encode()
-    return _json([seq, tx_id, interval, kind, account, asset, amount])
+    """Canonical bytes of one posting (its Merkle leaf data and what its chain hash covers)."""
+    return canonical((seq, tx_id, interval, kind, account, asset, amount))
 
 
 def entry_hash(
@@ -553,18 +487,18 @@ class Ledger:
             return 0
         with self.atomic() as db:
             by_key, by_id = self._booked(db, txs)
-            fresh: list[tuple[Transaction, str, list[str] | None]] = []
+            fresh: list[tuple[Transaction, str]] = []
             conflicts = []
             for tx in txs:
-                digest, tails = _prepare(tx)
+                digest = tx.digest()
                 key = (tx.subject, tx.interval, tx.kind)
                 old = by_key.get(key) or by_id.get(tx.tx_id)
                 if old is None:
-                    fresh.append((tx, digest, tails))
+                    fresh.append((tx, digest))
                     by_key[key] = by_id[tx.tx_id] = digest
                 elif old != digest:
                     conflicts.append((*key, tx.tx_id, old, digest))
-            closed = self._closed_among({tx.interval for tx, _, _ in fresh})
+            closed = self._closed_among({tx.interval for tx, _ in fresh})
             if closed:
                 raise LedgerError(
                     f"interval {min(closed)} is closed: correct it by a reversal in an open one"
@@ -608,45 +542,26 @@ class Ledger:
                 by_id[tx_id] = digest
         return by_key, by_id
 
-    def _write(
-        self, db: sqlite3.Connection, fresh: list[tuple[Transaction, str, list[str] | None]]
-    ) -> None:
+    def _write(self, db: sqlite3.Connection, fresh: list[tuple[Transaction, str]]) -> None:
         rows: list[tuple] = []
-        append_row = rows.append
         tx_rows = []
         seq, head = self._cur.seq, self._cur.head
-        prev: bytes | None = None  # bytes of ``head``, once needed
+        prev = bytes.fromhex(head)
         sha = hashlib.sha256
-        leaves = self._leaves
-        for tx, digest, tails in fresh:
+        for tx, digest in fresh:
             tx_id, interval, kind, postings, _, reverses = tx
-            tx_leaves = leaves.setdefault(interval, [])
-            append_leaf = tx_leaves.append
+            leaves = self._leaves.setdefault(interval, [])
             tx_rows.append(
                 (tx_id, tx.subject, interval, kind, reverses, digest, seq + 1, len(postings))
             )
-            if tails and type(seq) is int:  # canonical_entry's fast path
-                if prev is None:
-                    prev = bytes.fromhex(head)
-                for (account, asset, amount), tail in zip(postings, tails, strict=True):
-                    seq += 1
-                    canonical = f"[{seq}{tail}".encode()
-                    raw = sha(prev + canonical).digest()
-                    append_leaf(sha(b"\x00" + canonical).digest())
-                    h = raw.hex()
-                    append_row((seq, tx_id, interval, kind, account, asset, amount, head, h))
-                    head, prev = h, raw
-                continue
-            for p in postings:
+            for account, asset, amount in postings:
                 seq += 1
-                canonical = canonical_entry(
-                    seq, tx_id, interval, kind, p.account, p.asset, p.amount
-                )
-                h = sha(bytes.fromhex(head) + canonical).hexdigest()
-                tx_leaves.append(sha(b"\x00" + canonical).digest())
-                rows.append((seq, tx_id, interval, kind, p.account, p.asset, p.amount, head, h))
+                data = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
+                prev = sha(prev + data).digest()
+                leaves.append(leaf_hash(data))
+                h = prev.hex()
+                rows.append((seq, tx_id, interval, kind, account, asset, amount, head, h))
                 head = h
-            prev = None
         try:
             insert_rows(db, "transactions", tx_rows)
             insert_rows(db, "entries", rows)
@@ -874,21 +789,7 @@ def verify_ledger(
         issued = supply = 0
         k = 0
         for k, (seq, tx_id, interval, kind, account, asset, amount, prev, h) in enumerate(rows, 1):
-            text = tx_id + kind + account + asset
-            if (
-                type(amount) is int
-                and type(interval) is int
-                and type(seq) is int
-                and text.isascii()
-                and text.isprintable()
-                and '"' not in text
-                and "\\" not in text
-            ):  # canonical_entry's fast path, inlined: this loop runs once per entry
-                canonical = (
-                    f'[{seq},"{tx_id}",{interval},"{kind}","{account}","{asset}",{amount}]'
-                ).encode()
-            else:
-                canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
+            canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
             if chain_problem is None:
                 if seq != k:
                     chain_problem = f"entry {k}: missing or renumbered (next stored entry is {seq})"
@@ -909,7 +810,7 @@ def verify_ledger(
                 prev_raw = b""
             lv = leaves.get(interval)
             if lv is not None:
-                lv.append(sha(b"\x00" + canonical).digest())
+                lv.append(leaf_hash(canonical))
                 last_seq[interval] = seq
             if h in heads:
                 head_seq[h] = seq

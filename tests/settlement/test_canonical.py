@@ -1,0 +1,180 @@
+"""The ledger's canonical bytes: made by one function, unchanged by the refactor that made it
+one, and the same in append, verify, statements and inclusion proofs for any names."""
+
+import hashlib
+import json
+import re
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridctl.settlement import ledger as ledger_module
+from gridctl.settlement.ledger import (
+    GENESIS,
+    Ledger,
+    Posting,
+    Transaction,
+    canonical,
+    verify_ledger,
+)
+from gridctl.settlement.merkle import merkle_root
+from gridctl.settlement.pool import household_account
+from gridctl.settlement.registry import register_meter
+from gridctl.settlement.statement import check_proof, inclusion_proof, statement
+from tests.keys import COORDINATOR_KEY
+
+METER_KEY = COORDINATOR_KEY.public_key().public_bytes_raw()
+SETTLEMENT = Path(ledger_module.__file__).parent
+ODD = ["household:h01", 'q"uote', "back\\slash", "Zürich-€", "tab\tnl\n", "x" * 300, "\u2028\x7f"]
+
+
+def _reference(values: list[object]) -> bytes:
+    """The audit format as documented, written independently of ``canonical``."""
+    return json.dumps(values, separators=(",", ":")).encode()
+
+
+def _recorded_bookings() -> list[Transaction]:
+    """Plain and odd names, meters, reversals, two assets: booked before the encoder was one."""
+    txs = []
+    for iv in (10, 11):
+        for k, name in enumerate([*ODD, "plain"]):
+            names = [*ODD, "plain"]
+            amount = (k + 1) * 1_000_003 * (-1) ** k
+            kind = names[(k + 1) % 8] if k % 4 else "pool_payment"
+            postings = (
+                Posting(name, "currency", -amount),
+                Posting("community:pool", "currency", amount),
+                Posting(names[(k + 2) % 8], "token", 7 * k),
+                Posting("token:issuance", "token", -7 * k),
+            )
+            meter = None if k % 2 else names[(k + 3) % 8]
+            reverses = names[(k + 5) % 8] if k % 3 == 0 else None
+            txs.append(Transaction(f"{iv}:{name}", iv, kind, postings, meter, reverses))
+        for j in range(3):
+            postings = (
+                Posting(f"household:h{j}", "currency", -j - 1),
+                Posting("community:pool", "currency", j + 1),
+            )
+            meter = f"m-{j}" if j else None
+            txs.append(
+                Transaction(
+                    f"{iv}:p{j}", iv, "pool_payment", postings, meter, "r" if j == 2 else None
+                )
+            )
+    return txs
+
+
+def test_heads_roots_and_digests_are_those_recorded_before_the_refactor(tmp_path: Path) -> None:
+    """Recorded with the five-encoder ledger of 5d05410 (its fast paths and slow path)."""
+    db = tmp_path / "l.sqlite"
+    txs = _recorded_bookings()
+    with Ledger(db, COORDINATOR_KEY) as led:
+        led.append(txs[:11])
+        led.close_interval(10)
+        led.append(txs[11:])
+        roots = [led.close_interval(10), led.close_interval(11)]
+        head = led.head
+    con = sqlite3.connect(db)
+    digests = "".join(d for (d,) in con.execute("SELECT digest FROM transactions ORDER BY rowid"))
+    con.close()
+    assert head == "b3a8fcfe71b34b117724126befd2b8bd799842a3addda51d7d5535e1d41a6755"
+    assert roots == [
+        "bee6ab52da62709e665211091a40880f4647c41dc40de670fa1d09ec7d536d6d",
+        "19394862240a0d28bcdffcdffad8f6629651841dc86d09f93f781fabf34bc20c",
+    ]
+    assert hashlib.sha256(digests.encode()).hexdigest() == (
+        "6d79b9a8d136a809cf2632da58f667a55357bc9fe0dbf2c76e76631ec770b26f"
+    )
+    # the auditor recomputes the same chain, head and roots: its first finding is the pool
+    # (these bookings pay into it without paying out), checked after all of those
+    problem = verify_ledger(db).problem
+    assert problem is not None and problem.startswith("interval 10: the pool does not net")
+
+
+def test_canonical_bytes_and_leaf_hashes_are_made_in_one_place() -> None:
+    sources = {p.name: p.read_text() for p in SETTLEMENT.glob("*.py")}
+    encoders = [n for n, s in sources.items() for _ in re.finditer(r"_json_encode\(", s)]
+    assert encoders == ["ledger.py"], encoders  # inside ``canonical`` only
+    leaf_prefix = [n for n, s in sources.items() if re.search(r'b"\\x00" \+', s)]
+    assert leaf_prefix == ["merkle.py"], leaf_prefix  # ``merkle.leaf_hash`` only
+    # no hand-written JSON array of a posting or a transaction key
+    assert not [n for n, s in sources.items() if re.search(r"""f'\[\{""", s)]
+
+
+NAME = st.one_of(
+    st.sampled_from(ODD),
+    st.text(min_size=1, max_size=12),
+    st.text(alphabet='"\\é€\u2028\x00 a', min_size=1, max_size=8),
+    st.text(min_size=200, max_size=400),
+)
+AMOUNT = st.integers(min_value=-(10**12), max_value=10**12)  # micro-units
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    household=NAME,
+    others=st.lists(NAME, min_size=1, max_size=3),
+    tx_names=st.lists(NAME, min_size=1, max_size=4, unique=True),
+    meter=st.one_of(st.none(), NAME),
+    kind=NAME,
+    amounts=st.lists(AMOUNT, min_size=1, max_size=4),
+)
+def test_odd_names_agree_across_append_verify_statement_and_proofs(
+    household: str,
+    others: list[str],
+    tx_names: list[str],
+    meter: str | None,
+    kind: str,
+    amounts: list[int],
+) -> None:
+    account = household_account(household)
+    iv = 7
+    txs = []
+    for k, tx_id in enumerate(tx_names):
+        amount = amounts[k % len(amounts)]
+        other = others[k % len(others)]
+        postings = (Posting(account, "currency", amount), Posting(other, "currency", -amount))
+        subject = None if meter is None else f"{meter}{k}"
+        txs.append(Transaction(tx_id, iv, f"{kind}{k}", postings, subject))
+    with tempfile.TemporaryDirectory() as d:
+        db = Path(d) / "l.sqlite"
+        with Ledger(db, COORDINATOR_KEY) as led:
+            register_meter(led, "m1", household, "main", 1000.0, METER_KEY, 0)
+            assert led.append(txs) == len(txs)
+            assert led.append(txs) == 0  # the digest of each is the one stored
+            root = led.close_interval(iv)
+            head = led.head
+        # append: chain and root equal an independent encoding of the documented format
+        data, h = [], GENESIS
+        for seq, (tx, p) in enumerate(((t, p) for t in txs for p in t.postings), 1):
+            fields = [seq, tx.tx_id, iv, tx.kind, p.account, p.asset, p.amount]
+            assert canonical(fields) == _reference(fields)
+            data.append(_reference(fields))
+            h = hashlib.sha256(bytes.fromhex(h) + data[-1]).hexdigest()
+        assert head == h and root == merkle_root(data).hex()
+        # verify
+        check = verify_ledger(db)
+        assert check.ok, check.problem
+        assert check.head == head and check.entries == len(data)
+        # statement
+        rows = statement(db, household)
+        assert [r.interval for r in rows] == [iv]
+        mine = sum(p.amount for tx in txs for p in tx.postings if p.account == account)
+        assert rows[0].earned - rows[0].paid + rows[0].grid == mine  # micro-units
+        # proofs: every leaf of the household, under the stored root
+        doc = json.loads(json.dumps(inclusion_proof(db, household, iv)))
+        ok, line = check_proof(doc, root)
+        assert ok, line
+        in_proof = [_reference(list(e["entry"].values())) for e in doc["entries"]]
+        assert in_proof == [b for b, p in zip(data, _postings(txs), strict=True) if p == account]
+
+
+def _postings(txs: list[Transaction]) -> list[str]:
+    return [p.account for tx in txs for p in tx.postings]

@@ -277,8 +277,10 @@ class RejectCounter:
             self.refuse(e.reason, topic, str(e))
             return None
 
-    def refuse(self, reason: str, topic: str, detail: str) -> None:
-        """Count and log one refused message (receivers' own checks use this too)."""
+    def refuse(self, reason: str, topic: str, detail: str, quiet: bool = False) -> None:
+        """Count and log one refused message (receivers' own checks use this too); ``quiet``
+        counts without logging (a flood already logged once)."""
         self.by_reason[reason] += 1
         self.last_reason = reason
-        log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], reason, detail)
+        if not quiet:
+            log.warning("message refused topic=%s reason=%s detail=%s", topic[:120], reason, detail)

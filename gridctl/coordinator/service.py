@@ -194,8 +194,8 @@ class Coordinator:
         self.metrics.failures.labels(what=what).inc()
         log.exception("%s failed (%d so far); going on", what, self.failures[what])
 
-    def _refuse(self, reason: str, topic: str, detail: str) -> None:
-        self.rejects.refuse(reason, topic, detail)
+    def _refuse(self, reason: str, topic: str, detail: str, quiet: bool = False) -> None:
+        self.rejects.refuse(reason, topic, detail, quiet)
         self.metrics.refused.labels(reason=reason).inc()
 
     def _admit(self, topic: str) -> bool:
@@ -213,12 +213,9 @@ class Coordinator:
         if self.limiter.allow(household, kind):
             self._flooding.discard(household)
             return True
-        if household not in self._flooding:
-            self._flooding.add(household)
-            self._refuse("rate_limited", topic, "refusing this household's messages for now")
-        else:
-            self.rejects.by_reason["rate_limited"] += 1
-            self.metrics.refused.labels(reason="rate_limited").inc()
+        flooding = household in self._flooding
+        self._flooding.add(household)
+        self._refuse("rate_limited", topic, "refusing its messages for now", quiet=flooding)
         return False
 
     async def on_message(self, topic: str, payload: bytes) -> None:

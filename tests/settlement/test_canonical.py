@@ -96,7 +96,7 @@ def test_heads_roots_and_digests_are_those_recorded_before_the_refactor(tmp_path
 
 def test_canonical_bytes_and_leaf_hashes_are_made_in_one_place() -> None:
     sources = {p.name: p.read_text() for p in SETTLEMENT.glob("*.py")}
-    encoders = [n for n, s in sources.items() for _ in re.finditer(r"_json_encode\(", s)]
+    encoders = [n for n, s in sources.items() for _ in re.finditer(r"_json_chunks\(", s)]
     assert encoders == ["ledger.py"], encoders  # inside ``canonical`` only
     leaf_prefix = [n for n, s in sources.items() if re.search(r'b"\\x00" \+', s)]
     assert leaf_prefix == ["merkle.py"], leaf_prefix  # ``merkle.leaf_hash`` only

@@ -7,6 +7,10 @@ Sign (load convention, everywhere): positive power is drawn from the household b
 or from the grid. PV producing 3 kW has ``p_w = -3000``; a charging battery is
 positive; a household exporting is negative. A household's grid power is the sum
 of its devices and its base load.
+
+Limits (export, import, PV output) are W, ≥ 0. No limit is ``None`` in configs, messages and
+other single values, and ``inf`` in per-household numpy arrays (and in bounds computed by
+combining limits, so ``min`` and arithmetic need no special case).
 """
 
 from __future__ import annotations
@@ -248,6 +252,11 @@ def import_export_wh(p_w: float, dt_h: float) -> tuple[float, float]:
     return (e_wh, 0.0) if e_wh >= 0 else (0.0, -e_wh)
 
 
+def limit_or_none(limit_w: float) -> float | None:
+    """A limit as configs and messages give it: ``None`` for ``inf`` (no limit), else W ≥ 0."""
+    return limit_w if math.isfinite(limit_w) else None
+
+
 @dataclass(frozen=True)
 class Tariff:
     """Prices in currency per kWh: grid import, grid feed-in, and community sharing."""
@@ -275,6 +284,7 @@ __all__ = [
     "interval_hours",
     "interval_of",
     "interval_start",
+    "limit_or_none",
     "read_secret",
     "read_yaml",
     "validated",

@@ -14,12 +14,13 @@ and turns a plan's interval into device setpoints, for the simulator and the coo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
+from gridctl.core import limit_or_none
 from gridctl.dispatch.community import CommunityProblem, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard
 from gridctl.dispatch.home import solve_each_home
@@ -67,9 +68,17 @@ DEFAULT_NEAR = 12
 STEPS_AHEAD = 4
 """Plan steps sent to each household per interval (its controller falls back after the last)."""
 
-Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""(battery W, EV W, export floor W) per household for one interval, load convention; the floor
-is the most negative grid power allowed (-inf: no limit)."""
+
+class Setpoints(NamedTuple):
+    """One interval's setpoints, (H,) arrays in W, load convention.
+
+    battery_w: battery power (> 0 charging). ev_w: EV charging (≥ 0). export_max_w: the most
+    each household may export (≥ 0; inf: no limit).
+    """
+
+    battery_w: np.ndarray
+    ev_w: np.ndarray
+    export_max_w: np.ndarray
 
 
 @dataclass
@@ -145,7 +154,8 @@ class RollingPlanner:
         limited = self.plan.curtail_w[:, j] > 1e-3
         if self.export_tight is not None and self.export_tight[j]:
             limited[:] = True
-        floor_w = np.where(limited, np.minimum(self.plan.net_w[:, j], 0.0), -np.inf)
+        # + 0.0: a household planned at exactly 0 W gets 0, not -0.0
+        export_max_w = np.where(limited, np.maximum(-self.plan.net_w[:, j], 0.0) + 0.0, np.inf)
         # setpoints in whole watts, as devices take them (and so exactly the same in a wire run);
         # a charger cannot go below its minimum (the linear plan does not know it), so a smaller
         # non-zero setpoint is raised to it: rounding down left cars short at departure; a
@@ -154,7 +164,7 @@ class RollingPlanner:
         ev_min = np.broadcast_to(self.ev_min_w, ev_w.shape)
         low = (ev_w > 0) & (ev_w < ev_min)
         ev_w[low] = ev_min[low]
-        return np.round(self.plan.battery_w[:, j]), ev_w, floor_w
+        return Setpoints(np.round(self.plan.battery_w[:, j]), ev_w, export_max_w)
 
     def ahead(self, interval: int, k: int) -> list[Setpoints]:
         """Setpoints for ``interval`` and up to ``k`` - 1 more from the current plan."""
@@ -166,8 +176,7 @@ class RollingPlanner:
         self, ids: Sequence[str], interval: int, k: int = STEPS_AHEAD
     ) -> dict[str, list[PlanStep]]:
         """Each household's plan steps (by id, in the plan's order) for ``interval`` and up to
-        ``k`` - 1 more: setpoints as ``setpoints`` makes them, the export floor as an export
-        limit (W ≥ 0; None: no limit)."""
+        ``k`` - 1 more: setpoints as ``setpoints`` makes them."""
         cols = self.ahead(interval, k)
         return {
             h: [
@@ -175,9 +184,9 @@ class RollingPlanner:
                     interval=interval + j,
                     battery_w=float(bat[n]) + 0.0,  # + 0.0: no -0.0 in messages
                     ev_w=max(0.0, float(ev[n])),
-                    export_max_w=max(0.0, -float(floor[n])) if math.isfinite(floor[n]) else None,
+                    export_max_w=limit_or_none(float(exp[n])),
                 )
-                for j, (bat, ev, floor) in enumerate(cols)
+                for j, (bat, ev, exp) in enumerate(cols)
             ]
             for n, h in enumerate(ids)
         }

@@ -102,7 +102,7 @@ class _Planner:
     def setpoints(
         self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        """(battery W or None for the local policy, EV W, export floor W or None) for interval t."""
+        """(battery W or None for the local policy, EV W, export limit W or None) for interval t."""
         if self.rolling is None:
             return None, self.fleet.ev_max_w[:, t], None
         self.update(t, e_bat_wh, ev_left_wh)
@@ -214,8 +214,8 @@ def _run(
     totals = SettledTotals(len(ids))
     for t in range(scn.intervals):
         interval = scn.first_interval + t
-        bat_set_w, ev_set_w, floor_w = planner.setpoints(t, world.e_bat_wh, world.ev_left_wh)
-        world.step(t, bat_set_w, ev_set_w, floor_w)
+        bat_set_w, ev_set_w, export_max_w = planner.setpoints(t, world.e_bat_wh, world.ev_left_wh)
+        world.step(t, bat_set_w, ev_set_w, export_max_w)
         imp, exp = world.household_counters_wh()
         readings = [
             m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)

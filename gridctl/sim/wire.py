@@ -224,7 +224,7 @@ class _Run:
             await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
                          f"plans of {iv} applied")  # fmt: skip
         bat, ev, pv = self.setpoints()
-        self.world.step(t, bat, ev, None, pv)
+        self.world.step(t, bat, ev, pv_limit_w=pv)
 
 
 Devices = dict[tuple[str, str], ProfileVirtual]

@@ -1,7 +1,7 @@
 """The simulated physical community: devices, meters and the feeder, one interval at a time.
 
 ``World.step`` takes what the households' devices were told to do for one interval (battery
-and EV setpoints, a PV limit or an export floor), applies device physics (SoC and efficiency,
+and EV setpoints, a PV limit or an export limit), applies device physics (SoC and efficiency,
 the car's need, the panels' availability), runs the AC power flow and advances every meter.
 The in-process simulation and the wire-mode simulation both drive this same world; they differ
 only in how setpoints reach it and how readings leave it.
@@ -77,15 +77,15 @@ class World:
         t: int,
         battery_set_w: np.ndarray | None,
         ev_set_w: np.ndarray,
-        floor_w: np.ndarray | None = None,
+        export_max_w: np.ndarray | None = None,
         pv_limit_w: np.ndarray | None = None,
     ) -> Interval:
         """Run interval t.
 
         battery_set_w: battery setpoints, W (None: each battery runs self-consumption).
-        ev_set_w: EV charging setpoints, W (≥ 0). floor_w: lowest household grid power the plan
-        allows, W (PV is curtailed to keep to it; None or -inf: no floor). pv_limit_w: largest PV
-        output the inverters were set to, W (≥ 0; None: no limit).
+        ev_set_w: EV charging setpoints, W (≥ 0). export_max_w: the most each household may
+        export, W (≥ 0, inf: no limit; PV is curtailed to keep to it). pv_limit_w: largest PV
+        output the inverters were set to, W (≥ 0, inf: no limit). None: no limit anywhere.
         """
         dt_h = interval_hours()
         load_w, pv_avail_w = self.series.load_w[:, t], self.series.pv_w[:, t]
@@ -101,8 +101,8 @@ class World:
             f.bat_eta, dt_h,
         )  # fmt: skip
         p_pv = pv_avail_w
-        if floor_w is not None:  # export no more than the plan allows where it curtails
-            p_pv = pv_step(p_pv, np.maximum(-(floor_w - load_w - p_bat - p_ev), 0.0))
+        if export_max_w is not None:
+            p_pv = pv_step(p_pv, np.maximum(export_max_w + load_w + p_bat + p_ev, 0.0))
         if pv_limit_w is not None:
             p_pv = pv_step(p_pv, pv_limit_w)
         p_w = load_w + p_pv + p_bat + p_ev

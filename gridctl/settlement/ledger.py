@@ -26,10 +26,9 @@ import itertools
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +36,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
+from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
     COVERED,
@@ -125,19 +125,6 @@ class Transaction(NamedTuple):
         return hashlib.sha256(b"\n".join(parts)).hexdigest()
 
 
-_json_chunks = c_make_encoder(
-    None, json.JSONEncoder().default, encode_basestring_ascii, None, ":", ",", True, False, True
-)
-"""The C encoder ``json.dumps(v, separators=(",", ":"), sort_keys=True)`` runs, made once:
-``JSONEncoder.encode`` builds it anew on every call, half of what a short array costs."""
-
-
-def canonical(values: Sequence[int | str | None], _join: Callable = "".join) -> bytes:
-    """The ledger's canonical bytes (the audit format every hash and root covers): compact
-    ASCII JSON of a flat array. The only place those bytes are made."""
-    return _join(_json_chunks(values, 0)).encode()
-
-
 def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     """True for the common transaction, two integer legs of one asset that cancel; False means
     "ask ``unbalanced_assets``", not "unbalanced"."""
@@ -170,8 +157,8 @@ def entry_hash(
     amount: int,
 ) -> str:
     """sha256 (hex) over the previous hash and the canonical bytes of one posting."""
-    canonical = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+    data = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
+    return hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
 
 
 def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> None:
@@ -619,7 +606,7 @@ class Ledger:
             db.execute(
                 "INSERT INTO interval_roots VALUES (?,?,?,?,?,?,?,?,?)",
                 (interval, len(leaves), root, self._cur.head, records,
-                 json.dumps(covered, sort_keys=True, separators=(",", ":")), prev,
+                 canonical(covered).decode(), prev,
                  self._root_key_id(db), self.sign(payload).hex()),
             )  # fmt: skip
         return root

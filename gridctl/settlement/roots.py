@@ -27,7 +27,6 @@ Key rotations and revocations are signed by the same key over
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import struct
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
+from gridctl.settlement.canonical import canonical
 from gridctl.settlement.signing import key_id_of
 from gridctl.settlement.verify import verify_signatures
 
@@ -106,9 +106,6 @@ def key_event_payload(key_id: str, event: str, at_interval: int) -> bytes:
     return KEY_EVENT_DOMAIN + key_id.encode("ascii") + bytes((len(e),)) + e + _I64.pack(at_interval)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
-
-
 def table_digest(
     db: sqlite3.Connection, table: str, after: int, through: int | None
 ) -> tuple[int, str]:
@@ -129,13 +126,12 @@ def table_digest(
         args = (after, through)
     rows = db.execute(q + " ORDER BY rowid", args).fetchall()
     last = rows[-1][0] if rows else after
-    return last, hashlib.sha256(_encode(rows).encode()).hexdigest()
+    return last, hashlib.sha256(canonical(rows)).hexdigest()
 
 
 def records_digest(covered: dict[str, list]) -> str:
     """``records`` of a table → [last rowid, digest] map: sha256 of its canonical JSON."""
-    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical(covered)).hexdigest()
 
 
 def covered_since(db: sqlite3.Connection, marks: dict[str, int]) -> dict[str, list]:

@@ -1,6 +1,7 @@
 """The ledger's canonical bytes: made by one function, unchanged by the refactor that made it
 one, and the same in append, verify, statements and inclusion proofs for any names."""
 
+import ast
 import hashlib
 import json
 import re
@@ -8,16 +9,17 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridctl.settlement import ledger as ledger_module
+from gridctl.settlement.canonical import canonical
 from gridctl.settlement.ledger import (
     GENESIS,
     Ledger,
     Posting,
     Transaction,
-    canonical,
     verify_ledger,
 )
 from gridctl.settlement.merkle import merkle_root
@@ -96,12 +98,104 @@ def test_heads_roots_and_digests_are_those_recorded_before_the_refactor(tmp_path
 
 def test_canonical_bytes_and_leaf_hashes_are_made_in_one_place() -> None:
     sources = {p.name: p.read_text() for p in SETTLEMENT.glob("*.py")}
-    encoders = [n for n, s in sources.items() for _ in re.finditer(r"_json_chunks\(", s)]
-    assert encoders == ["ledger.py"], encoders  # inside ``canonical`` only
     leaf_prefix = [n for n, s in sources.items() if re.search(r'b"\\x00" \+', s)]
     assert leaf_prefix == ["merkle.py"], leaf_prefix  # ``merkle.leaf_hash`` only
     # no hand-written JSON array of a posting or a transaction key
     assert not [n for n, s in sources.items() if re.search(r"""f'\[\{""", s)]
+    # canonical.py is a leaf: the format depends on nothing else in settlement
+    assert "gridctl" not in (SETTLEMENT / "canonical.py").read_text().split('"""')[2]
+
+
+_HASHES = {"sha256", "sha512", "sha1", "md5", "blake2b", "blake2s", "new", "update", "sign"}
+_ENCODERS = {
+    "JSONEncoder", "c_make_encoder", "encode_basestring", "encode_basestring_ascii",
+    "py_encode_basestring_ascii", "iterencode", "_make_iterencode", "_json_chunks",
+}  # fmt: skip
+_OTHER_JSON = {"orjson", "ujson", "simplejson", "rapidjson", "msgspec", "json.encoder"}
+"""Other JSON encoders (``json.encoder``: the json module's own internals)."""
+
+
+def _name(node: ast.AST) -> str | None:
+    """The name a Name, Attribute or import alias stands for."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.name if isinstance(node, ast.alias) else None
+
+
+def _dumps(node: ast.AST) -> bool:
+    """A call that serialises to JSON: json.dumps / dump, a bare dumps, pydantic's dump."""
+    return isinstance(node, ast.Call) and _name(node.func) in {
+        "dumps", "dump", "model_dump_json", "to_json",
+    }  # fmt: skip
+
+
+def json_bypasses(source: str, settlement: bool) -> list[str]:
+    """Every way ``source`` could make JSON beside ``canonical``: compact or sorted options,
+    the json module's encoder internals, another JSON library, JSON bytes fed to a hash or a
+    signature; in settlement, any JSON serialisation at all. ``line: what`` per finding."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        at = getattr(node, "lineno", 0)
+        name = _name(node)
+        if isinstance(node, ast.Constant) and node.value in ("sort_keys", "separators"):
+            out.append(f"{at}: {node.value!r} spelled out")
+        elif isinstance(node, ast.keyword) and node.arg in ("sort_keys", "separators"):
+            out.append(f"{at}: {node.arg}=")
+        elif name in _ENCODERS or name in _OTHER_JSON or (name or "").split(".")[0] in _OTHER_JSON:
+            out.append(f"{at}: {name}")
+        elif settlement and isinstance(node, ast.alias) and name in ("dumps", "dump"):
+            out.append(f"{at}: imports json.{name}")
+        elif isinstance(node, ast.ImportFrom) and node.module in _OTHER_JSON:
+            out.append(f"{at}: imports {node.module}")
+        elif settlement and _dumps(node):
+            out.append(f"{at}: JSON serialised in settlement")
+        elif (
+            isinstance(node, ast.Call)
+            and _name(node.func) in _HASHES
+            and any(_dumps(n) for n in ast.walk(node) if n is not node)
+        ):
+            out.append(f"{at}: hashes or signs JSON")
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize(
+    ("source", "settlement"),
+    [
+        ('json.dumps(v, separators=(",", ":"))', False),
+        ("json.dumps(v, sort_keys=True)", False),
+        ('json.dumps(v, **{"sort_keys": True})', False),
+        ("enc = json.JSONEncoder(ensure_ascii=True).encode", False),
+        ("from json.encoder import c_make_encoder", False),
+        ("from json import JSONEncoder as E", False),
+        ("import orjson", False),
+        ("import json.encoder", False),
+        ("from gridctl.settlement.canonical import _json_chunks", False),
+        ("h = hashlib.sha256(json.dumps(row).encode())", False),
+        ("key.sign(json.dumps(doc).encode())", False),
+        ("h.update(msg.model_dump_json().encode())", False),
+        ("text = json.dumps(row)", True),
+        ("from json import dumps as d", True),
+    ],
+)
+def test_the_bypass_check_catches_each_way_around_canonical(source: str, settlement: bool) -> None:
+    assert json_bypasses(source, settlement), source
+
+
+def test_canonical_json_is_built_by_one_function() -> None:
+    """Over all of gridctl: no JSON that is hashed, signed or sorted is made but by canonical()."""
+    package = SETTLEMENT.parent
+    found = {
+        f"{p.relative_to(package.parent)}:{line}"
+        for p in sorted(package.rglob("*.py"))
+        if p != SETTLEMENT / "canonical.py"
+        for line in json_bypasses(p.read_text(), p.parent == SETTLEMENT)
+    }
+    assert not found, sorted(found)
+    # and canonical() is that function: its bytes are the documented format
+    for v in ([1, 'q"\\é€😀', None, -(2**63)], {"b": [2, "x"], "a": [1, "y"]}, [(1, 2.5)]):
+        assert canonical(v) == json.dumps(v, sort_keys=True, separators=(",", ":")).encode()
 
 
 NAME = st.one_of(

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -122,6 +123,7 @@ def describe_validation_error(err: ValidationError) -> str:
 
 
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", int, float, np.ndarray)
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -241,15 +243,14 @@ def interval_hours(interval_s: int = INTERVAL_S) -> float:
     return interval_s / 3600.0
 
 
-def import_export_wh(p_w: float, dt_h: float) -> tuple[float, float]:
-    """Split one interval's constant power into imported and exported energy.
+def count_energy_wh(e_import_wh: C, e_export_wh: C, e_wh: C) -> tuple[C, C]:
+    """Advance a meter's import and export counters by the energy through it since.
 
-    p_w: power at the connection, load convention (> 0 import), W.
-    dt_h: duration, h.
-    Returns (import_wh, export_wh), both ≥ 0, Wh.
+    e_import_wh, e_export_wh: counters now, Wh (≥ 0); numbers or numpy arrays (one per meter).
+    e_wh: energy through the meter since, load convention (> 0 imported, < 0 exported), Wh.
+    Returns the counters after (import, export), Wh, each grown by its part of ``e_wh`` only.
     """
-    e_wh = p_w * dt_h
-    return (e_wh, 0.0) if e_wh >= 0 else (0.0, -e_wh)
+    return e_import_wh + np.maximum(e_wh, 0), e_export_wh + np.maximum(-e_wh, 0)
 
 
 def limit_or_none(limit_w: float) -> float | None:
@@ -279,8 +280,8 @@ __all__ = [
     "ScenarioError",
     "StrictModel",
     "Tariff",
+    "count_energy_wh",
     "describe_validation_error",
-    "import_export_wh",
     "interval_hours",
     "interval_of",
     "interval_start",

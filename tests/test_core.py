@@ -5,13 +5,14 @@ import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gridctl.core import (
     GridctlError,
-    import_export_wh,
+    count_energy_wh,
     interval_hours,
     interval_of,
     interval_start,
@@ -44,9 +45,13 @@ def test_interval_start_round_trips(interval: int) -> None:
     assert interval_of(start + timedelta(seconds=899)) == interval
 
 
-def test_import_export_split_follows_load_convention() -> None:
-    assert import_export_wh(2000.0, 0.25) == (500.0, 0.0)
-    assert import_export_wh(-3000.0, 0.25) == (0.0, 750.0)
+def test_meter_counters_split_energy_by_load_convention() -> None:
+    assert count_energy_wh(10.0, 20.0, 500.0) == (510.0, 20.0)
+    assert count_energy_wh(10.0, 20.0, -750.0) == (10.0, 770.0)
+    imp, exp = count_energy_wh(np.array([10, 10]), np.array([0, 0]), np.array([1000, -500]))
+    np.testing.assert_array_equal(imp, [1010, 10])
+    np.testing.assert_array_equal(exp, [0, 500])
+    assert imp.dtype == np.int64
 
 
 def _mode(path: Path) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gridctl.core import V_NOMINAL_V
+from gridctl.core import V_NOMINAL_V, count_energy_wh
 from gridctl.devices.codec import CodecError, RegType, decode, encode
 from gridctl.devices.profile import Profile
 from gridctl.devices.reader import encode_value
@@ -220,8 +220,10 @@ class ProfileVirtual(VirtualDevice):
     def _count(self, dt_s: float) -> None:
         v = self.values
         p_w = float(v.get("p_w", 0.0) or 0.0)
-        e_wh = p_w * dt_s / 3600.0
+        e_import_wh, e_export_wh = count_energy_wh(
+            float(v.get("e_import_wh", 0.0)), float(v.get("e_export_wh", 0.0)), p_w * dt_s / 3600.0
+        )
         if "e_import_wh" in v:
-            v["e_import_wh"] = float(v["e_import_wh"]) + max(e_wh, 0.0)
+            v["e_import_wh"] = float(e_import_wh)
         if "e_export_wh" in v:
-            v["e_export_wh"] = float(v["e_export_wh"]) + max(-e_wh, 0.0)
+            v["e_export_wh"] = float(e_export_wh)

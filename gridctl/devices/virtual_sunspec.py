@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gridctl.core import V_NOMINAL_V
+from gridctl.core import V_NOMINAL_V, count_energy_wh
 from gridctl.devices.codec import decode, encode
 from gridctl.devices.sunspec import END_ID, MARKER, encode_model, point_layout
 from gridctl.devices.virtual import Clock, VirtualDevice, clear_sky
@@ -204,8 +204,9 @@ class SunSpecMeter(SunSpecDevice):
         # the power held since the last update counts for the elapsed time
         e_wh = self.p_w * dt_s / 3600.0
         p_w = self.p_w = self.power_w(now_s)
-        self.e_import_wh += max(e_wh, 0.0)
-        self.e_export_wh += max(-e_wh, 0.0)
+        self.e_import_wh, self.e_export_wh = count_energy_wh(
+            self.e_import_wh, self.e_export_wh, e_wh
+        )
         for ph in ("WphA", "WphB", "WphC"):
             self.set_point(203, ph, round(p_w / 3))
         self.set_point(203, "W", round(p_w))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gridctl.core import interval_hours
+from gridctl.core import count_energy_wh, interval_hours
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import MeterSigner, key_from_seed, public_bytes
@@ -105,18 +105,14 @@ class SyntheticCommunity:
         n = len(self.households)
         p_w = self._rng.uniform(-0.6, 0.6, n) * self.rated_w
         e_wh = np.round(p_w * interval_hours()).astype(np.int64)
-        self._imp += np.maximum(e_wh, 0)
-        self._exp += np.maximum(-e_wh, 0)
-        net = int(e_wh.sum())
+        self._imp, self._exp = count_energy_wh(self._imp, self._exp, e_wh)
         loss = int(0.01 * np.abs(e_wh).sum())
-        if net + loss >= 0:
-            self._t_imp += net + loss
-        else:
-            self._t_exp += -(net + loss)
+        self._t_imp, self._t_exp = count_energy_wh(self._t_imp, self._t_exp, int(e_wh.sum()) + loss)
         out = [
             self.signers[main_meter(h)].sign(interval, int(i), int(e))
             for h, i, e in zip(self.households, self._imp, self._exp, strict=True)
         ]
         if self.with_transformer:
-            out.append(self.signers[TRANSFORMER_METER].sign(interval, self._t_imp, self._t_exp))
+            t_imp, t_exp = int(self._t_imp), int(self._t_exp)
+            out.append(self.signers[TRANSFORMER_METER].sign(interval, t_imp, t_exp))
         return out

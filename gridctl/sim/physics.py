@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gridctl.core import count_energy_wh
+
 
 def battery_step(
     p_set_w: np.ndarray,
@@ -67,5 +69,4 @@ def meter_step(
     e_import_wh, e_export_wh: counters now, Wh (exact, not rounded). p_w: power at the meter,
     W, load convention. Returns the counters after the interval, Wh.
     """
-    e_wh = p_w * dt_h
-    return e_import_wh + np.maximum(e_wh, 0.0), e_export_wh + np.maximum(-e_wh, 0.0)
+    return count_energy_wh(e_import_wh, e_export_wh, p_w * dt_h)

@@ -10,8 +10,7 @@ import numpy as np
 import pandapower as pp
 
 from gridctl.core import FeederError
-
-W_PER_MW = 1e6
+from gridctl.grid import W_PER_MW
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ import numpy as np
 import pandapower as pp
 
 from gridctl.core import FeederError
+from gridctl.grid import W_PER_MW
 
-W_PER_PU = 1e6
-"""Watts per per-unit power on the 1 MVA base."""
+W_PER_PU = W_PER_MW
+"""Watts per per-unit power (the base is 1 MVA, so 1 pu is 1 MW)."""
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,11 @@ def validated(model: type[M], raw: object, error: type[GridctlError], name: str)
         raise error(f"{name}: {describe_validation_error(e)}") from None
 
 
+def interval_at(t_s: float, interval_s: int = INTERVAL_S) -> int:
+    """Index of the interval containing epoch second ``t_s``: floor(t_s / interval_s)."""
+    return int(t_s // interval_s)
+
+
 def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
     """Index of the interval containing ``t``: floor(epoch_s / interval_s).
 
@@ -193,7 +198,7 @@ def interval_of(t: datetime, interval_s: int = INTERVAL_S) -> int:
     """
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"naive datetime {t.isoformat()} (gridctl needs timezone-aware UTC)")
-    return math.floor(t.timestamp()) // interval_s
+    return interval_at(t.timestamp(), interval_s)
 
 
 def raise_if_cancelled() -> None:
@@ -282,6 +287,7 @@ __all__ = [
     "Tariff",
     "count_energy_wh",
     "describe_validation_error",
+    "interval_at",
     "interval_hours",
     "interval_of",
     "interval_start",

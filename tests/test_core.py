@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gridctl.core import (
     GridctlError,
     count_energy_wh,
+    interval_at,
     interval_hours,
     interval_of,
     interval_start,
@@ -26,6 +27,8 @@ def test_interval_index_is_floor_of_epoch_over_900() -> None:
     assert interval_of(t) == int(t.timestamp()) // 900
     assert interval_start(interval_of(t)) == datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
     assert interval_hours() == 0.25
+    assert interval_at(t.timestamp()) == interval_of(t)
+    assert interval_at(900.0 * 5 - 1e-6) == 4 and interval_at(900 * 5) == 5
 
 
 def test_other_timezones_map_to_the_same_interval() -> None:

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
-from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, raise_if_cancelled
+from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, interval_at, raise_if_cancelled
 from gridctl.protocol import (
     COORDINATOR,
     PlanMessage,
@@ -266,7 +266,7 @@ class Coordinator:
     async def tick(self) -> None:
         """Settle what is due, then plan the current interval if not yet done."""
         now_s = self.clock()
-        current = int(now_s // INTERVAL_S)
+        current = interval_at(now_s)
         await self.settle_due(now_s, current)
         if current != self.last_planned:
             await self._publish_prices(current)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gridctl.core import INTERVAL_S
 from gridctl.dispatch.community import CommunityProblem, Plan
 
 
@@ -19,8 +20,8 @@ from gridctl.dispatch.community import CommunityProblem, Plan
 class Horizon:
     """``fine`` single intervals, then blocks of ``block`` intervals (the last may be shorter)."""
 
-    fine: int = 16
-    block: int = 4
+    fine: int = 4 * 3600 // INTERVAL_S
+    block: int = 3600 // INTERVAL_S
 
     def __post_init__(self) -> None:
         if self.fine < 1 or self.block < 1:

@@ -22,6 +22,8 @@ from gridctl.devices.virtual import Clock, VirtualDevice, clear_sky
 BASE = 40000
 LIFETIME_WH = 1_234_567.0
 """Energy counters start here, as on a device that has run a while (0 is "not implemented")."""
+_PHV = round(V_NOMINAL_V * 10)
+"""Phase voltage as the models store it (V_SF = -1): V_NOMINAL_V in 0.1 V."""
 DEFAULT_RAMP_PCT_PER_S = 20.0
 """Ramp rate when WMaxLimPct_RmpTms is 0, % of WMax per second."""
 
@@ -97,7 +99,7 @@ class SunSpecInverter(SunSpecDevice):
         super().__init__(
             [
                 (1, _common("virtual-inverter", "VINV-0001", unit)),
-                (103, {"PhVphA": 2300, "PhVphB": 2300, "PhVphC": 2300, "V_SF": -1, "A_SF": -2,
+                (103, {"PhVphA": _PHV, "PhVphB": _PHV, "PhVphC": _PHV, "V_SF": -1, "A_SF": -2,
                        "W_SF": 0, "Hz_SF": -2, "VA_SF": 0, "VAr_SF": 0, "PF_SF": -2, "WH_SF": 0,
                        "DCA_SF": -2, "DCV_SF": -1, "DCW_SF": 0, "Tmp_SF": -1, "VAr": 0}),
                 (120, {"DERTyp": 4, "WRtg": int(w_max_w), "WRtg_SF": 0, "VARtg": int(w_max_w),
@@ -187,7 +189,7 @@ class SunSpecMeter(SunSpecDevice):
         super().__init__(
             [
                 (1, _common("virtual-meter", "VMTR-0001", unit)),
-                (203, {"PhV": 2300, "PhVphA": 2300, "PhVphB": 2300, "PhVphC": 2300, "V_SF": -1,
+                (203, {"PhV": _PHV, "PhVphA": _PHV, "PhVphB": _PHV, "PhVphC": _PHV, "V_SF": -1,
                        "A_SF": -2, "Hz": 5000, "Hz_SF": -2, "W_SF": 0, "VA_SF": 0, "VAR_SF": 0,
                        "PF_SF": -2, "TotWh_SF": 0}),
             ],

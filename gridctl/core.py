@@ -36,6 +36,10 @@ INTERVAL_S = 900
 INTERVALS_PER_DAY = 24 * 3600 // INTERVAL_S
 """Intervals in one day (96 at 900 s)."""
 
+W_PER_KW = 1000
+"""W per kW, and Wh per kWh: kW and kWh appear only where specs, prices and reports are read or
+written; inside, power is W and energy Wh."""
+
 V_NOMINAL_V = 230.0
 """Nominal phase-to-neutral voltage of the low-voltage grid, V."""
 
@@ -276,6 +280,7 @@ __all__ = [
     "INTERVAL_S",
     "MAX_FILE_BYTES",
     "MICRO",
+    "W_PER_KW",
     "DispatchError",
     "FeederError",
     "FilePath",

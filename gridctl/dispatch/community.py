@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver.python import model_builder as mb
 
-from gridctl.core import DispatchError
+from gridctl.core import W_PER_KW, DispatchError
 from gridctl.grid.network import W_PER_PU, RadialNetwork
 
 CYCLE_COST_PER_KWH = 0.002
@@ -247,7 +247,8 @@ def _feeder_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]
     eye_b = sp.identity(n_b)
     # flow_k - sum of children's flows - households at k (kW) = 0
     cons = cols.rows(
-        n_b * n_t, {"flow": sp.kron(eye_b - child, eye_t), "net": -sp.kron(at_bus, eye_t) / 1000.0}
+        n_b * n_t,
+        {"flow": sp.kron(eye_b - child, eye_t), "net": -sp.kron(at_bus, eye_t) / W_PER_KW},
     )
     # v_k - v_parent + 2 r_k flow_k = -2 x_k Q_k (bus 0: v_0 = v_root^2)
     q_bus = np.zeros((n_b, n_t))
@@ -256,7 +257,7 @@ def _feeder_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]
     drop = sp.kron(eye_b - child.T, eye_t)
     volt = cols.rows(
         n_b * n_t,
-        {"v": drop, "flow": sp.kron(sp.diags(2.0 * net.r_pu * 1000.0 / W_PER_PU), eye_t)},
+        {"v": drop, "flow": sp.kron(sp.diags(2.0 * net.r_pu * W_PER_KW / W_PER_PU), eye_t)},
     )
     rhs = -2.0 * net.x_pu[:, None] * q_flow_pu
     rhs[0, :] = net.v_root_pu**2
@@ -304,7 +305,7 @@ def _bounds_and_cost(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_h, n_t = p.load_w.shape
     shape = (n_h, n_t)
-    per_wh = _step_h(p) / 1000.0  # currency per kWh -> currency per W held one step
+    per_wh = _step_h(p) / W_PER_KW  # currency per kWh -> currency per W held one step
     per_wh_hh = np.tile(per_wh, n_h)
     fl = p.fleet
     conn = np.broadcast_to(fl.conn_max_w[:, None], shape)
@@ -335,7 +336,7 @@ def _bounds_and_cost(
     put("gimp", 0.0, np.full(n_t, p.feeder_max_w), p.import_per_kwh * per_wh)
     put("gexp", 0.0, np.full(n_t, p.feeder_max_w), -p.feed_in_per_kwh * per_wh)
     put("gover", 0.0, np.inf, OVERLOAD_COST_PER_KWH * per_wh)
-    put("unmet", 0.0, np.inf, UNMET_EV_COST_PER_KWH / 1000.0)
+    put("unmet", 0.0, np.inf, UNMET_EV_COST_PER_KWH / W_PER_KW)
     if p.feeder is not None:
         f = p.feeder
         put("flow", -f.flow_max_kw, f.flow_max_kw)

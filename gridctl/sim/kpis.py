@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gridctl.core import MICRO, interval_hours
+from gridctl.core import MICRO, W_PER_KW, interval_hours
 from gridctl.sim.engine import SimResult
 
 
 def _kwh(p_w: np.ndarray) -> float:
     """Energy of a power series held one interval per value, kWh."""
-    return float(np.sum(p_w) * interval_hours() / 1000.0)
+    return float(np.sum(p_w) * interval_hours() / W_PER_KW)
 
 
 def kpis(r: SimResult) -> dict[str, float | int | str]:
@@ -38,7 +38,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     voltage_bad = (r.vm_min_pu < lim.v_min_pu) | (r.vm_max_pu > lim.v_max_pu)
     own_import_kwh = _kwh(np.maximum(r.p_household_w, 0.0))
     own_export_kwh = _kwh(np.maximum(-r.p_household_w, 0.0))
-    shared_kwh = float(r.supplied_wh.sum()) / 1000.0
+    shared_kwh = float(r.supplied_wh.sum()) / W_PER_KW
     return {
         "scenario": scn.name,
         "intervals": len(r.times),
@@ -51,10 +51,10 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         "shared_kwh": round(shared_kwh, 3),
         "grid_import_kwh": round(grid_import_kwh, 3),
         "grid_export_kwh": round(grid_export_kwh, 3),
-        "peak_import_kw": round(float(imp_w.max(initial=0.0)) / 1000.0, 3),
+        "peak_import_kw": round(float(imp_w.max(initial=0.0)) / W_PER_KW, 3),
         "losses_kwh": round(_kwh(r.losses_w), 3),
         "curtailed_kwh": round(_kwh(r.curtailed_w), 3),
-        "ev_unmet_kwh": round(r.ev_unmet_wh / 1000.0, 3),
+        "ev_unmet_kwh": round(r.ev_unmet_wh / W_PER_KW, 3),
         "grid_cost": round(
             grid_import_kwh * scn.tariff.import_per_kwh
             - grid_export_kwh * scn.tariff.feed_in_per_kwh,

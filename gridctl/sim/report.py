@@ -12,7 +12,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gridctl.core import INTERVAL_S, MICRO, interval_hours
+from gridctl.core import INTERVAL_S, MICRO, W_PER_KW, interval_hours
 from gridctl.sim.engine import SimResult
 
 PLOTS = {
@@ -32,13 +32,13 @@ def _time_axis(ax: plt.Axes) -> None:
 
 def _feeder_power(r: SimResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
-    ax.plot(r.times, r.p_trafo_w / 1000, label="transformer (+ import / − export)", lw=2)
-    ax.plot(r.times, r.demand_w.sum(1) / 1000, label="demand (base load + EV)", lw=1)
-    ax.plot(r.times, r.pv_w.sum(1) / 1000, label="PV", lw=1)
+    ax.plot(r.times, r.p_trafo_w / W_PER_KW, label="transformer (+ import / − export)", lw=2)
+    ax.plot(r.times, r.demand_w.sum(1) / W_PER_KW, label="demand (base load + EV)", lw=1)
+    ax.plot(r.times, r.pv_w.sum(1) / W_PER_KW, label="PV", lw=1)
     ax.fill_between(
         r.times,
         0,
-        r.shared_wh / 1000 / interval_hours(),
+        r.shared_wh / W_PER_KW / interval_hours(),
         alpha=0.3,
         label="shared in the pool",
         step="post",
@@ -71,8 +71,8 @@ def _voltage(r: SimResult, path: Path) -> None:
 def _households(r: SimResult, path: Path) -> None:
     x = np.arange(len(r.household_ids))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, layout="constrained")
-    ax1.bar(x - 0.2, r.supplied_wh / 1000, width=0.4, label="shared (supplied to the pool)")
-    ax1.bar(x + 0.2, r.received_wh / 1000, width=0.4, label="received from the pool")
+    ax1.bar(x - 0.2, r.supplied_wh / W_PER_KW, width=0.4, label="shared (supplied to the pool)")
+    ax1.bar(x + 0.2, r.received_wh / W_PER_KW, width=0.4, label="received from the pool")
     ax1.set_ylabel("energy (kWh)")
     ax1.legend(fontsize=8)
     ax1.grid(axis="y", alpha=0.3)

@@ -69,8 +69,9 @@ def _bare_rate(jobs: list, processes: int) -> float:
 
 
 def _settle_rate(households: int, intervals: int, parallel: bool, tmp: Path) -> tuple[float, int]:
+    from gridctl.settlement.audit import verify_ledger
     from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
-    from gridctl.settlement.ledger import Ledger, verify_ledger
+    from gridctl.settlement.ledger import Ledger
     from gridctl.settlement.settle import ParallelVerifier, SettlementConfig, Settler
 
     path = tmp / f"settle-{'all' if parallel else '1'}.sqlite"
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
 
+    from gridctl.settlement.audit import verify_ledger
     from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
-    from gridctl.settlement.ledger import Ledger, verify_ledger
+    from gridctl.settlement.ledger import Ledger
 
     cores = os.cpu_count() or 1
     load_start = _load()

@@ -164,7 +164,7 @@ def ledger_verify(
 ) -> None:
     """Recompute the hash chain, the interval roots, what they cover and the balances, and
     check them against the roots households kept (exit 1 if anything differs)."""
-    from gridctl.settlement.ledger import verify_ledger
+    from gridctl.settlement.audit import verify_ledger
     from gridctl.settlement.roots import load_roots_file
 
     try:

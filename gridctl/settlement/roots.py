@@ -54,6 +54,9 @@ COVERED = (
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
 
+ROOT_FIELDS = ("interval", "size", "root", "head", "records", "prev", "key_id", "sig")
+"""Columns of ``interval_roots`` that make a ``RootMessage``, in order."""
+
 _ROOT = struct.Struct(">qQ32s32s32s32s")
 _I64 = struct.Struct(">q")
 _HEX64 = r"^[0-9a-f]{64}$"

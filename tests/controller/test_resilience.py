@@ -23,8 +23,9 @@ from gridctl.controller.keys import load_key_file
 from gridctl.controller.loop import Controller
 from gridctl.core import INTERVAL_S
 from gridctl.devices.virtual import free_tcp_port
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import main_meter
-from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.registry import register_meter
 from gridctl.settlement.signing import public_bytes
 from gridctl.transport.broker import Community, write_broker_config

@@ -22,8 +22,9 @@ from gridctl.protocol import (
     decode,
     household_topic,
 )
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import enrol_simulated, main_meter
-from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig
 from gridctl.settlement.signing import MeterSigner, public_bytes
 from gridctl.transport.session import BrokerSettings, Session

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gridctl.controller.keys import generate_key_file, load_key_file
 from gridctl.coordinator.config import coordinator_key, enrol, load_coordinator_config
-from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.audit import verify_ledger
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.roots import key_event_payload
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.signing import MeterSigner, key_id_of, public_bytes

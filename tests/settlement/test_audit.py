@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gridctl.cli import app
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import SyntheticCommunity
-from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.statement import check_proof, inclusion_proof, statement
 from tests.keys import COORDINATOR_KEY

@@ -15,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gridctl.cli import app
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import SyntheticCommunity, main_meter
-from gridctl.settlement.ledger import GENESIS, Ledger, canonical_entry, entry_hash, verify_ledger
+from gridctl.settlement.ledger import GENESIS, Ledger, canonical_entry, entry_hash
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.registry import revoke_key, rotate_key
 from gridctl.settlement.roots import (

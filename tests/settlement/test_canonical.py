@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridctl.settlement import ledger as ledger_module
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.ledger import (
     GENESIS,
     Ledger,
     Posting,
     Transaction,
-    verify_ledger,
 )
 from gridctl.settlement.merkle import merkle_root
 from gridctl.settlement.pool import household_account

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gridctl.settlement.ledger import verify_ledger
+from gridctl.settlement.audit import verify_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUSEHOLDS = 99  # + the transformer meter: 100 readings per interval

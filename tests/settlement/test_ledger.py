@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from gridctl.cli import app
 from gridctl.core import LedgerError
-from gridctl.settlement.ledger import GENESIS, Ledger, Posting, Transaction, verify_ledger
+from gridctl.settlement.audit import verify_ledger
+from gridctl.settlement.ledger import GENESIS, Ledger, Posting, Transaction
 from tests.keys import COORDINATOR_KEY
 
 

@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridctl.core import LedgerError
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import TRANSFORMER_METER, SyntheticCommunity, main_meter
 from gridctl.settlement.ledger import (
     Ledger,
     LedgerConflictError,
     Posting,
     Transaction,
-    verify_ledger,
 )
 from gridctl.settlement.pool import ISSUANCE, POOL
 from gridctl.settlement.registry import register_meter, revoke_key, rotate_key

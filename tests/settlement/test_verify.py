@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.enrol import SyntheticCommunity
-from gridctl.settlement.ledger import Ledger, verify_ledger
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.settlement.signing import SignedReading, key_from_seed, public_bytes, reading_payload
 from gridctl.settlement.verify import ParallelVerifier, verify_signatures

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from gridctl.core import MICRO
-from gridctl.settlement.ledger import GENESIS, verify_ledger
+from gridctl.settlement.audit import verify_ledger
+from gridctl.settlement.ledger import GENESIS
 from gridctl.settlement.pool import ISSUANCE, POOL
 from gridctl.sim.engine import SimResult, simulate
 from gridctl.sim.kpis import kpis

@@ -73,7 +73,8 @@ def test_wire_mode_runs_a_few_intervals_with_readings_settled_through_the_broker
     tmp_path: Path,
 ) -> None:
     require_tool("mosquitto")
-    from gridctl.settlement.ledger import Ledger, verify_ledger
+    from gridctl.settlement.audit import verify_ledger
+    from gridctl.settlement.ledger import Ledger
 
     out = run_sim(None, tmp_path, intervals=6, wire=True)
     check = verify_ledger(out.ledger_path)

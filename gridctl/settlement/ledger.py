@@ -45,9 +45,10 @@ from gridctl.settlement.roots import (
     covered_since,
     records_digest,
     root_payload,
+    stored_root,
 )
 from gridctl.settlement.signing import key_id_of, public_bytes
-from gridctl.settlement.tables import insert_rows, make_append_only
+from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
 
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
@@ -122,11 +123,42 @@ def _two_legs_balance(postings: Sequence[Posting]) -> bool:
     )
 
 
-def canonical_entry(
-    seq: int, tx_id: str, interval: int, kind: str, account: str, asset: str, amount: int
-) -> bytes:
-    """Canonical bytes of one posting (its Merkle leaf data and what its chain hash covers)."""
-    return canonical((seq, tx_id, interval, kind, account, asset, amount))
+class Entry(NamedTuple):
+    """One posting as stored in ``entries`` (without its hashes): ``canonical(entry)`` is its
+    Merkle leaf data and what its chain hash covers."""
+
+    seq: int
+    tx_id: str
+    interval: int
+    kind: str
+    account: str
+    asset: str
+    amount: int
+
+
+class KindTotal(NamedTuple):
+    """What one account booked in one interval under one kind and asset, micro-units."""
+
+    interval: int
+    kind: str
+    asset: str
+    amount: int
+
+
+def interval_entries(db: sqlite3.Connection, interval: int) -> list[Entry]:
+    """The entries of ``interval`` in chain order (the leaves of its Merkle tree)."""
+    return select_rows(db, Entry, "FROM entries WHERE interval = ? ORDER BY seq", (interval,))
+
+
+def account_totals(db: sqlite3.Connection, account: str, first: int, last: int) -> list[KindTotal]:
+    """Sums of ``account``'s postings per interval, kind and asset, intervals first…last."""
+    return select_rows(
+        db,
+        KindTotal,
+        "FROM (SELECT interval, kind, asset, SUM(amount) AS amount FROM entries"
+        " WHERE account = ? AND interval BETWEEN ? AND ? GROUP BY interval, kind, asset)",
+        (account, first, last),
+    )
 
 
 def entry_hash(
@@ -140,7 +172,7 @@ def entry_hash(
     amount: int,
 ) -> str:
     """sha256 (hex) over the previous hash and the canonical bytes of one posting."""
-    data = canonical_entry(seq, tx_id, interval, kind, account, asset, amount)
+    data = canonical((seq, tx_id, interval, kind, account, asset, amount))
     return hashlib.sha256(bytes.fromhex(prev_hash) + data).hexdigest()
 
 
@@ -432,14 +464,7 @@ class Ledger:
                 "SELECT COUNT(*) FROM entries WHERE interval = ?", (interval,)
             ).fetchone()
             if stored != len(leaves):  # entries booked by another process: read them back
-                leaves = [
-                    leaf_hash(canonical_entry(*r))
-                    for r in db.execute(
-                        "SELECT seq, tx_id, interval, kind, account, asset, amount FROM entries"
-                        " WHERE interval = ? ORDER BY seq",
-                        (interval,),
-                    )
-                ]
+                leaves = [leaf_hash(canonical(e)) for e in interval_entries(db, interval)]
             root = root_from_leaf_hashes(leaves).hex()
             last = db.execute(
                 "SELECT interval, size, root, head, records, prev, covered FROM interval_roots"
@@ -493,10 +518,7 @@ class Ledger:
 
     def interval_root(self, interval: int) -> tuple[int, str] | None:
         """(number of leaves, root hex) of a closed interval, None while it is open."""
-        row = self.db.execute(
-            "SELECT size, root FROM interval_roots WHERE interval = ?", (interval,)
-        ).fetchone()
-        return (int(row[0]), str(row[1])) if row else None
+        return stored_root(self.db, interval)
 
     def last_closed(self) -> int | None:
         """The latest closed interval, None if none is."""

@@ -9,12 +9,15 @@ readings refused before VEE, ``estimates`` the energy of intervals a main meter 
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import sqlite_utils
 
-from gridctl.settlement.tables import make_append_only
+from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
 
 VERIFIED = "verified"
 REJECTED = "rejected"
@@ -77,6 +80,127 @@ def create_schema(db: sqlite_utils.Database) -> None:
         " FROM estimates e JOIN meters m ON m.meter = e.meter"
     )
     make_append_only(db.conn, ("meter_readings", "rejects", "estimates"))
+
+
+class ReadingRow(NamedTuple):
+    """A row of ``meter_readings``: an authentic reading as signed and its VEE outcome.
+
+    e_*_wh: the counters, Wh. d_*_wh: the interval's energy, Wh. advanced: 1 when the reading
+    is the meter's new reference. ema_*_wh: the meter's smoothed interval energy, Wh; n: how
+    many readings it has advanced by.
+    """
+
+    meter: str
+    interval: int
+    seq: int
+    e_import_wh: int
+    e_export_wh: int
+    key_id: str
+    signature: bytes
+    digest: str
+    status: str
+    reason: str | None
+    d_import_wh: int
+    d_export_wh: int
+    advanced: int
+    ema_import_wh: float
+    ema_export_wh: float
+    n: int
+
+
+class RejectRow(NamedTuple):
+    """A row of ``rejects``: a reading refused before VEE, while settling ``at_interval``."""
+
+    digest: str
+    meter: str
+    interval: int
+    at_interval: int
+    reason: str
+
+
+class EstimateRow(NamedTuple):
+    """A row of ``estimates``: energy a main meter's gap-closing reading gave a missed interval."""
+
+    meter: str
+    interval: int
+    d_import_wh: int
+    d_export_wh: int
+    reason: str
+
+
+class LastReading(NamedTuple):
+    """A meter's latest reference reading (the last that advanced it)."""
+
+    meter: str
+    interval: int
+    seq: int
+    e_import_wh: int
+    e_export_wh: int
+    ema_import_wh: float
+    ema_export_wh: float
+    n: int
+
+
+class HouseholdReading(NamedTuple):
+    """A household's settled main-meter outcome of one interval (a row of the ``readings``
+    view). d_*_wh: energy, Wh (None when it has none)."""
+
+    interval: int
+    d_import_wh: int | None
+    d_export_wh: int | None
+    status: str
+    reason: str | None
+
+
+_ADD_REJECT = (
+    "INSERT INTO rejects SELECT ?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM rejects WHERE digest = ?)"
+)
+"""Keep a refused reading once (the table refuses a row whose digest it has)."""
+
+
+def add_readings(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> None:
+    """Store authentic readings with their VEE outcome (inside the ledger's ``atomic()``)."""
+    insert_rows(db, "meter_readings", rows)
+
+
+def add_rejects(db: sqlite3.Connection, rows: Sequence[RejectRow]) -> None:
+    """Store refused readings, each distinct one once (inside the ledger's ``atomic()``)."""
+    db.executemany(_ADD_REJECT, [(*r, r.digest) for r in rows])
+
+
+def add_estimates(db: sqlite3.Connection, rows: Sequence[EstimateRow]) -> None:
+    """Store the estimated energy of missed intervals (inside the ledger's ``atomic()``)."""
+    insert_rows(db, "estimates", rows)
+
+
+def last_readings(db: sqlite3.Connection) -> list[LastReading]:
+    """Each meter's latest reading that advanced it (meters without one left out)."""
+    return select_rows(
+        db,
+        LastReading,
+        "FROM meter_readings WHERE (meter, interval) IN"
+        " (SELECT meter, MAX(interval) FROM meter_readings WHERE advanced = 1 GROUP BY meter)",
+    )
+
+
+def is_recorded(db: sqlite3.Connection, meter: str, interval: int, digest: str) -> bool:
+    """True when the reading of this digest is stored, as settled or as refused."""
+    q = "SELECT 1 FROM meter_readings WHERE meter = ? AND interval = ? AND digest = ?"
+    if db.execute(q, (meter, interval, digest)).fetchone():
+        return True
+    return db.execute("SELECT 1 FROM rejects WHERE digest = ?", (digest,)).fetchone() is not None
+
+
+def household_readings(
+    db: sqlite3.Connection, household: str, first: int, last: int
+) -> list[HouseholdReading]:
+    """The household's settled readings of intervals first…last, in no particular order."""
+    return select_rows(
+        db,
+        HouseholdReading,
+        "FROM readings WHERE household = ? AND interval BETWEEN ? AND ?",
+        (household, first, last),
+    )
 
 
 @dataclass(frozen=True)

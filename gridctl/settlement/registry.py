@@ -8,7 +8,7 @@ readings are ``superseded_key``, after a revocation ``revoked_key``.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlite_utils
@@ -17,7 +17,7 @@ from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from gridctl.settlement.roots import key_event_payload
 from gridctl.settlement.signing import ReadingError, check_meter_id, key_id_of
-from gridctl.settlement.tables import make_append_only
+from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
 
 if TYPE_CHECKING:  # the ledger creates these tables through this module
     from gridctl.settlement.ledger import Ledger
@@ -114,13 +114,7 @@ class Registry:
 
 def load_registry(db: sqlite3.Connection) -> Registry:
     """Meters and keys with their rotation / revocation events."""
-    meters = {
-        r[0]: Meter(*r)
-        for r in db.execute(
-            "SELECT meter, household, role, rated_w, counter_modulus_wh, joined_interval,"
-            " e_import_wh, e_export_wh FROM meters ORDER BY rowid"
-        )
-    }
+    meters = {m.meter: m for m in select_rows(db, Meter, "FROM meters ORDER BY rowid")}
     events: dict[str, dict[str, int]] = {}
     for key_id, event, at in db.execute("SELECT key_id, event, at_interval FROM key_events"):
         events.setdefault(key_id, {})[event] = at
@@ -133,6 +127,20 @@ def load_registry(db: sqlite3.Connection) -> Registry:
             key_id, meter, bytes(pub), valid_from, ev.get("rotated"), ev.get("revoked")
         )
     return Registry(meters, keys)
+
+
+def registry_version(db: sqlite3.Connection) -> tuple[int, int, int]:
+    """Numbers of meters, keys and key events: it changes whenever the registry does."""
+    q = "SELECT (SELECT COUNT(*) FROM meters), (SELECT COUNT(*) FROM meter_keys),"
+    q += " (SELECT COUNT(*) FROM key_events)"
+    meters, keys, events = db.execute(q).fetchone()
+    return meters, keys, events
+
+
+def has_household(db: sqlite3.Connection, household: str) -> bool:
+    """True when a meter of ``household`` is registered."""
+    q = "SELECT 1 FROM meters WHERE household = ?"
+    return db.execute(q, (household,)).fetchone() is not None
 
 
 def register_meter(
@@ -161,20 +169,16 @@ def register_meter(
         raise ReadingError(f"meter {meter}: a transformer meter has no household, others do")
     if not rated_w > 0:
         raise ReadingError(f"meter {meter}: rated_w must be > 0")
-    row = (meter, household, role, float(rated_w), counter_modulus_wh, joined_interval,
-           e_import_wh, e_export_wh)  # fmt: skip
+    new = Meter(meter, household, role, float(rated_w), counter_modulus_wh, joined_interval,
+                e_import_wh, e_export_wh)  # fmt: skip
     key_id = key_id_of(public_key)
     with ledger.atomic() as db:
-        old = db.execute(
-            "SELECT meter, household, role, rated_w, counter_modulus_wh, joined_interval,"
-            " e_import_wh, e_export_wh FROM meters WHERE meter = ?",
-            (meter,),
-        ).fetchone()
-        if old is not None:
-            if tuple(old) != row:
+        old = select_rows(db, Meter, "FROM meters WHERE meter = ?", (meter,))
+        if old:
+            if old[0] != new:
                 raise ReadingError(f"meter {meter} is already registered with other data")
             return key_id
-        db.execute("INSERT INTO meters VALUES (?,?,?,?,?,?,?,?)", row)
+        insert_rows(db, "meters", [astuple(new)])
         _add_key(db, meter, public_key, joined_interval)
     return key_id
 

@@ -127,6 +127,13 @@ def key_event_payload(key_id: str, event: str, at_interval: int) -> bytes:
     return KEY_EVENT_DOMAIN + key_id.encode("ascii") + bytes((len(e),)) + e + _I64.pack(at_interval)
 
 
+def stored_root(db: sqlite3.Connection, interval: int) -> tuple[int, str] | None:
+    """(number of leaves, root hex) of a closed interval, None while it is open."""
+    row = db.execute("SELECT size, root FROM interval_roots WHERE interval = ?", (interval,))
+    found = row.fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
 def table_digest(
     db: sqlite3.Connection, table: str, after: int, through: int | None
 ) -> tuple[int, str]:

@@ -27,9 +27,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridctl.core import INTERVAL_S, interval_hours
-from gridctl.settlement.ledger import Ledger, insert_rows
+from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement, settle_interval
-from gridctl.settlement.registry import Registry, load_registry
+from gridctl.settlement.readings import (
+    EstimateRow,
+    ReadingRow,
+    RejectRow,
+    add_estimates,
+    add_readings,
+    add_rejects,
+    is_recorded,
+    last_readings,
+)
+from gridctl.settlement.registry import Registry, load_registry, registry_version
 from gridctl.settlement.signing import SignedReading, reading_digest
 from gridctl.settlement.vee import (
     _ST_VERIFIED,
@@ -45,11 +55,6 @@ from gridctl.settlement.vee import (
 from gridctl.settlement.verify import ParallelVerifier, Ticket, VerifyJob, verify_signatures
 
 log = logging.getLogger(__name__)
-
-_ADD_REJECT = (
-    "INSERT INTO rejects SELECT ?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM rejects WHERE digest = ?)"
-)
-"""Keep a refused reading once (the table refuses a row whose digest it has)."""
 
 Verifier = Callable[[Sequence[VerifyJob]], list[bool]]
 """Checks (public key, signature, payload) jobs; returns one verdict each, in order."""
@@ -128,7 +133,7 @@ class Settler:
         """Re-read meters, keys and each meter's last accepted reading from the ledger."""
         db = self.ledger.db
         self.registry: Registry = load_registry(db)
-        self._version = self._registry_version()
+        self._version = registry_version(db)
         meters = list(self.registry.meters.values())
         self.households = [m.household for m in meters if m.role == "main"]
         hh_index = {h: k for k, h in enumerate(self.households)}
@@ -157,22 +162,12 @@ class Settler:
             ema_export_wh=np.zeros(n),
             n=np.zeros(n, dtype=np.int64),
         )
-        for meter, iv, seq, imp, exp, ema_i, ema_e, cnt in db.execute(
-            "SELECT r.meter, r.interval, r.seq, r.e_import_wh, r.e_export_wh, r.ema_import_wh,"
-            " r.ema_export_wh, r.n FROM meter_readings r JOIN (SELECT meter, MAX(interval) AS iv"
-            " FROM meter_readings WHERE advanced = 1 GROUP BY meter) l"
-            " ON r.meter = l.meter AND r.interval = l.iv"
-        ):
-            k = self._index[meter]
-            t.last_interval[k], t.last_seq[k] = iv, seq
-            t.e_import_wh[k], t.e_export_wh[k] = imp, exp
-            t.ema_import_wh[k], t.ema_export_wh[k], t.n[k] = ema_i, ema_e, cnt
+        for r in last_readings(db):
+            k = self._index[r.meter]
+            t.last_interval[k], t.last_seq[k] = r.interval, r.seq
+            t.e_import_wh[k], t.e_export_wh[k] = r.e_import_wh, r.e_export_wh
+            t.ema_import_wh[k], t.ema_export_wh[k], t.n[k] = r.ema_import_wh, r.ema_export_wh, r.n
         self.table = t
-
-    def _registry_version(self) -> tuple[int, ...]:
-        q = "SELECT (SELECT COUNT(*) FROM meters), (SELECT COUNT(*) FROM meter_keys),"
-        q += " (SELECT COUNT(*) FROM key_events)"
-        return tuple(self.ledger.db.execute(q).fetchone())
 
     # -- authentication ---------------------------------------------------------------
 
@@ -234,7 +229,7 @@ class Settler:
         readings: Iterable[SignedReading],
         flex: dict[str, FlexTarget] | None,
     ) -> IntervalOutcome:
-        if self._registry_version() != self._version:
+        if registry_version(self.ledger.db) != self._version:
             self.reload()
         closed = self.ledger.last_closed()
         if closed is not None and interval <= closed:
@@ -366,7 +361,7 @@ class Settler:
             e_export_wh=e_exp,
             reading_rows=outcome_rows,
             reject_rows=[
-                (digests[j], batch[j].meter, batch[j].interval, interval, reasons[j])
+                RejectRow(digests[j], batch[j].meter, batch[j].interval, interval, str(reasons[j]))
                 for j in refused
             ],
             estimate_rows=self._estimates(interval, a),
@@ -380,15 +375,15 @@ class Settler:
 
     def _write(self, db: sqlite3.Connection, interval: int, plan: _Plan) -> tuple[int, str]:
         """Book a plan inside the open transaction: (transactions booked, Merkle root)."""
-        insert_rows(db, "meter_readings", plan.reading_rows)
-        db.executemany(_ADD_REJECT, [(*r, r[0]) for r in plan.reject_rows])
-        db.executemany("INSERT INTO estimates VALUES (?,?,?,?,?)", plan.estimate_rows)
+        add_readings(db, plan.reading_rows)
+        add_rejects(db, plan.reject_rows)
+        add_estimates(db, plan.estimate_rows)
         booked = self.ledger.append(plan.settlement.transactions)
         return booked, self.ledger.close_interval(interval)
 
     def _outcomes(
         self, batch: list[SignedReading], digests: list[str], ok: list[int], a: Assessment
-    ) -> tuple[list[tuple], np.ndarray, np.ndarray, list[str], list[str | None]]:
+    ) -> tuple[list[ReadingRow], np.ndarray, np.ndarray, list[str], list[str | None]]:
         """meter_readings rows, and per household: verified energy, status and reason."""
         t = self.table
         n_h = len(self.households)
@@ -401,8 +396,8 @@ class Settler:
         d_exp = a.d_export_wh.tolist()
         n_col = np.where(a.advance, t.n[a.idx] + 1, t.n[a.idx]).tolist()
         rows = [
-            (r.meter, r.interval, r.seq, r.e_import_wh, r.e_export_wh, r.key_id, r.signature,
-             digests[j], names[s], why, di, de, adv, ema_i, ema_e, n)
+            ReadingRow(r.meter, r.interval, r.seq, r.e_import_wh, r.e_export_wh, r.key_id,
+                       r.signature, digests[j], names[s], why, di, de, adv, ema_i, ema_e, n)
             for r, j, s, why, di, de, adv, ema_i, ema_e, n in zip(
                 [batch[j] for j in ok], ok, st, a.reason, d_imp, d_exp,
                 a.advance.astype(np.int64).tolist(), a.ema_import_wh.tolist(),
@@ -422,7 +417,7 @@ class Settler:
                 exp[h] = d_exp[pos]
         return rows, np.array(imp, dtype=np.int64), np.array(exp, dtype=np.int64), status, reason
 
-    def _estimates(self, interval: int, a: Assessment) -> list[tuple]:
+    def _estimates(self, interval: int, a: Assessment) -> list[EstimateRow]:
         """Rows for the intervals a main meter missed: the gap's energy spread evenly."""
         t = self.table
         rows = []
@@ -433,7 +428,7 @@ class Settler:
             share_e = _spread(int(a.d_export_wh[pos]), k)
             first = interval - k + 1
             for g in range(k - 1):  # the last share belongs to the reading's own interval
-                rows.append((t.ids[m], first + g, share_i[g], share_e[g], "gap_filled"))
+                rows.append(EstimateRow(t.ids[m], first + g, share_i[g], share_e[g], "gap_filled"))
         return rows
 
     def _pool(
@@ -473,26 +468,20 @@ class Settler:
 
     def _replay(self, interval: int, unique: dict[str, SignedReading]) -> IntervalOutcome:
         """An already closed interval: keep genuinely new readings as ``late``, book nothing."""
-        db = self.ledger.db
-        new = []
-        for d, r in sorted(unique.items()):
-            known = db.execute(
-                "SELECT 1 FROM meter_readings WHERE meter = ? AND interval = ? AND digest = ?",
-                (r.meter, r.interval, d),
-            ).fetchone()
-            if known is None:
-                known = db.execute("SELECT 1 FROM rejects WHERE digest = ?", (d,)).fetchone()
-            if known is None:
-                new.append((d, r.meter, r.interval, interval, "late"))
+        new = [
+            RejectRow(d, r.meter, r.interval, interval, "late")
+            for d, r in sorted(unique.items())
+            if not is_recorded(self.ledger.db, r.meter, r.interval, d)
+        ]
         if new:
             with self.ledger.atomic() as db:
-                db.executemany(_ADD_REJECT, [(*r, r[0]) for r in new])
+                add_rejects(db, new)
         stored = self.ledger.interval_root(interval)
         n_h = len(self.households)
         return IntervalOutcome(
             interval, list(self.households), np.zeros(n_h, dtype=np.int64),
             np.zeros(n_h, dtype=np.int64), ["closed"] * n_h, [None] * n_h,
-            [(m, "late") for _, m, _, _, _ in new], None, stored[1] if stored else "", 0, True,
+            [(r.meter, r.reason) for r in new], None, stored[1] if stored else "", 0, True,
         )  # fmt: skip
 
 
@@ -525,9 +514,9 @@ class _Plan:
     seq: np.ndarray
     e_import_wh: np.ndarray
     e_export_wh: np.ndarray
-    reading_rows: list[tuple]
-    reject_rows: list[tuple]
-    estimate_rows: list[tuple]
+    reading_rows: list[ReadingRow]
+    reject_rows: list[RejectRow]
+    estimate_rows: list[EstimateRow]
     import_wh: np.ndarray
     export_wh: np.ndarray
     status: list[str]

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridctl.core import MICRO, LedgerError, interval_start
-from gridctl.settlement.ledger import canonical_entry
+from gridctl.settlement.canonical import canonical
+from gridctl.settlement.ledger import Entry, account_totals, interval_entries
 from gridctl.settlement.merkle import inclusion_path, leaf_hash, root_from_path
-from gridctl.settlement.pool import household_account
+from gridctl.settlement.pool import TOKEN, household_account
+from gridctl.settlement.readings import household_readings
+from gridctl.settlement.registry import has_household
+from gridctl.settlement.roots import stored_root
 
 PROOF_VERSION = 1
 
@@ -74,34 +78,27 @@ def statement(
     paid and earned. Raises LedgerError for an unknown household."""
     db = _open(path)
     try:
-        known = db.execute("SELECT 1 FROM meters WHERE household = ?", (household,)).fetchone()
-        if known is None:
+        if not has_household(db, household):
             raise LedgerError(f"no household {household} in this ledger")
         lo = first if first is not None else -(2**62)
         hi = last if last is not None else 2**62
-        rows: dict[int, dict[str, object]] = {}
-        for iv, imp, exp, status, reason in db.execute(
-            "SELECT interval, d_import_wh, d_export_wh, status, reason FROM readings"
-            " WHERE household = ? AND interval BETWEEN ? AND ?",
-            (household, lo, hi),
-        ):
-            rows[iv] = {"import_wh": imp, "export_wh": exp, "status": status, "reason": reason}
+        rows: dict[int, dict[str, object]] = {
+            r.interval: {"import_wh": r.d_import_wh, "export_wh": r.d_export_wh,
+                         "status": r.status, "reason": r.reason}
+            for r in household_readings(db, household, lo, hi)
+        }  # fmt: skip
         money: dict[int, dict[str, int]] = {}
-        for iv, kind, asset, amount in db.execute(
-            "SELECT interval, kind, asset, SUM(amount) FROM entries"
-            " WHERE account = ? AND interval BETWEEN ? AND ? GROUP BY interval, kind, asset",
-            (household_account(household), lo, hi),
-        ):
-            m = money.setdefault(iv, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
-            base = kind.removeprefix("reversal:")
-            if asset == "token":
-                m["tokens"] += amount
+        for t in account_totals(db, household_account(household), lo, hi):
+            m = money.setdefault(t.interval, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
+            base = t.kind.removeprefix("reversal:")
+            if t.asset == TOKEN:
+                m["tokens"] += t.amount
             elif base.startswith("grid_"):
-                m["grid"] += amount
+                m["grid"] += t.amount
             elif base == "pool_payment":
-                m["paid"] -= amount
+                m["paid"] -= t.amount
             else:
-                m["earned"] += amount
+                m["earned"] += t.amount
     finally:
         db.close()
     out = []
@@ -118,43 +115,29 @@ def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, obje
     """The proof that every entry of ``household`` in ``interval`` is in the interval's tree."""
     db = _open(path)
     try:
-        root = db.execute(
-            "SELECT size, root FROM interval_roots WHERE interval = ?", (interval,)
-        ).fetchone()
+        root = stored_root(db, interval)
         if root is None:
             raise LedgerError(f"interval {interval} is not settled (no Merkle root)")
-        rows = db.execute(
-            "SELECT seq, tx_id, interval, kind, account, asset, amount FROM entries"
-            " WHERE interval = ? ORDER BY seq",
-            (interval,),
-        ).fetchall()
-        known = db.execute("SELECT 1 FROM meters WHERE household = ?", (household,)).fetchone()
+        entries = interval_entries(db, interval)
+        known = has_household(db, household)
     finally:
         db.close()
-    if known is None:
+    if not known:
         raise LedgerError(f"no household {household} in this ledger")
     size, root_hex = root
-    if len(rows) != size:
-        raise LedgerError(f"interval {interval}: {len(rows)} entries but the root covers {size}")
-    leaves = [leaf_hash(canonical_entry(*r)) for r in rows]
+    if len(entries) != size:
+        raise LedgerError(f"interval {interval}: {len(entries)} entries but the root covers {size}")
+    leaves = [leaf_hash(canonical(e)) for e in entries]
     account = household_account(household)
-    entries = []
-    for k, r in enumerate(rows):
-        if r[4] != account:
-            continue
-        entries.append(
-            {
-                "entry": dict(
-                    zip(
-                        ("seq", "tx_id", "interval", "kind", "account", "asset", "amount"),
-                        r,
-                        strict=True,
-                    )
-                ),
-                "leaf_index": k,
-                "path": [h.hex() for h in inclusion_path(leaves, k)],
-            }
-        )
+    mine = [
+        {
+            "entry": e._asdict(),
+            "leaf_index": k,
+            "path": [h.hex() for h in inclusion_path(leaves, k)],
+        }
+        for k, e in enumerate(entries)
+        if e.account == account
+    ]
     return {
         "version": PROOF_VERSION,
         "hashing": "RFC 6962: leaf = sha256(0x00 || entry), node = sha256(0x01 || left || right)",
@@ -162,7 +145,7 @@ def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, obje
         "interval": interval,
         "tree_size": size,
         "root": root_hex,
-        "entries": entries,
+        "entries": mine,
     }
 
 
@@ -182,19 +165,16 @@ def check_proof(doc: dict[str, object], root: str | None = None) -> tuple[bool, 
         entries = doc["entries"]
         assert isinstance(entries, list)
         for e in entries:
-            f = e["entry"]
-            data = canonical_entry(
-                f["seq"], f["tx_id"], f["interval"], f["kind"], f["account"], f["asset"],
-                f["amount"],
-            )  # fmt: skip
-            if f["interval"] != doc["interval"] or f["account"] != household_account(
+            f = Entry(*(e["entry"][name] for name in Entry._fields))
+            data = canonical(f)
+            if f.interval != doc["interval"] or f.account != household_account(
                 str(doc["household"])
             ):
-                return False, f"entry {f['seq']}: not the household's entry in this interval"
+                return False, f"entry {f.seq}: not the household's entry in this interval"
             path = [bytes.fromhex(h) for h in e["path"]]
             got = root_from_path(int(e["leaf_index"]), size, leaf_hash(data), path)
             if got != stated:
-                return False, f"entry {f['seq']} ({f['kind']}): not included under the root"
+                return False, f"entry {f.seq} ({f.kind}): not included under the root"
     except (KeyError, TypeError, ValueError, AssertionError) as err:
         return False, f"malformed proof: {err!r}"
     n = len(entries)

@@ -1,11 +1,15 @@
-"""SQLite helpers for the modules that own the ledger file's tables: batched inserts and
-append-only tables."""
+"""SQLite helpers for the modules that own the ledger file's tables: batched inserts,
+append-only tables, rows read into named types."""
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import fields
+from typing import TypeVar
+
+R = TypeVar("R")
 
 
 def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> None:
@@ -63,3 +67,12 @@ def _unique_keys(con: sqlite3.Connection, table: str) -> list[list[str]]:
         if unique and cols not in keys:
             keys.append(cols)
     return keys
+
+
+def select_rows(
+    db: sqlite3.Connection, row_type: type[R], tail: str, args: Sequence = ()
+) -> list[R]:
+    """``SELECT <row_type's fields> <tail>`` as ``row_type`` objects: a NamedTuple or dataclass
+    whose field names are the columns, so a query and the type that reads it cannot drift."""
+    names = getattr(row_type, "_fields", None) or [f.name for f in fields(row_type)]  # type: ignore[arg-type]
+    return [row_type(*r) for r in db.execute(f"SELECT {', '.join(names)} {tail}", args)]

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from gridctl.cli import app
 from gridctl.settlement.audit import verify_ledger
+from gridctl.settlement.canonical import canonical
 from gridctl.settlement.enrol import SyntheticCommunity, main_meter
-from gridctl.settlement.ledger import GENESIS, Ledger, canonical_entry, entry_hash
+from gridctl.settlement.ledger import GENESIS, Ledger, entry_hash, interval_entries
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.registry import revoke_key, rotate_key
 from gridctl.settlement.roots import (
@@ -93,14 +94,7 @@ def _reseal(con: sqlite3.Connection) -> None:
     for iv, covered in con.execute(
         "SELECT interval, covered FROM interval_roots ORDER BY interval"
     ).fetchall():
-        leaves = [
-            leaf_hash(canonical_entry(*r))
-            for r in con.execute(
-                "SELECT seq, tx_id, interval, kind, account, asset, amount FROM entries"
-                " WHERE interval = ? ORDER BY seq",
-                (iv,),
-            )
-        ]
+        leaves = [leaf_hash(canonical(e)) for e in interval_entries(con, iv)]
         head = heads.get(iv, head)
         spans = {t: list(table_digest(con, t, marks[t], last)) for t, (last, _) in
                  json.loads(covered).items()}  # fmt: skip

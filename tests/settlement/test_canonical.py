@@ -3,10 +3,10 @@ one, and the same in append, verify, statements and inclusion proofs for any nam
 
 import ast
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,13 +18,16 @@ from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.ledger import (
     GENESIS,
+    Entry,
     Ledger,
     Posting,
     Transaction,
+    interval_entries,
 )
 from gridctl.settlement.merkle import merkle_root
-from gridctl.settlement.pool import household_account
+from gridctl.settlement.pool import TOKEN, household_account
 from gridctl.settlement.registry import register_meter
+from gridctl.settlement.signing import I64_MAX
 from gridctl.settlement.statement import check_proof, inclusion_proof, statement
 from tests.keys import COORDINATOR_KEY
 
@@ -200,17 +203,22 @@ def test_canonical_json_is_built_by_one_function() -> None:
 
 NAME = st.one_of(
     st.sampled_from(ODD),
-    st.text(min_size=1, max_size=12),
-    st.text(alphabet='"\\é€\u2028\x00 a', min_size=1, max_size=8),
+    st.text(min_size=1, max_size=12),  # any code point but surrogates: non-ASCII, controls
+    st.text(alphabet='"\\é€\u2028\x00 a😀🇪🇺', min_size=1, max_size=8),  # quotes, escapes, emoji
     st.text(min_size=200, max_size=400),
 )
-AMOUNT = st.integers(min_value=-(10**12), max_value=10**12)  # micro-units
+AMOUNT = st.integers(min_value=-I64_MAX, max_value=I64_MAX)  # micro-units, as SQLite stores them
+_EXAMPLES = itertools.count()
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # each example books into a directory of its own
+    ],
 )
 @given(
     household=NAME,
@@ -218,57 +226,68 @@ AMOUNT = st.integers(min_value=-(10**12), max_value=10**12)  # micro-units
     tx_names=st.lists(NAME, min_size=1, max_size=4, unique=True),
     meter=st.one_of(st.none(), NAME),
     kind=NAME,
-    amounts=st.lists(AMOUNT, min_size=1, max_size=4),
+    amounts=st.lists(st.tuples(AMOUNT, AMOUNT), min_size=1, max_size=4),
 )
 def test_odd_names_agree_across_append_verify_statement_and_proofs(
+    tmp_path: Path,
     household: str,
     others: list[str],
     tx_names: list[str],
     meter: str | None,
     kind: str,
-    amounts: list[int],
+    amounts: list[tuple[int, int]],
 ) -> None:
+    """Any names and amounts: the ledger's chain and roots are the documented bytes, the
+    auditor passes them, the statement sums the bookings and each proof commits to the
+    canonical bytes of the stored entry."""
     account = household_account(household)
     iv = 7
     txs = []
     for k, tx_id in enumerate(tx_names):
-        amount = amounts[k % len(amounts)]
+        money, tokens = amounts[k % len(amounts)]
         other = others[k % len(others)]
-        postings = (Posting(account, "currency", amount), Posting(other, "currency", -amount))
+        postings = (Posting(account, "currency", money), Posting(other, "currency", -money))
+        if tokens:
+            postings += (Posting(account, TOKEN, tokens), Posting(other, TOKEN, -tokens))
         subject = None if meter is None else f"{meter}{k}"
         txs.append(Transaction(tx_id, iv, f"{kind}{k}", postings, subject))
-    with tempfile.TemporaryDirectory() as d:
-        db = Path(d) / "l.sqlite"
-        with Ledger(db, COORDINATOR_KEY) as led:
-            register_meter(led, "m1", household, "main", 1000.0, METER_KEY, 0)
-            assert led.append(txs) == len(txs)
-            assert led.append(txs) == 0  # the digest of each is the one stored
-            root = led.close_interval(iv)
-            head = led.head
-        # append: chain and root equal an independent encoding of the documented format
-        data, h = [], GENESIS
-        for seq, (tx, p) in enumerate(((t, p) for t in txs for p in t.postings), 1):
-            fields = [seq, tx.tx_id, iv, tx.kind, p.account, p.asset, p.amount]
-            assert canonical(fields) == _reference(fields)
-            data.append(_reference(fields))
-            h = hashlib.sha256(bytes.fromhex(h) + data[-1]).hexdigest()
-        assert head == h and root == merkle_root(data).hex()
-        # verify
-        check = verify_ledger(db)
-        assert check.ok, check.problem
-        assert check.head == head and check.entries == len(data)
-        # statement
-        rows = statement(db, household)
-        assert [r.interval for r in rows] == [iv]
-        mine = sum(p.amount for tx in txs for p in tx.postings if p.account == account)
-        assert rows[0].earned - rows[0].paid + rows[0].grid == mine  # micro-units
-        # proofs: every leaf of the household, under the stored root
-        doc = json.loads(json.dumps(inclusion_proof(db, household, iv)))
-        ok, line = check_proof(doc, root)
-        assert ok, line
-        in_proof = [_reference(list(e["entry"].values())) for e in doc["entries"]]
-        assert in_proof == [b for b, p in zip(data, _postings(txs), strict=True) if p == account]
-
-
-def _postings(txs: list[Transaction]) -> list[str]:
-    return [p.account for tx in txs for p in tx.postings]
+    d = tmp_path / str(next(_EXAMPLES))
+    d.mkdir()
+    db, other_db = d / "l.sqlite", d / "closed-by-another.sqlite"
+    with Ledger(db, COORDINATOR_KEY) as led:
+        register_meter(led, "m1", household, "main", 1000.0, METER_KEY, 0)
+        assert led.append(txs) == len(txs)
+        assert led.append(txs) == 0  # the digest of each is the one stored
+        root = led.close_interval(iv)  # from the leaves hashed as they were written
+        head = led.head
+    with Ledger(other_db, COORDINATOR_KEY) as led:
+        led.append(txs)
+    with Ledger(other_db, COORDINATOR_KEY) as led:
+        assert led.close_interval(iv) == root  # from the entries read back
+    # append: chain and root equal an independent encoding of the documented format
+    data, h = [], GENESIS
+    for seq, (tx, p) in enumerate(((t, p) for t in txs for p in t.postings), 1):
+        data.append(_reference([seq, tx.tx_id, iv, tx.kind, p.account, p.asset, p.amount]))
+        h = hashlib.sha256(bytes.fromhex(h) + data[-1]).hexdigest()
+    assert head == h and root == merkle_root(data).hex()
+    con = sqlite3.connect(db)
+    stored = interval_entries(con, iv)
+    con.close()
+    assert [canonical(e) for e in stored] == data
+    # verify
+    check = verify_ledger(db)
+    assert check.ok, check.problem
+    assert check.head == head and check.entries == len(data)
+    # statement: what the household booked, currency and tokens
+    mine = [p for tx in txs for p in tx.postings if p.account == account]
+    (row,) = statement(db, household)
+    assert row.interval == iv
+    assert row.earned - row.paid + row.grid == sum(p.amount for p in mine if p.asset != TOKEN)
+    assert row.tokens == sum(p.amount for p in mine if p.asset == TOKEN)
+    # proofs: every leaf of the household, under the stored root, is a stored entry's bytes
+    doc = json.loads(json.dumps(inclusion_proof(db, household, iv)))
+    ok, line = check_proof(doc, root)
+    assert ok, line
+    proved = [canonical(Entry(**e["entry"])) for e in doc["entries"]]
+    assert proved == [canonical(e) for e in stored if e.account == account]
+    assert proved == [_reference(list(e["entry"].values())) for e in doc["entries"]]

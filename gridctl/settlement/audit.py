@@ -24,11 +24,12 @@ from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.pool import ISSUANCE, POOL, TOKEN
 from gridctl.settlement.roots import (
     COVERED,
-    ROOT_FIELDS,
     ZERO,
     RootMessage,
+    RootRow,
     key_event_payload,
     records_digest,
+    root_rows,
     table_digest,
 )
 from gridctl.settlement.signing import key_id_of
@@ -69,7 +70,7 @@ def verify_ledger(
 ) -> LedgerCheck:
     """Recompute the hash chain, the stored head, every closed interval's Merkle root, and the
     balances (every transaction per asset, the pool per interval, token supply vs issuance);
-    then the signed root chain (``_root_problem``) against ``published`` roots households
+    then the signed root chain (``_RootChain``) against ``published`` roots households
     kept, signed by ``trusted_key`` (None: the key the ledger records), and a published chain
     value ``published_head``."""
     path = Path(path)
@@ -79,19 +80,16 @@ def verify_ledger(
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         check_version(db, path)
         stored = db.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()
-        root_rows = db.execute(
-            f"SELECT {', '.join(ROOT_FIELDS)}, covered FROM interval_roots ORDER BY interval"
-        ).fetchall()
-        roots = [(r[0], r[1], r[2]) for r in root_rows]
+        stored_roots = root_rows(db)
         txs = dict(db.execute("SELECT tx_id, postings FROM transactions").fetchall())
         rows = db.execute(
             "SELECT seq, tx_id, interval, kind, account, asset, amount, prev_hash, hash"
             " FROM entries ORDER BY seq"
         )
-        closed = {iv for iv, _, _ in roots}
+        closed = {r.interval for r in stored_roots}
         leaves: dict[int, list[bytes]] = {iv: [] for iv in closed}
         last_seq: dict[int, int] = {}  # each closed interval's last entry
-        heads = {r[3] for r in root_rows}
+        heads = {r.head for r in stored_roots}
         head_seq: dict[str, int] = {GENESIS: 0}  # where each root's head sits in the chain
         chain_problem: str | None = None
         head = GENESIS
@@ -174,7 +172,7 @@ def verify_ledger(
                 cur_sums[asset] = cur_sums.get(asset, 0) + 1  # a non-integer never balances
         finish()
         n_entries = k
-        chain = _RootChain(db, root_rows, head_seq, last_seq, trusted_key)
+        chain = _RootChain(db, stored_roots, head_seq, last_seq, trusted_key)
         db.close()
     except sqlite3.Error as e:
         raise LedgerError(f"{path} is not a gridctl ledger: {e}") from None
@@ -187,10 +185,10 @@ def verify_ledger(
     if problem is None and (stored[0] if stored else GENESIS) != head:
         problem = "stored head does not match the last entry"
     if problem is None:
-        for iv, size, root in roots:
-            got = root_from_leaf_hashes(leaves[iv])
-            if len(leaves[iv]) != size or got.hex() != root:
-                problem = f"interval {iv}: Merkle root does not match its entries"
+        for r in stored_roots:
+            got = root_from_leaf_hashes(leaves[r.interval])
+            if len(leaves[r.interval]) != r.size or got.hex() != r.root:
+                problem = f"interval {r.interval}: Merkle root does not match its entries"
                 break
     if problem is None:
         for iv in sorted(closed):
@@ -211,7 +209,7 @@ def verify_ledger(
         transactions=len(seen),
         head=head,
         problem=problem,
-        intervals_closed=len(roots),
+        intervals_closed=len(stored_roots),
         token_supply=supply,
         issued=issued,
         chain_head=chain.head,
@@ -229,7 +227,7 @@ class _RootChain:
     def __init__(
         self,
         db: sqlite3.Connection,
-        rows: list[tuple],
+        rows: list[RootRow],
         head_seq: dict[str, int],
         last_seq: dict[int, int],
         trusted_key: bytes | None,
@@ -240,7 +238,7 @@ class _RootChain:
         self.key = trusted_key or (bytes.fromhex(stored[0]) if stored else None)
         self.problem = self._check(db, rows, head_seq, last_seq, stored[0] if stored else None)
 
-    def _check(self, db: sqlite3.Connection, rows: list[tuple], head_seq: dict[str, int],
+    def _check(self, db: sqlite3.Connection, rows: list[RootRow], head_seq: dict[str, int],
                last_seq: dict[int, int], stored: str | None) -> str | None:  # fmt: skip
         key = self.key
         if key is None:
@@ -253,10 +251,10 @@ class _RootChain:
         prev, pos = ZERO, 0
         marks = dict.fromkeys(COVERED, 0)
         for row in rows:
-            iv = row[0]
+            iv = row.interval
             try:
-                msg = RootMessage(**dict(zip(ROOT_FIELDS, row, strict=False)))
-                covered = json.loads(row[-1])
+                msg = row.message()
+                covered = json.loads(row.covered)
                 spans = {t: (int(covered[t][0]), str(covered[t][1])) for t in COVERED}
             except (ValueError, TypeError, KeyError, IndexError):
                 return f"interval {iv}: its interval_roots row is malformed"

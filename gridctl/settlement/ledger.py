@@ -17,12 +17,16 @@ An interval is *closed* by storing the RFC 6962 Merkle root over its entries' ca
 inclusion proof against the root. The file runs in WAL mode and a caller groups everything it
 books for one interval in one ``atomic()`` block, so a killed process leaves either all of an
 interval or none of it.
+
+This module is the journal (append, ``atomic()``, close an interval). The other tables of the
+file belong to the modules whose data they hold — meters and keys to ``registry``, readings to
+``readings``, interval roots to ``roots`` — which declare and write them; the ledger creates them
+when it opens a file. The bytes every hash covers are ``canonical``'s; ``audit`` checks a file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -39,13 +43,16 @@ from gridctl.settlement import readings, registry, roots
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
-    ROOT_FIELDS,
     ZERO,
     RootMessage,
+    RootRow,
+    add_root,
+    closed_among,
     covered_since,
+    last_closed,
     records_digest,
     root_payload,
-    stored_root,
+    root_row,
 )
 from gridctl.settlement.signing import key_id_of, public_bytes
 from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
@@ -369,7 +376,7 @@ class Ledger:
                     by_key[key] = by_id[tx.tx_id] = digest
                 elif old != digest:
                     conflicts.append((*key, tx.tx_id, old, digest))
-            closed = self._closed_among({tx.interval for tx, _ in fresh})
+            closed = closed_among(db, {tx.interval for tx, _ in fresh})
             if closed:
                 raise LedgerError(
                     f"interval {min(closed)} is closed: correct it by a reversal in an open one"
@@ -383,14 +390,6 @@ class Ledger:
                 )
             self._write(db, fresh)
         return len(fresh)
-
-    def _closed_among(self, intervals: set[int]) -> list[int]:
-        ivs = sorted(intervals)
-        if not ivs:
-            return []
-        marks = ",".join("?" * len(ivs))
-        q = f"SELECT interval FROM interval_roots WHERE interval IN ({marks})"
-        return [r[0] for r in self.db.execute(q, ivs)]
 
     def _booked(
         self, db: sqlite3.Connection, txs: Sequence[Transaction]
@@ -454,11 +453,9 @@ class Ledger:
         Closing an interval again returns the stored root and changes nothing.
         """
         with self.atomic() as db:
-            row = db.execute(
-                "SELECT root FROM interval_roots WHERE interval = ?", (interval,)
-            ).fetchone()
-            if row:
-                return str(row[0])
+            done = root_row(db, interval)
+            if done is not None:
+                return done.root
             leaves = self._leaves.pop(interval, [])
             (stored,) = db.execute(
                 "SELECT COUNT(*) FROM entries WHERE interval = ?", (interval,)
@@ -466,21 +463,14 @@ class Ledger:
             if stored != len(leaves):  # entries booked by another process: read them back
                 leaves = [leaf_hash(canonical(e)) for e in interval_entries(db, interval)]
             root = root_from_leaf_hashes(leaves).hex()
-            last = db.execute(
-                "SELECT interval, size, root, head, records, prev, covered FROM interval_roots"
-                " ORDER BY interval DESC LIMIT 1"
-            ).fetchone()
-            marks = {t: m for t, (m, _) in json.loads(last[6]).items()} if last else {}
-            prev = hashlib.sha256(root_payload(*last[:6])).hexdigest() if last else ZERO
-            covered = covered_since(db, marks)
+            last = root_row(db)
+            covered = covered_since(db, last.marks() if last else {})
             records = records_digest(covered)
+            prev = last.chain() if last else ZERO
             payload = root_payload(interval, len(leaves), root, self._cur.head, records, prev)
-            db.execute(
-                "INSERT INTO interval_roots VALUES (?,?,?,?,?,?,?,?,?)",
-                (interval, len(leaves), root, self._cur.head, records,
-                 canonical(covered).decode(), prev,
-                 self._root_key_id(db), self.sign(payload).hex()),
-            )  # fmt: skip
+            add_root(db, RootRow(interval, len(leaves), root, self._cur.head, records,
+                                 canonical(covered).decode(), prev, self._root_key_id(db),
+                                 self.sign(payload).hex()))  # fmt: skip
         return root
 
     def sign(self, payload: bytes) -> bytes:
@@ -507,23 +497,17 @@ class Ledger:
 
     def signed_root(self, interval: int) -> RootMessage | None:
         """The signed root of a closed interval, None while it is open."""
-        row = self.db.execute(
-            "SELECT interval, size, root, head, records, prev, key_id, sig FROM interval_roots"
-            " WHERE interval = ?",
-            (interval,),
-        ).fetchone()
-        if row is None:
-            return None
-        return RootMessage(**dict(zip(ROOT_FIELDS, row, strict=True)))
+        row = root_row(self.db, interval)
+        return None if row is None else row.message()
 
     def interval_root(self, interval: int) -> tuple[int, str] | None:
         """(number of leaves, root hex) of a closed interval, None while it is open."""
-        return stored_root(self.db, interval)
+        row = root_row(self.db, interval)
+        return None if row is None else (row.size, row.root)
 
     def last_closed(self) -> int | None:
         """The latest closed interval, None if none is."""
-        row = self.db.execute("SELECT MAX(interval) FROM interval_roots").fetchone()
-        return None if row[0] is None else int(row[0])
+        return last_closed(self.db)
 
     def reversal_of(self, tx_id: str, interval: int) -> Transaction:
         """A transaction that reverses ``tx_id`` exactly, to be booked in (open) ``interval``."""

@@ -27,10 +27,11 @@ Key rotations and revocations are signed by the same key over
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import struct
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import sqlite_utils
 from pydantic import Field, ValidationError
@@ -38,7 +39,7 @@ from pydantic import Field, ValidationError
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.signing import key_id_of
-from gridctl.settlement.tables import make_append_only
+from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
 from gridctl.settlement.verify import verify_signatures
 
 ROOT_DOMAIN = b"gridctl/root/v1"
@@ -55,9 +56,6 @@ COVERED = (
     "conflicts",
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
-
-ROOT_FIELDS = ("interval", "size", "root", "head", "records", "prev", "key_id", "sig")
-"""Columns of ``interval_roots`` that make a ``RootMessage``, in order."""
 
 _ROOT = struct.Struct(">qQ32s32s32s32s")
 _I64 = struct.Struct(">q")
@@ -127,11 +125,67 @@ def key_event_payload(key_id: str, event: str, at_interval: int) -> bytes:
     return KEY_EVENT_DOMAIN + key_id.encode("ascii") + bytes((len(e),)) + e + _I64.pack(at_interval)
 
 
-def stored_root(db: sqlite3.Connection, interval: int) -> tuple[int, str] | None:
-    """(number of leaves, root hex) of a closed interval, None while it is open."""
-    row = db.execute("SELECT size, root FROM interval_roots WHERE interval = ?", (interval,))
-    found = row.fetchone()
-    return (int(found[0]), str(found[1])) if found else None
+class RootRow(NamedTuple):
+    """A row of ``interval_roots``: an interval's signed root (``RootMessage``'s fields, hex)
+    and ``covered``, the covered tables' [last rowid, digest] map as canonical JSON."""
+
+    interval: int
+    size: int
+    root: str
+    head: str
+    records: str
+    covered: str
+    prev: str
+    key_id: str
+    sig: str
+
+    def message(self) -> RootMessage:
+        """The root as published; pydantic's ValidationError (a ValueError) if malformed."""
+        return RootMessage(**{k: v for k, v in self._asdict().items() if k != "covered"})
+
+    def chain(self) -> str:
+        """Chain value (hex), as ``RootMessage.chain``: the next root's ``prev``."""
+        payload = root_payload(self.interval, self.size, self.root, self.head, self.records,
+                               self.prev)  # fmt: skip
+        return hashlib.sha256(payload).hexdigest()
+
+    def marks(self) -> dict[str, int]:
+        """Last rowid covered, per covered table."""
+        return {t: int(last) for t, (last, _) in json.loads(self.covered).items()}
+
+
+def add_root(db: sqlite3.Connection, row: RootRow) -> None:
+    """Store a closed interval's root (inside the ledger's ``atomic()``)."""
+    insert_rows(db, "interval_roots", [row])
+
+
+def root_rows(db: sqlite3.Connection) -> list[RootRow]:
+    """Every stored root, in interval order."""
+    return select_rows(db, RootRow, "FROM interval_roots ORDER BY interval")
+
+
+def root_row(db: sqlite3.Connection, interval: int | None = None) -> RootRow | None:
+    """The root of ``interval`` (None: of the latest closed interval); None when there is none."""
+    if interval is None:
+        found = select_rows(db, RootRow, "FROM interval_roots ORDER BY interval DESC LIMIT 1")
+    else:
+        found = select_rows(db, RootRow, "FROM interval_roots WHERE interval = ?", (interval,))
+    return found[0] if found else None
+
+
+def last_closed(db: sqlite3.Connection) -> int | None:
+    """The latest closed interval, None if none is."""
+    (last,) = db.execute("SELECT MAX(interval) FROM interval_roots").fetchone()
+    return None if last is None else int(last)
+
+
+def closed_among(db: sqlite3.Connection, intervals: set[int]) -> list[int]:
+    """Those of ``intervals`` that are closed, in increasing order."""
+    ivs = sorted(intervals)
+    if not ivs:
+        return []
+    q = f"SELECT interval FROM interval_roots WHERE interval IN ({','.join('?' * len(ivs))})"
+    return sorted(r[0] for r in db.execute(q, ivs))
 
 
 def table_digest(

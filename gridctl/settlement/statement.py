@@ -18,7 +18,7 @@ from gridctl.settlement.merkle import inclusion_path, leaf_hash, root_from_path
 from gridctl.settlement.pool import TOKEN, household_account
 from gridctl.settlement.readings import household_readings
 from gridctl.settlement.registry import has_household
-from gridctl.settlement.roots import stored_root
+from gridctl.settlement.roots import root_row
 
 PROOF_VERSION = 1
 
@@ -115,7 +115,7 @@ def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, obje
     """The proof that every entry of ``household`` in ``interval`` is in the interval's tree."""
     db = _open(path)
     try:
-        root = stored_root(db, interval)
+        root = root_row(db, interval)
         if root is None:
             raise LedgerError(f"interval {interval} is not settled (no Merkle root)")
         entries = interval_entries(db, interval)
@@ -124,7 +124,7 @@ def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, obje
         db.close()
     if not known:
         raise LedgerError(f"no household {household} in this ledger")
-    size, root_hex = root
+    size, root_hex = root.size, root.root
     if len(entries) != size:
         raise LedgerError(f"interval {interval}: {len(entries)} entries but the root covers {size}")
     leaves = [leaf_hash(canonical(e)) for e in entries]

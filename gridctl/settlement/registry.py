@@ -55,7 +55,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
         not_null=["meter", "public_key", "valid_from"],
         if_not_exists=True,
     )
-    # rotations and revocations; sig: the coordinator"s signature (``roots.key_event_payload``)
+    # rotations and revocations; sig: the coordinator's signature (``roots.key_event_payload``)
     t("key_events").create(
         {"key_id": str, "event": str, "at_interval": int, "sig": str},
         pk=("key_id", "event"),

@@ -95,7 +95,7 @@ def sim(
     ] = False,
 ) -> None:
     """Simulate a community on a virtual feeder and write KPIs, ledger and report."""
-    from gridctl.sim.engine import DISPATCH_MODES
+    from gridctl.coordinator.assembly import DISPATCH_MODES
     from gridctl.sim.run import check_scenario, run_sim
     from gridctl.transport.launcher import BROKER_NAMES
 
@@ -713,8 +713,8 @@ def coordinator_run(
     ] = False,
 ) -> None:
     """Enrol listed households, ingest readings, settle every interval, publish its root."""
+    from gridctl.coordinator.assembly import assemble
     from gridctl.coordinator.config import (
-        community_planner,
         coordinator_from_config,
         coordinator_key,
         load_coordinator_config,
@@ -725,7 +725,7 @@ def coordinator_run(
         if check:
             cfg.broker_settings()
             coordinator_key(cfg)
-            community_planner(cfg)
+            assemble(cfg)
             _say(f"{config} is valid: community {cfg.community}, {len(cfg.households)} households")
             return
         coordinator, new = coordinator_from_config(cfg, service_clock())

@@ -267,6 +267,11 @@ def limit_or_none(limit_w: float) -> float | None:
     return limit_w if math.isfinite(limit_w) else None
 
 
+def limit_or_inf(limit_w: float | None) -> float:
+    """A limit for arithmetic: ``inf`` for ``None`` (no limit), else W ≥ 0."""
+    return math.inf if limit_w is None else limit_w
+
+
 @dataclass(frozen=True)
 class Tariff:
     """Prices in currency per kWh: grid import, grid feed-in, and community sharing."""
@@ -296,6 +301,7 @@ __all__ = [
     "interval_hours",
     "interval_of",
     "interval_start",
+    "limit_or_inf",
     "limit_or_none",
     "read_secret",
     "read_yaml",

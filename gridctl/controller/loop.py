@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,7 +31,7 @@ from gridctl.controller.config import ControllerConfig, DeviceConfig
 from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
 from gridctl.controller.outbox import Outbox
 from gridctl.controller.roots import RootStore
-from gridctl.core import INTERVAL_S, V_NOMINAL_V, raise_if_cancelled
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, interval_at, raise_if_cancelled
 from gridctl.devices.client import ModbusClient, ModbusError
 from gridctl.devices.profile import Profile, ProfileError, load_profile
 from gridctl.devices.reader import Poll, ProfileDevice
@@ -85,6 +85,30 @@ class Decision:
     mode: str
     step: PlanStep | None
     writes: dict[tuple[str, str], float]
+
+
+def measured(
+    household: str,
+    now_s: float,
+    mode: str,
+    values: Mapping[str, Mapping[str, float | None]],
+    plan_interval: int | None = None,
+    faulted: Sequence[str] = (),
+) -> Telemetry:
+    """A household's telemetry at ``now_s`` (epoch s) from its devices' polled values by role
+    ("meter", "pv", "battery", "ev"; each with ``p_w``, W, load convention, and the battery's
+    ``soc``); a role without a device is absent and reported as None."""
+
+    def value(role: str, name: str) -> float | None:
+        return values.get(role, {}).get(name)
+
+    pv, ev = value("pv", "p_w"), value("ev", "p_w")
+    return Telemetry(
+        household=household, t=datetime.fromtimestamp(now_s, UTC), mode=mode,  # type: ignore[arg-type]
+        grid_p_w=value("meter", "p_w"), pv_p_w=min(pv, 0.0) if pv is not None else None,
+        battery_p_w=value("battery", "p_w"), ev_p_w=max(ev, 0.0) if ev is not None else None,
+        soc=value("battery", "soc"), plan_interval=plan_interval, faulted=list(faulted),
+    )  # fmt: skip
 
 
 class Controller:
@@ -197,7 +221,7 @@ class Controller:
                 self.outbox.ack_through(msg.message.interval)
         elif msg.kind == "plan" and isinstance(msg.message, PlanMessage):
             plan = msg.message
-            if plan.issued > int(self.clock() // INTERVAL_S) + 1:
+            if plan.issued > interval_at(self.clock()) + 1:
                 # newest wins: a plan dated ahead would shadow every real one until then
                 self.rejects.refuse("too_new", topic, f"plan issued in interval {plan.issued}")
                 return
@@ -212,7 +236,7 @@ class Controller:
         plan = self.plan
         if plan is None or self.coordinator_online is False:
             return None
-        interval = int(now_s // INTERVAL_S)
+        interval = interval_at(now_s)
         into_s = now_s - interval * INTERVAL_S
         fresh = plan.issued >= interval or (
             plan.issued == interval - 1 and into_s < self.cfg.plan_grace_s
@@ -261,7 +285,7 @@ class Controller:
         polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
         for d, p in zip(self.devices, polls, strict=True):
             d.poll = p
-        self._boundary(int(now_s // INTERVAL_S))
+        self._boundary(interval_at(now_s))
         decision = self.decide(now_s)
         if decision.mode != self.mode:
             log.info(
@@ -313,27 +337,15 @@ class Controller:
             d.written[role] = (value, now_s)
 
     async def _publish(self, decision: Decision, now_s: float) -> None:
-        by_role = {d.config.role: d for d in self.devices}
-
-        def p(role: str) -> float | None:
-            d = by_role.get(role)
-            return None if d is None else d.value("p_w")
-
-        pv = p("pv")
-        ev = p("ev")
-        battery = by_role.get("battery")
-        telemetry = Telemetry(
-            household=self.cfg.household,
-            t=datetime.fromtimestamp(now_s, UTC),
-            mode=decision.mode,  # type: ignore[arg-type]
-            grid_p_w=self.meter.value("p_w"),
-            pv_p_w=min(pv, 0.0) if pv is not None else None,
-            battery_p_w=p("battery"),
-            ev_p_w=max(ev, 0.0) if ev is not None else None,
-            soc=battery.value("soc") if battery else None,
-            plan_interval=decision.step.interval if decision.step else None,
-            faulted=[d.config.name for d in self.devices if d.reader.faulted],
-        )
+        values = {
+            d.config.role: {"p_w": d.value("p_w"), "soc": d.value("soc")} for d in self.devices
+        }
+        values["meter"] = {"p_w": self.meter.value("p_w")}
+        telemetry = measured(
+            self.cfg.household, now_s, decision.mode, values,
+            decision.step.interval if decision.step else None,
+            [d.config.name for d in self.devices if d.reader.faulted],
+        )  # fmt: skip
         c, h = self.cfg.community, self.cfg.household
         await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
         if self.ha is not None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -44,17 +43,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, model_validator
 
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit
-from gridctl.coordinator.service import Coordinator, Planner
-from gridctl.core import FilePath, GridctlError, StrictModel, Tariff, read_yaml, validated
-from gridctl.dispatch.spec import (
-    Bus,
-    DispatchSpec,
-    FeederSpec,
-    HouseholdSpec,
-    LimitsSpec,
-    RewardRate,
-    TariffSpec,
-)
+from gridctl.coordinator.service import Coordinator
+from gridctl.core import FilePath, GridctlError, StrictModel, read_yaml, validated
+from gridctl.dispatch.spec import Bus, CommunitySpec, HouseholdSpec
 from gridctl.protocol import COORDINATOR, NAME
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
@@ -84,8 +75,9 @@ class IngestSpec(StrictModel):
     max_skew_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
 
 
-class CoordinatorConfig(StrictModel):
-    """Everything the coordinator service needs."""
+class CoordinatorConfig(CommunitySpec):
+    """Everything the coordinator service needs: the community (households with their keys)
+    and the service's files, broker and limits."""
 
     community: str = Field(pattern=NAME.pattern)
     broker: BrokerConfig
@@ -93,13 +85,8 @@ class CoordinatorConfig(StrictModel):
     inbox: FilePath
     key_file: FilePath = Path("coordinator.key")
     """The coordinator's private key, which signs every interval root and key event."""
-    tariff: TariffSpec
-    reward_tokens_per_kwh: RewardRate = 1.0
     health_port: Annotated[int, Field(ge=0, le=65535)] | None = 9108
-    households: list[HouseholdEntry] = Field(default_factory=list)
-    feeder: FeederSpec | None = None
-    limits: LimitsSpec = LimitsSpec()
-    dispatch: DispatchSpec = DispatchSpec()
+    households: list[HouseholdEntry] = Field(default_factory=list)  # type: ignore[assignment]
     ingest: IngestSpec = IngestSpec()
 
     @model_validator(mode="after")
@@ -117,18 +104,11 @@ class CoordinatorConfig(StrictModel):
         """Settings for the MQTT session (reads the password file); user: ``coordinator``."""
         return self.broker.settings(COORDINATOR, CoordinatorConfigError)
 
-    def tariff_(self) -> Tariff:
-        """The tariff as the core type."""
-        return self.tariff.prices()
-
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Read and validate a coordinator YAML; relative paths are taken from its folder."""
     raw = read_yaml(path, CoordinatorConfigError)
     cfg = validated(CoordinatorConfig, raw, CoordinatorConfigError, path.name)
-    ids = [h.id for h in cfg.households]
-    if len(set(ids)) != len(ids):
-        raise CoordinatorConfigError(f"{path.name}: households: an id appears twice")
     base = path.parent
     broker = cfg.broker.relative_to(base)
     update = {"ledger": base / cfg.ledger, "inbox": base / cfg.inbox, "broker": broker,
@@ -185,44 +165,22 @@ def coordinator_from_config(
 ) -> tuple[Coordinator, list[str]]:
     """The coordinator a configuration describes, after enrolling its new households (from
     the current interval on); returns it and the ids newly enrolled. clock: epoch s."""
-    from gridctl.core import interval_of
-    from gridctl.settlement.settle import SettlementConfig
+    from gridctl.coordinator.assembly import assemble
+    from gridctl.core import interval_at
 
     key = coordinator_key(cfg)  # before anything is enrolled
-    new = enrol(cfg, interval_of(datetime.fromtimestamp(clock(), UTC)))
-    planner = community_planner(cfg)
-    if planner is None:
+    community = assemble(cfg)  # a bad feeder or bus fails before anything is enrolled
+    new = enrol(cfg, interval_at(clock()))
+    if community.planner is None:
         log.warning(
             "no feeder configured: no plans are published, households run their local policy"
         )
-    settlement = SettlementConfig(
-        community_per_kwh=cfg.tariff.community_per_kwh,
-        reward_tokens_per_kwh=cfg.reward_tokens_per_kwh,
-    )
     coordinator = Coordinator(
-        cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, settlement,
-        key, planner=planner, tariff=cfg.tariff_(), clock=clock, health_port=cfg.health_port,
+        cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, community.settlement, key,
+        planner=community.planner, tariff=cfg.tariff.prices(), clock=clock,
+        health_port=cfg.health_port,
         max_skew_s=cfg.ingest.max_skew_s,
         readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),
         other_limit=RateLimit(cfg.ingest.other_per_s, cfg.ingest.other_burst),
     )  # fmt: skip
     return coordinator, new
-
-
-def community_planner(cfg: CoordinatorConfig) -> Planner | None:
-    """The planner for the configured feeder and households (None: no feeder configured).
-    Loading a SimBench feeder takes seconds; a bad feeder or bus raises a one-line error."""
-    if cfg.feeder is None:
-        return None
-    from gridctl.coordinator.planner import CommunityPlanner
-    from gridctl.dispatch.feeder_guard import FeederLimits
-    from gridctl.grid.feeder import load_feeder, resolve_buses
-
-    net, profiles = load_feeder(cfg.feeder.simbench, cfg.feeder.file, Path("."))
-    buses = resolve_buses(net, [h.bus for h in cfg.households if h.bus is not None])
-    lim, d = cfg.limits, cfg.dispatch
-    limits = FeederLimits(
-        v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, loading_max_pct=lim.loading_max_pct,
-        margin_v_pu=d.margin_v_pu, rounds=d.rounds,
-    )  # fmt: skip
-    return CommunityPlanner(cfg.households, net, profiles, buses, limits, d, cfg.tariff_())

@@ -7,23 +7,31 @@ Each interval, for every household of the feeder:
   battery and EV charger) replaces the profile's value for the present interval, and the
   difference fades out with a half-life of ``LOAD_HALF_LIFE`` intervals.
 - **PV**: the PV profile times the installed kWp, scaled by the ratio of measured to expected PV
-  (smoothed over recent intervals, learnt only while PV is not export-limited by a plan and the
-  sun is up), fading back to the profile with a half-life of ``PV_HALF_LIFE`` intervals.
+  (smoothed over recent intervals, learnt while the sun is up; while a household exports at
+  its plan's export limit its measured PV is only a lower bound and can only raise the ratio),
+  fading back to the profile with a half-life of ``PV_HALF_LIFE`` intervals.
 - **Battery**: the energy now from the telemetry's ``soc``; without it, what the last plan
   expected, else ``soc0``.
 - **EV**: plugged in during its configured daily session; a car drawing power outside it is
   taken as having arrived early (plugged in from now to the session's departure). A session
   needs its configured energy less what the telemetry showed it take: the EV power at each
-  interval start, held for the interval before.
+  interval start, held for the interval before; a car that draws nothing although the last
+  plan asked it to charge is full and needs nothing more this session.
 
 Telemetry older than ``STALE_S`` counts as unknown. Then ``RollingPlanner`` plans with the
 feeder guard (a full plan every ``replan_every`` intervals, near re-plans in between, each
 AC-checked) and the steps of the next intervals are returned per household.
+
+A forecast can be wrong, and PV above it is what breaks a sunny feeder: the plan's next
+interval is AC-checked once more with every household that may export freely producing
+``PV_HIGH`` times its profile; if that breaks a limit, no household may export more than
+planned in that interval (PV above the forecast is curtailed rather than exported).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -32,13 +40,13 @@ import pandapower as pp
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.core import INTERVALS_PER_DAY as DAY
-from gridctl.core import Tariff, interval_hours, interval_start
-from gridctl.dispatch.community import CommunityProblem, Fleet
+from gridctl.core import Tariff, interval_hours, interval_start, limit_or_inf
+from gridctl.dispatch.community import CommunityProblem, Fleet, held_w
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
 from gridctl.dispatch.rolling import RollingPlanner
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
-from gridctl.grid.feeder import Profiles, transformer_rating_w
+from gridctl.grid.feeder import Profiles
 from gridctl.protocol import PlanStep, Telemetry
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,10 @@ PV_RATIO_MAX = 1.5
 """Largest PV-to-profile ratio believed (a sensor or profile glitch otherwise)."""
 PV_SMOOTHING = 0.5
 """Weight of the newest measured ratio in the smoothed PV ratio."""
+PV_HIGH = PV_RATIO_MAX
+"""PV, as a multiple of the profile, the export check of the next interval allows for."""
+CAP_REACHED_W = 50.0
+"""A household exporting within this of its export limit is taken as held back by it, W."""
 EV_ON_W = 100.0
 """An EV charger drawing more than this is charging a car, W."""
 
@@ -93,7 +105,9 @@ class CommunityPlanner:
 
     households: the planned households (ids, buses, devices, connections), in order.
     net / profiles: the feeder and its standard profiles. buses: each household's bus index.
-    limits: the feeder's operating limits (with dispatch's margin and AC-check rounds).
+    transformer_rated_w: the feeder's transformer rating, W.
+    limits: the feeder's operating limits (with dispatch's margin and AC-check rounds); None
+    plans every household alone (no sharing, the feeder unchecked).
     dispatch: horizon, full re-plan period and near re-plan length, intervals.
     tariff: grid prices the dispatch minimises.
     """
@@ -104,7 +118,8 @@ class CommunityPlanner:
         net: pp.pandapowerNet,
         profiles: Profiles,
         buses: np.ndarray,
-        limits: FeederLimits,
+        transformer_rated_w: float,
+        limits: FeederLimits | None,
         dispatch: DispatchSpec,
         tariff: Tariff,
     ):
@@ -113,17 +128,19 @@ class CommunityPlanner:
         self.profiles = profiles
         self.horizon = dispatch.horizon
         self.tariff = tariff
-        self.feeder_max_w = TRAFO_HEADROOM * transformer_rating_w(net)
+        self.feeder_max_w = TRAFO_HEADROOM * transformer_rated_w
         self.tan_phi = tan_phi(self.households)
         self.pv_peak_w = np.array([h.pv.peak_w if h.pv else 0.0 for h in self.households])
         self.bat_wh = np.array([h.battery.e_wh if h.battery else 0.0 for h in households])
         ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in self.households])
-        guard = FeederGuard(net, buses, self.ids, limits)
+        guard = None if limits is None else FeederGuard(net, buses, self.ids, limits)
         self.rolling = RollingPlanner(guard, dispatch.replan_every, dispatch.near, ev_min)
         self.pv_ratio = np.ones(len(self.ids))
         self.ev_given_wh: dict[tuple[int, int], float] = {}  # (household, session end) -> Wh
         self.counted_through: int | None = None  # last interval whose EV energy was counted
-        self._limited = np.zeros(len(self.ids), dtype=bool)  # export-limited by the last plan
+        self._ev_asked_w = np.zeros(len(self.ids))  # the last plan's EV power for its interval
+        self._export_cap_w = np.full(len(self.ids), np.inf)  # the last plan's export limits, W
+        self.pv_profile_w = np.zeros((len(self.ids), self.horizon))  # the last forecast's, W
 
     def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
         """Every household's plan steps from ``interval`` (blocking: solves an LP and AC power
@@ -136,16 +153,39 @@ class CommunityPlanner:
             dt_h=interval_hours(), import_per_kwh=self.tariff.import_per_kwh,
             feed_in_per_kwh=self.tariff.feed_in_per_kwh,
         )  # fmt: skip
+        q_w = load_w * self.tan_phi[:, None]
         if self.rolling.due(interval):
-            self.rolling.replan(interval, problem, load_w * self.tan_phi[:, None])
+            self.rolling.replan(interval, problem, q_w)
         steps = self.rolling.steps(self.ids, interval)
-        # PV held back by a plan says nothing about the sun: learn the ratio only without limits
-        self._limited = np.array([s[0].export_max_w is not None for s in steps.values()])
+        if self._export_unsafe(interval, steps, pv_w[:, 0], q_w[:, 0]):
+            self.rolling.hold_exports(interval)
+            steps = self.rolling.steps(self.ids, interval)
+        self._export_cap_w = np.array([limit_or_inf(s[0].export_max_w) for s in steps.values()])
+        self._ev_asked_w = np.array([s[0].ev_w for s in steps.values()])
         log.info(
             "planned interval=%d households=%d rounds=%d violations_left=%d",
             interval, len(steps), self.rolling.rounds, self.rolling.unresolved,
         )  # fmt: skip
         return steps
+
+    def _export_unsafe(
+        self, interval: int, steps: dict[str, list[PlanStep]], pv_w: np.ndarray, q_w: np.ndarray
+    ) -> bool:
+        """Whether ``interval`` breaks a feeder limit when every household without an export
+        limit produces ``PV_HIGH`` times its profile (pv_w: the forecast, W; q_w: var)."""
+        r = self.rolling
+        if r.guard is None or r.plan is None or not self.pv_peak_w.any():
+            return False
+        free = np.array([s[0].export_max_w is None for s in steps.values()])
+        profile_w = self.pv_profile_w[:, 0]
+        more_w = np.where(free, np.minimum(PV_HIGH * profile_w - pv_w, 0.0), 0.0)
+        if not (more_w < 0).any():
+            return False
+        found = r.guard.violations(interval, held_w(r.plan, interval - r.plan_t0) + more_w, q_w)
+        if found:
+            log.info("export held at plan interval=%d violations_with_more_pv=%d",
+                     interval, len(found))  # fmt: skip
+        return bool(found)
 
     def forecast(
         self, interval: int, tel: Sequence[Telemetry | None]
@@ -163,6 +203,7 @@ class CommunityPlanner:
             0.0,
             None,
         )
+        self.pv_profile_w = pv_w
         self._learn_pv_ratio(pv_w[:, 0], tel)
         scale = 1.0 + (self.pv_ratio - 1.0)[:, None] * decay(PV_HALF_LIFE, self.horizon)
         return load_w, pv_w * scale
@@ -170,11 +211,15 @@ class CommunityPlanner:
     def _learn_pv_ratio(self, expected_w: np.ndarray, tel: Sequence[Telemetry | None]) -> None:
         pv_now = np.array([np.nan if t is None or t.pv_p_w is None else t.pv_p_w for t in tel])
         sunny = -expected_w >= PV_MIN_SHARE * self.pv_peak_w
-        usable = sunny & np.isfinite(pv_now) & (self.pv_peak_w > 0) & ~self._limited
-        ratio = np.clip(pv_now / np.where(usable, expected_w, 1.0), 0.0, PV_RATIO_MAX)
-        self.pv_ratio = np.where(
-            usable, (1 - PV_SMOOTHING) * self.pv_ratio + PV_SMOOTHING * ratio, self.pv_ratio
-        )
+        seen = sunny & np.isfinite(pv_now) & (self.pv_peak_w > 0)
+        ratio = np.clip(pv_now / np.where(seen, expected_w, 1.0), 0.0, PV_RATIO_MAX)
+        smoothed = (1 - PV_SMOOTHING) * self.pv_ratio + PV_SMOOTHING * ratio
+        # PV held back at the export limit is only a lower bound on what the sun gave
+        grid_w = np.array([np.nan if t is None or t.grid_p_w is None else t.grid_p_w for t in tel])
+        export_w = -grid_w
+        held = ~(export_w < self._export_cap_w - CAP_REACHED_W)  # at the limit, or unknown
+        bound = np.maximum(self.pv_ratio, ratio)
+        self.pv_ratio = np.where(seen, np.where(held, bound, smoothed), self.pv_ratio)
 
     def fleet(self, interval: int, tel: Sequence[Telemetry | None]) -> Fleet:
         """Devices as they stand at ``interval``'s start, over the horizon (see the module doc)."""
@@ -206,9 +251,12 @@ class CommunityPlanner:
         return replace(full, ev_session=sessions, ev_max_w=ev_max_w)
 
     def _count_ev(self, interval: int, k: int, end: int, ev_w: float) -> None:
-        """Book the EV power seen at ``interval``'s start as the energy of the interval before."""
+        """Book the EV power seen at ``interval``'s start as the energy of the interval before;
+        a car that draws nothing although the last plan asked it to charge is full."""
         if np.isfinite(ev_w) and self.counted_through != interval:
             key = (k, end)
+            if ev_w < EV_ON_W <= self._ev_asked_w[k]:
+                self.ev_given_wh[key] = math.inf
             self.ev_given_wh[key] = self.ev_given_wh.get(key, 0.0) + ev_w * interval_hours()
 
     def _battery_wh(self, interval: int, tel: Sequence[Telemetry | None]) -> np.ndarray:

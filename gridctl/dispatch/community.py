@@ -136,6 +136,16 @@ class Plan:
     flow_kw: np.ndarray | None = None
 
 
+def held_w(plan: Plan, j: int) -> np.ndarray:
+    """Household grid powers of planned interval j as export envelopes hold them, W, (H,).
+
+    An envelope only stops export: a household planned to import while its own PV is curtailed
+    lets that PV supply it instead, and imports less (down to nothing) than planned.
+    """
+    net_w, curtail_w = plan.net_w[:, j], plan.curtail_w[:, j]
+    return np.where(net_w > 0, np.maximum(net_w - curtail_w, 0.0), net_w)
+
+
 class _Columns:
     """Named column blocks of the LP, in order."""
 

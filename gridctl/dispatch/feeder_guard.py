@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandapower as pp
 
-from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, solve
+from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, held_w, solve
 from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.network import W_PER_PU, merge_chains, prune, radial_network
@@ -37,6 +37,8 @@ class FeederLimits:
 
     v_min_pu, v_max_pu: allowed voltage band, p.u. loading_max_pct: branch loading limit, %.
     margin_v_pu: safety margin the plan keeps inside the band (forecast error, model error), p.u.
+    margin_loading_pct: margin the AC check of a plan keeps below ``loading_max_pct`` (forecast
+    error), percentage points.
     flow_factor: share of a branch's rating the plan may use for active power (reactive power,
     voltage below nominal), 0–1. rounds: most AC-check / re-solve rounds per plan.
     """
@@ -45,6 +47,7 @@ class FeederLimits:
     v_max_pu: float = 1.06
     loading_max_pct: float = 100.0
     margin_v_pu: float = 0.006
+    margin_loading_pct: float = 3.0
     flow_factor: float = 0.92
     rounds: int = 5
 
@@ -115,15 +118,14 @@ class FeederGuard:
             flow_max_kw=flow,
         )
 
-    def check(
-        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, v2_lin: np.ndarray | None
+    def violations(
+        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, margin_loading_pct: float = 0.0
     ) -> list[Violation]:
-        """AC power flow of one planned interval; learn from it; return the violations.
-
-        p_w, q_w: planned household powers, W / var, load convention. v2_lin: the plan's linear
-        |V|^2 per bus for this interval (None: offsets are left as they are).
-        """
+        """The limits an AC power flow of household powers ``p_w`` / ``q_w`` (W / var, load
+        convention) breaks at ``interval``, branch loadings counted from ``margin_loading_pct``
+        below the limit; nothing is learnt from it."""
         lim = self.limits
+        loading_max_pct = lim.loading_max_pct - margin_loading_pct
         full = self.full
         self.ac.run(p_w, q_w)
         vm_full = self.ac.vm_pu(full.bus)
@@ -133,20 +135,34 @@ class FeederGuard:
             for b, v in zip(full.bus, vm_full, strict=True)
             if v > lim.v_max_pu or v < lim.v_min_pu
         ]
-        out += [
+        return out + [
             Violation(
                 interval, "loading", f"{full.branch[k][0]} {full.branch[k][1]}", loading_full[k]
             )
-            for k in np.flatnonzero(loading_full > lim.loading_max_pct)
+            for k in np.flatnonzero(loading_full > loading_max_pct)
         ]
+
+    def check(
+        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, v2_lin: np.ndarray | None
+    ) -> list[Violation]:
+        """AC power flow of one planned interval; learn from it; return the violations (branch
+        loadings within ``margin_loading_pct`` of the limit count).
+
+        p_w, q_w: planned household powers, W / var, load convention. v2_lin: the plan's linear
+        |V|^2 per bus for this interval (None: offsets are left as they are).
+        """
+        lim = self.limits
+        loading_max_pct = lim.loading_max_pct - lim.margin_loading_pct
+        out = self.violations(interval, p_w, q_w, lim.margin_loading_pct)
         if out and v2_lin is not None:  # recalibrate at the planned point
-            self._offset[interval] = vm_full[self._kept] ** 2 - v2_lin
+            self._offset[interval] = self.ac.vm_pu(self.full.bus)[self._kept] ** 2 - v2_lin
+        loading_full = self.ac.loading_pct(self.full.branch)
         loading = np.zeros(self.network.n)  # worst original branch of each merged one
         np.maximum.at(loading, self._owner[1:], loading_full[1:])
-        over = loading > lim.loading_max_pct
+        over = loading > loading_max_pct
         if over.any():
             cap = self._flow_cap.get(interval, self.flow_max_kw).copy()
-            cap[over] *= lim.loading_max_pct / loading[over] * 0.98
+            cap[over] *= loading_max_pct / loading[over] * 0.98
             self._flow_cap[interval] = cap
         return out
 
@@ -179,9 +195,8 @@ class FeederGuard:
             report.export_tight = export_tight(plan, feeder)
             found: list[Violation] = []
             for j in range(min(check_ahead, n_t)):
-                found += self.check(
-                    first_interval + j, plan.net_w[:, j], q_w[:, j], plan.v2_lin[:, j]
-                )
+                p_w = held_w(plan, j)  # as the households can hold it
+                found += self.check(first_interval + j, p_w, q_w[:, j], plan.v2_lin[:, j])
             report.checked += min(check_ahead, n_t)
             report.remaining = found
             if not found:

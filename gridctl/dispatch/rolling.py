@@ -145,6 +145,13 @@ class RollingPlanner:
         self.rounds += report.rounds
         self.unresolved += len(report.remaining)
 
+    def hold_exports(self, interval: int) -> None:
+        """Let no household export more than planned in ``interval`` (of the current plan)."""
+        assert self.plan is not None
+        if self.export_tight is None:
+            self.export_tight = np.zeros(self.plan.net_w.shape[1], dtype=bool)
+        self.export_tight[interval - self.plan_t0] = True
+
     def setpoints(self, interval: int) -> Setpoints:
         """Setpoints of ``interval`` from the current plan (which must reach it)."""
         assert self.plan is not None

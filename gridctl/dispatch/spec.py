@@ -1,9 +1,9 @@
 """What dispatch needs to know about a community, as validated config: its feeder, each
-household's connection and devices, the feeder's limits and how to plan.
+household's connection and devices, the feeder's limits, prices and how to plan.
 
-Shared by simulation scenarios (``gridctl.sim.scenario``) and the coordinator's configuration
-(``gridctl.coordinator.config``); both are read from YAML and turned into arrays by
-``gridctl.dispatch.fleet``.
+``CommunitySpec`` is the part simulation scenarios (``gridctl.sim.scenario``) and the
+coordinator's configuration (``gridctl.coordinator.config``) share; both are read from YAML and
+assembled into a planner and a settlement by ``gridctl.coordinator.assembly``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from gridctl.core import INTERVALS_PER_DAY, FilePath, StrictModel, Tariff
+from gridctl.core import INTERVALS_PER_DAY, W_PER_KW, FilePath, StrictModel, Tariff
 from gridctl.dispatch.rolling import DEFAULT_NEAR
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -30,8 +30,6 @@ Kw = Annotated[float, Field(gt=0, le=10_000)]
 """A household's power rating, kW (10 MW is beyond any low-voltage connection)."""
 Kwh = Annotated[float, Field(gt=0, le=100_000)]
 """A storage's energy, kWh."""
-W_PER_KW = 1000.0
-"""Files give kW and kWh; everything past these models works in W and Wh."""
 
 
 class TariffSpec(StrictModel):
@@ -139,7 +137,7 @@ class EvSpec(StrictModel):
     def _parse_time(cls, v: object) -> object:
         if isinstance(v, int):  # YAML 1.1 reads an unquoted 17:30 as 1050 (base 60)
             raise ValueError(f'time of day must be quoted, e.g. "18:30", got the number {v}')
-        if isinstance(v, str) and not re.fullmatch(r"\d{1,2}:\d{2}", v):
+        if isinstance(v, str) and not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", v):
             raise ValueError(f"time of day must look like 18:30, got {v!r}")
         return v
 
@@ -180,10 +178,33 @@ class LimitsSpec(StrictModel):
 class DispatchSpec(StrictModel):
     """How the community plans: horizon and full re-plan period in intervals; intervals of the
     near re-plan run every interval in between (0: follow the full plan until the next one);
-    AC check settings."""
+    AC check settings: the margins a plan keeps inside the voltage band (p.u.) and below the
+    branch loading limit (percentage points), and the most check / re-solve rounds."""
 
     horizon: Annotated[int, Field(ge=1, le=7 * INTERVALS_PER_DAY)] = INTERVALS_PER_DAY
     replan_every: Annotated[int, Field(ge=1, le=INTERVALS_PER_DAY)] = 1
     near: Annotated[int, Field(ge=0, le=INTERVALS_PER_DAY)] = DEFAULT_NEAR
     margin_v_pu: Annotated[float, Field(ge=0, le=0.05)] = 0.006
+    margin_loading_pct: Annotated[float, Field(ge=0, le=50)] = 3.0
     rounds: Annotated[int, Field(ge=1, le=20)] = 5
+
+
+class CommunitySpec(StrictModel):
+    """A community as planning and settlement see it: feeder (None: no plans), households,
+    prices, reward rate, feeder limits and dispatch settings."""
+
+    feeder: FeederSpec | None = None
+    households: list[HouseholdSpec] = Field(default_factory=list)
+    tariff: TariffSpec
+    reward_tokens_per_kwh: RewardRate = 1.0
+    limits: LimitsSpec = LimitsSpec()
+    dispatch: DispatchSpec = DispatchSpec()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for h in self.households:
+            if h.id in seen:
+                raise ValueError(f"household id {h.id!r} appears twice")
+            seen.add(h.id)
+        return self

@@ -16,7 +16,8 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 
-from gridctl.core import FeederError
+from gridctl.core import W_PER_KW, FeederError
+from gridctl.grid import W_PER_MW
 
 DEFAULT_PROFILE_SOURCE = "1-LV-rural1--0-sw"
 """SimBench code whose profiles serve feeders that carry none (pandapower JSON files)."""
@@ -107,4 +108,9 @@ def resolve_buses(net: pp.pandapowerNet, buses: list[str | int]) -> np.ndarray:
 def transformer_rating_w(net: pp.pandapowerNet) -> float:
     """Sum of the feeder's transformer ratings, VA (the most active power at unity power
     factor, W)."""
-    return float(net.trafo.sn_mva.sum()) * 1e6
+    return float(net.trafo.sn_mva.sum()) * W_PER_MW
+
+
+def transformer_no_load_loss_w(net: pp.pandapowerNet) -> float:
+    """Sum of the feeder's transformer no-load (iron) losses, W."""
+    return float(net.trafo.pfe_kw.sum()) * W_PER_KW

@@ -1,4 +1,10 @@
-"""In-process simulation: plan, act, measure, power flow, verify and settle every interval."""
+"""In-process simulation: plan, act, measure, power flow, verify and settle every interval.
+
+The community is assembled as the coordinator assembles it (``gridctl.coordinator.assembly``)
+and its planner plans from telemetry only (``telemetry``: what the devices show), never from
+the world's hidden state; the world (device physics, meters, feeder) and the clock are the
+only simulated parts.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from gridctl.controller.limits import ev_min_w
-from gridctl.core import interval_hours, interval_start
-from gridctl.dispatch.community import CommunityProblem, Fleet
-from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
-from gridctl.dispatch.fleet import build_fleet, window
-from gridctl.dispatch.rolling import RollingPlanner
+from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
+from gridctl.core import interval_start, limit_or_inf
+from gridctl.dispatch.fleet import build_fleet
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.feeder import load_feeder, resolve_buses, transformer_rating_w
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
     enrol_simulated,
@@ -27,10 +29,9 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
-from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
-from gridctl.settlement.signing import MeterSigner
-from gridctl.settlement.vee import VeeConfig
-from gridctl.sim.households import HouseholdSeries, build_series
+from gridctl.settlement.settle import IntervalOutcome, Settler
+from gridctl.sim.devices import Devices, make_devices, show, telemetry
+from gridctl.sim.households import build_series
 from gridctl.sim.scenario import Scenario
 from gridctl.sim.world import World
 
@@ -83,98 +84,54 @@ class SimResult:
     ledger_path: Path
 
 
-DispatchMode = Literal["none", "home", "community"]
-DISPATCH_MODES: tuple[str, ...] = ("none", "home", "community")
-
-
-@dataclass
-class _Planner:
-    """Plans the scenario's households from its forecasts and the simulated device state, per
-    dispatch mode (``rolling`` None: mode "none", no plans)."""
-
-    mode: DispatchMode
-    scn: Scenario
-    series: HouseholdSeries
-    fleet: Fleet
-    feeder_max_w: float
-    rolling: RollingPlanner | None
-
-    def setpoints(
-        self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        """(battery W or None for the local policy, EV W, export limit W or None) for interval t."""
-        if self.rolling is None:
-            return None, self.fleet.ev_max_w[:, t], None
-        self.update(t, e_bat_wh, ev_left_wh)
-        return self.rolling.setpoints(self.scn.first_interval + t)
-
-    def update(self, t: int, e_bat_wh: np.ndarray, ev_left_wh: np.ndarray) -> None:
-        """Re-plan if interval t needs it (modes with a plan), from the battery energy (Wh) and
-        the energy each EV session still needs (Wh) at its start."""
-        r = self.rolling
-        assert r is not None
-        interval = self.scn.first_interval + t
-        if not r.due(interval):
-            return
-        n = self.scn.dispatch.horizon
-        s = self.series
-        problem = CommunityProblem(
-            load_w=s.load_fc_w[:, t : t + n],
-            pv_w=s.pv_fc_w[:, t : t + n],
-            fleet=window(self.fleet, t, n, e_bat_wh, ev_left_wh),
-            feeder_max_w=self.feeder_max_w,
-            dt_h=interval_hours(),
-            import_per_kwh=self.scn.tariff.import_per_kwh,
-            feed_in_per_kwh=self.scn.tariff.feed_in_per_kwh,
-        )
-        r.replan(interval, problem, s.load_fc_w[:, t : t + n] * s.tan_phi[:, None])
-
-
 @dataclass(frozen=True)
 class Setup:
-    """What a run needs besides its clock: feeder, households, planner, meters, settlement."""
+    """A run's community (assembled as the coordinator assembles it), its simulated world and
+    the devices that show the world to the controllers (and so to the planner)."""
 
-    ids: list[str]
+    community: Community
     world: World
-    planner: _Planner
-    rated_w: np.ndarray
-    transformer_rated_w: float
-    settlement: SettlementConfig
+    devices: Devices
+
+    @property
+    def feeder(self) -> Feeder:
+        """The scenario's feeder (a scenario always has one)."""
+        assert self.community.feeder is not None
+        return self.community.feeder
 
 
 def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
-    """Load the feeder and households of ``scn`` and build its world, planner and settlement."""
-    net, profiles = load_feeder(scn.feeder.simbench, scn.feeder.file, scn.base_dir)
-    buses = resolve_buses(net, [h.bus for h in scn.households])
-    ids = [h.id for h in scn.households]
+    """Assemble the community of ``scn`` and build its world."""
+    community = assemble(scn, scn.base_dir, dispatch)
+    feeder = community.feeder
+    assert feeder is not None  # a scenario names its feeder
     rng = np.random.default_rng(scn.seed)
     n_all = scn.intervals + scn.dispatch.horizon
-    series = build_series(scn, profiles, rng, n_all)
+    series = build_series(scn, feeder.profiles, rng, n_all)
     fleet = build_fleet(scn.households, scn.start, n_all)
-    lim = scn.limits
-    guard = None
-    if dispatch == "community":
-        limits = FeederLimits(
-            v_min_pu=lim.v_min_pu,
-            v_max_pu=lim.v_max_pu,
-            loading_max_pct=lim.loading_max_pct,
-            margin_v_pu=scn.dispatch.margin_v_pu,
-            rounds=scn.dispatch.rounds,
-        )
-        guard = FeederGuard(net, buses, ids, limits)
     ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in scn.households])
-    d = scn.dispatch
-    rolling = None if dispatch == "none" else RollingPlanner(guard, d.replan_every, d.near, ev_min)
-    trafo_w = transformer_rating_w(net)
-    planner = _Planner(dispatch, scn, series, fleet, TRAFO_HEADROOM * trafo_w, rolling)
-    config = SettlementConfig(
-        community_per_kwh=scn.tariff.community_per_kwh,
-        reward_tokens_per_kwh=scn.reward_tokens_per_kwh,
-        pooled=dispatch == "community",  # without a community, nothing goes through a pool
-        vee=VeeConfig(no_load_loss_w=float(net.trafo.pfe_kw.sum()) * 1e3),
+    world = World(series, fleet, AcFeeder(feeder.net, feeder.buses, community.ids), ev_min)
+    return Setup(community, world, make_devices(scn.households))
+
+
+def planned(
+    setup: Setup, interval: int, t: int
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(battery W or None for the local policy, EV W, export limit W ≥ 0 or None) for interval
+    t: the first step of each household's plan, made from telemetry as in production; without
+    a planner, every home's local policy (self-consumption, the car at its charger's rating)."""
+    planner, world = setup.community.planner, setup.world
+    if planner is None:
+        return None, world.fleet.ev_max_w[:, t], None
+    households = setup.community.spec.households
+    show(setup.devices, households, world, t)
+    tel = telemetry(setup.devices, households, interval, "plan")
+    steps = [s[0] for s in planner.plan(interval, tel).values()]
+    return (
+        np.array([s.battery_w for s in steps]),
+        np.array([s.ev_w for s in steps]),
+        np.array([limit_or_inf(s.export_max_w) for s in steps]),
     )
-    world = World(series, fleet, AcFeeder(net, buses, ids), ev_min)
-    return Setup(ids, world, planner, fleet.conn_max_w, trafo_w, config)
 
 
 def simulate(
@@ -190,43 +147,31 @@ def simulate(
     progress: called with (intervals done, intervals total) after each interval.
     """
     s = prepare(scn, dispatch)
+    c = s.community
     with Ledger(ledger_path, simulated_coordinator_key(scn.seed)) as ledger:
         # every meter signs its readings; settlement verifies them as in production
         signers = enrol_simulated(
-            ledger, s.ids, s.rated_w, scn.first_interval, scn.seed,
-            transformer_rated_w=s.transformer_rated_w,
+            ledger, c.ids, c.connection_w, scn.first_interval, scn.seed,
+            transformer_rated_w=s.feeder.transformer_rated_w,
         )  # fmt: skip
-        settler = Settler(ledger, s.settlement)
-        return _run(scn, s.ids, s.world, s.planner, ledger, progress, settler, signers)
-
-
-def _run(
-    scn: Scenario,
-    ids: list[str],
-    world: World,
-    planner: _Planner,
-    ledger: Ledger,
-    progress: Progress | None,
-    settler: Settler,
-    signers: dict[str, MeterSigner],
-) -> SimResult:
-    meters = [signers[main_meter(h)] for h in ids]
-    totals = SettledTotals(len(ids))
-    for t in range(scn.intervals):
-        interval = scn.first_interval + t
-        bat_set_w, ev_set_w, export_max_w = planner.setpoints(t, world.e_bat_wh, world.ev_left_wh)
-        world.step(t, bat_set_w, ev_set_w, export_max_w)
-        imp, exp = world.household_counters_wh()
-        readings = [
-            m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)
-        ]
-        readings.append(signers[TRANSFORMER_METER].sign(interval, *world.trafo_counters_wh()))
-        st = settler.settle(interval, readings).settlement
-        assert st is not None  # a new interval is always settled
-        totals.add(st)
-        if progress:
-            progress(t + 1, scn.intervals)
-    return sim_result(scn, ids, world, totals, planner, ledger.head, ledger.path)
+        settler = Settler(ledger, c.settlement)
+        meters = [signers[main_meter(h)] for h in c.ids]
+        totals = SettledTotals(len(c.ids))
+        for t in range(scn.intervals):
+            interval = scn.first_interval + t
+            s.world.step(t, *planned(s, interval, t))
+            imp, exp = s.world.household_counters_wh()
+            readings = [
+                m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)
+            ]
+            trafo = s.world.trafo_counters_wh()
+            readings.append(signers[TRANSFORMER_METER].sign(interval, *trafo))
+            st = settler.settle(interval, readings).settlement
+            assert st is not None  # a new interval is always settled
+            totals.add(st)
+            if progress:
+                progress(t + 1, scn.intervals)
+        return sim_result(scn, s, totals, ledger.head, ledger.path)
 
 
 class SettledTotals:
@@ -256,15 +201,12 @@ class SettledTotals:
 
 
 def sim_result(
-    scn: Scenario,
-    ids: list[str],
-    world: World,
-    totals: SettledTotals,
-    planner: _Planner,
-    ledger_head: str,
-    ledger_path: Path,
+    scn: Scenario, setup: Setup, totals: SettledTotals, ledger_head: str, ledger_path: Path
 ) -> SimResult:
-    """A run's result from the world's history, the settled totals and the ledger."""
+    """A run's result from the world's history, the planner's counters, the settled totals
+    and the ledger."""
+    world, ids = setup.world, setup.community.ids
+    rolling = setup.community.planner.rolling if setup.community.planner else None
     h = world.history
     acs = [i.ac for i in h]
     return SimResult(
@@ -288,10 +230,10 @@ def sim_result(
         paid_micro=totals.paid_micro,
         earned_micro=totals.earned_micro,
         ev_unmet_wh=world.ev_unmet_wh(len(h)),
-        dispatch=planner.mode,
-        plans=planner.rolling.plans if planner.rolling else 0,
-        plan_rounds=planner.rolling.rounds if planner.rolling else 0,
-        plan_violations_left=planner.rolling.unresolved if planner.rolling else 0,
+        dispatch=setup.community.mode,
+        plans=rolling.plans if rolling else 0,
+        plan_rounds=rolling.rounds if rolling else 0,
+        plan_violations_left=rolling.unresolved if rolling else 0,
         ledger_head=ledger_head,
         ledger_path=ledger_path,
     )

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gridctl.coordinator.assembly import DispatchMode
 from gridctl.core import ScenarioError, describe_validation_error
-from gridctl.sim.engine import DispatchMode, Progress, prepare, simulate
+from gridctl.sim.engine import Progress, prepare, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario

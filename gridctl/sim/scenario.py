@@ -5,48 +5,35 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from gridctl.core import (
     INTERVAL_S,
     INTERVALS_PER_DAY,
     FilePath,
     ScenarioError,
-    StrictModel,
-    Tariff,
     interval_of,
     read_yaml,
     validated,
 )
-from gridctl.dispatch.spec import (
-    DispatchSpec,
-    FeederSpec,
-    HouseholdSpec,
-    LimitsSpec,
-    RewardRate,
-    TariffSpec,
-)
+from gridctl.dispatch.spec import CommunitySpec, FeederSpec, HouseholdSpec
 
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
 """Scenarios start in this century (profiles, interval indices and dates stay in range)."""
 
 
-class Scenario(StrictModel):
-    """A complete, validated simulation scenario."""
+class Scenario(CommunitySpec):
+    """A complete, validated simulation scenario: a community (its feeder required) and the run."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     feeder: FeederSpec
+    households: Annotated[list[HouseholdSpec], Field(min_length=1)]
     start: datetime
     intervals: Annotated[int, Field(ge=1, le=366 * INTERVALS_PER_DAY)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    tariff: TariffSpec
-    reward_tokens_per_kwh: RewardRate = 1.0
-    limits: LimitsSpec = LimitsSpec()
-    dispatch: DispatchSpec = DispatchSpec()
-    households: Annotated[list[HouseholdSpec], Field(min_length=1)]
     base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 
@@ -62,24 +49,10 @@ class Scenario(StrictModel):
             raise ValueError(f"start must fall on an interval boundary ({INTERVAL_S // 60} min)")
         return v
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Self:
-        seen: set[str] = set()
-        for h in self.households:
-            if h.id in seen:
-                raise ValueError(f"household id {h.id!r} appears twice")
-            seen.add(h.id)
-        return self
-
     @property
     def first_interval(self) -> int:
         """Interval index of ``start``."""
         return interval_of(self.start)
-
-    @property
-    def tariff_prices(self) -> Tariff:
-        """The tariff as the core type."""
-        return self.tariff.prices()
 
 
 def default_scenario_path() -> Path:

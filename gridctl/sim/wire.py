@@ -11,10 +11,10 @@ plan's setpoints to the devices, and the world runs the interval with what the d
 told (``World.step``, the same physics as the in-process run). The interval's settlement comes
 from the coordinator's ledger, through signed readings that crossed the broker.
 
-The planner starts each plan from the simulated truth (each battery's stored energy, each car's
-remaining need), as the in-process run does, so that comparing the two isolates the wire path:
-controllers, broker, Modbus, signed readings and settlement. (A deployed coordinator estimates
-that state from telemetry and from what drivers enter.)
+The coordinator's planner is the community's own (``gridctl.coordinator.assembly``), as in the
+in-process run and in production: it knows the world only through the telemetry the controllers
+read from the devices. Comparing the two runs isolates the wire path: controllers, broker,
+Modbus, signed readings and settlement.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +35,12 @@ import numpy as np
 from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
 from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import Controller
+from gridctl.coordinator.assembly import DispatchMode
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError
-from gridctl.devices.profile import load_profile
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
-from gridctl.protocol import PlanStep, Telemetry, household_topic
+from gridctl.protocol import household_topic
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
     enrol_simulated,
@@ -49,8 +49,8 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import public_bytes
+from gridctl.sim.devices import PROFILES, Devices, show
 from gridctl.sim.engine import (
-    DispatchMode,
     Progress,
     SettledTotals,
     Setup,
@@ -65,13 +65,6 @@ from gridctl.transport.session import BrokerConfig, BrokerSettings, Session
 
 log = logging.getLogger(__name__)
 
-PROFILES = {
-    "meter": "eastron-sdm630",
-    "battery": "kostal-plenticore",
-    "ev": "alfen-eve",
-    "pv": "sma-sunny-tripower",
-}
-"""The device profile each simulated device speaks."""
 FEEDER_USER = "feeder"
 """Broker user of the transformer meter's reader."""
 WAIT_S = 60.0
@@ -102,21 +95,6 @@ class Home:
     controller: Controller
 
 
-class WirePlanner:
-    """The coordinator's planner in a simulation: the scenario's forecasts, the same dispatch."""
-
-    def __init__(self, setup: Setup, first_interval: int, homes: list[Home]):
-        self.setup, self.first, self.homes = setup, first_interval, homes
-
-    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
-        """Steps from ``interval`` for every household (see the module doc for the state)."""
-        w = self.setup.world
-        planner = self.setup.planner
-        planner.update(interval - self.first, w.e_bat_wh.copy(), w.ev_left_wh.copy())
-        assert planner.rolling is not None
-        return planner.rolling.steps(self.setup.ids, interval)
-
-
 def community_id(scn: Scenario) -> str:
     """The scenario's name as a community id (topic-safe)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", scn.name)[:32] or "sim"
@@ -142,28 +120,7 @@ class _Run:
 
     def show_state(self, t: int) -> None:
         """Put the world's state at the start of interval t on the devices' registers."""
-        w, f = self.world, self.world.fleet
-        last = w.history[-1] if w.history else None
-        for h in self.homes:
-            k, d = h.index, h.devices
-            d["meter"].set_values(
-                p_w=float(last.p_w[k]) if last else 0.0,
-                e_import_wh=float(w.imp_wh[k]), e_export_wh=float(w.exp_wh[k]),
-            )  # fmt: skip
-            if "battery" in d:
-                d["battery"].set_values(
-                    soc=float(w.e_bat_wh[k] / f.bat_e_max_wh[k]),
-                    p_w=float(last.battery_w[k]) if last else 0.0,
-                )
-            if "ev" in d:
-                plugged = f.ev_max_w[k, t] > 0
-                p_w = float(last.ev_w[k]) if last else 0.0
-                state = "charging" if plugged and p_w > 0 else "connected" if plugged else "idle"
-                volts = ev_phases(self.scn.households[k].ev.p_max_w) * V_NOMINAL_V  # type: ignore[union-attr]
-                d["ev"].set_values(p_w=p_w, max_current_a=float(f.ev_max_w[k, t]) / volts,
-                                   status=state)  # fmt: skip
-            if "pv" in d:
-                d["pv"].set_values(p_w=float(last.pv_w[k]) if last else 0.0)
+        show(self.setup.devices, self.scn.households, self.world, t)
 
     def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(battery W, EV W, PV limit W) as the controllers left them on the devices."""
@@ -227,10 +184,6 @@ class _Run:
         self.world.step(t, bat, ev, pv_limit_w=pv)
 
 
-Devices = dict[tuple[str, str], ProfileVirtual]
-"""Virtual devices by (household, role)."""
-
-
 def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],
            broker: BrokerSettings, tmp: Path, ports: dict[tuple[str, str], int],
            devices: Devices, community: str) -> list[Home]:  # fmt: skip
@@ -249,7 +202,7 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
             phases = ev_phases(spec.ev.p_max_w) if role == "ev" and spec.ev else 3
             cfgs.append(DeviceConfig(name=role, role=role, profile=PROFILES[role], phases=phases,
                                      port=ports[(h, role)], rated_w=rated))  # fmt: skip
-        conn_w = float(setup.rated_w[k])
+        conn_w = float(setup.community.connection_w[k])
         config = ControllerConfig(
             community=community, household=h,
             broker=BrokerConfig(port=broker.port, password=creds[h],
@@ -264,36 +217,26 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
     return homes
 
 
-def _devices(scn: Scenario) -> Devices:
-    """A virtual device per (household, role), its own physics off: the world moves it."""
-    out = {}
-    for spec in scn.households:
-        roles = ["meter"] + [r for r, on in (("battery", spec.battery), ("ev", spec.ev),
-                                             ("pv", spec.pv)) if on]  # fmt: skip
-        for role in roles:
-            out[(spec.id, role)] = ProfileVirtual(load_profile(PROFILES[role]), clock=lambda: 0.0)
-    return out
-
-
 async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                     dispatch: DispatchMode, broker: BrokerKind) -> SimResult:  # fmt: skip
     setup = prepare(scn, dispatch)
+    ids = setup.community.ids
     community = community_id(scn)
     first = scn.first_interval
     ledger_path = out / "ledger.sqlite"
     with Ledger(ledger_path) as ledger:
-        signers = enrol_simulated(ledger, setup.ids, setup.rated_w, first, scn.seed,
-                                  transformer_rated_w=setup.transformer_rated_w)  # fmt: skip
+        signers = enrol_simulated(ledger, ids, setup.community.connection_w, first, scn.seed,
+                                  transformer_rated_w=setup.feeder.transformer_rated_w)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gridctl-wire-") as tmp_name:
         tmp = Path(tmp_name)
         port = free_tcp_port()
         creds = write_broker_config(
-            Community(community=community, households=[*setup.ids, FEEDER_USER]),
+            Community(community=community, households=[*ids, FEEDER_USER]),
             tmp / "broker", port, run_as=getpass.getuser(),
         )  # fmt: skip
-        devices = _devices(scn)
+        devices = setup.devices
         clock = SimClock(first * INTERVAL_S)
-        totals = SettledTotals(len(setup.ids))
+        totals = SettledTotals(len(ids))
         at = BrokerSettings(port=port, mqtt_version=mqtt_version(broker))
         with running_broker(tmp / "broker" / "mosquitto.conf", port, broker):
             async with contextlib.AsyncExitStack() as stack:
@@ -304,15 +247,15 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                 coordinator = Coordinator(
                     community, at.model_copy(update={"username": "coordinator",
                                                      "password": creds["coordinator"]}),
-                    ledger_path, tmp / "inbox.sqlite", setup.settlement,
-                    simulated_coordinator_key(scn.seed),
-                    planner=WirePlanner(setup, first, homes) if dispatch != "none" else None,
+                    ledger_path, tmp / "inbox.sqlite", setup.community.settlement,
+                    simulated_coordinator_key(scn.seed), planner=setup.community.planner,
                     tariff=None, clock=clock, tick_s=None, on_settled=totals.add_outcome,
                 )  # fmt: skip
                 feeder = Session(at.model_copy(update={"username": FEEDER_USER,
                                                        "password": creds[FEEDER_USER]}),
                                  "feeder", [], _ignore)  # fmt: skip
                 run = _Run(scn, setup, clock, homes, coordinator, feeder, signers)
+                run.show_state(0)  # what the controllers read from their first poll on
                 tasks = [asyncio.create_task(x.run()) for x in (coordinator, feeder)]
                 tasks += [asyncio.create_task(h.controller.run()) for h in homes]
                 try:
@@ -336,7 +279,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                            and not isinstance(r, asyncio.CancelledError)]  # fmt: skip
                 if crashed:
                     raise WireError(f"a wire-mode task failed: {crashed[0]!r}")
-    return sim_result(scn, setup.ids, setup.world, totals, setup.planner, head, ledger_path)
+    return sim_result(scn, setup, totals, head, ledger_path)
 
 
 async def _ignore(topic: str, payload: bytes) -> None:

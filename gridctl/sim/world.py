@@ -34,6 +34,21 @@ class Interval:
     ac: AcResult
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What every household's devices show at an interval's start, (H,) arrays, load convention:
+    powers of the interval that ended as the live values now (W; before the first one, base
+    load and PV with the battery and charger idle; a charger whose car has just left shows 0),
+    battery SoC (0–1, NaN: no battery), car plugged in."""
+
+    p_w: np.ndarray
+    pv_w: np.ndarray
+    battery_w: np.ndarray
+    ev_w: np.ndarray
+    soc: np.ndarray
+    plugged: np.ndarray
+
+
 @dataclass
 class World:
     """Device states and meter counters of every household, and the feeder's meter.
@@ -71,6 +86,20 @@ class World:
         need = np.zeros(sid.shape[0])
         need[sid >= 0] = self.ev_left_wh[sid[sid >= 0]]
         return need
+
+    def shown(self, t: int) -> Shown:
+        """What the devices show at interval t's start (the world's observable state)."""
+        f = self.fleet
+        if self.history:
+            last = self.history[-1]
+            p_w, pv_w, battery_w, ev_w = last.p_w, last.pv_w, last.battery_w, last.ev_w
+        else:
+            load_w, pv_w = self.series.load_w[:, t], self.series.pv_w[:, t]
+            p_w, battery_w, ev_w = load_w + pv_w, np.zeros_like(pv_w), np.zeros_like(pv_w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            soc = np.where(f.bat_e_max_wh > 0, self.e_bat_wh / f.bat_e_max_wh, np.nan)
+        plugged = f.ev_max_w[:, t] > 0
+        return Shown(p_w - ev_w * ~plugged, pv_w, battery_w, ev_w * plugged, soc, plugged)
 
     def step(
         self,

@@ -14,6 +14,7 @@ import pandapower as pp
 import pytest
 
 from gridctl.controller.keys import generate_key_file
+from gridctl.coordinator import planner as planner_module
 from gridctl.coordinator.config import (
     CoordinatorConfig,
     coordinator_from_config,
@@ -23,17 +24,26 @@ from gridctl.coordinator.limits import RateLimit
 from gridctl.coordinator.planner import (
     EV_ON_W,
     LOAD_HALF_LIFE,
+    PV_RATIO_MAX,
     CommunityPlanner,
     base_load_w,
     fresh,
 )
-from gridctl.core import INTERVAL_S, GridctlError, Tariff, interval_hours, interval_of
+from gridctl.core import (
+    INTERVAL_S,
+    GridctlError,
+    Tariff,
+    interval_hours,
+    interval_of,
+    interval_start,
+)
+from gridctl.dispatch.community import Plan, held_w
 from gridctl.dispatch.feeder_guard import FeederLimits
 from gridctl.dispatch.fleet import profile_forecast
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.feeder import load_feeder, resolve_buses
-from gridctl.protocol import PlanMessage, Telemetry, decode, household_topic
+from gridctl.grid.feeder import load_feeder, resolve_buses, transformer_rating_w
+from gridctl.protocol import PlanMessage, PlanStep, Telemetry, decode, household_topic
 from gridctl.transport.session import Session
 from tests.conftest import Broker, stop_tasks, until
 
@@ -58,8 +68,8 @@ def _planner(n: int = 3) -> CommunityPlanner:
     hh = [HouseholdSpec.model_validate(_household(k, b)) for k, b in enumerate(BUSES[:n])]
     net, profiles = load_feeder(FEEDER, None, Path("."))
     buses = resolve_buses(net, [h.bus for h in hh])
-    return CommunityPlanner(hh, net, profiles, buses, FeederLimits(), DispatchSpec(),
-                            Tariff(0.32, 0.08, 0.2))  # fmt: skip
+    return CommunityPlanner(hh, net, profiles, buses, transformer_rating_w(net), FeederLimits(),
+                            DispatchSpec(), Tariff(0.32, 0.08, 0.2))  # fmt: skip
 
 
 def _tel(h: str, t: datetime, **powers: float | None) -> Telemetry:
@@ -261,3 +271,73 @@ def test_ingest_limits_and_clock_skew_come_from_the_config(broker: Broker, tmp_p
     path.write_text(path.read_text().replace("max_skew_s: 60", "max_skew_s: .nan"))
     with pytest.raises(GridctlError, match="max_skew_s"):
         load_coordinator_config(path)
+
+
+def test_pv_ratio_is_learnt_below_the_export_limit_and_only_raised_at_it() -> None:
+    p = _planner(1)
+    iv = interval_of(NOON)
+    _, pv0 = profile_forecast(p.households, p.profiles, NOON, 1)
+    expected = float(pv0[0, 0])
+
+    def learn(share: float, export_w: float) -> float:
+        p.forecast(iv, [_tel("h00", NOON, grid_p_w=-export_w, pv_p_w=share * expected)])
+        return float(p.pv_ratio[0])
+
+    p._export_cap_w[:] = 10_000.0
+    assert learn(0.5, 4_000.0) == pytest.approx(0.75)  # below its limit: a true reading
+    assert learn(0.5, 9_990.0) == pytest.approx(0.75)  # at it: less PV says nothing
+    assert learn(0.9, 9_990.0) == pytest.approx(0.9)  # at it: more PV is seen, so there was
+
+
+def test_households_curtailed_while_importing_are_checked_as_they_can_hold_it() -> None:
+    plan = Plan(
+        battery_w=np.zeros((3, 1)), ev_w=np.zeros((3, 1)),
+        curtail_w=np.array([[4000.0], [2000.0], [1000.0]]),
+        net_w=np.array([[5000.0], [1500.0], [-3000.0]]), grid_w=np.zeros(1),
+        ev_unmet_wh=np.zeros(0), cost=0.0,
+    )  # fmt: skip
+    # own PV no longer curtailed supplies the household; an exporter stays at its limit
+    assert held_w(plan, 0).tolist() == [1000.0, 0.0, -3000.0]
+
+
+def test_exports_are_held_at_the_plan_when_more_sun_would_break_the_feeder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def steps(pv_high: float) -> list[PlanStep]:
+        monkeypatch.setattr(planner_module, "PV_HIGH", pv_high)
+        p = _planner(10)
+        iv = interval_of(NOON)
+        _, pv0 = profile_forecast(p.households, p.profiles, NOON, 1)
+        out: list[PlanStep] = []
+        for n in range(3):  # a cloudy noon: the ratio learns 30 % of the profile
+            at = NOON + timedelta(minutes=15 * n)
+            tel = {h.id: _tel(h.id, at, grid_p_w=500 + 0.3 * pv0[k, 0], pv_p_w=0.3 * pv0[k, 0],
+                              battery_p_w=0 if h.battery else None, soc=0.5 if h.battery else None)
+                   for k, h in enumerate(p.households)}  # fmt: skip
+            out = [s[0] for s in p.plan(iv + n, tel).values()]
+        assert p.pv_ratio[0] < 0.5
+        return out
+
+    # the forecast alone needs no export limit; the sun coming out would break the feeder
+    assert all(s.export_max_w is None for s in steps(0.0))
+    held = steps(PV_RATIO_MAX)
+    assert all(s.export_max_w is not None for s in held)
+
+
+def test_a_car_that_stops_drawing_while_asked_to_charge_is_full() -> None:
+    def under_way(p: CommunityPlanner, interval: int, ev_p_w: float) -> float:
+        """What h02's session under way needs, Wh, after telemetry showing ``ev_p_w`` (a
+        session that needs nothing is not planned)."""
+        at = interval_start(interval)
+        fleet = p.fleet(interval, [None, None, _tel("h02", at, ev_p_w=ev_p_w)])
+        now = (fleet.ev_session[:, 0] == 2) & (fleet.ev_session[:, 1] == 0)
+        return float(fleet.ev_need_wh[now].sum())
+
+    iv = interval_of(NOON.replace(hour=20))  # h02's car is plugged in from 17:30 to 07:00
+    p = _planner()
+    assert under_way(p, iv, 11_000) > 10_000
+    p._ev_asked_w[2] = 11_000.0  # the plan asked for charging, the car takes nothing
+    assert under_way(p, iv + 1, 0) == 0
+    # not asked, a car drawing nothing is merely waiting
+    q = _planner()
+    assert under_way(q, iv, 0) > 10_000 and under_way(q, iv + 1, 0) > 10_000

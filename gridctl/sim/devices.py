@@ -1,0 +1,94 @@
+"""The simulated households' devices: what the world shows on their registers, and the
+telemetry a controller reads from them.
+
+Every household has a main meter and, as its spec says, a battery, an EV charger and a PV
+inverter, each speaking a real device profile (``PROFILES``). The world puts its state on the
+registers at each interval's start (``show``); the wire-mode simulation serves these devices
+over Modbus TCP to real controllers, and the in-process simulation decodes the same registers
+with the controller's codec (``telemetry``), so both plan from exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+from gridctl.controller.limits import ev_phases
+from gridctl.controller.loop import measured
+from gridctl.core import INTERVAL_S, V_NOMINAL_V
+from gridctl.devices.profile import load_profile
+from gridctl.devices.reader import Table, decode_roles
+from gridctl.devices.virtual_profile import ProfileVirtual
+from gridctl.dispatch.spec import HouseholdSpec
+from gridctl.protocol import Telemetry
+from gridctl.sim.world import World
+
+PROFILES = {
+    "meter": "eastron-sdm630",
+    "battery": "kostal-plenticore",
+    "ev": "alfen-eve",
+    "pv": "sma-sunny-tripower",
+}
+"""The device profile each simulated device speaks."""
+
+Devices = dict[tuple[str, str], ProfileVirtual]
+"""Virtual devices by (household, role)."""
+
+
+def roles(spec: HouseholdSpec) -> list[str]:
+    """The device roles a household has: always its meter, then what it owns."""
+    owned = (("battery", spec.battery), ("ev", spec.ev), ("pv", spec.pv))
+    return ["meter"] + [r for r, on in owned if on]
+
+
+def make_devices(households: list[HouseholdSpec]) -> Devices:
+    """A virtual device per (household, role), its own physics off: the world moves it."""
+    profiles = {role: load_profile(name) for role, name in PROFILES.items()}
+    return {
+        (h.id, role): ProfileVirtual(profiles[role], clock=lambda: 0.0)
+        for h in households
+        for role in roles(h)
+    }
+
+
+def show(devices: Devices, households: list[HouseholdSpec], world: World, t: int) -> None:
+    """Put the world's state at interval t's start on every device's registers."""
+    shown = world.shown(t)
+    for k, h in enumerate(households):
+        devices[(h.id, "meter")].set_values(
+            p_w=float(shown.p_w[k]), e_import_wh=float(world.imp_wh[k]),
+            e_export_wh=float(world.exp_wh[k]),
+        )  # fmt: skip
+        if h.battery:
+            devices[(h.id, "battery")].set_values(
+                soc=float(shown.soc[k]), p_w=float(shown.battery_w[k])
+            )
+        if h.ev:
+            p_w, plugged = float(shown.ev_w[k]), bool(shown.plugged[k])
+            state = "charging" if plugged and p_w > 0 else "connected" if plugged else "idle"
+            volts = ev_phases(h.ev.p_max_w) * V_NOMINAL_V
+            devices[(h.id, "ev")].set_values(
+                p_w=p_w, max_current_a=float(world.fleet.ev_max_w[k, t]) / volts, status=state
+            )
+        if h.pv:
+            devices[(h.id, "pv")].set_values(p_w=float(shown.pv_w[k]))
+
+
+def _table(device: ProfileVirtual) -> Table:
+    return {(f, a): v for f, regs in device.tables.items() for a, v in regs.items()}
+
+
+def telemetry(
+    devices: Devices, households: list[HouseholdSpec], interval: int, mode: str
+) -> dict[str, Telemetry]:
+    """Each household's telemetry at ``interval``'s start as its controller reports it: the
+    devices' registers decoded with the controller's codec."""
+    out = {}
+    for h in households:
+        values = {}
+        for role in roles(h):
+            device = devices[(h.id, role)]
+            decoded = decode_roles(device.profile, _table(device))
+            values[role] = {
+                name: float(v.value) if isinstance(v.value, int | float) else None
+                for name, v in decoded.items()
+            }
+        out[h.id] = measured(h.id, interval * INTERVAL_S, mode, values)
+    return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridctl.core import MICRO
+from gridctl.core import MICRO, W_PER_KW
 from gridctl.settlement.ledger import Posting, Transaction
 
 POOL = "community:pool"
@@ -115,8 +115,8 @@ def settle_interval(
     received = allocate(shared_wh, imp)
     price_micro_per_kwh = round(community_per_kwh * MICRO)
     reward_micro_per_kwh = round(reward_tokens_per_kwh * MICRO)
-    money = shared_wh * price_micro_per_kwh // 1000
-    tokens = shared_wh * reward_micro_per_kwh // 1000
+    money = shared_wh * price_micro_per_kwh // W_PER_KW
+    tokens = shared_wh * reward_micro_per_kwh // W_PER_KW
     paid = allocate(money, received)
     earned = allocate(money, supplied)
     token_split = allocate(tokens, supplied)
@@ -124,12 +124,12 @@ def settle_interval(
     flex_tokens = zeros
     if flex_delivered_wh is not None and flex_tokens_per_kwh > 0:
         flex = np.asarray(flex_delivered_wh, dtype=np.int64)
-        flex_tokens = flex * round(flex_tokens_per_kwh * MICRO) // 1000
+        flex_tokens = flex * round(flex_tokens_per_kwh * MICRO) // W_PER_KW
     grid_in = grid_out = zeros
     if grid_import_per_kwh is not None:
-        grid_in = (imp - received) * round(grid_import_per_kwh * MICRO) // 1000
+        grid_in = (imp - received) * round(grid_import_per_kwh * MICRO) // W_PER_KW
     if grid_feed_in_per_kwh is not None:
-        grid_out = (exp - supplied) * round(grid_feed_in_per_kwh * MICRO) // 1000
+        grid_out = (exp - supplied) * round(grid_feed_in_per_kwh * MICRO) // W_PER_KW
 
     txs: list[Transaction] = []
     accounts: dict[int, str] = {}

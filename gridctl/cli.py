@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gridctl.core import GridctlError, service_clock
+from gridctl.core import INTERVAL_S, MICRO, GridctlError, service_clock
 
 app = typer.Typer(
     help="gridctl: feeder-safe energy sharing for community microgrids.", no_args_is_help=True
@@ -74,7 +74,7 @@ def sim(
     ] = Path("gridctl-out"),
     seed: Annotated[int | None, typer.Option(help="override the scenario's random seed")] = None,
     intervals: Annotated[
-        int | None, typer.Option(help="override the number of 15-minute intervals")
+        int | None, typer.Option(help=f"override the number of {INTERVAL_S // 60}-minute intervals")
     ] = None,
     dispatch: Annotated[
         str, typer.Option(help="none (self-consumption), home (each home alone) or community")
@@ -187,7 +187,7 @@ def ledger_verify(
             f"ledger intact: {check.entries} entries, {check.transactions} transactions, "
             f"{check.intervals_closed} interval roots signed and chained (chain head "
             f"{check.chain_head}), {check.published} published roots matched, "
-            f"{check.token_supply / 1e6:g} tokens "
+            f"{check.token_supply / MICRO:g} tokens "
             f"issued, head {check.head}",
             soft_wrap=True,
         )

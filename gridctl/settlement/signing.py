@@ -6,7 +6,7 @@ these canonical bytes (big-endian, no padding, nothing optional)::
 
     b"gridctl/reading/v1"          18 bytes, domain separation
     u8  len(meter) || meter        ASCII, 1..64 bytes of [A-Za-z0-9._/-]
-    i64 interval                   floor(epoch_s / 900)
+    i64 interval                   core.interval_at(epoch_s) = floor(epoch_s / core.INTERVAL_S)
     u64 seq                        strictly increasing per meter
     u64 e_import_wh, u64 e_export_wh
 

@@ -24,10 +24,8 @@ PROFILE_YEAR = 2016
 
 def profile_rows(start: datetime, n_t: int) -> np.ndarray:
     """Rows of the SimBench year for ``n_t`` intervals from ``start`` (same day and time, wraps)."""
-    day = start.astimezone(UTC)
-    first = datetime(PROFILE_YEAR, day.month, day.day, tzinfo=UTC)
-    row0 = (first - datetime(PROFILE_YEAR, 1, 1, tzinfo=UTC)) // timedelta(seconds=INTERVAL_S)
-    row0 += (day.hour * 3600 + day.minute * 60) // INTERVAL_S
+    at = start.astimezone(UTC).replace(year=PROFILE_YEAR, second=0, microsecond=0)
+    row0 = (at - datetime(PROFILE_YEAR, 1, 1, tzinfo=UTC)) // timedelta(seconds=INTERVAL_S)
     return (row0 + np.arange(n_t)) % (366 * INTERVALS_PER_DAY)
 
 

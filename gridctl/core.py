@@ -42,6 +42,14 @@ written; inside, power is W and energy Wh."""
 
 V_NOMINAL_V = 230.0
 """Nominal phase-to-neutral voltage of the low-voltage grid, V."""
+EV_MAX_A = 32.0
+"""Most current an EV charger delivers per phase (IEC 61851, type 2), A."""
+
+
+def ev_phases(p_max_w: float) -> int:
+    """Phases a charger of ``p_max_w`` (W) uses: one up to 7.4 kW (32 A), else three."""
+    return 1 if p_max_w <= 7400.0 else 3
+
 
 MICRO = 1_000_000
 """Micro-units per unit of currency or token; ledger amounts are integers in micro-units."""
@@ -297,6 +305,7 @@ __all__ = [
     "Tariff",
     "count_energy_wh",
     "describe_validation_error",
+    "ev_phases",
     "interval_at",
     "interval_hours",
     "interval_of",

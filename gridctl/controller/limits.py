@@ -9,16 +9,11 @@ from __future__ import annotations
 import math
 
 from gridctl.controller.config import Limits
-from gridctl.core import V_NOMINAL_V
+from gridctl.core import V_NOMINAL_V, ev_phases
 from gridctl.protocol import PlanStep
 
 EV_MIN_A = 6.0
 """Smallest charging current IEC 61851 allows; below it a car pauses."""
-
-
-def ev_phases(p_max_w: float) -> int:
-    """Phases a charger of ``p_max_w`` (W) uses: one up to 7.4 kW (32 A), else three."""
-    return 1 if p_max_w <= 7400.0 else 3
 
 
 def ev_min_w(p_max_w: float | None) -> float:

@@ -3,10 +3,13 @@
 Each interval, for every household of the feeder:
 
 - **Base load**: the household's standard load profile scaled to its annual energy, corrected by
-  persistence: the base load measured in fresh telemetry (grid power minus the powers of PV,
-  battery and EV charger) replaces the profile's value for the present interval, and the
-  difference fades out with a half-life of ``LOAD_HALF_LIFE`` intervals.
-- **PV**: the PV profile times the installed kWp, scaled by the ratio of measured to expected PV
+  persistence: the base load measured in fresh telemetry at the interval's start (grid power
+  minus the powers of PV, battery and EV charger) differs from the profile's value for the
+  interval before by some amount; that amount is added to the profile from the present
+  interval on, fading out with a half-life of ``LOAD_HALF_LIFE`` intervals (the profile's own
+  rise and fall, such as the evening ramp, is kept).
+- **PV**: the PV profile times the installed kWp, scaled by the ratio of measured PV to the
+  profile's value for the interval before
   (smoothed over recent intervals, learnt while the sun is up; while a household exports at
   its plan's export limit its measured PV is only a lower bound and can only raise the ratio),
   fading back to the profile with a half-life of ``PV_HALF_LIFE`` intervals.
@@ -191,20 +194,23 @@ class CommunityPlanner:
         self, interval: int, tel: Sequence[Telemetry | None]
     ) -> tuple[np.ndarray, np.ndarray]:
         """(base load W ≥ 0, PV W ≤ 0), (H, horizon), from ``interval``, load convention."""
+        # the profiles from the interval before, which the telemetry at this one's start measured
         load_w, pv_w = profile_forecast(
-            self.households, self.profiles, interval_start(interval), self.horizon
+            self.households, self.profiles, interval_start(interval - 1), self.horizon + 1
         )
+        was_load_w, was_pv_w = load_w[:, 0], pv_w[:, 0]
+        load_w, pv_w = load_w[:, 1:], pv_w[:, 1:]
         hh = self.households
         base = [None if t is None else base_load_w(t, h) for t, h in zip(tel, hh, strict=True)]
         # an unknown base load keeps the profile
-        measured = np.array([load_w[k, 0] if b is None else b for k, b in enumerate(base)])
+        measured = np.array([was_load_w[k] if b is None else b for k, b in enumerate(base)])
         load_w = np.clip(
-            load_w + (measured - load_w[:, 0])[:, None] * decay(LOAD_HALF_LIFE, self.horizon),
+            load_w + (measured - was_load_w)[:, None] * decay(LOAD_HALF_LIFE, self.horizon),
             0.0,
             None,
         )
         self.pv_profile_w = pv_w
-        self._learn_pv_ratio(pv_w[:, 0], tel)
+        self._learn_pv_ratio(was_pv_w, tel)
         scale = 1.0 + (self.pv_ratio - 1.0)[:, None] * decay(PV_HALF_LIFE, self.horizon)
         return load_w, pv_w * scale
 

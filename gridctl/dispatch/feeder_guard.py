@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandapower as pp
 
+from gridctl.core import W_PER_KW
 from gridctl.dispatch.community import CommunityProblem, FeederModel, Plan, held_w, solve
 from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
 from gridctl.grid.ac import AcFeeder
@@ -96,7 +97,7 @@ class FeederGuard:
         vm0 = self.ac.vm_pu(self.network.bus)
         zero = np.zeros(self.network.n)
         self.offset0 = vm0**2 - self.network.voltage_sq(zero, zero)
-        rating_kw = self.network.s_max_pu * W_PER_PU / 1000.0 * limits.loading_max_pct / 100.0
+        rating_kw = self.network.s_max_pu * W_PER_PU / W_PER_KW * limits.loading_max_pct / 100.0
         self.flow_max_kw = np.where(np.isfinite(rating_kw), rating_kw * limits.flow_factor, np.inf)
         self._offset: dict[int, np.ndarray] = {}  # interval -> learned offset (N,)
         self._flow_cap: dict[int, np.ndarray] = {}  # interval -> tightened flow limit (N,)

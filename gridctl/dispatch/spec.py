@@ -14,7 +14,16 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from gridctl.core import INTERVALS_PER_DAY, W_PER_KW, FilePath, StrictModel, Tariff
+from gridctl.core import (
+    EV_MAX_A,
+    INTERVALS_PER_DAY,
+    V_NOMINAL_V,
+    W_PER_KW,
+    FilePath,
+    StrictModel,
+    Tariff,
+    ev_phases,
+)
 from gridctl.dispatch.rolling import DEFAULT_NEAR
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -129,8 +138,10 @@ class EvSpec(StrictModel):
 
     @property
     def p_max_w(self) -> float:
-        """Charger power, W."""
-        return self.kw * W_PER_KW
+        """Charger power, W: its rating, at most ``EV_MAX_A`` on each phase (a "7.4 kW" single
+        phase charger delivers 32 A x 230 V)."""
+        rated_w = self.kw * W_PER_KW
+        return min(rated_w, ev_phases(rated_w) * EV_MAX_A * V_NOMINAL_V)
 
     @field_validator("arrival", "departure", mode="before")
     @classmethod

@@ -10,9 +10,8 @@ with the controller's codec (``telemetry``), so both plan from exactly the same 
 
 from __future__ import annotations
 
-from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import measured
-from gridctl.core import INTERVAL_S, V_NOMINAL_V
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, ev_phases
 from gridctl.devices.profile import load_profile
 from gridctl.devices.reader import Table, decode_roles
 from gridctl.devices.virtual_profile import ProfileVirtual

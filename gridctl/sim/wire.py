@@ -33,11 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
-from gridctl.controller.limits import ev_phases
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.assembly import DispatchMode
 from gridctl.coordinator.service import Coordinator
-from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError, ev_phases
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
 from gridctl.protocol import household_topic

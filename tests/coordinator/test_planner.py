@@ -91,17 +91,20 @@ def test_forecasts_follow_telemetry_and_fade_back_to_the_profiles() -> None:
     p = _planner()
     iv = interval_of(NOON)
     load0, pv0 = profile_forecast(p.households, p.profiles, NOON, p.horizon)
+    # telemetry at NOON's start measured the interval before: it is compared with its profile
+    was_load, was_pv = profile_forecast(p.households, p.profiles, NOON - timedelta(minutes=15), 1)
     at = NOON - timedelta(seconds=5)
-    half_pv = float(pv0[0, 0]) / 2
+    half_pv = float(was_pv[0, 0]) / 2
     tel = [
         _tel("h00", at, grid_p_w=3000 + half_pv, pv_p_w=half_pv),  # clouded, 3 kW base load
         _tel("h01", at - timedelta(hours=1), grid_p_w=9000, pv_p_w=0, battery_p_w=0),  # stale
         None,
     ]
     load_w, pv_w = p.forecast(iv, [fresh(t, iv) for t in tel])
-    assert load_w[0, 0] == pytest.approx(3000)
+    above_w = 3000 - was_load[0, 0]  # the measured base load above its profile
+    assert load_w[0, 0] == pytest.approx(load0[0, 0] + above_w)
     k = int(LOAD_HALF_LIFE)
-    assert load_w[0, k] - load0[0, k] == pytest.approx((3000 - load0[0, 0]) / 2)
+    assert load_w[0, k] - load0[0, k] == pytest.approx(above_w / 2)
     assert load_w[0, -1] == pytest.approx(load0[0, -1], abs=1.0)
     assert np.allclose(load_w[1:], load0[1:]) and np.allclose(pv_w[1:], pv0[1:])
     # half the expected PV, smoothed with the prior ratio of one: 0.75 now, fading to 1
@@ -276,8 +279,8 @@ def test_ingest_limits_and_clock_skew_come_from_the_config(broker: Broker, tmp_p
 def test_pv_ratio_is_learnt_below_the_export_limit_and_only_raised_at_it() -> None:
     p = _planner(1)
     iv = interval_of(NOON)
-    _, pv0 = profile_forecast(p.households, p.profiles, NOON, 1)
-    expected = float(pv0[0, 0])
+    _, was_pv = profile_forecast(p.households, p.profiles, NOON - timedelta(minutes=15), 1)
+    expected = float(was_pv[0, 0])  # the interval the telemetry at NOON measured
 
     def learn(share: float, export_w: float) -> float:
         p.forecast(iv, [_tel("h00", NOON, grid_p_w=-export_w, pv_p_w=share * expected)])

@@ -55,7 +55,7 @@ from gridctl.settlement.roots import (
     root_row,
 )
 from gridctl.settlement.signing import key_id_of, public_bytes
-from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
+from gridctl.settlement.tables import create_tables, insert_rows, make_append_only, select_rows
 
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
@@ -236,9 +236,9 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     # the idempotency key; interval first so one interval's keys are one index range
     t("transactions").create_index(["interval", "subject", "kind"], unique=True, if_not_exists=True)
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    registry.create_schema(db)  # before readings: its view joins the meters
-    readings.create_schema(db)
-    roots.create_schema(db)
+    for tables in (registry.TABLES, readings.TABLES, roots.TABLES):
+        create_tables(db, tables)
+    readings.create_views(db)
     db.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 

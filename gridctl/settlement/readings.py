@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import sqlite_utils
 
-from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
+from gridctl.settlement.tables import Table, insert_rows, select_rows
 
 VERIFIED = "verified"
 REJECTED = "rejected"
@@ -25,48 +25,8 @@ PLAUSIBILITY_MARGIN = 1.05
 """An interval may carry at most this factor times rated power x interval length."""
 
 
-def create_schema(db: sqlite_utils.Database) -> None:
-    """The readings' tables (append-only) and the ``readings`` view, if not there yet; the
-    ledger calls it when it opens a file."""
-    t = db.table
-    # the signed readings as received (authentic ones), every meter, with their VEE outcome
-    t("meter_readings").create(
-        {
-            "meter": str,
-            "interval": int,
-            "seq": int,
-            "e_import_wh": int,
-            "e_export_wh": int,
-            "key_id": str,
-            "signature": bytes,
-            "digest": str,
-            "status": str,
-            "reason": str,
-            "d_import_wh": int,
-            "d_export_wh": int,
-            "advanced": int,
-            "ema_import_wh": float,
-            "ema_export_wh": float,
-            "n": int,
-        },
-        pk=("meter", "interval"),
-        not_null=["seq", "e_import_wh", "e_export_wh", "key_id", "signature", "digest", "status"],
-        if_not_exists=True,
-    )
-    # readings refused before VEE (forged, replayed, late, conflicting), once per distinct reading
-    t("rejects").create(
-        {"digest": str, "meter": str, "interval": int, "at_interval": int, "reason": str},
-        pk="digest",
-        not_null=["reason"],
-        if_not_exists=True,
-    )
-    # energy of intervals a main meter missed, filled in from the reading after the gap
-    t("estimates").create(
-        {"meter": str, "interval": int, "d_import_wh": int, "d_export_wh": int, "reason": str},
-        pk=("meter", "interval"),
-        not_null=["d_import_wh", "d_export_wh", "reason"],
-        if_not_exists=True,
-    )
+def create_views(db: sqlite_utils.Database) -> None:
+    """The ``readings`` view, if not there yet (after the meters' and the readings' tables)."""
     # one row per household and interval it has energy for: the settled outcome of its main meter
     db.conn.execute(
         "CREATE VIEW IF NOT EXISTS readings AS"
@@ -79,7 +39,6 @@ def create_schema(db: sqlite_utils.Database) -> None:
         " e.d_import_wh, e.d_export_wh"
         " FROM estimates e JOIN meters m ON m.meter = e.meter"
     )
-    make_append_only(db.conn, ("meter_readings", "rejects", "estimates"))
 
 
 class ReadingRow(NamedTuple):
@@ -126,6 +85,23 @@ class EstimateRow(NamedTuple):
     d_import_wh: int
     d_export_wh: int
     reason: str
+
+
+TABLES: dict[str, Table] = {
+    # the signed readings as received (authentic ones), every meter, with their VEE outcome
+    "meter_readings": Table.of(
+        ReadingRow,
+        pk=("meter", "interval"),
+        not_null=("seq", "e_import_wh", "e_export_wh", "key_id", "signature", "digest", "status"),
+    ),
+    # readings refused before VEE (forged, replayed, late, conflicting), once per distinct reading
+    "rejects": Table.of(RejectRow, pk="digest", not_null=("reason",)),
+    # energy of intervals a main meter missed, filled in from the reading after the gap
+    "estimates": Table.of(
+        EstimateRow, pk=("meter", "interval"), not_null=("d_import_wh", "d_export_wh", "reason")
+    ),
+}
+"""The readings as the ledger file holds them (append-only), a column per row type field."""
 
 
 class LastReading(NamedTuple):

@@ -11,13 +11,12 @@ import sqlite3
 from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING
 
-import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from gridctl.settlement.roots import key_event_payload
 from gridctl.settlement.signing import ReadingError, check_meter_id, key_id_of
-from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
+from gridctl.settlement.tables import Table, insert_rows, select_rows
 
 if TYPE_CHECKING:  # the ledger creates these tables through this module
     from gridctl.settlement.ledger import Ledger
@@ -28,41 +27,6 @@ own measurement of the same grid exchange (cross-check). transformer: the feeder
 
 COUNTER_MODULUS_WH = 10**10
 """Default roll-over of a meter's energy counters (a 7+3 digit kWh register), Wh."""
-
-
-def create_schema(db: sqlite_utils.Database) -> None:
-    """The tables of meters, their keys and key events (append-only), if not there yet; the
-    ledger calls it when it opens a file."""
-    t = db.table
-    t("meters").create(
-        {
-            "meter": str,
-            "household": str,
-            "role": str,
-            "rated_w": float,
-            "counter_modulus_wh": int,
-            "joined_interval": int,
-            "e_import_wh": int,
-            "e_export_wh": int,
-        },
-        pk="meter",
-        not_null=["role", "rated_w", "counter_modulus_wh", "joined_interval"],
-        if_not_exists=True,
-    )
-    t("meter_keys").create(
-        {"key_id": str, "meter": str, "public_key": bytes, "valid_from": int},
-        pk="key_id",
-        not_null=["meter", "public_key", "valid_from"],
-        if_not_exists=True,
-    )
-    # rotations and revocations; sig: the coordinator's signature (``roots.key_event_payload``)
-    t("key_events").create(
-        {"key_id": str, "event": str, "at_interval": int, "sig": str},
-        pk=("key_id", "event"),
-        not_null=["event", "at_interval", "sig"],
-        if_not_exists=True,
-    )
-    make_append_only(db.conn, ("meters", "meter_keys", "key_events"))
 
 
 @dataclass(frozen=True)
@@ -93,6 +57,25 @@ class MeterKey:
     valid_from: int
     rotated_at: int | None
     revoked_at: int | None
+
+
+TABLES: dict[str, Table] = {
+    "meters": Table.of(
+        Meter, pk="meter", not_null=("role", "rated_w", "counter_modulus_wh", "joined_interval")
+    ),
+    "meter_keys": Table(
+        {"key_id": str, "meter": str, "public_key": bytes, "valid_from": int},
+        pk="key_id",
+        not_null=("meter", "public_key", "valid_from"),
+    ),
+    # rotations and revocations; sig: the coordinator's signature (``roots.key_event_payload``)
+    "key_events": Table(
+        {"key_id": str, "event": str, "at_interval": int, "sig": str},
+        pk=("key_id", "event"),
+        not_null=("event", "at_interval", "sig"),
+    ),
+}
+"""The meters, their keys and the key events, as the ledger file holds them (append-only)."""
 
 
 @dataclass

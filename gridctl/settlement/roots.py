@@ -33,13 +33,12 @@ import struct
 from pathlib import Path
 from typing import Annotated, NamedTuple
 
-import sqlite_utils
 from pydantic import Field, ValidationError
 
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.signing import key_id_of
-from gridctl.settlement.tables import insert_rows, make_append_only, select_rows
+from gridctl.settlement.tables import Table, insert_rows, select_rows
 from gridctl.settlement.verify import verify_signatures
 
 ROOT_DOMAIN = b"gridctl/root/v1"
@@ -60,22 +59,6 @@ COVERED = (
 _ROOT = struct.Struct(">qQ32s32s32s32s")
 _I64 = struct.Struct(">q")
 _HEX64 = r"^[0-9a-f]{64}$"
-
-
-def create_schema(db: sqlite_utils.Database) -> None:
-    """The ``interval_roots`` table (append-only), if not there yet; the ledger calls it when it
-    opens a file."""
-    t = db.table
-    # the signed, chained root of each closed interval (``roots``); ``covered``: per covered
-    # table, [last rowid, digest] of the rows this root covers, as canonical JSON
-    t("interval_roots").create(
-        {"interval": int, "size": int, "root": str, "head": str, "records": str,
-         "covered": str, "prev": str, "key_id": str, "sig": str},
-        pk="interval",
-        not_null=["size", "root", "head", "records", "covered", "prev", "key_id", "sig"],
-        if_not_exists=True,
-    )  # fmt: skip
-    make_append_only(db.conn, ("interval_roots",))
 
 
 class RootMessage(StrictModel):
@@ -152,6 +135,18 @@ class RootRow(NamedTuple):
     def marks(self) -> dict[str, int]:
         """Last rowid covered, per covered table."""
         return {t: int(last) for t, (last, _) in json.loads(self.covered).items()}
+
+
+TABLES: dict[str, Table] = {
+    # the signed, chained root of each closed interval (``roots``); ``covered``: per covered
+    # table, [last rowid, digest] of the rows this root covers, as canonical JSON
+    "interval_roots": Table.of(
+        RootRow,
+        pk="interval",
+        not_null=("size", "root", "head", "records", "covered", "prev", "key_id", "sig"),
+    ),
+}
+"""The interval roots as the ledger file holds them (append-only)."""
 
 
 def add_root(db: sqlite3.Connection, row: RootRow) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import fields
-from typing import TypeVar
+from dataclasses import dataclass, fields
+from typing import TypeVar, get_args, get_type_hints
+
+import sqlite_utils
 
 R = TypeVar("R")
 
@@ -28,6 +30,34 @@ def insert_rows(db: sqlite3.Connection, table: str, rows: Sequence[tuple]) -> No
             db.execute(many, list(flat(rows[k : k + per])))
     if full < len(rows):
         db.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * width)})", rows[full:])
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's declared schema: its columns (name → Python type, in order), primary key and
+    the columns that may not be NULL."""
+
+    columns: dict[str, type]
+    pk: str | tuple[str, ...]
+    not_null: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, row_type: type, pk: str | tuple[str, ...], not_null: tuple[str, ...] = ()) -> Table:
+        """The schema of a table whose rows are ``row_type`` (a NamedTuple or dataclass): a
+        column per field, in order, of the field's type (``X | None``: X)."""
+        hints = get_type_hints(row_type)
+        columns = {}
+        for name in _field_names(row_type):
+            kinds = [k for k in get_args(hints[name]) if k is not type(None)]
+            columns[name] = kinds[0] if kinds else hints[name]
+        return cls(columns, pk, not_null)
+
+
+def create_tables(db: sqlite_utils.Database, tables: dict[str, Table]) -> None:
+    """Create the declared tables that are not there yet, append-only (see ``make_append_only``)."""
+    for name, t in tables.items():
+        db.table(name).create(t.columns, pk=t.pk, not_null=t.not_null, if_not_exists=True)
+    make_append_only(db.conn, tuple(tables))
 
 
 def make_append_only(con: sqlite3.Connection, tables: Sequence[str]) -> None:
@@ -74,5 +104,10 @@ def select_rows(
 ) -> list[R]:
     """``SELECT <row_type's fields> <tail>`` as ``row_type`` objects: a NamedTuple or dataclass
     whose field names are the columns, so a query and the type that reads it cannot drift."""
-    names = getattr(row_type, "_fields", None) or [f.name for f in fields(row_type)]  # type: ignore[arg-type]
-    return [row_type(*r) for r in db.execute(f"SELECT {', '.join(names)} {tail}", args)]
+    names = ", ".join(_field_names(row_type))
+    return [row_type(*r) for r in db.execute(f"SELECT {names} {tail}", args)]
+
+
+def _field_names(row_type: type) -> list[str]:
+    """Field names of a NamedTuple or dataclass, in order."""
+    return list(getattr(row_type, "_fields", None) or [f.name for f in fields(row_type)])

@@ -119,18 +119,16 @@ class FeederGuard:
             flow_max_kw=flow,
         )
 
-    def violations(
-        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, margin_loading_pct: float = 0.0
-    ) -> list[Violation]:
-        """The limits an AC power flow of household powers ``p_w`` / ``q_w`` (W / var, load
-        convention) breaks at ``interval``, branch loadings counted from ``margin_loading_pct``
-        below the limit; nothing is learnt from it."""
-        lim = self.limits
-        loading_max_pct = lim.loading_max_pct - margin_loading_pct
-        full = self.full
+    def _flow(self, p_w: np.ndarray, q_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """AC power flow of household powers (W / var, load convention): every bus's voltage
+        (p.u.) and every branch's loading (%) of the real feeder."""
         self.ac.run(p_w, q_w)
-        vm_full = self.ac.vm_pu(full.bus)
-        loading_full = self.ac.loading_pct(full.branch)
+        return self.ac.vm_pu(self.full.bus), self.ac.loading_pct(self.full.branch)
+
+    def _violations(
+        self, interval: int, vm_full: np.ndarray, loading_full: np.ndarray, loading_max_pct: float
+    ) -> list[Violation]:
+        lim, full = self.limits, self.full
         out = [
             Violation(interval, "v_high" if v > lim.v_max_pu else "v_low", f"bus {b}", float(v))
             for b, v in zip(full.bus, vm_full, strict=True)
@@ -143,6 +141,15 @@ class FeederGuard:
             for k in np.flatnonzero(loading_full > loading_max_pct)
         ]
 
+    def violations(
+        self, interval: int, p_w: np.ndarray, q_w: np.ndarray, margin_loading_pct: float = 0.0
+    ) -> list[Violation]:
+        """The limits an AC power flow of household powers ``p_w`` / ``q_w`` (W / var, load
+        convention) breaks at ``interval``, branch loadings counted from ``margin_loading_pct``
+        below the limit; nothing is learnt from it."""
+        loading_max_pct = self.limits.loading_max_pct - margin_loading_pct
+        return self._violations(interval, *self._flow(p_w, q_w), loading_max_pct)
+
     def check(
         self, interval: int, p_w: np.ndarray, q_w: np.ndarray, v2_lin: np.ndarray | None
     ) -> list[Violation]:
@@ -152,12 +159,11 @@ class FeederGuard:
         p_w, q_w: planned household powers, W / var, load convention. v2_lin: the plan's linear
         |V|^2 per bus for this interval (None: offsets are left as they are).
         """
-        lim = self.limits
-        loading_max_pct = lim.loading_max_pct - lim.margin_loading_pct
-        out = self.violations(interval, p_w, q_w, lim.margin_loading_pct)
+        loading_max_pct = self.limits.loading_max_pct - self.limits.margin_loading_pct
+        vm_full, loading_full = self._flow(p_w, q_w)
+        out = self._violations(interval, vm_full, loading_full, loading_max_pct)
         if out and v2_lin is not None:  # recalibrate at the planned point
-            self._offset[interval] = self.ac.vm_pu(self.full.bus)[self._kept] ** 2 - v2_lin
-        loading_full = self.ac.loading_pct(self.full.branch)
+            self._offset[interval] = vm_full[self._kept] ** 2 - v2_lin
         loading = np.zeros(self.network.n)  # worst original branch of each merged one
         np.maximum.at(loading, self._owner[1:], loading_full[1:])
         over = loading > loading_max_pct

@@ -48,7 +48,7 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import public_bytes
-from gridctl.sim.devices import PROFILES, Devices, show
+from gridctl.sim.devices import PROFILES, Devices, roles, show
 from gridctl.sim.engine import (
     Progress,
     SettledTotals,
@@ -190,9 +190,7 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
     for k, spec in enumerate(scn.households):
         h = spec.id
         cfgs = []
-        for role in ("meter", "battery", "ev", "pv"):
-            if (h, role) not in devices:
-                continue
+        for role in roles(spec):
             rated = {
                 "battery": spec.battery.p_max_w if spec.battery else None,
                 "ev": spec.ev.p_max_w if spec.ev else None,

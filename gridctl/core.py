@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -50,6 +50,13 @@ def ev_phases(p_max_w: float) -> int:
     """Phases a charger of ``p_max_w`` (W) uses: one up to 7.4 kW (32 A), else three."""
     return 1 if p_max_w <= 7400.0 else 3
 
+
+AccuracyClass = Literal["A", "B", "C"]
+"""An active-energy meter's accuracy class (MID, EN 50470-3)."""
+ACCURACY_CLASS_MPE: dict[AccuracyClass, float] = {"A": 0.02, "B": 0.01, "C": 0.005}
+"""Maximum permissible error of each accuracy class, relative (MID annex MI-003 at and above the
+transitional current, reference conditions): A 2 %, B 1 %, C 0.5 %. The simulated meters draw
+their errors within it, and settlement derives its feeder-balance tolerance from it."""
 
 MICRO = 1_000_000
 """Micro-units per unit of currency or token; ledger amounts are integers in micro-units."""
@@ -290,10 +297,12 @@ class Tariff:
 
 
 __all__ = [
+    "ACCURACY_CLASS_MPE",
     "INTERVAL_S",
     "MAX_FILE_BYTES",
     "MICRO",
     "W_PER_KW",
+    "AccuracyClass",
     "DispatchError",
     "FeederError",
     "FilePath",

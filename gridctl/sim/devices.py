@@ -17,6 +17,7 @@ from gridctl.devices.reader import Table, decode_roles
 from gridctl.devices.virtual_profile import ProfileVirtual
 from gridctl.dispatch.spec import HouseholdSpec
 from gridctl.protocol import Telemetry
+from gridctl.sim.meters import Meters
 from gridctl.sim.world import World
 
 PROFILES = {
@@ -47,13 +48,16 @@ def make_devices(households: list[HouseholdSpec]) -> Devices:
     }
 
 
-def show(devices: Devices, households: list[HouseholdSpec], world: World, t: int) -> None:
-    """Put the world's state at interval t's start on every device's registers."""
+def show(
+    devices: Devices, households: list[HouseholdSpec], world: World, meters: Meters, t: int
+) -> None:
+    """Put the world's state at interval t's start on every device's registers; a main meter
+    shows what it reports (its error, or its household's cheat, included)."""
     shown = world.shown(t)
     for k, h in enumerate(households):
         devices[(h.id, "meter")].set_values(
-            p_w=float(shown.p_w[k]), e_import_wh=float(world.imp_wh[k]),
-            e_export_wh=float(world.exp_wh[k]),
+            p_w=float(shown.p_w[k] + meters.offset_w[k]), e_import_wh=float(meters.imp_wh[k]),
+            e_export_wh=float(meters.exp_wh[k]),
         )  # fmt: skip
         if h.battery:
             devices[(h.id, "battery")].set_values(

@@ -32,6 +32,7 @@ from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import IntervalOutcome, Settler
 from gridctl.sim.devices import Devices, make_devices, show, telemetry
 from gridctl.sim.households import build_series
+from gridctl.sim.meters import CheatTruth, Meters
 from gridctl.sim.scenario import Scenario
 from gridctl.sim.world import World
 
@@ -82,16 +83,33 @@ class SimResult:
     plan_violations_left: int
     ledger_head: str
     ledger_path: Path
+    cheats: CheatTruth
+    """What the scenario's dishonest households claimed beyond what they measured."""
 
 
 @dataclass(frozen=True)
 class Setup:
-    """A run's community (assembled as the coordinator assembles it), its simulated world and
-    the devices that show the world to the controllers (and so to the planner)."""
+    """A run's community (assembled as the coordinator assembles it), its simulated world,
+    what its meters report of it, and the devices that show it to the controllers (and so to
+    the planner)."""
 
     community: Community
     world: World
+    meters: Meters
     devices: Devices
+
+    def step(
+        self,
+        t: int,
+        battery_set_w: np.ndarray | None,
+        ev_set_w: np.ndarray,
+        export_max_w: np.ndarray | None = None,
+        pv_limit_w: np.ndarray | None = None,
+    ) -> None:
+        """Run interval t in the world (``World.step``, same arguments) and have every meter
+        measure it."""
+        out = self.world.step(t, battery_set_w, ev_set_w, export_max_w, pv_limit_w)
+        self.meters.step(t, out.p_w, out.ac.p_trafo_w)
 
     @property
     def feeder(self) -> Feeder:
@@ -111,7 +129,7 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
     fleet = build_fleet(scn.households, scn.start, n_all)
     ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in scn.households])
     world = World(series, fleet, AcFeeder(feeder.net, feeder.buses, community.ids), ev_min)
-    return Setup(community, world, make_devices(scn.households))
+    return Setup(community, world, Meters(scn, community.ids), make_devices(scn.households))
 
 
 def planned(
@@ -124,7 +142,7 @@ def planned(
     if planner is None:
         return None, world.fleet.ev_max_w[:, t], None
     households = setup.community.spec.households
-    show(setup.devices, households, world, t)
+    show(setup.devices, households, world, setup.meters, t)
     tel = telemetry(setup.devices, households, interval, "plan")
     steps = [s[0] for s in planner.plan(interval, tel).values()]
     return (
@@ -159,12 +177,12 @@ def simulate(
         totals = SettledTotals(len(c.ids))
         for t in range(scn.intervals):
             interval = scn.first_interval + t
-            s.world.step(t, *planned(s, interval, t))
-            imp, exp = s.world.household_counters_wh()
+            s.step(t, *planned(s, interval, t))
+            imp, exp = s.meters.household_counters_wh()
             readings = [
                 m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)
             ]
-            trafo = s.world.trafo_counters_wh()
+            trafo = s.meters.trafo_counters_wh()
             readings.append(signers[TRANSFORMER_METER].sign(interval, *trafo))
             st = settler.settle(interval, readings).settlement
             assert st is not None  # a new interval is always settled
@@ -236,4 +254,5 @@ def sim_result(
         plan_violations_left=rolling.unresolved if rolling else 0,
         ledger_head=ledger_head,
         ledger_path=ledger_path,
+        cheats=setup.meters.truth(),
     )

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gridctl.core import (
     INTERVAL_S,
     INTERVALS_PER_DAY,
+    AccuracyClass,
     FilePath,
     ScenarioError,
+    StrictModel,
     interval_of,
     read_yaml,
     validated,
@@ -23,6 +25,66 @@ from gridctl.dispatch.spec import CommunitySpec, FeederSpec, HouseholdSpec
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
 """Scenarios start in this century (profiles, interval indices and dates stay in range)."""
+
+CheatKind = Literal["inflate", "copy", "replay", "reverse"]
+"""How a dishonest household's meter lies (``gridctl.sim.meters``)."""
+
+
+def _utc_boundary(v: datetime) -> datetime:
+    """``v`` in UTC; ValueError unless it has a timezone, lies in this century and falls on an
+    interval boundary."""
+    if v.tzinfo is None:
+        raise ValueError("needs a timezone, e.g. 2026-06-21T00:00:00Z")
+    v = v.astimezone(UTC)
+    if not FIRST_START <= v < LAST_START:
+        raise ValueError(f"must lie in {FIRST_START.year}-{LAST_START.year - 1}")
+    if v.timestamp() % INTERVAL_S:
+        raise ValueError(f"must fall on an interval boundary ({INTERVAL_S // 60} min)")
+    return v
+
+
+class MeterClasses(StrictModel):
+    """Accuracy classes of the simulated meters. A household's connection meter is usually
+    class B; the transformer meter of a secondary substation is CT-operated and usually class C
+    (0.5 S) or better."""
+
+    household_class: AccuracyClass = "B"
+    transformer_class: AccuracyClass = "C"
+
+
+class CheatSpec(StrictModel):
+    """A dishonest household: what its meter claims instead of what it measured
+    (``gridctl.sim.meters.claimed_w``), from ``start`` (default: the run's start) to ``end``
+    (exclusive; default: the run's end), both on interval boundaries.
+
+    size_w: the most extra export claimed, W (> 0, at most the household's connection rating).
+    neighbour: the household whose curve a ``copy`` cheat copies (required for copy, and only
+    for copy).
+    """
+
+    household: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    kind: CheatKind
+    size_w: Annotated[float, Field(gt=0, le=10_000_000)]
+    neighbour: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _on_boundary(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else _utc_boundary(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind == "copy" and self.neighbour is None:
+            raise ValueError("neighbour: a copy cheat needs the household it copies")
+        if self.kind != "copy" and self.neighbour is not None:
+            raise ValueError(f"neighbour: only a copy cheat has one, not {self.kind}")
+        if self.neighbour == self.household:
+            raise ValueError("neighbour: a household cannot copy itself")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("start: must come before end")
+        return self
 
 
 class Scenario(CommunitySpec):
@@ -34,25 +96,62 @@ class Scenario(CommunitySpec):
     start: datetime
     intervals: Annotated[int, Field(ge=1, le=366 * INTERVALS_PER_DAY)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    meters: MeterClasses = MeterClasses()
+    meter_noise: bool = False
+    """Meters measure with their class's error (``gridctl.sim.meters``); off: exactly."""
+    cheat: Annotated[list[CheatSpec], Field(default_factory=list, max_length=1000)]
+    """Dishonest households, at most one cheat each."""
     base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 
     @field_validator("start")
     @classmethod
     def _utc_aligned(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("start needs a timezone, e.g. 2026-06-21T00:00:00Z")
-        v = v.astimezone(UTC)
-        if not FIRST_START <= v < LAST_START:
-            raise ValueError(f"start must lie in {FIRST_START.year}-{LAST_START.year - 1}")
-        if v.timestamp() % INTERVAL_S:
-            raise ValueError(f"start must fall on an interval boundary ({INTERVAL_S // 60} min)")
-        return v
+        try:
+            return _utc_boundary(v)
+        except ValueError as e:
+            raise ValueError(f"start {e}") from None
+
+    @model_validator(mode="after")
+    def _cheats_fit(self) -> Self:
+        rating_w = {h.id: h.connection_w for h in self.households}
+        end = self.start + timedelta(seconds=self.intervals * INTERVAL_S)
+        cheaters: set[str] = set()
+        for k, c in enumerate(self.cheat):
+            where = f"cheat[{k}]"
+            for field, h in (("household", c.household), ("neighbour", c.neighbour)):
+                if h is not None and h not in rating_w:
+                    raise ValueError(f"{where}.{field}: {h!r} is not a household of the scenario")
+            if c.household in cheaters:
+                raise ValueError(f"{where}.household: {c.household!r} already has a cheat")
+            cheaters.add(c.household)
+            if c.size_w > rating_w[c.household]:
+                raise ValueError(
+                    f"{where}.size_w: {c.size_w:g} W exceeds {c.household}'s connection "
+                    f"({rating_w[c.household]:g} W)"
+                )
+            for field, t in (("start", c.start), ("end", c.end)):
+                if t is not None and not self.start <= t <= end:
+                    raise ValueError(
+                        f"{where}.{field}: {t.isoformat()} lies outside the run "
+                        f"({self.start.isoformat()} to {end.isoformat()})"
+                    )
+            if c.start == end:
+                raise ValueError(f"{where}.start: the run ends at {end.isoformat()}")
+            if c.end == self.start:
+                raise ValueError(f"{where}.end: the run starts at {self.start.isoformat()}")
+        return self
 
     @property
     def first_interval(self) -> int:
         """Interval index of ``start``."""
         return interval_of(self.start)
+
+    def cheat_window(self, cheat: CheatSpec) -> tuple[int, int]:
+        """Run steps (0-based, end exclusive) in which ``cheat`` lies."""
+        a = 0 if cheat.start is None else interval_of(cheat.start) - self.first_interval
+        b = self.intervals if cheat.end is None else interval_of(cheat.end) - self.first_interval
+        return a, b
 
 
 def default_scenario_path() -> Path:

@@ -119,7 +119,7 @@ class _Run:
 
     def show_state(self, t: int) -> None:
         """Put the world's state at the start of interval t on the devices' registers."""
-        show(self.setup.devices, self.scn.households, self.world, t)
+        show(self.setup.devices, self.scn.households, self.world, self.setup.meters, t)
 
     def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(battery W, EV W, PV limit W) as the controllers left them on the devices."""
@@ -148,7 +148,8 @@ class _Run:
         for h in self.homes:
             h.controller.wake()
         if t > 0:
-            trafo = self.signers[TRANSFORMER_METER].sign(iv - 1, *self.world.trafo_counters_wh())
+            counters = self.setup.meters.trafo_counters_wh()
+            trafo = self.signers[TRANSFORMER_METER].sign(iv - 1, *counters)
             topic = household_topic(self.coordinator.community, FEEDER_USER, "reading")
             payload = json.dumps(trafo.to_message()).encode()
             if not await self.feeder.publish(topic, payload):
@@ -180,7 +181,7 @@ class _Run:
             await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
                          f"plans of {iv} applied")  # fmt: skip
         bat, ev, pv = self.setpoints()
-        self.world.step(t, bat, ev, pv_limit_w=pv)
+        self.setup.step(t, bat, ev, pv_limit_w=pv)
 
 
 def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],

@@ -84,7 +84,7 @@ def _evening() -> Scenario:
 def _telemetry(setup: Setup, interval: int) -> dict[str, Telemetry]:
     """What the controllers report at the run's first interval."""
     households = setup.community.spec.households
-    show(setup.devices, households, setup.world, 0)
+    show(setup.devices, households, setup.world, setup.meters, 0)
     return telemetry(setup.devices, households, interval, "plan")
 
 

@@ -16,6 +16,8 @@ from gridctl.sim.devices import show
 from gridctl.sim.engine import SimResult, planned, prepare, simulate
 from gridctl.sim.meters import TRUNCATE_SIGMAS, Meters, meter_errors
 from gridctl.sim.scenario import Scenario, load_scenario
+from gridctl.sim.wire import simulate_wire
+from gridctl.transport.launcher import choose_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = [2**63, -1, math.nan, math.inf, 1e308, "", "x" * 100_000, "9999-12-31T23:59:59Z"]
@@ -229,6 +231,29 @@ def test_the_main_meter_device_shows_the_claims(tmp_path: Path) -> None:
     assert s.world.history[-1].p_w[k] > 0  # while it imported
     j = [h.id for h in scn.households].index("h09")
     assert s.devices[("h09", "meter")].values["e_export_wh"] == pytest.approx(s.meters.exp_wh[j])
+
+
+@pytest.mark.slow
+def test_a_dishonest_controller_over_the_wire_signs_what_the_in_process_cheater_signs(
+    tmp_path: Path,
+) -> None:
+    """Noisy meters and a household claiming export while importing: the controllers read the
+    claims from their meters, sign them and send them over the broker, and the coordinator's
+    ledger comes out as the in-process run's, entry for entry."""
+    raw = load_scenario().model_dump()
+    raw.update(intervals=8, meter_noise=True,
+               cheat=[{"household": "h03", "kind": "reverse", "size_w": 1000}])  # fmt: skip
+    scn = Scenario.model_validate(raw)
+    inproc = simulate(scn, tmp_path / "inproc.sqlite")
+    wire = simulate_wire(scn, tmp_path, broker=choose_broker("auto"))
+    assert (inproc.cheats.deviation_w <= -1000).all()  # h03 imports all night
+    assert np.array_equal(wire.cheats.deviation_w, inproc.cheats.deviation_w)
+    assert wire.ledger_head == inproc.ledger_head
+    con = sqlite3.connect(wire.ledger_path)
+    claims = con.execute(
+        "SELECT e_import_wh, e_export_wh FROM meter_readings WHERE meter = 'h03/main'"
+    ).fetchall()
+    assert claims == [(0, 250 * (t + 1)) for t in range(8)]
 
 
 # --- scenario fields ------------------------------------------------------------------------

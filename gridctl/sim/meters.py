@@ -140,7 +140,8 @@ class Meters:
     ``step`` after the world's interval t; then the counters and powers below are what the meters
     report. imp_wh / exp_wh: household counters, exact, Wh, (H,). trafo_wh: the transformer
     meter's (import, export), Wh. offset_w: reported minus true power of the last interval, W,
-    (H,) (0 before the first).
+    (H,) (0 before the first). error / trafo_error: relative energy errors, (T, H) / (T,);
+    v_error_pu: voltage errors, p.u., (T, H) (all 0 without ``meter_noise``).
     """
 
     def __init__(self, scn: Scenario, ids: list[str]):

@@ -60,7 +60,8 @@ from gridctl.settlement.tables import create_tables, insert_rows, make_append_on
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
+"""3: signed, chained interval roots; 4: meter readings carry their interval's voltage."""
 
 
 class LedgerConflictError(LedgerError):
@@ -255,7 +256,7 @@ def check_version(db: sqlite3.Connection, path: Path) -> None:
     if row and row[0] != SCHEMA_VERSION:
         raise LedgerError(
             f"{path} is a ledger of schema version {row[0]}; this gridctl reads version "
-            f"{SCHEMA_VERSION} (signed, chained interval roots): settle into a new ledger"
+            f"{SCHEMA_VERSION} (readings with their voltage): settle into a new ledger"
         )
 
 

@@ -1,7 +1,8 @@
 """Interval meter readings: their tables in the ledger file, and a first VEE check of them.
 
 A reading is a pair of cumulative energy counters (import, export) in integer Wh at the end
-of an interval. The energy of the interval is the difference to the previous reading.
+of an interval, and optionally the interval's mean voltage in mV. The energy of the interval
+is the difference to the previous reading.
 ``meter_readings`` keeps every authentic reading with its VEE outcome, ``rejects`` the
 readings refused before VEE, ``estimates`` the energy of intervals a main meter missed; the
 ``readings`` view is each household's settled main-meter outcome per interval.
@@ -46,7 +47,8 @@ class ReadingRow(NamedTuple):
 
     e_*_wh: the counters, Wh. d_*_wh: the interval's energy, Wh. advanced: 1 when the reading
     is the meter's new reference. ema_*_wh: the meter's smoothed interval energy, Wh; n: how
-    many readings it has advanced by.
+    many readings it has advanced by. v_mv: the interval's mean voltage as signed, mV (None: the
+    reading carried none).
     """
 
     meter: str
@@ -65,6 +67,7 @@ class ReadingRow(NamedTuple):
     ema_import_wh: float
     ema_export_wh: float
     n: int
+    v_mv: int | None
 
 
 class RejectRow(NamedTuple):

@@ -397,7 +397,8 @@ class Settler:
         n_col = np.where(a.advance, t.n[a.idx] + 1, t.n[a.idx]).tolist()
         rows = [
             ReadingRow(r.meter, r.interval, r.seq, r.e_import_wh, r.e_export_wh, r.key_id,
-                       r.signature, digests[j], names[s], why, di, de, adv, ema_i, ema_e, n)
+                       r.signature, digests[j], names[s], why, di, de, adv, ema_i, ema_e, n,
+                       r.v_mv)
             for r, j, s, why, di, de, adv, ema_i, ema_e, n in zip(
                 [batch[j] for j in ok], ok, st, a.reason, d_imp, d_exp,
                 a.advance.astype(np.int64).tolist(), a.ema_import_wh.tolist(),

@@ -1,5 +1,7 @@
 """Settling signed readings: forgery, VEE outcomes, exactly-once booking, conservation."""
 
+import dataclasses
+import json
 import random
 import sqlite3
 from pathlib import Path
@@ -21,7 +23,13 @@ from gridctl.settlement.ledger import (
 from gridctl.settlement.pool import ISSUANCE, POOL
 from gridctl.settlement.registry import register_meter, revoke_key, rotate_key
 from gridctl.settlement.settle import FlexTarget, SettlementConfig, Settler
-from gridctl.settlement.signing import MeterSigner, SignedReading, key_from_seed, public_bytes
+from gridctl.settlement.signing import (
+    MeterSigner,
+    SignedReading,
+    key_from_seed,
+    parse_reading,
+    public_bytes,
+)
 from tests.keys import COORDINATOR_KEY
 
 T0 = 1_000_000
@@ -246,6 +254,40 @@ def test_replaying_readings_three_times_shuffled_changes_nothing(tmp_path: Path)
         for t, b in enumerate(batches):
             restarted.settle(T0 + t, rng.sample(b, len(b)))
     assert _state(db) == before and led.head == head
+    assert verify_ledger(db).ok
+
+
+def test_a_reading_s_voltage_is_stored_and_a_v1_copy_of_it_is_another_reading(
+    tmp_path: Path,
+) -> None:
+    """v2 readings settle like v1 ones and keep their voltage; the same counters signed without
+    the voltage (or a voltage stripped off) are a conflicting or forged reading, not a duplicate."""
+    db = tmp_path / "l.sqlite"
+    led, settler, signers = _community(db)
+    a, b, c = (signers[main_meter(h)] for h in ("h0", "h1", "h2"))
+    first = [a.sign(T0, 100, 0, v_mv=231_250), b.sign(T0, 50, 0), c.sign(T0, 0, 80, v_mv=0)]
+    out = settler.settle(T0, [parse_reading(json.dumps(r.to_message())) for r in first])
+    assert out.status == ["verified"] * 3
+    again = settler.settle(T0, first)  # exact duplicates: nothing new
+    assert again.already_settled and again.rejected == []
+    honest = a.sign(T0 + 1, 110, 0, v_mv=230_000)
+    stripped = dataclasses.replace(honest, v_mv=None)  # the voltage dropped, the signature kept
+    assert stripped.digest() != honest.digest()
+    outs = settler.settle(T0 + 1, [honest, b.sign(T0 + 1, 60, 0), c.sign(T0 + 1, 0, 90), stripped])
+    assert outs.status == ["verified"] * 3 and outs.rejected == [("h0/main", "bad_signature")]
+    con = sqlite3.connect(db)
+    stored = con.execute(
+        "SELECT meter, interval, v_mv FROM meter_readings ORDER BY interval, meter"
+    )
+    assert stored.fetchall() == [
+        ("h0/main", T0, 231_250), ("h1/main", T0, None), ("h2/main", T0, 0),
+        ("h0/main", T0 + 1, 230_000), ("h1/main", T0 + 1, None), ("h2/main", T0 + 1, None),
+    ]  # fmt: skip
+    digests = dict(con.execute("SELECT meter, digest FROM meter_readings WHERE interval = ?",
+                               (T0,)).fetchall())  # fmt: skip
+    assert digests["h0/main"] == first[0].digest() and digests["h1/main"] == first[1].digest()
+    con.close()
+    led.close()
     assert verify_ledger(db).ok
 
 

@@ -26,6 +26,7 @@ textbook WLS (Abur & Expósito, *Power System State Estimation*, 2004, ch. 5) at
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ import scipy.sparse as sp
 from scipy.stats import chi2
 
 from gridctl.core import FeederError
+from gridctl.grid import W_PER_MW
 from gridctl.grid.ac import AcFeeder
 from gridctl.grid.network import W_PER_PU, radial_network
 
@@ -116,6 +118,35 @@ class Estimate:
         return np.where(np.isfinite(self.deviation_w) & (d > 0), rho, np.nan)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One interval's measurements made ready for estimates (``StateEstimator.prepare``).
+
+    Whitened by L0 (S0 = L0 L0ᵀ, the prior covariance in measurement space): ht_d, ht_e (m×H)
+    the sensitivities to household P (p.u./W) and Q, ht_0 to the slack offset, nut the
+    innovation (measured − AC model at the claims), et the transformer meter's unit row.
+    var_d, var_e: prior variances of the claims (W²) and pseudo-measurements (var²), 0 without
+    a claim. p_op: the operating point, W. r_t: the meter's variance, W². v_h, v_0, rc_h, xc_h:
+    household-bus and slack voltages at the operating point (p.u.) and the households' common
+    path resistance and reactance (p.u.), for the estimated voltages.
+    """
+
+    claim: np.ndarray
+    var_d: np.ndarray
+    var_e: np.ndarray
+    p_op: np.ndarray
+    ht_d: np.ndarray
+    ht_e: np.ndarray
+    ht_0: np.ndarray
+    nut: np.ndarray
+    et: np.ndarray | None
+    r_t: float
+    v_h: np.ndarray
+    v_0: float
+    rc_h: np.ndarray
+    xc_h: np.ndarray
+
+
 def _check(name: str, a: object, n: int | None, nan_ok: bool, positive: bool) -> np.ndarray:
     """``a`` as a float array of length ``n`` (or a scalar if ``n`` is None); ValueError naming
     ``name`` if it is the wrong shape, infinite, NaN where not allowed, or not > 0."""
@@ -153,6 +184,7 @@ class StateEstimator:
         tan_phi: np.ndarray,
     ):
         self.names = list(names)
+        self.household_bus = np.asarray(household_bus, dtype=np.int64)
         n = len(self.names)
         self.tan_phi = _check("tan_phi", tan_phi, n, nan_ok=False, positive=False)
         self.ac = AcFeeder(net, household_bus, self.names)
@@ -161,7 +193,7 @@ class StateEstimator:
         if not trafo_pos:
             raise FeederError("the feeder has no transformer to meter")
         # measured buses: each household's, then the LV bus of the transformer nearest the slack
-        pos = np.append(rn.position(np.asarray(household_bus)), min(trafo_pos))
+        pos = np.append(rn.position(self.household_bus), min(trafo_pos))
         self.trafo_lv_bus = int(rn.bus[min(trafo_pos)])
         """pandapower bus whose voltage ``Measurements.v_trafo_pu`` reports."""
         self._cols, self._col = np.unique(pos, return_inverse=True)
@@ -187,35 +219,18 @@ class StateEstimator:
         self._trafos_above = above  # transformers on the path from the slack, this branch included
         self._rn = rn
         self._bus_row = self.ac.net.bus.index.get_indexer(rn.bus)
-        self._last: tuple[bytes, float, np.ndarray] | None = None
-
-    def _operating_point(self, p_w: np.ndarray, q_var: np.ndarray) -> tuple[float, np.ndarray]:
-        """AC power flow at household powers (W, var): transformer power (W) and the voltage
-        at every tree position (p.u.); the last one is reused while the powers stay the same."""
-        key = np.concatenate([p_w, q_var]).tobytes()
-        if self._last is None or self._last[0] != key:
-            ac = self.ac.run(p_w, q_var)
-            vm = self.ac.net.res_bus.vm_pu.to_numpy()[self._bus_row]
-            self._last = (key, ac.p_trafo_w, vm)
-        return self._last[1], self._last[2]
 
     @property
     def n(self) -> int:
         """Number of households."""
         return len(self.names)
 
-    def estimate(
-        self,
-        m: Measurements,
-        free: np.ndarray | None = None,
-        alpha: float = 0.01,
-    ) -> Estimate:
-        """Estimate the feeder's state from one interval's measurements.
+    def prepare(self, m: Measurements) -> Prepared:
+        """Validate one interval's measurements and do the work every estimate of them shares:
+        the AC flow at the claims, the sensitivities, the factor of the prior covariance.
 
-        m: the measurements (validated here; ValueError naming the field).
-        free: households whose claim is not used (removed by ``identify``), (H,) bool; households
-            without a claim are always free.
-        alpha: false-alarm probability of the chi² bound on J.
+        ValueError naming the field for a wrong length, an infinite value, NaN where it is not
+        allowed, or a σ that is not > 0.
         """
         n = self.n
         claim = _check("p_w", m.p_w, n, nan_ok=True, positive=False)
@@ -229,24 +244,22 @@ class StateEstimator:
         sig_vt = float(
             _check("sigma_v_trafo_pu", m.sigma_v_trafo_pu, None, nan_ok=False, positive=True)
         )
-        is_free = np.isnan(claim)
-        if free is not None:
-            is_free |= np.asarray(free, dtype=bool)
         # the operating point is the claims (0 W without one), also for claims found bad: the
-        # AC flow then runs once per interval however many claims identify() removes
+        # AC flow runs once per interval however many claims identify() removes
         p_op = np.nan_to_num(claim)
         q_op = p_op * self.tan_phi
-        p_trafo_op_w, vm = self._operating_point(p_op, q_op)
+        ac = self.ac.run(p_op, q_op)
+        vm = self.ac.net.res_bus.vm_pu.to_numpy()[self._bus_row]
 
         # operating point on the tree: voltages, household flows, loss sensitivities
         rn = self._rn
         n_col = len(self._cols)
-        p_col = np.bincount(self._col[:n], p_op, minlength=n_col) / W_PER_PU
-        q_col = np.bincount(self._col[:n], q_op, minlength=n_col) / W_PER_PU
+        col_h = self._col[:n]
+        p_col = np.bincount(col_h, p_op, minlength=n_col) / W_PER_PU
+        q_col = np.bincount(col_h, q_op, minlength=n_col) / W_PER_PU
         weight = 2.0 * rn.r_pu * self._trafos_above / vm**2
         lam_p = self._a.T @ (weight * (self._a @ p_col))
         lam_q = self._a.T @ (weight * (self._a @ q_col))
-        n_trafo = self._trafos_above[self._cols]
         v_col = vm[self._cols]
 
         # measurement rows: reported household voltages, the transformer voltage, its meter
@@ -254,7 +267,6 @@ class StateEstimator:
         sig_vm = np.append(sig_v, sig_vt)
         rows_v = np.flatnonzero(np.isfinite(v_meas))
         cv = self._col[rows_v]
-        col_h = self._col[:n]
         inv_v = 1.0 / (v_col[cv] * W_PER_PU)
         h_d = -self._r_common[np.ix_(cv, col_h)] * inv_v[:, None]
         h_e = -self._x_common[np.ix_(cv, col_h)] * inv_v[:, None]
@@ -262,72 +274,100 @@ class StateEstimator:
         nu = v_meas[rows_v] - v_col[cv]
         r_diag = sig_vm[rows_v] ** 2
         if np.isfinite(p_t):
-            h_d = np.vstack([h_d, (n_trafo + lam_p)[col_h]])
+            h_d = np.vstack([h_d, (self._trafos_above[self._cols] + lam_p)[col_h]])
             h_e = np.vstack([h_e, lam_q[col_h]])
             h_0 = np.append(h_0, 0.0)
-            nu = np.append(nu, p_t - p_trafo_op_w)
+            nu = np.append(nu, p_t - ac.p_trafo_w)
             r_diag = np.append(r_diag, sig_t**2)
-        n_rows = len(nu)
 
-        # claims and pseudo-measurements are a proper prior (covariance S0 in measurement
-        # space); free claims and the slack offset are diffuse states F, eliminated through a
-        # k×k system so that their huge prior variance never enters a factor (cf. module doc)
-        var_d = np.where(is_free, 0.0, sig_p**2)
-        bd = h_d * var_d
-        bq = h_e * np.where(is_free, 0.0, sig_q**2)  # a pseudo-measurement needs a claim
-        s0 = bd @ h_d.T + bq @ h_e.T
-        s0[np.diag_indices(n_rows)] += r_diag
-        free_idx = np.flatnonzero(is_free)
-        n_free = len(free_idx)
-        f = np.column_stack([h_d[:, free_idx], h_e[:, free_idx], h_0])
-        lam = np.append(np.full(2 * n_free, FREE_SIGMA_W**-2), SLACK_SIGMA_PU**-2)
-        l0 = sla.cholesky(s0, lower=True, check_finite=False) if n_rows else np.eye(0)
+        # the claims and their reactive pseudo-measurements are a proper prior: covariance S0
+        # in measurement space, factored once (a household without a claim has none)
+        var_d = np.where(np.isnan(claim), 0.0, sig_p**2)
+        var_e = np.where(np.isnan(claim), 0.0, sig_q**2)
+        s0 = (h_d * var_d) @ h_d.T + (h_e * var_e) @ h_e.T
+        s0[np.diag_indices(len(nu))] += r_diag
+        l0 = sla.cholesky(s0, lower=True, check_finite=False) if len(nu) else np.eye(0)
 
         def white(x: np.ndarray) -> np.ndarray:
             return sla.solve_triangular(l0, x, lower=True, check_finite=False)
 
-        bt, qt, ft, nut = white(bd), white(bq), white(f), white(nu)
-        c = 1.0 / np.sqrt(np.einsum("ij,ij->j", ft, ft) + lam)  # Jacobi scaling of the k×k system
+        # household voltages move with the states through the same path impedances
+        v_h = v_col[col_h]
+        return Prepared(
+            claim=claim,
+            var_d=var_d,
+            var_e=var_e,
+            p_op=p_op,
+            ht_d=white(h_d),
+            ht_e=white(h_e),
+            ht_0=white(h_0),
+            nut=white(nu),
+            et=white(np.eye(len(nu))[:, -1]) if np.isfinite(p_t) else None,
+            r_t=sig_t**2,
+            v_h=v_h,
+            v_0=float(vm[0]),
+            rc_h=self._r_common[np.ix_(col_h, col_h)],
+            xc_h=self._x_common[np.ix_(col_h, col_h)],
+        )
+
+    def estimate(
+        self, m: Measurements | Prepared, free: np.ndarray | None = None, alpha: float = 0.01
+    ) -> Estimate:
+        """Estimate the feeder's state from one interval's measurements.
+
+        m: the measurements, or ``prepare(m)`` to estimate them again cheaply.
+        free: households whose claim is not used (removed by ``identify``), (H,) bool;
+            households without a claim are always free.
+        alpha: false-alarm probability of the chi² bound on J.
+        """
+        pr = self.prepare(m) if isinstance(m, Measurements) else m
+        n_rows = len(pr.nut)
+        is_free = np.isnan(pr.claim)
+        if free is not None:
+            is_free |= np.asarray(free, dtype=bool)
+        bt = pr.ht_d * np.where(is_free, 0.0, pr.var_d)
+        # free households and the slack offset are diffuse states F (a removed claim keeps its
+        # prior in S0 and gets a diffuse state on top: the same as none), eliminated through a
+        # k×k system so that their huge prior variance never enters a factor
+        free_idx = np.flatnonzero(is_free)
+        n_free = len(free_idx)
+        ft = np.column_stack([pr.ht_d[:, free_idx], pr.ht_e[:, free_idx], pr.ht_0])
+        lam = np.append(np.full(2 * n_free, FREE_SIGMA_W**-2), SLACK_SIGMA_PU**-2)
+        c = 1.0 / np.sqrt(np.einsum("ij,ij->j", ft, ft) + lam)  # Jacobi scaling
         fs = ft * c
         lm = sla.cholesky(fs.T @ fs + np.diag(lam * c**2), lower=True, check_finite=False)
 
         def proj(x: np.ndarray) -> np.ndarray:
             return sla.solve_triangular(lm, fs.T @ x, lower=True, check_finite=False)
 
-        g, zb, zq = proj(nut), proj(bt), proj(qt)
+        bd_all = pr.ht_d * pr.var_d
+        be_all = pr.ht_e * pr.var_e
+        g = proj(pr.nut)
+        zb = proj(bt)
         x_free = c * sla.solve_triangular(lm, g, lower=True, trans="T", check_finite=False)
-        d_hat = bt.T @ nut - zb.T @ g
-        d_hat[free_idx] = x_free[:n_free]
-        e_hat = qt.T @ nut - zq.T @ g
-        e_hat[free_idx] = x_free[n_free:-1]
+        d_hat = bd_all.T @ pr.nut - proj(bd_all).T @ g
+        d_hat[free_idx] += x_free[:n_free]
+        e_hat = be_all.T @ pr.nut - proj(be_all).T @ g
+        e_hat[free_idx] += x_free[n_free:-1]
         dv0 = float(x_free[-1])
 
-        p_hat = p_op + d_hat
-        deviation = np.where(is_free, np.nan, claim - p_hat)
+        p_hat = pr.p_op + d_hat
+        deviation = np.where(is_free, np.nan, pr.claim - p_hat)
         omega = np.maximum(np.einsum("ij,ij->j", bt, bt) - np.einsum("ij,ij->j", zb, zb), 0.0)
-        checked = omega > 1e-12 * var_d
+        checked = omega > 1e-12 * pr.var_d
         with np.errstate(invalid="ignore", divide="ignore"):
             rn_claim = np.where(checked, np.abs(deviation) / np.sqrt(omega), 0.0)
         rn_claim[is_free] = np.nan
 
-        # household voltages at the estimate, and the transformer meter's residual
-        rc_h = self._r_common[np.ix_(col_h, col_h)]
-        xc_h = self._x_common[np.ix_(col_h, col_h)]
-        v_h = v_col[col_h]
-        v_hat = v_h + (vm[0] * dv0 - (rc_h @ d_hat + xc_h @ e_hat) / W_PER_PU) / v_h
+        v_hat = pr.v_h + (pr.v_0 * dv0 - (pr.rc_h @ d_hat + pr.xc_h @ e_hat) / W_PER_PU) / pr.v_h
         trafo_res, trafo_rn = math.nan, math.nan
-        if np.isfinite(p_t):
-            # residual R Π ν and its variance R Π R, Π = S⁻¹ with the diffuse states eliminated
-            et = white(np.eye(n_rows)[:, -1])
-            pi_nu = sla.solve_triangular(
-                l0,
-                nut - fs @ sla.solve_triangular(lm, g, lower=True, trans="T"),
-                lower=True,
-                trans="T",
-            )
-            pi_tt = float(et @ et - np.sum(proj(et) ** 2))
-            trafo_res = float(r_diag[-1] * pi_nu[-1])
-            trafo_rn = abs(float(pi_nu[-1])) / math.sqrt(pi_tt)
+        if pr.et is not None:
+            # the meter's residual R Π ν and its variance R Π R, Π = S⁻¹ without the diffuse
+            # states: (Π ν)_T = e_Tᵀ L0⁻ᵀ P ν̃ and Π_TT = ‖P ẽ_T‖², P the projection off F
+            pi_nu_t = float(pr.et @ pr.nut - proj(pr.et) @ g)
+            pi_tt = float(pr.et @ pr.et - np.sum(proj(pr.et) ** 2))
+            trafo_res = pr.r_t * pi_nu_t
+            trafo_rn = abs(pi_nu_t) / math.sqrt(pi_tt)
         # each diffuse state the measurements see takes a degree of freedom from J
         lm_inv = sla.solve_triangular(lm, np.eye(len(lam)), lower=True)
         seen = len(lam) - float(np.einsum("ij,ij,j->", lm_inv, lm_inv, lam * c**2))
@@ -340,12 +380,45 @@ class StateEstimator:
             v_slack_offset_pu=dv0,
             trafo_residual_w=trafo_res,
             trafo_rn=trafo_rn,
-            j=float(nut @ nut - g @ g),
+            j=float(pr.nut @ pr.nut - g @ g),
             j_threshold=float(chi2.ppf(1.0 - alpha, dof)) if dof else math.nan,
             dof=dof,
             bt=bt,
             zb=zb,
         )
+
+
+def pandapower_measurements(est: StateEstimator, m: Measurements) -> pp.pandapowerNet:
+    """A copy of the estimator's feeder carrying ``m`` as pandapower measurements, to run
+    ``pandapower.estimation`` on the same data (cross-checks and benchmarks).
+
+    Households sharing a bus become one measurement per quantity (pandapower keeps one per
+    bus): summed powers, the mean voltage, σ combined; buses without households and other than
+    the slack's get zero-injection measurements (σ 1 W / 1 var). Needs claims at every household.
+    """
+    net = copy.deepcopy(est.ac.net)
+    slack_bus = int(net.ext_grid.bus.iloc[0])
+    bus = est.household_bus
+    sig_v = np.broadcast_to(np.asarray(m.sigma_v_pu, dtype=float), bus.shape)
+    for b in net.bus.index[net.bus.in_service]:
+        at = bus == b
+        if at.any():
+            p_w, q_var = m.p_w[at].sum(), (m.p_w[at] * est.tan_phi[at]).sum()
+            p_std_w = np.sqrt((m.sigma_p_w[at] ** 2).sum())
+            q_std_var = np.sqrt((m.sigma_q_var[at] ** 2).sum())
+            pp.create_measurement(net, "p", "bus", p_w / W_PER_MW, p_std_w / W_PER_MW, b)
+            pp.create_measurement(net, "q", "bus", q_var / W_PER_MW, q_std_var / W_PER_MW, b)
+            v_std = np.sqrt((sig_v[at] ** 2).sum()) / at.sum()
+            pp.create_measurement(net, "v", "bus", m.v_pu[at].mean(), v_std, b)
+        elif b != slack_bus:
+            pp.create_measurement(net, "p", "bus", 0.0, 1.0 / W_PER_MW, b)
+            pp.create_measurement(net, "q", "bus", 0.0, 1.0 / W_PER_MW, b)
+    if np.isfinite(m.v_trafo_pu):
+        pp.create_measurement(net, "v", "bus", m.v_trafo_pu, m.sigma_v_trafo_pu, est.trafo_lv_bus)
+    if np.isfinite(m.p_trafo_w) and len(net.trafo) == 1:
+        p_mw, std_mw = m.p_trafo_w / W_PER_MW, m.sigma_trafo_w / W_PER_MW
+        pp.create_measurement(net, "p", "trafo", p_mw, std_mw, net.trafo.index[0], side="hv")
+    return net
 
 
 @dataclass(frozen=True)
@@ -393,7 +466,8 @@ def identify(
     named: list[int] = []
     held: list[list[int]] = []
     steps: list[dict] = []
-    e = est.estimate(m)
+    prepared = est.prepare(m)
+    e = est.estimate(prepared)
     while len(steps) < max_steps:
         rn = np.where(np.isnan(e.rn), -np.inf, e.rn)
         k = int(np.argmax(rn)) if len(rn) else 0
@@ -423,5 +497,5 @@ def identify(
         else:
             held.append(sorted(int(g) for g in group))
         free[group] = True
-        e = est.estimate(m, free=free)
+        e = est.estimate(prepared, free=free)
     return Identification(named=named, held=held, steps=steps, final=e)

@@ -1,12 +1,10 @@
 """State estimation and bad-claim identification against pandapower's WLS, on real feeders."""
 
-import copy
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandapower as pp
 import pytest
 from pandapower.estimation import estimate
 from pandapower.estimation.state_estimation import StateEstimation
@@ -14,7 +12,12 @@ from pandapower.estimation.state_estimation import StateEstimation
 from gridctl.dispatch.fleet import tan_phi
 from gridctl.grid import W_PER_MW
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.estimation import Measurements, StateEstimator, identify
+from gridctl.grid.estimation import (
+    Measurements,
+    StateEstimator,
+    identify,
+    pandapower_measurements,
+)
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.sim.scenario import load_scenario
 
@@ -64,38 +67,9 @@ def operating_point(rng, n: int) -> np.ndarray:
     return rng.uniform(-6_000.0, 6_000.0, n)
 
 
-def pandapower_net(c20, m: Measurements) -> pp.pandapowerNet:
-    """The feeder with the same measurements as pandapower measurements (bus sums where
-    households share a bus, zero injection at the other buses but the slack's)."""
-    est, _, buses, _ = c20
-    net = copy.deepcopy(est.ac.net)
-    slack_bus = int(net.ext_grid.bus.iloc[0])
-    for b in net.bus.index:
-        at = buses == b
-        if at.any():
-            p = m.p_w[at].sum()
-            q = (m.p_w[at] * est.tan_phi[at]).sum()
-            pp.create_measurement(
-                net, "p", "bus", p / W_PER_MW, np.sqrt((m.sigma_p_w[at] ** 2).sum()) / W_PER_MW, b
-            )
-            q_std = np.sqrt((m.sigma_q_var[at] ** 2).sum()) / W_PER_MW
-            pp.create_measurement(net, "q", "bus", q / W_PER_MW, q_std, b)
-            pp.create_measurement(
-                net, "v", "bus", m.v_pu[at].mean(), SIGMA_V_PU / np.sqrt(at.sum()), b
-            )
-        elif b != slack_bus:
-            pp.create_measurement(net, "p", "bus", 0.0, 1e-6, b)
-            pp.create_measurement(net, "q", "bus", 0.0, 1e-6, b)
-    pp.create_measurement(net, "v", "bus", m.v_trafo_pu, m.sigma_v_trafo_pu, est.trafo_lv_bus)
-    pp.create_measurement(
-        net, "p", "trafo", m.p_trafo_w / W_PER_MW, m.sigma_trafo_w / W_PER_MW, 0, side="hv"
-    )
-    return net
-
-
 def pandapower_se(c20, m: Measurements) -> StateEstimation:
     """pandapower's WLS (the class behind ``estimate``, which keeps H, G and r) solved."""
-    se = StateEstimation(pandapower_net(c20, m), tolerance=1e-9, maximum_iterations=50)
+    se = StateEstimation(pandapower_measurements(c20[0], m), tolerance=1e-9, maximum_iterations=50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         se.estimate(zero_injection=None)
@@ -122,7 +96,7 @@ def test_exact_measurements_give_pandapowers_wls_state(c20) -> None:
     rng = np.random.default_rng(7)
     m, v_true = world(c20, operating_point(rng, est.n))
     e = est.estimate(m)
-    net = pandapower_net(c20, m)
+    net = pandapower_measurements(c20[0], m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert estimate(net, tolerance=1e-9, maximum_iterations=50, zero_injection=None)

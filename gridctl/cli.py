@@ -251,16 +251,21 @@ def ledger_statement(
         w.writerows(dicts)
         typer.echo(buf.getvalue(), nl=False)
         return
+    # the table leaves out the case's explanation (JSON, in --json and --csv), and the held
+    # amounts and case when there are none, to stay readable
+    quiet = {c for c in ("held", "held_tokens", "case") if not any(d[c] for d in dicts)}
+    cols = [c for c in cols if c != "why" and c not in quiet]
     table = Table(title=f"statement of {household}: {len(rows)} intervals")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("start", "status", "reason") else "right")
+        left = c in ("start", "status", "reason", "case")
+        table.add_column(c, justify="left" if left else "right")
     for d in dicts:
-        table.add_row(*(_shown(v, "") for v in d.values()))
+        table.add_row(*(_shown(d[c], "") for c in cols))
     if dicts:
-        tot = {k: sum(d[k] or 0 for d in dicts) for k in ("import_wh", "export_wh", "paid",
-               "earned", "grid", "tokens")}  # fmt: skip
-        table.add_row("total", "", *(_shown(tot[k]) for k in ("import_wh", "export_wh")), "", "",
-                      *(_shown(tot[k]) for k in ("paid", "earned", "grid", "tokens")))  # fmt: skip
+        summed = ("import_wh", "export_wh", "paid", "earned", "grid", "tokens")
+        tot = {k: sum(d[k] or 0 for d in dicts) for k in (*summed, "held", "held_tokens")}
+        table.add_row(*(_shown(tot[c]) if c in tot else "total" if c == "interval" else ""
+                        for c in cols))  # fmt: skip
     console.print(table)
 
 

@@ -26,8 +26,8 @@ from gridctl.grid.feeder import (
     transformer_no_load_loss_w,
     transformer_rating_w,
 )
+from gridctl.settlement.physics import BalanceConfig
 from gridctl.settlement.settle import SettlementConfig
-from gridctl.settlement.vee import VeeConfig
 
 DispatchMode = Literal["none", "home", "community"]
 """How a community plans: "none" (no plans: every home runs its local self-consumption),
@@ -103,7 +103,7 @@ def assemble(
         community_per_kwh=spec.tariff.community_per_kwh,
         reward_tokens_per_kwh=spec.reward_tokens_per_kwh,
         pooled=mode == "community",  # without a community, nothing goes through a pool
-        vee=VeeConfig(no_load_loss_w=feeder.no_load_loss_w if feeder else 0.0),
+        balance=BalanceConfig(no_load_loss_w=feeder.no_load_loss_w if feeder else 0.0),
     )
     return Community(
         spec=spec, mode=mode, ids=[h.id for h in spec.households],

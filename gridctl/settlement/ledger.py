@@ -39,7 +39,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
-from gridctl.settlement import readings, registry, roots
+from gridctl.settlement import cases, readings, registry, roots
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
@@ -237,7 +237,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     # the idempotency key; interval first so one interval's keys are one index range
     t("transactions").create_index(["interval", "subject", "kind"], unique=True, if_not_exists=True)
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    for tables in (registry.TABLES, readings.TABLES, roots.TABLES):
+    for tables in (registry.TABLES, readings.TABLES, cases.TABLES, roots.TABLES):
         create_tables(db, tables)
     readings.create_views(db)
     db.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))

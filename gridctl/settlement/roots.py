@@ -53,6 +53,7 @@ COVERED = (
     "estimates",
     "rejects",
     "conflicts",
+    "cases",
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
 

@@ -27,8 +27,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridctl.core import INTERVAL_S, interval_hours
-from gridctl.settlement.ledger import Ledger
-from gridctl.settlement.pool import IntervalSettlement, settle_interval
+from gridctl.settlement.cases import HELD, NAMED, CaseRow, add_cases, case_detail, named_since
+from gridctl.settlement.holds import hold_transactions, open_holds, resolution
+from gridctl.settlement.ledger import Ledger, Transaction
+from gridctl.settlement.physics import (
+    CONSISTENT,
+    BalanceCheck,
+    BalanceConfig,
+    Claims,
+    Finding,
+    PhysicsCheck,
+)
+from gridctl.settlement.pool import IntervalSettlement, household_account, settle_interval
 from gridctl.settlement.readings import (
     EstimateRow,
     ReadingRow,
@@ -42,9 +52,11 @@ from gridctl.settlement.readings import (
 from gridctl.settlement.registry import Registry, load_registry, registry_version
 from gridctl.settlement.signing import SignedReading, reading_digest
 from gridctl.settlement.vee import (
+    _ST_REJECTED,
     _ST_VERIFIED,
     ROLE_CODE,
     ROLE_MAIN,
+    ROLE_TRANSFORMER,
     STATUS_NAMES,
     UNKNOWN_WH,
     Assessment,
@@ -68,6 +80,9 @@ class SettlementConfig:
     supplied to the pool. flex_tokens_per_kwh: tokens per kWh of flexibility delivered as
     planned. grid_*_per_kwh: when set, unmatched energy is booked against the ``grid`` account.
     pooled: False when the households do not share (readings are still verified and kept).
+    balance: the transformer balance's tolerance (the physics check without a feeder model).
+    review_intervals: how long rewards physics held stay held: a hold this many intervals old
+    is forfeited if its household was named in the meantime, else released.
     """
 
     community_per_kwh: float
@@ -78,6 +93,8 @@ class SettlementConfig:
     pooled: bool = True
     interval_s: int = INTERVAL_S
     vee: VeeConfig = field(default_factory=VeeConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    review_intervals: int = 96
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ class IntervalOutcome:
     household's main meter reading ("missing" when it sent none). rejected: (meter, reason) of
     readings refused before VEE. settlement: pool outcome (None for an already closed interval).
     root: the interval's Merkle root (hex). booked: transactions newly booked.
+    finding: what the physics check found (households named, held, the case).
     """
 
     interval: int
@@ -114,18 +132,28 @@ class IntervalOutcome:
     root: str
     booked: int
     already_settled: bool
+    finding: Finding = CONSISTENT
 
 
 class Settler:
     """Settles intervals into an open ledger (see the module doc).
 
-    verifier: how signatures are checked (default: in this process).
+    verifier: how signatures are checked (default: in this process). physics: the check of
+    verified claims against the feeder (default: the transformer balance, when the community
+    has a transformer meter).
     """
 
-    def __init__(self, ledger: Ledger, config: SettlementConfig, verifier: Verifier | None = None):
+    def __init__(
+        self,
+        ledger: Ledger,
+        config: SettlementConfig,
+        verifier: Verifier | None = None,
+        physics: PhysicsCheck | None = None,
+    ):
         self.ledger = ledger
         self.config = config
         self.verify = verifier or verify_signatures
+        self.physics: PhysicsCheck = physics or BalanceCheck(config.balance)
         self._version: tuple[int, ...] = ()
         self.reload()
 
@@ -314,7 +342,7 @@ class Settler:
             log.info("interval=%d rejected=%d first=%s", interval, len(rejected), rejected[0])
         return IntervalOutcome(
             interval, list(self.households), plan.import_wh, plan.export_wh, plan.status,
-            plan.reason, rejected, plan.settlement, root, booked, False,
+            plan.reason, rejected, plan.settlement, root, booked, False, plan.finding,
         )  # fmt: skip
 
     def _plan(
@@ -352,7 +380,17 @@ class Settler:
             self.config.vee,
         )
         outcome_rows, imp, exp, status, reason = self._outcomes(batch, digests, ok, a)
+        finding = self.physics(self._claims(interval, ok, a, imp, exp, status))
+        if finding.named:
+            outcome_rows = self._reject_named(outcome_rows, finding.named)
+            for h in finding.named:
+                imp[h] = exp[h] = 0
+                status[h], reason[h] = "rejected", "physics_inconsistent"
         st = self._pool(interval, imp, exp, status, flex)
+        extra = hold_transactions(
+            interval, self.households, self._main_meters, finding.held,  # type: ignore[arg-type]
+            st.earned_micro, st.tokens_micro,
+        ) + self._resolutions(interval, finding)  # fmt: skip
         refused = [j for j, why in enumerate(reasons) if why]
         return _Plan(
             assessment=a,
@@ -371,14 +409,76 @@ class Settler:
             reason=reason,
             rejected=[(batch[j].meter, str(reasons[j])) for j in refused],
             settlement=st,
+            finding=finding,
+            case_rows=self._case_rows(interval, finding),
+            extra=tuple(extra),
         )
+
+    def _claims(
+        self,
+        interval: int,
+        ok: list[int],
+        a: Assessment,
+        imp: np.ndarray,
+        exp: np.ndarray,
+        status: list[str],
+    ) -> Claims:
+        """What the physics check gets of an interval: verified energies and voltages."""
+        t = self.table
+        trafo = np.flatnonzero((t.role[a.idx] == ROLE_TRANSFORMER) & (a.status == _ST_VERIFIED))
+        t_imp = int(a.d_import_wh[trafo].sum()) if len(trafo) else None
+        t_exp = int(a.d_export_wh[trafo].sum()) if len(trafo) else None
+        n_h = len(self.households)
+        return Claims(
+            interval=interval, households=self.households,  # type: ignore[arg-type]
+            import_wh=imp, export_wh=exp, verified=np.array([s == "verified" for s in status]),
+            v_pu=np.full(n_h, np.nan), trafo_import_wh=t_imp, trafo_export_wh=t_exp,
+            trafo_v_pu=float("nan"), dt_h=interval_hours(self.config.interval_s),
+        )  # fmt: skip
+
+    def _reject_named(self, rows: list[ReadingRow], named: tuple[int, ...]) -> list[ReadingRow]:
+        """The reading rows with the named households' main readings rejected by physics."""
+        meters = {self._main_meters[h] for h in named}
+        rejected = STATUS_NAMES[_ST_REJECTED]
+        return [
+            r._replace(status=rejected, reason="physics_inconsistent") if r.meter in meters else r
+            for r in rows
+        ]
+
+    def _resolutions(self, interval: int, finding: Finding) -> list[Transaction]:
+        """Release or forfeit the holds whose review time is up (see SettlementConfig)."""
+        due = open_holds(self.ledger.db, interval - self.config.review_intervals)
+        if not due:
+            return []
+        first = min(h.interval for h in due)
+        named = named_since(self.ledger.db, first)
+        named |= {str(self.households[h]) for h in finding.named}
+        cheats = {household_account(h) for h in named}
+        return [resolution(h, interval, release=h.account not in cheats) for h in due]
+
+    def _case_rows(self, interval: int, finding: Finding) -> list[CaseRow]:
+        """``cases`` rows of the named and held households (none for a consistent interval)."""
+        if finding.case is None:
+            return []
+        detail = case_detail(finding.case)
+        check = str(finding.case.get("check", "physics"))
+        rows = []
+        for outcome, group in ((NAMED, finding.named), (HELD, finding.held)):
+            for h in group:
+                fig = finding.per_household.get(h, {})
+                rows.append(CaseRow(
+                    interval, self.households[h], outcome, check,  # type: ignore[arg-type]
+                    fig.get("rn"), fig.get("deviation_w"), detail,
+                ))  # fmt: skip
+        return rows
 
     def _write(self, db: sqlite3.Connection, interval: int, plan: _Plan) -> tuple[int, str]:
         """Book a plan inside the open transaction: (transactions booked, Merkle root)."""
         add_readings(db, plan.reading_rows)
         add_rejects(db, plan.reject_rows)
         add_estimates(db, plan.estimate_rows)
-        booked = self.ledger.append(plan.settlement.transactions)
+        add_cases(db, plan.case_rows)
+        booked = self.ledger.append(plan.settlement.transactions + plan.extra)
         return booked, self.ledger.close_interval(interval)
 
     def _outcomes(
@@ -524,6 +624,10 @@ class _Plan:
     reason: list[str | None]
     rejected: list[tuple[str, str]]
     settlement: IntervalSettlement
+    finding: Finding
+    case_rows: list[CaseRow]
+    extra: tuple[Transaction, ...]
+    """Holds of this interval's credits and resolutions of older holds."""
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gridctl.core import MICRO, LedgerError, interval_start
 from gridctl.settlement.canonical import canonical
+from gridctl.settlement.holds import HOLD, RELEASE
 from gridctl.settlement.ledger import Entry, account_totals, interval_entries
 from gridctl.settlement.merkle import inclusion_path, leaf_hash, root_from_path
 from gridctl.settlement.pool import TOKEN, household_account
@@ -43,6 +44,10 @@ class StatementRow:
     status / reason: the reading's VEE outcome. paid / earned: currency into / out of the pool,
     micro-units (≥ 0). grid: currency with the grid, micro-units (> 0 received). tokens:
     micro-tokens earned (sharing and flexibility rewards, less reversals).
+    held / held_tokens: currency / micro-tokens moved to the holding account while physics
+    could not clear the claim (< 0: a hold paid back); a forfeited hold stays held.
+    case: what physics found of the claim (``named``: rejected, ``held``), None when nothing;
+    why: the case's explanation and figures (JSON), None when there is no case.
     """
 
     interval: int
@@ -54,6 +59,10 @@ class StatementRow:
     earned: int
     grid: int
     tokens: int
+    held: int = 0
+    held_tokens: int = 0
+    case: str | None = None
+    why: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict with the interval's start time, amounts in units (not micro-units)."""
@@ -68,6 +77,10 @@ class StatementRow:
             "earned": self.earned / MICRO,
             "grid": self.grid / MICRO,
             "tokens": self.tokens / MICRO,
+            "held": self.held / MICRO,
+            "held_tokens": self.held_tokens / MICRO,
+            "case": self.case,
+            "why": self.why,
         }
 
 
@@ -89,9 +102,11 @@ def statement(
         }  # fmt: skip
         money: dict[int, dict[str, int]] = {}
         for t in account_totals(db, household_account(household), lo, hi):
-            m = money.setdefault(t.interval, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
+            m = money.setdefault(t.interval, dict.fromkeys(_MONEY, 0))
             base = t.kind.removeprefix("reversal:")
-            if t.asset == TOKEN:
+            if base in (HOLD, RELEASE):
+                m["held_tokens" if t.asset == TOKEN else "held"] -= t.amount
+            elif t.asset == TOKEN:
                 m["tokens"] += t.amount
             elif base.startswith("grid_"):
                 m["grid"] += t.amount
@@ -99,6 +114,11 @@ def statement(
                 m["paid"] -= t.amount
             else:
                 m["earned"] += t.amount
+        q = (
+            "SELECT interval, outcome, detail FROM cases"
+            " WHERE household = ? AND interval BETWEEN ? AND ?"
+        )
+        found = {iv: {"case": o, "why": d} for iv, o, d in db.execute(q, (household, lo, hi))}
     finally:
         db.close()
     out = []
@@ -106,9 +126,12 @@ def statement(
         r = rows.get(
             iv, {"import_wh": None, "export_wh": None, "status": "missing", "reason": None}
         )
-        m = money.get(iv, {"paid": 0, "earned": 0, "grid": 0, "tokens": 0})
-        out.append(StatementRow(iv, **r, **m))  # type: ignore[arg-type]
+        m = money.get(iv, dict.fromkeys(_MONEY, 0))
+        out.append(StatementRow(iv, **r, **m, **found.get(iv, {})))  # type: ignore[arg-type]
     return out
+
+
+_MONEY = ("paid", "earned", "grid", "tokens", "held", "held_tokens")
 
 
 def inclusion_proof(path: Path, household: str, interval: int) -> dict[str, object]:

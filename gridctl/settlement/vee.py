@@ -11,13 +11,11 @@ other, vectorised over meters:
 - physical plausibility: energy per direction ≤ 1.05 × rated power × interval length;
 - spikes: energy far above the meter's recent average and near its rated limit;
 - inverter vs meter: where a household's inverter also measures its grid exchange, both agree
-  within max(4 %, 100 Wh) per direction;
-- feeder balance: the transformer meter's net energy minus the sum of the household meters' is
-  the feeder's losses, between −tolerance and the loss budget (the transformer's no-load
-  losses + 5 % of the households' gross exchange) + tolerance.
+  within max(4 %, 100 Wh) per direction.
 
 Outcome per reading: ``verified``, ``estimated`` or ``rejected``, with a reason code. Only
-verified energy is pooled and rewarded.
+verified energy is pooled and rewarded. Verified claims are then checked against the feeder's
+physics (``gridctl.settlement.physics``), which may still reject one (``physics_inconsistent``).
 """
 
 from __future__ import annotations
@@ -51,7 +49,8 @@ REASONS = {
     "baseline": "the meter's first reading, its counters at joining not known: it sets them "
     "(estimated, no energy counted)",
     "inverter_mismatch": "the household's inverter measured a different exchange",
-    "feeder_imbalance": "household meters do not add up to the transformer meter",
+    "physics_inconsistent": "the feeder's physics (transformer balance, voltages) rejects the "
+    "claimed energy",
 }
 """Every reason code a reading can get, with its meaning."""
 
@@ -69,9 +68,7 @@ class VeeConfig:
     """Thresholds of the checks (defaults as in the module doc).
 
     plausibility_margin: factor on rated power × interval. agreement_rel / agreement_abs_wh:
-    inverter-vs-meter tolerance, share and Wh. loss_budget: largest feeder loss as a share of
-    the households' gross exchange; balance_tol_wh: measurement tolerance of the balance, Wh;
-    no_load_loss_w: the transformer's no-load (iron) losses, W, added to the budget.
+    inverter-vs-meter tolerance, share and Wh.
     spike_factor × EMA and spike_floor × plausibility limit must both be exceeded for a spike,
     after spike_warmup accepted readings; ema_alpha: weight of the newest interval in the EMA.
     """
@@ -79,9 +76,6 @@ class VeeConfig:
     plausibility_margin: float = 1.05
     agreement_rel: float = 0.04
     agreement_abs_wh: float = 100.0
-    loss_budget: float = 0.05
-    balance_tol_wh: float = 100.0
-    no_load_loss_w: float = 0.0
     spike_factor: float = 8.0
     spike_floor: float = 0.8
     spike_warmup: int = 4
@@ -211,22 +205,6 @@ def assess(
             if abs(d_imp[m] - d_imp[j]) > tol_imp or abs(d_exp[m] - d_exp[j]) > tol_exp:
                 status[m] = _ST_REJECTED
                 reason[m] = "inverter_mismatch"
-    # feeder balance: only when the transformer and every joined household meter are verified
-    trafo = np.flatnonzero((role == ROLE_TRANSFORMER) & (status == _ST_VERIFIED))
-    mains = np.flatnonzero(role == ROLE_MAIN)
-    joined_mains = int(((table.role == ROLE_MAIN) & (table.joined <= interval)).sum())
-    if len(trafo) and len(mains) == joined_mains and (status[mains] == _ST_VERIFIED).all():
-        net_trafo = float((d_imp[trafo] - d_exp[trafo]).sum())
-        net_homes = float((d_imp[mains] - d_exp[mains]).sum())
-        gross = float((d_imp[mains] + d_exp[mains]).sum())
-        loss = net_trafo - net_homes
-        tol = cfg.balance_tol_wh
-        budget = cfg.no_load_loss_w * dt_h + cfg.loss_budget * gross + tol
-        if loss < -tol or loss > budget:
-            status[mains] = _ST_REJECTED
-            for j in mains:
-                reason[j] = "feeder_imbalance"
-
     a = cfg.ema_alpha
     step = np.maximum(k, 1)
     new_ema_imp = np.where(advance, (1 - a) * ema_imp + a * d_imp / step, ema_imp)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gridctl.core import LedgerError
 from gridctl.settlement.audit import verify_ledger
-from gridctl.settlement.enrol import TRANSFORMER_METER, SyntheticCommunity, main_meter
+from gridctl.settlement.enrol import SyntheticCommunity, main_meter
 from gridctl.settlement.ledger import (
     Ledger,
     LedgerConflictError,
@@ -191,25 +191,6 @@ def test_inverter_must_agree_with_the_meter(tmp_path: Path) -> None:
     assert out.status == ["verified", "rejected"] and out.reason[1] == "inverter_mismatch"
     small = [s["h1/main"].sign(T0 + 1, 0, 2090), s["h1/inverter"].sign(T0 + 1, 0, 1880)]
     assert settler.settle(T0 + 1, small).status[1] == "verified"  # 90 vs 80 Wh: within 100 Wh
-
-
-def test_feeder_balance_against_the_transformer_meter(tmp_path: Path) -> None:
-    led, settler, s = _community(tmp_path / "l.sqlite", homes=2)
-    tr = _signer(TRANSFORMER_METER)
-    register_meter(led, tr.meter, None, "transformer", 100_000, public_bytes(tr.key), T0)
-    # h0 draws 1000 Wh, h1 exports 400 Wh: the transformer should see 600 Wh plus losses
-    ok = settler.settle(
-        T0, [s["h0/main"].sign(T0, 1000, 0), s["h1/main"].sign(T0, 0, 400), tr.sign(T0, 640, 0)]
-    )
-    assert ok.status == ["verified", "verified"]
-    # h1 claims 1400 Wh of export the transformer never saw
-    bad = settler.settle(
-        T0 + 1,
-        [s["h0/main"].sign(T0 + 1, 2000, 0), s["h1/main"].sign(T0 + 1, 0, 1800),
-         tr.sign(T0 + 1, 1280, 0)],
-    )  # fmt: skip
-    assert bad.status == ["rejected", "rejected"] and bad.reason == ["feeder_imbalance"] * 2
-    assert bad.settlement is not None and not bad.settlement.transactions
 
 
 def test_flexibility_delivered_as_planned_earns_tokens(tmp_path: Path) -> None:

@@ -336,7 +336,10 @@ class StateEstimator:
         n_rows = len(pr.nut)
         is_free = np.isnan(pr.claim)
         if free is not None:
-            is_free |= np.asarray(free, dtype=bool)
+            free = np.asarray(free, dtype=bool)
+            if free.shape != is_free.shape:
+                raise ValueError(f"free: expected {len(is_free)} values, got shape {free.shape}")
+            is_free |= free
         bt = pr.ht_d * np.where(is_free, 0.0, pr.var_d)
         # free households and the slack offset are diffuse states F (a removed claim keeps its
         # prior in S0 and gets a diffuse state on top: the same as none), eliminated through a

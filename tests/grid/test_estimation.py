@@ -241,6 +241,20 @@ def test_wrong_lengths_are_refused(c20) -> None:
     m, _ = world(c20, operating_point(np.random.default_rng(15), est.n))
     with pytest.raises(ValueError, match="v_pu"):
         est.estimate(replace(m, v_pu=m.v_pu[:-1]))
+    with pytest.raises(ValueError, match="free"):
+        est.estimate(m, free=np.zeros(3, dtype=bool))
+
+
+def test_without_meters_no_claim_is_checked_and_none_is_flagged(c20) -> None:
+    est = c20[0]
+    m, _ = world(c20, operating_point(np.random.default_rng(17), est.n), cheat=(3, -20_000.0))
+    blind = replace(m, v_pu=np.full(est.n, np.nan), v_trafo_pu=np.nan, p_trafo_w=np.nan)
+    e = est.estimate(blind)
+    assert e.dof == 0 and np.isnan(e.j_threshold) and (e.rn == 0).all()
+    assert identify(est, blind).steps == []
+    # the transformer meter alone sees the 20 kW, and cannot say whose they are
+    res = identify(est, replace(blind, p_trafo_w=m.p_trafo_w))
+    assert res.named == [] and res.held == [list(range(est.n))]
 
 
 def test_no_claims_at_all_is_an_estimate_without_residuals(c20) -> None:

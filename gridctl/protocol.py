@@ -42,6 +42,9 @@ from gridctl.settlement.signing import ReadingMessage
 log = logging.getLogger(__name__)
 
 VERSION = 1
+READING_VERSIONS = (1, 2)
+"""Reading formats a reading message may carry (2: with the interval's voltage; see
+``settlement.signing``)."""
 ROOT = f"gridctl/v{VERSION}"
 MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload accepted on any topic, bytes (a 2-day plan is about 9 kB)."""
@@ -237,8 +240,11 @@ def decode(topic: str, payload: bytes) -> Decoded:
         raise ProtocolError("not_json", str(e)[:120]) from None
     if not isinstance(raw, dict):
         raise ProtocolError("not_json", f"expected a JSON object, got {type(raw).__name__}")
-    if raw.get("v") != VERSION:
-        raise ProtocolError("bad_version", f"v={str(raw.get('v'))[:20]} (this is v{VERSION})")
+    versions = READING_VERSIONS if kind == "reading" else (VERSION,)
+    if type(raw.get("v")) is not int or raw["v"] not in versions:
+        raise ProtocolError(
+            "bad_version", f"v={str(raw.get('v'))[:20]} ({kind} versions: {versions})"
+        )
     try:
         msg = _SCHEMAS[kind].model_validate(raw)
     except ValidationError as e:

@@ -33,9 +33,9 @@ C = "oak"
 NOW = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
 
 
-def _reading(meter: str = "h01/main", interval: int = 1000) -> bytes:
+def _reading(meter: str = "h01/main", interval: int = 1000, v_mv: int | None = None) -> bytes:
     signer = MeterSigner(meter, key_from_seed(b"test"))
-    return json.dumps(signer.sign(interval, 1200, 300).to_message()).encode()
+    return json.dumps(signer.sign(interval, 1200, 300, v_mv).to_message()).encode()
 
 
 def _plan(household: str = "h01") -> PlanMessage:
@@ -113,6 +113,21 @@ def test_every_valid_message_round_trips() -> None:
         (household_topic(C, "h01", "status"), b"maybe", "bad_field"),
         (household_topic(C, "h02", "plan"), encode(_plan("h01")), "wrong_household"),
         (household_topic(C, "h02", "reading"), _reading("h01/main"), "wrong_household"),
+        (
+            household_topic(C, "h01", "reading"),
+            _reading().replace(b'"v": 1', b'"v": 3'),
+            "bad_version",
+        ),
+        (
+            household_topic(C, "h01", "reading"),
+            _reading().replace(b'"v": 1', b'"v": true'),
+            "bad_version",
+        ),
+        (
+            household_topic(C, "h01", "reading"),
+            _reading(v_mv=230_000).replace(b'"v": 2', b'"v": 1'),
+            "bad_field",
+        ),
     ],
 )
 def test_bad_messages_are_refused_with_their_reason(
@@ -238,3 +253,8 @@ def test_refusals_are_logged(caplog: pytest.LogCaptureFixture) -> None:
         assert counter.decode("gridctl/v1/oak/h01/plan", b"{") is None
     assert counter.by_reason == {"not_json": 1}
     assert "reason=not_json" in caplog.text and "gridctl/v1/oak/h01/plan" in caplog.text
+
+
+def test_a_reading_with_its_voltage_is_a_version_2_reading() -> None:
+    msg = decode(household_topic(C, "h01", "reading"), _reading(v_mv=229_500)).message
+    assert msg.v == 2 and msg.v_mv == 229_500  # type: ignore[union-attr]

@@ -2,8 +2,15 @@
 
 Every ``poll_s`` the controller reads all devices, decides its mode, writes setpoints bounded
 by local limits (minimum of device rating, main fuse, grid-operator envelope and plan),
-publishes telemetry, and at each interval boundary signs the main meter's counters into the
-outbox, which it (re)sends until the coordinator acknowledges them.
+publishes telemetry, and at each interval boundary signs the main meter's counters, with the
+interval's mean voltage, into the outbox, which it (re)sends until the coordinator acknowledges
+them.
+
+Voltage: each poll's sample is the mean of the meter's known phase-to-neutral voltages; an
+interval's voltage is the mean of the samples taken in it, an interval being (start, end] for
+samples: a poll at the instant an interval ends closes it, as the counters read then do (a
+simulated clock that stands still at the boundary shows the ended interval's state there).
+Unknown without a voltage role or a valid sample, never zero.
 
 Mode: ``plan`` while the coordinator is not known to be offline and its plan is fresh (made in
 this interval, or in the previous one and we are less than ``plan_grace_s`` into this one);
@@ -46,12 +53,14 @@ from gridctl.protocol import (
     household_topic,
 )
 from gridctl.settlement.enrol import main_meter
-from gridctl.settlement.signing import I64_MAX
+from gridctl.settlement.signing import I64_MAX, V_MV_MAX
 from gridctl.transport.session import Session
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+PHASE_V = ("v_l1_v", "v_l2_v", "v_l3_v")
+"""Roles of a meter's phase-to-neutral voltages."""
 SETPOINTS = {"battery": ("p_set_w",), "ev": ("charge_current_a", "charge_enable"),
              "pv": ("p_limit_w", "p_limit_pct", "p_limit_enable")}  # fmt: skip
 
@@ -129,6 +138,8 @@ class Controller:
             log.warning("no coordinator_key in the config: interval roots are not kept")
         self.signer = self.outbox.signer(main_meter(h), key)
         self.last_interval: int | None = None
+        self._v_samples: dict[int, tuple[float, int]] = {}
+        """Per interval: (sum of the main meter's voltage samples, V; how many)."""
         self.write_errors = 0
         self.skipped_readings: Counter[str] = Counter()
         """Interval readings not signed, by reason (see ``counter_problem``)."""
@@ -285,6 +296,7 @@ class Controller:
         polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
         for d, p in zip(self.devices, polls, strict=True):
             d.poll = p
+        self._sample_voltage(now_s)
         self._boundary(interval_at(now_s))
         decision = self.decide(now_s)
         if decision.mode != self.mode:
@@ -298,18 +310,29 @@ class Controller:
         self.applied = (plan.issued, decision.step.interval) if plan and decision.step else None
         self.stepped_at = now_s
 
+    def _sample_voltage(self, now_s: float) -> None:
+        """Add the main meter's phase-mean voltage now (if known) to its interval's samples."""
+        v = mean_phase_v(self.meter)
+        if v is not None:
+            k = math.ceil(now_s / INTERVAL_S) - 1  # the interval whose (start, end] holds now_s
+            total, n = self._v_samples.get(k, (0.0, 0))
+            self._v_samples[k] = (total + v, n + 1)
+
     def _boundary(self, interval: int) -> None:
-        """At the first poll of a new interval, sign the meter's counters for the one ended
-        (counters that cannot be signed skip the reading, counted in ``skipped_readings``)."""
+        """At the first poll of a new interval, sign the meter's counters and mean voltage for
+        the one ended (counters that cannot be signed skip the reading, counted in
+        ``skipped_readings``)."""
         if self.last_interval is not None and interval > self.last_interval:
             imp, exp = self.meter.value("e_import_wh"), self.meter.value("e_export_wh")
             reason = counter_problem(imp) or counter_problem(exp)
             if reason is None:
-                self.outbox.add(self.signer, interval - 1, int(imp), int(exp))  # type: ignore[arg-type]
+                v_mv = voltage_mv(self._v_samples.get(interval - 1))
+                self.outbox.add(self.signer, interval - 1, int(imp), int(exp), v_mv)  # type: ignore[arg-type]
             else:
                 self.skipped_readings[reason] += 1
                 log.warning("no reading household=%s interval=%d reason=%s import=%s export=%s",
                             self.cfg.household, interval - 1, reason, imp, exp)  # fmt: skip
+            self._v_samples = {k: s for k, s in self._v_samples.items() if k >= interval}
         self.last_interval = interval
 
     async def _write(self, decision: Decision, now_s: float) -> None:
@@ -373,6 +396,22 @@ class Controller:
         await ha.publish(
             homeassistant.state_topic(h), homeassistant.state(telemetry, imp, exp), 0, True
         )
+
+
+def mean_phase_v(meter: Device) -> float | None:
+    """Mean of the meter's known phase-to-neutral voltages from its last poll, V; a phase that
+    is unknown, not finite or not above 0 V (not connected) is left out; None when none is left."""
+    vs = [v for v in map(meter.value, PHASE_V) if v is not None and math.isfinite(v) and v > 0]
+    return sum(vs) / len(vs) if vs else None
+
+
+def voltage_mv(samples: tuple[float, int] | None) -> int | None:
+    """An interval's mean voltage in whole mV from its (sum of samples, V; count), None when it
+    has no samples or the mean lies outside what a reading holds (0..V_MV_MAX)."""
+    if not samples:
+        return None
+    v_mv = round(samples[0] / samples[1] * 1000)
+    return v_mv if 0 <= v_mv <= V_MV_MAX else None
 
 
 def counter_problem(e_wh: float | None) -> str | None:

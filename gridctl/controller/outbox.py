@@ -53,16 +53,22 @@ class Outbox:
         return MeterSigner(meter, key, row[0] if row else 0)
 
     def add(
-        self, signer: MeterSigner, interval: int, e_import_wh: int, e_export_wh: int
+        self,
+        signer: MeterSigner,
+        interval: int,
+        e_import_wh: int,
+        e_export_wh: int,
+        v_mv: int | None = None,
     ) -> SignedReading | None:
-        """Sign and store the counters (Wh) at the end of ``interval``; None if that interval
-        already has a reading (a restart within the same boundary)."""
+        """Sign and store the counters (Wh) at the end of ``interval`` and its mean voltage
+        (mV, None: unknown); None if that interval already has a reading (a restart within the
+        same boundary)."""
         have = self.db.execute(
             "SELECT 1 FROM readings WHERE meter = ? AND interval = ?", (signer.meter, interval)
         ).fetchone()
         if have:
             return None
-        reading = signer.sign(interval, e_import_wh, e_export_wh)
+        reading = signer.sign(interval, e_import_wh, e_export_wh, v_mv)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(

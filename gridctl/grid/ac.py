@@ -36,11 +36,15 @@ class AcFeeder:
     """A feeder whose own loads and generators are replaced by one load per household.
 
     Each household is a pandapower ``load`` at its bus carrying the household's net power
-    (load convention, so export is a negative load).
+    (load convention, so export is a negative load). household_bus: each household's pandapower
+    bus; trafo_lv_bus: the low-voltage buses of the in-service transformers.
     """
 
     def __init__(self, net: pp.pandapowerNet, household_bus: np.ndarray, names: list[str]):
         self.net = copy.deepcopy(net)
+        self.household_bus = np.asarray(household_bus, dtype=np.int64)
+        trafo = self.net.trafo
+        self.trafo_lv_bus = trafo.lv_bus[trafo.in_service].to_numpy(dtype=np.int64)
         for table in ("load", "sgen", "storage", "gen"):
             if table in self.net and len(self.net[table]):
                 self.net[table]["in_service"] = False

@@ -3,14 +3,18 @@ telemetry a controller reads from them.
 
 Every household has a main meter and, as its spec says, a battery, an EV charger and a PV
 inverter, each speaking a real device profile (``PROFILES``). The world puts its state on the
-registers at each interval's start (``show``); the wire-mode simulation serves these devices
-over Modbus TCP to real controllers, and the in-process simulation decodes the same registers
-with the controller's codec (``telemetry``), so both plan from exactly the same numbers.
+registers at each interval's start (``show``; a main meter's phase voltages are its household's
+bus voltage in the interval that ended, as its meter reports it); the wire-mode simulation
+serves these devices over Modbus TCP to real controllers, and the in-process simulation decodes
+the same registers with the controller's codec (``telemetry``), so both plan from exactly the
+same numbers.
 """
 
 from __future__ import annotations
 
-from gridctl.controller.loop import measured
+import numpy as np
+
+from gridctl.controller.loop import PHASE_V, measured
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, ev_phases
 from gridctl.devices.profile import load_profile
 from gridctl.devices.reader import Table, decode_roles
@@ -54,11 +58,16 @@ def show(
     """Put the world's state at interval t's start on every device's registers; a main meter
     shows what it reports (its error, or its household's cheat, included)."""
     shown = world.shown(t)
+    v_mv = meter_voltages_mv(world, meters)
     for k, h in enumerate(households):
-        devices[(h.id, "meter")].set_values(
-            p_w=float(shown.p_w[k] + meters.offset_w[k]), e_import_wh=float(meters.imp_wh[k]),
-            e_export_wh=float(meters.exp_wh[k]),
-        )  # fmt: skip
+        meter = {
+            "p_w": float(shown.p_w[k] + meters.offset_w[k]),
+            "e_import_wh": float(meters.imp_wh[k]),
+            "e_export_wh": float(meters.exp_wh[k]),
+        }
+        if v_mv is not None:  # whole mV, so the controller signs what the in-process run signs
+            meter.update(dict.fromkeys(PHASE_V, float(v_mv[0][k]) / 1000))
+        devices[(h.id, "meter")].set_values(**meter)
         if h.battery:
             devices[(h.id, "battery")].set_values(
                 soc=float(shown.soc[k]), p_w=float(shown.battery_w[k])
@@ -72,6 +81,22 @@ def show(
             )
         if h.pv:
             devices[(h.id, "pv")].set_values(p_w=float(shown.pv_w[k]))
+
+
+def volts_mv(v_pu: np.ndarray | float) -> np.ndarray:
+    """Phase-to-neutral voltages in whole mV (int64) of voltages ``v_pu``, p.u. of 230 V."""
+    return np.round(np.asarray(v_pu) * V_NOMINAL_V * 1000).astype(np.int64)
+
+
+def meter_voltages_mv(world: World, meters: Meters) -> tuple[np.ndarray, int] | None:
+    """The last interval's mean voltages the meters report, whole mV: each household's main
+    meter, (H,) int64 (its error included), and the transformer meter's (its LV bus); None
+    before the first interval."""
+    v_pu, trafo_v_pu = world.household_v_pu(), world.trafo_v_pu()
+    if v_pu is None or trafo_v_pu is None:
+        return None
+    reported = meters.household_v_pu(len(world.history) - 1, v_pu)
+    return volts_mv(reported), int(volts_mv(trafo_v_pu))
 
 
 def _table(device: ProfileVirtual) -> Table:

@@ -30,7 +30,7 @@ from gridctl.settlement.enrol import (
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import IntervalOutcome, Settler
-from gridctl.sim.devices import Devices, make_devices, show, telemetry
+from gridctl.sim.devices import Devices, make_devices, meter_voltages_mv, show, telemetry
 from gridctl.sim.households import build_series
 from gridctl.sim.meters import CheatTruth, Meters
 from gridctl.sim.scenario import Scenario
@@ -179,11 +179,14 @@ def simulate(
             interval = scn.first_interval + t
             s.step(t, *planned(s, interval, t))
             imp, exp = s.meters.household_counters_wh()
+            volts = meter_voltages_mv(s.world, s.meters)
+            assert volts is not None  # the world has run an interval
             readings = [
-                m.sign(interval, int(i), int(e)) for m, i, e in zip(meters, imp, exp, strict=True)
+                m.sign(interval, int(i), int(e), int(v))
+                for m, i, e, v in zip(meters, imp, exp, volts[0], strict=True)
             ]
             trafo = s.meters.trafo_counters_wh()
-            readings.append(signers[TRANSFORMER_METER].sign(interval, *trafo))
+            readings.append(signers[TRANSFORMER_METER].sign(interval, *trafo, volts[1]))
             st = settler.settle(interval, readings).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)

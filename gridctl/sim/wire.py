@@ -48,7 +48,7 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import public_bytes
-from gridctl.sim.devices import PROFILES, Devices, roles, show
+from gridctl.sim.devices import PROFILES, Devices, meter_voltages_mv, roles, show
 from gridctl.sim.engine import (
     Progress,
     SettledTotals,
@@ -149,7 +149,9 @@ class _Run:
             h.controller.wake()
         if t > 0:
             counters = self.setup.meters.trafo_counters_wh()
-            trafo = self.signers[TRANSFORMER_METER].sign(iv - 1, *counters)
+            volts = meter_voltages_mv(self.world, self.setup.meters)
+            assert volts is not None  # the world has run interval t - 1
+            trafo = self.signers[TRANSFORMER_METER].sign(iv - 1, *counters, volts[1])
             topic = household_topic(self.coordinator.community, FEEDER_USER, "reading")
             payload = json.dumps(trafo.to_message()).encode()
             if not await self.feeder.publish(topic, payload):

@@ -23,7 +23,8 @@ from gridctl.sim.physics import battery_step, ev_step, meter_step, pv_step
 
 @dataclass
 class Interval:
-    """What happened in one interval; (H,) arrays in W, load convention."""
+    """What happened in one interval; (H,) arrays in W, load convention. v_pu: each household's
+    bus voltage, p.u., (H,); trafo_v_pu: the transformer's LV bus voltage, p.u."""
 
     p_w: np.ndarray
     load_w: np.ndarray
@@ -32,6 +33,8 @@ class Interval:
     battery_w: np.ndarray
     ev_w: np.ndarray
     ac: AcResult
+    v_pu: np.ndarray
+    trafo_v_pu: float
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,21 @@ class World:
         res = self.ac.run(p_w, load_w * self.series.tan_phi)
         self.imp_wh, self.exp_wh = meter_step(self.imp_wh, self.exp_wh, p_w, dt_h)
         self.trafo_wh = meter_step(*self.trafo_wh, np.array([res.p_trafo_w]), dt_h)
-        out = Interval(p_w, load_w, p_pv, pv_avail_w, p_bat, p_ev, res)
+        v_pu = self.ac.vm_pu(self.ac.household_bus)
+        trafo_v_pu = float(self.ac.vm_pu(self.ac.trafo_lv_bus).mean())
+        out = Interval(p_w, load_w, p_pv, pv_avail_w, p_bat, p_ev, res, v_pu, trafo_v_pu)
         self.history.append(out)
         return out
+
+    def household_v_pu(self) -> np.ndarray | None:
+        """Each household's bus voltage in the last interval's power flow, p.u., (H,) (None
+        before the first interval)."""
+        return self.history[-1].v_pu if self.history else None
+
+    def trafo_v_pu(self) -> float | None:
+        """The transformer's LV bus voltage in the last interval's power flow, p.u. (None
+        before the first interval)."""
+        return self.history[-1].trafo_v_pu if self.history else None
 
     def trafo_counters_wh(self) -> tuple[int, int]:
         """The transformer meter's counters now, whole Wh."""

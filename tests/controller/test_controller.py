@@ -166,6 +166,8 @@ async def test_fallback_plan_readings_and_a_silent_coordinator(
             assert r.meter == "h01/main" and r.seq == 1
             assert r.interval == int(home.clock() // INTERVAL_S) - 1
             key.public_key().verify(r.signature, r.payload())  # raises if forged
+            # it carries the interval's mean of the meter's phase voltages (230.1, 229.7, 231.2 V)
+            assert r.v_mv == 230_333 and 0.9 * 230_000 < r.v_mv < 1.1 * 230_000
 
             # a plan: charge the battery at 2 kW, no EV, import at most 5 kW
             now_iv = int(home.clock() // INTERVAL_S)

@@ -70,6 +70,10 @@ def test_ledger_conserves_money_and_tokens(default_day: SimResult) -> None:
     assert kpis(r)["tokens_issued"] == household_tokens / MICRO
     readings = con.execute("SELECT COUNT(*), SUM(status = 'verified') FROM readings").fetchone()
     assert readings == (96 * 14, 96 * 14)
+    # every meter, the transformer's too, signed its interval's mean voltage (bus voltage, mV)
+    volts = con.execute("SELECT meter, v_mv FROM meter_readings").fetchall()
+    assert len(volts) == 96 * 15 and len({m for m, _ in volts}) == 15
+    assert all(0.9 * 230_000 < v < 1.1 * 230_000 for _, v in volts), min(volts, key=lambda r: r[1])
 
 
 def _head(tmp: Path, seed: int) -> str:

@@ -4,6 +4,7 @@ same energy, tokens and ledger as the in-process run."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
     from gridctl.transport import launcher
 
     scenario = ROOT / "sim" / "default.yaml"
-    inproc = run_sim(scenario, tmp_path / "inproc", intervals=8).kpis
+    inproc_run = run_sim(scenario, tmp_path / "inproc", intervals=8)
+    inproc = inproc_run.kpis
     monkeypatch.setattr(launcher, "mosquitto_path", lambda: None)  # as on a machine without it
     res = CliRunner().invoke(app, ["sim", str(scenario), "--out", str(tmp_path / "wire"),
                                    "--intervals", "8", "--wire", "--json"])  # fmt: skip
@@ -53,6 +55,12 @@ def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
     for k in ENERGY:
         assert kpis[k] == pytest.approx(inproc[k], rel=0.01, abs=1e-3), k
     assert kpis["ledger_head"] == inproc["ledger_head"]  # the same entries, signed readings and all
+    # the controllers signed, from the meters' voltage registers, the voltages the in-process
+    # run signs from the world (every household's bus, the transformer's LV bus; whole mV)
+    q = "SELECT meter, interval, v_mv FROM meter_readings ORDER BY meter, interval"
+    wire_v = sqlite3.connect(tmp_path / "wire" / "ledger.sqlite").execute(q).fetchall()
+    assert len(wire_v) == 8 * 15 and all(0.9 * 230_000 < v < 1.1 * 230_000 for *_, v in wire_v)
+    assert wire_v == sqlite3.connect(inproc_run.ledger_path).execute(q).fetchall()
 
 
 def test_a_broker_is_chosen_automatically_or_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ import pandapower as pp
 from gridctl.coordinator.planner import CommunityPlanner
 from gridctl.dispatch.feeder_guard import FeederLimits
 from gridctl.dispatch.spec import CommunitySpec
+from gridctl.grid.estimation import StateEstimator
 from gridctl.grid.feeder import (
     Profiles,
     load_feeder,
@@ -26,7 +27,8 @@ from gridctl.grid.feeder import (
     transformer_no_load_loss_w,
     transformer_rating_w,
 )
-from gridctl.settlement.physics import BalanceConfig
+from gridctl.settlement.feeder_check import FeederCheck
+from gridctl.settlement.physics import BalanceCheck, BalanceConfig, PhysicsCheck
 from gridctl.settlement.settle import SettlementConfig
 
 DispatchMode = Literal["none", "home", "community"]
@@ -55,7 +57,8 @@ class Community:
     ids: household ids in the spec's order. connection_w: each main fuse as power, W, (H,).
     feeder: None without a feeder in the spec. limits: the feeder's operating limits as the
     planner keeps them (None: not planned against the feeder). planner: None when nothing is
-    planned (no feeder, or mode "none").
+    planned (no feeder, or mode "none"). physics: settlement's check of claims against the
+    feeder (state estimation with the feeder, the transformer balance without).
     """
 
     spec: CommunitySpec
@@ -66,6 +69,7 @@ class Community:
     limits: FeederLimits | None
     settlement: SettlementConfig
     planner: CommunityPlanner | None
+    physics: PhysicsCheck
 
 
 def load_community_feeder(spec: CommunitySpec, base_dir: Path) -> Feeder | None:
@@ -99,14 +103,24 @@ def assemble(
             spec.households, feeder.net, feeder.profiles, feeder.buses, feeder.transformer_rated_w,
             limits, spec.dispatch, spec.tariff.prices(),
         )  # fmt: skip
+    balance = BalanceConfig(
+        household_class=spec.meters.household_class,
+        transformer_class=spec.meters.transformer_class,
+        no_load_loss_w=feeder.no_load_loss_w if feeder else 0.0,
+    )
     settlement = SettlementConfig(
         community_per_kwh=spec.tariff.community_per_kwh,
         reward_tokens_per_kwh=spec.reward_tokens_per_kwh,
         pooled=mode == "community",  # without a community, nothing goes through a pool
-        balance=BalanceConfig(no_load_loss_w=feeder.no_load_loss_w if feeder else 0.0),
+        balance=balance,
     )
+    ids = [h.id for h in spec.households]
+    physics: PhysicsCheck = BalanceCheck(balance)
+    if feeder is not None:
+        estimator = StateEstimator(feeder.net, feeder.buses, ids, np.zeros(len(ids)))
+        physics = FeederCheck(estimator, balance)
     return Community(
-        spec=spec, mode=mode, ids=[h.id for h in spec.households],
+        spec=spec, mode=mode, ids=ids,
         connection_w=np.array([h.connection_w for h in spec.households]), feeder=feeder,
-        limits=limits, settlement=settlement, planner=planner,
+        limits=limits, settlement=settlement, planner=planner, physics=physics,
     )  # fmt: skip

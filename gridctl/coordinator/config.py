@@ -177,7 +177,8 @@ def coordinator_from_config(
         )
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, community.settlement, key,
-        planner=community.planner, tariff=cfg.tariff.prices(), clock=clock,
+        planner=community.planner, tariff=cfg.tariff.prices(), physics=community.physics,
+        clock=clock,
         health_port=cfg.health_port,
         max_skew_s=cfg.ingest.max_skew_s,
         readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),

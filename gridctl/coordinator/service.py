@@ -53,6 +53,7 @@ from gridctl.protocol import (
 )
 from gridctl.settlement.enrol import main_meter
 from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.physics import PhysicsCheck
 from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
 from gridctl.settlement.signing import ReadingMessage, from_message
 from gridctl.transport.session import BrokerSettings, Session
@@ -78,6 +79,8 @@ class Coordinator:
     ledger_path / inbox_path: SQLite files (the ledger holds the meter registry).
     root_key: the coordinator's key, which signs every interval's root.
     planner: None publishes no plans (households then run their local policy).
+    physics: settlement's check of claims against the feeder (default: the transformer
+    balance).
     clock: epoch seconds (the simulator passes its own). health_port: serve /health and
     /metrics on 127.0.0.1 (0: a free port, see ``http_port``; None: no endpoint).
     tick_s: how often to look at the clock, real s (None: the caller calls ``tick``, as the
@@ -98,6 +101,7 @@ class Coordinator:
         root_key: Ed25519PrivateKey,
         planner: Planner | None = None,
         tariff: Tariff | None = None,
+        physics: PhysicsCheck | None = None,
         clock: Callable[[], float] = time.time,
         tick_s: float | None = 1.0,
         settle_after_s: float = INTERVAL_S,
@@ -122,7 +126,7 @@ class Coordinator:
         self.on_settled = on_settled
         self.http_port: int | None = None
         self.ledger = Ledger(ledger_path, root_key)
-        self.settler = Settler(self.ledger, settlement)
+        self.settler = Settler(self.ledger, settlement, physics=physics)
         self.inbox = Inbox(inbox_path)
         self.rejects = RejectCounter()
         self.metrics = Metrics()

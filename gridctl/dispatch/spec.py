@@ -19,6 +19,7 @@ from gridctl.core import (
     INTERVALS_PER_DAY,
     V_NOMINAL_V,
     W_PER_KW,
+    AccuracyClass,
     FilePath,
     StrictModel,
     Tariff,
@@ -200,9 +201,19 @@ class DispatchSpec(StrictModel):
     rounds: Annotated[int, Field(ge=1, le=20)] = 5
 
 
+class MeterClasses(StrictModel):
+    """Accuracy classes (MID) of the community's meters, from which settlement takes the
+    tolerance of its physics checks (and a simulation its meters' error). A household's
+    connection meter is usually class B; the transformer meter of a secondary substation is
+    CT-operated and usually class C (0.5 S) or better."""
+
+    household_class: AccuracyClass = "B"
+    transformer_class: AccuracyClass = "C"
+
+
 class CommunitySpec(StrictModel):
     """A community as planning and settlement see it: feeder (None: no plans), households,
-    prices, reward rate, feeder limits and dispatch settings."""
+    prices, reward rate, feeder limits, dispatch settings and the meters' accuracy classes."""
 
     feeder: FeederSpec | None = None
     households: list[HouseholdSpec] = Field(default_factory=list)
@@ -210,6 +221,7 @@ class CommunitySpec(StrictModel):
     reward_tokens_per_kwh: RewardRate = 1.0
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
+    meters: MeterClasses = MeterClasses()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:

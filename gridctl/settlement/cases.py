@@ -54,7 +54,10 @@ def case_detail(case: dict[str, object]) -> str:
     return canonical(case).decode("ascii")
 
 
-def named_since(db: sqlite3.Connection, first: int) -> set[str]:
-    """Households physics named (claim rejected) in an interval ≥ ``first``."""
-    q = "SELECT DISTINCT household FROM cases WHERE outcome = ? AND interval >= ?"
-    return {r[0] for r in db.execute(q, (NAMED, first))}
+def households_in_cases(db: sqlite3.Connection, first: int, outcome: str | None = None) -> set[str]:
+    """Households with a case (of ``outcome``, None: any) in an interval ≥ ``first``."""
+    q = "SELECT DISTINCT household FROM cases WHERE interval >= ?"
+    args: tuple = (first,)
+    if outcome is not None:
+        q, args = q + " AND outcome = ?", (first, outcome)
+    return {r[0] for r in db.execute(q, args)}

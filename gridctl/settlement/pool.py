@@ -65,7 +65,7 @@ class IntervalSettlement:
 
     supplied_wh / received_wh: energy shared through the pool, Wh (≥ 0).
     paid_micro / earned_micro: currency paid into / out of the pool, micro-units (≥ 0).
-    tokens_micro: token reward, micro-tokens (≥ 0).
+    tokens_micro: token reward, micro-tokens (≥ 0). (Settlement nets out what physics holds.)
     """
 
     supplied_wh: np.ndarray

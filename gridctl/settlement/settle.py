@@ -22,12 +22,19 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gridctl.core import INTERVAL_S, interval_hours
-from gridctl.settlement.cases import HELD, NAMED, CaseRow, add_cases, case_detail, named_since
+from gridctl.core import INTERVAL_S, V_NOMINAL_V, interval_hours
+from gridctl.settlement.cases import (
+    HELD,
+    NAMED,
+    CaseRow,
+    add_cases,
+    case_detail,
+    households_in_cases,
+)
 from gridctl.settlement.holds import hold_transactions, open_holds, resolution
 from gridctl.settlement.ledger import Ledger, Transaction
 from gridctl.settlement.physics import (
@@ -68,6 +75,9 @@ from gridctl.settlement.verify import ParallelVerifier, Ticket, VerifyJob, verif
 
 log = logging.getLogger(__name__)
 
+MV_PER_PU = V_NOMINAL_V * 1000.0
+"""A reading's voltage (mV, phase to neutral) per p.u."""
+
 Verifier = Callable[[Sequence[VerifyJob]], list[bool]]
 """Checks (public key, signature, payload) jobs; returns one verdict each, in order."""
 
@@ -81,8 +91,9 @@ class SettlementConfig:
     planned. grid_*_per_kwh: when set, unmatched energy is booked against the ``grid`` account.
     pooled: False when the households do not share (readings are still verified and kept).
     balance: the transformer balance's tolerance (the physics check without a feeder model).
-    review_intervals: how long rewards physics held stay held: a hold this many intervals old
-    is forfeited if its household was named in the meantime, else released.
+    review_intervals: how long rewards physics held stay held at least: a hold this many
+    intervals old is forfeited if its household was named since, released if the household had
+    no case in the last review_intervals, else kept for an operator's decision.
     """
 
     community_per_kwh: float
@@ -380,17 +391,14 @@ class Settler:
             self.config.vee,
         )
         outcome_rows, imp, exp, status, reason = self._outcomes(batch, digests, ok, a)
-        finding = self.physics(self._claims(interval, ok, a, imp, exp, status))
+        finding = self.physics(self._claims(interval, [batch[j] for j in ok], a, imp, exp, status))
         if finding.named:
             outcome_rows = self._reject_named(outcome_rows, finding.named)
             for h in finding.named:
                 imp[h] = exp[h] = 0
                 status[h], reason[h] = "rejected", "physics_inconsistent"
         st = self._pool(interval, imp, exp, status, flex)
-        extra = hold_transactions(
-            interval, self.households, self._main_meters, finding.held,  # type: ignore[arg-type]
-            st.earned_micro, st.tokens_micro,
-        ) + self._resolutions(interval, finding)  # fmt: skip
+        st = self._hold(interval, st, finding)
         refused = [j for j, why in enumerate(reasons) if why]
         return _Plan(
             assessment=a,
@@ -411,29 +419,56 @@ class Settler:
             settlement=st,
             finding=finding,
             case_rows=self._case_rows(interval, finding),
-            extra=tuple(extra),
+        )
+
+    def _hold(self, interval: int, st: IntervalSettlement, finding: Finding) -> IntervalSettlement:
+        """The pool outcome with the held households' credits moved to the holding account
+        (their earned and token amounts net of what is held), and older holds resolved."""
+        held = list(finding.held)
+        holds = hold_transactions(
+            interval, self.households, self._main_meters, held,  # type: ignore[arg-type]
+            st.earned_micro, st.tokens_micro,
+        )  # fmt: skip
+        earned, tokens = st.earned_micro.copy(), st.tokens_micro.copy()
+        earned[held] = 0
+        tokens[held] = 0
+        extra = (*holds, *self._resolutions(interval, finding))
+        return replace(
+            st, earned_micro=earned, tokens_micro=tokens, transactions=st.transactions + extra
         )
 
     def _claims(
         self,
         interval: int,
-        ok: list[int],
+        assessed: list[SignedReading],
         a: Assessment,
         imp: np.ndarray,
         exp: np.ndarray,
         status: list[str],
     ) -> Claims:
-        """What the physics check gets of an interval: verified energies and voltages."""
+        """What the physics check gets of an interval: verified energies and voltages.
+
+        assessed: the readings ``a`` assessed, in its order."""
         t = self.table
-        trafo = np.flatnonzero((t.role[a.idx] == ROLE_TRANSFORMER) & (a.status == _ST_VERIFIED))
+        role = t.role[a.idx]
+        trafo = np.flatnonzero((role == ROLE_TRANSFORMER) & (a.status == _ST_VERIFIED))
         t_imp = int(a.d_import_wh[trafo].sum()) if len(trafo) else None
         t_exp = int(a.d_export_wh[trafo].sum()) if len(trafo) else None
-        n_h = len(self.households)
+        v_pu = np.full(len(self.households), np.nan)
+        t_v_pu = float("nan")
+        for pos in np.flatnonzero(a.status == _ST_VERIFIED).tolist():
+            v_mv = assessed[pos].v_mv
+            if v_mv is None:
+                continue
+            if role[pos] == ROLE_MAIN:
+                v_pu[t.household[a.idx[pos]]] = v_mv / MV_PER_PU
+            elif role[pos] == ROLE_TRANSFORMER:
+                t_v_pu = v_mv / MV_PER_PU
         return Claims(
             interval=interval, households=self.households,  # type: ignore[arg-type]
             import_wh=imp, export_wh=exp, verified=np.array([s == "verified" for s in status]),
-            v_pu=np.full(n_h, np.nan), trafo_import_wh=t_imp, trafo_export_wh=t_exp,
-            trafo_v_pu=float("nan"), dt_h=interval_hours(self.config.interval_s),
+            v_pu=v_pu, trafo_import_wh=t_imp, trafo_export_wh=t_exp, trafo_v_pu=t_v_pu,
+            dt_h=interval_hours(self.config.interval_s),
         )  # fmt: skip
 
     def _reject_named(self, rows: list[ReadingRow], named: tuple[int, ...]) -> list[ReadingRow]:
@@ -446,15 +481,25 @@ class Settler:
         ]
 
     def _resolutions(self, interval: int, finding: Finding) -> list[Transaction]:
-        """Release or forfeit the holds whose review time is up (see SettlementConfig)."""
-        due = open_holds(self.ledger.db, interval - self.config.review_intervals)
+        """Settle the holds whose review time is up: forfeit those of a household physics named
+        since, release those of a household with no case in the last review period, and leave
+        the others held (physics still cannot clear it: an operator decides)."""
+        review = self.config.review_intervals
+        due = open_holds(self.ledger.db, interval - review)
         if not due:
             return []
-        first = min(h.interval for h in due)
-        named = named_since(self.ledger.db, first)
-        named |= {str(self.households[h]) for h in finding.named}
-        cheats = {household_account(h) for h in named}
-        return [resolution(h, interval, release=h.account not in cheats) for h in due]
+        db, ids = self.ledger.db, self.households
+        named = households_in_cases(db, min(h.interval for h in due), NAMED)
+        named |= {str(ids[h]) for h in finding.named}
+        suspect = households_in_cases(db, interval - review + 1)
+        suspect |= {str(ids[h]) for h in (*finding.named, *finding.held)}
+        forfeit = {household_account(h) for h in named}
+        keep = {household_account(h) for h in suspect} - forfeit
+        return [
+            resolution(h, interval, release=h.account not in forfeit)
+            for h in due
+            if h.account not in keep
+        ]
 
     def _case_rows(self, interval: int, finding: Finding) -> list[CaseRow]:
         """``cases`` rows of the named and held households (none for a consistent interval)."""
@@ -478,7 +523,7 @@ class Settler:
         add_rejects(db, plan.reject_rows)
         add_estimates(db, plan.estimate_rows)
         add_cases(db, plan.case_rows)
-        booked = self.ledger.append(plan.settlement.transactions + plan.extra)
+        booked = self.ledger.append(plan.settlement.transactions)
         return booked, self.ledger.close_interval(interval)
 
     def _outcomes(
@@ -626,8 +671,6 @@ class _Plan:
     settlement: IntervalSettlement
     finding: Finding
     case_rows: list[CaseRow]
-    extra: tuple[Transaction, ...]
-    """Holds of this interval's credits and resolutions of older holds."""
 
 
 @contextmanager

@@ -172,7 +172,7 @@ def simulate(
             ledger, c.ids, c.connection_w, scn.first_interval, scn.seed,
             transformer_rated_w=s.feeder.transformer_rated_w,
         )  # fmt: skip
-        settler = Settler(ledger, c.settlement)
+        settler = Settler(ledger, c.settlement, physics=c.physics)
         meters = [signers[main_meter(h)] for h in c.ids]
         totals = SettledTotals(len(c.ids))
         for t in range(scn.intervals):

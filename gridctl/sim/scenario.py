@@ -12,7 +12,6 @@ from pydantic import Field, field_validator, model_validator
 from gridctl.core import (
     INTERVAL_S,
     INTERVALS_PER_DAY,
-    AccuracyClass,
     FilePath,
     ScenarioError,
     StrictModel,
@@ -41,15 +40,6 @@ def _utc_boundary(v: datetime) -> datetime:
     if v.timestamp() % INTERVAL_S:
         raise ValueError(f"must fall on an interval boundary ({INTERVAL_S // 60} min)")
     return v
-
-
-class MeterClasses(StrictModel):
-    """Accuracy classes of the simulated meters. A household's connection meter is usually
-    class B; the transformer meter of a secondary substation is CT-operated and usually class C
-    (0.5 S) or better."""
-
-    household_class: AccuracyClass = "B"
-    transformer_class: AccuracyClass = "C"
 
 
 class CheatSpec(StrictModel):
@@ -96,7 +86,6 @@ class Scenario(CommunitySpec):
     start: datetime
     intervals: Annotated[int, Field(ge=1, le=366 * INTERVALS_PER_DAY)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    meters: MeterClasses = MeterClasses()
     meter_noise: bool = False
     """Meters measure with their class's error (``gridctl.sim.meters``); off: exactly."""
     cheat: Annotated[list[CheatSpec], Field(default_factory=list, max_length=1000)]

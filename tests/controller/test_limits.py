@@ -13,6 +13,7 @@ from gridctl.controller.limits import (
     ev_current_a,
     pv_limit_w,
 )
+from gridctl.controller.loop import mean_phase_v, voltage_mv
 from gridctl.protocol import PlanStep
 
 powers = st.floats(-20_000, 20_000)
@@ -64,3 +65,22 @@ def test_pv_limit_keeps_export_inside_the_envelope() -> None:
     assert pv_limit_w(None, 4000) == 4000
     assert pv_limit_w(-1000, 500) == 0  # the battery alone already exports 1 kW
     assert pv_limit_w(0, math.inf) == math.inf
+
+
+class _Meter:
+    """A polled meter's values by role (what ``mean_phase_v`` reads)."""
+
+    def __init__(self, **values: float | None):
+        self.values = values
+
+    def value(self, role: str) -> float | None:
+        return self.values.get(role)
+
+
+def test_a_reading_s_voltage_is_the_mean_of_known_phases_and_unknown_is_none() -> None:
+    assert mean_phase_v(_Meter(v_l1_v=230.0, v_l2_v=232.0, v_l3_v=0.0)) == 231.0  # L3 not wired
+    assert mean_phase_v(_Meter(v_l1_v=229.5)) == 229.5  # a single-phase meter
+    assert mean_phase_v(_Meter(v_l1_v=math.nan, v_l2_v=None, v_l3_v=-5.0)) is None
+    assert mean_phase_v(_Meter(p_w=800.0)) is None  # no voltage role
+    assert voltage_mv((690.0, 3)) == 230_000 and voltage_mv((230.0004, 1)) == 230_000
+    assert voltage_mv(None) is None and voltage_mv((2_000.0, 1)) is None  # beyond a reading

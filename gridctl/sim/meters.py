@@ -21,7 +21,7 @@ energy is lost to rounding.
 
 Voltage: reported with an error of σ = 0.1 % of nominal (truncated at ±0.3 %), the spread of an
 IEC 61000-4-30 class S instrument (whose bound is ±0.5 % of the declared voltage), drawn like
-the energy errors from a second generator per meter.
+the energy errors from a second generator per meter (the transformer meter's too).
 
 Without ``meter_noise`` every honest meter reports exactly what flowed, as the world's exact
 counters have it.
@@ -84,6 +84,12 @@ def meter_errors(seed: int, meter_id: str, mpe: float, n: int) -> np.ndarray:
     return truncated_normal(meter_rng(seed, meter_id, _ENERGY), n) * (mpe / TRUNCATE_SIGMAS)
 
 
+def voltage_errors(seed: int, meter_id: str, n: int) -> np.ndarray:
+    """Voltage errors of one meter over n intervals, p.u., (n,): σ = ``VOLTAGE_SIGMA_PU``,
+    truncated at ±3σ."""
+    return truncated_normal(meter_rng(seed, meter_id, _VOLTAGE), n) * VOLTAGE_SIGMA_PU
+
+
 def claimed_w(kind: CheatKind, p_w: np.ndarray, size_w: float, ref_w: np.ndarray) -> np.ndarray:
     """The power a dishonest meter claims (see the module doc), load convention.
 
@@ -141,7 +147,8 @@ class Meters:
     report. imp_wh / exp_wh: household counters, exact, Wh, (H,). trafo_wh: the transformer
     meter's (import, export), Wh. offset_w: reported minus true power of the last interval, W,
     (H,) (0 before the first). error / trafo_error: relative energy errors, (T, H) / (T,);
-    v_error_pu: voltage errors, p.u., (T, H) (all 0 without ``meter_noise``).
+    v_error_pu / trafo_v_error_pu: voltage errors, p.u., (T, H) / (T,) (all 0 without
+    ``meter_noise``).
     """
 
     def __init__(self, scn: Scenario, ids: list[str]):
@@ -149,22 +156,14 @@ class Meters:
         if scn.meter_noise:
             mpe_h = ACCURACY_CLASS_MPE[scn.meters.household_class]
             mpe_t = ACCURACY_CLASS_MPE[scn.meters.transformer_class]
-            self.error = np.array(
-                [meter_errors(scn.seed, main_meter(h), mpe_h, n_t) for h in ids]
-            ).T
+            meter_ids = [main_meter(h) for h in ids]
+            self.error = np.array([meter_errors(scn.seed, m, mpe_h, n_t) for m in meter_ids]).T
+            self.v_error_pu = np.array([voltage_errors(scn.seed, m, n_t) for m in meter_ids]).T
             self.trafo_error = meter_errors(scn.seed, TRANSFORMER_METER, mpe_t, n_t)
-            self.v_error_pu = (
-                VOLTAGE_SIGMA_PU
-                * np.array(
-                    [
-                        truncated_normal(meter_rng(scn.seed, main_meter(h), _VOLTAGE), n_t)
-                        for h in ids
-                    ]
-                ).T
-            )
+            self.trafo_v_error_pu = voltage_errors(scn.seed, TRANSFORMER_METER, n_t)
         else:
             self.error, self.v_error_pu = np.zeros((n_t, n_h)), np.zeros((n_t, n_h))
-            self.trafo_error = np.zeros(n_t)
+            self.trafo_error, self.trafo_v_error_pu = np.zeros(n_t), np.zeros(n_t)
         index = {h: k for k, h in enumerate(ids)}
         self.cheats = [
             _Cheat(index[c.household], c.kind, c.size_w,
@@ -212,6 +211,10 @@ class Meters:
         """The voltages the household meters report for interval t, p.u., (H,), given the true
         ones v_pu."""
         return v_pu + self.v_error_pu[t]
+
+    def trafo_v_pu(self, t: int, v_pu: float) -> float:
+        """The voltage the transformer meter reports for interval t, p.u., given the true one."""
+        return v_pu + float(self.trafo_v_error_pu[t])
 
     def truth(self) -> CheatTruth:
         """The cheats' record so far (see ``CheatTruth``)."""

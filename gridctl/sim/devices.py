@@ -90,13 +90,14 @@ def volts_mv(v_pu: np.ndarray | float) -> np.ndarray:
 
 def meter_voltages_mv(world: World, meters: Meters) -> tuple[np.ndarray, int] | None:
     """The last interval's mean voltages the meters report, whole mV: each household's main
-    meter, (H,) int64 (its error included), and the transformer meter's (its LV bus); None
+    meter, (H,) int64, and the transformer meter's (its LV bus), their errors included; None
     before the first interval."""
     v_pu, trafo_v_pu = world.household_v_pu(), world.trafo_v_pu()
     if v_pu is None or trafo_v_pu is None:
         return None
-    reported = meters.household_v_pu(len(world.history) - 1, v_pu)
-    return volts_mv(reported), int(volts_mv(trafo_v_pu))
+    t = len(world.history) - 1
+    reported = meters.household_v_pu(t, v_pu), meters.trafo_v_pu(t, trafo_v_pu)
+    return volts_mv(reported[0]), int(volts_mv(reported[1]))
 
 
 def _table(device: ProfileVirtual) -> Table:

@@ -12,7 +12,7 @@ import pytest
 
 from gridctl.core import ACCURACY_CLASS_MPE, INTERVALS_PER_DAY, ScenarioError, validated
 from gridctl.settlement.enrol import main_meter
-from gridctl.sim.devices import show
+from gridctl.sim.devices import meter_voltages_mv, show
 from gridctl.sim.engine import SimResult, planned, prepare, simulate
 from gridctl.sim.meters import TRUNCATE_SIGMAS, Meters, meter_errors
 from gridctl.sim.scenario import Scenario, load_scenario
@@ -232,6 +232,13 @@ def test_the_main_meter_device_shows_the_claims(tmp_path: Path) -> None:
     assert s.world.history[-1].p_w[k] > 0  # while it imported
     j = [h.id for h in scn.households].index("h09")
     assert s.devices[("h09", "meter")].values["e_export_wh"] == pytest.approx(s.meters.exp_wh[j])
+    volts = meter_voltages_mv(s.world, s.meters)
+    assert volts is not None
+    true_v = np.append(s.world.household_v_pu(), s.world.trafo_v_pu()) * 230_000  # mV
+    signed = np.append(volts[0], volts[1])
+    error = np.append(s.meters.v_error_pu[0], s.meters.trafo_v_error_pu[0]) * 230_000
+    assert np.abs(signed - (true_v + error)).max() <= 0.5  # whole mV
+    assert 0 < np.abs(signed - true_v).max() <= 0.003 * 230_000 + 0.5
 
 
 @pytest.mark.slow

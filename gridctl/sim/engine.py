@@ -30,6 +30,7 @@ from gridctl.settlement.enrol import (
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import IntervalOutcome, Settler
+from gridctl.settlement.signing import MeterSigner, SignedReading
 from gridctl.sim.devices import Devices, make_devices, meter_voltages_mv, show, telemetry
 from gridctl.sim.households import build_series
 from gridctl.sim.meters import CheatTruth, Meters
@@ -178,21 +179,33 @@ def simulate(
         for t in range(scn.intervals):
             interval = scn.first_interval + t
             s.step(t, *planned(s, interval, t))
-            imp, exp = s.meters.household_counters_wh()
             volts = meter_voltages_mv(s.world, s.meters)
             assert volts is not None  # the world has run an interval
-            readings = [
-                m.sign(interval, int(i), int(e), int(v))
-                for m, i, e, v in zip(meters, imp, exp, volts[0], strict=True)
-            ]
-            trafo = s.meters.trafo_counters_wh()
-            readings.append(signers[TRANSFORMER_METER].sign(interval, *trafo, volts[1]))
+            readings = sign_interval(interval, meters, signers[TRANSFORMER_METER], s.meters, volts)
             st = settler.settle(interval, readings).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)
             if progress:
                 progress(t + 1, scn.intervals)
         return sim_result(scn, s, totals, ledger.head, ledger.path)
+
+
+def sign_interval(
+    interval: int,
+    mains: list[MeterSigner],
+    transformer: MeterSigner,
+    meters: Meters,
+    volts_mv: tuple[np.ndarray, int],
+) -> list[SignedReading]:
+    """Every meter's signed reading at the end of ``interval``: what ``meters`` counted and the
+    voltages (mV) they report, household mains in order, then the transformer meter."""
+    imp, exp = meters.household_counters_wh()
+    readings = [
+        m.sign(interval, int(i), int(e), int(v))
+        for m, i, e, v in zip(mains, imp, exp, volts_mv[0], strict=True)
+    ]
+    readings.append(transformer.sign(interval, *meters.trafo_counters_wh(), volts_mv[1]))
+    return readings
 
 
 class SettledTotals:

@@ -58,7 +58,7 @@ from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.physics import Claims, Finding, PhysicsCheck
 from gridctl.settlement.pool import ISSUANCE, TOKEN
 from gridctl.settlement.settle import Settler
-from gridctl.sim.devices import volts_mv
+from gridctl.sim.devices import reported_voltages_mv
 from gridctl.sim.engine import Setup, planned, prepare, sign_interval
 from gridctl.sim.meters import Meters
 from gridctl.sim.scenario import Scenario, load_scenario
@@ -133,8 +133,7 @@ def settle_run(scn: Scenario, setup: Setup, truth: Truth, ledger_path: Path) -> 
         mains = [signers[main_meter(h)] for h in c.ids]
         for t in range(scn.intervals):
             meters.step(t, truth.p_w[t], float(truth.p_trafo_w[t]))
-            reported_v = meters.household_v_pu(t, truth.v_pu[t])
-            volts = (volts_mv(reported_v), int(volts_mv(truth.trafo_v_pu[t])))
+            volts = reported_voltages_mv(meters, t, truth.v_pu[t], float(truth.trafo_v_pu[t]))
             iv = scn.first_interval + t
             readings = sign_interval(iv, mains, signers[TRANSFORMER_METER], meters, volts)
             t0 = time.perf_counter()

@@ -95,7 +95,14 @@ def meter_voltages_mv(world: World, meters: Meters) -> tuple[np.ndarray, int] | 
     v_pu, trafo_v_pu = world.household_v_pu(), world.trafo_v_pu()
     if v_pu is None or trafo_v_pu is None:
         return None
-    t = len(world.history) - 1
+    return reported_voltages_mv(meters, len(world.history) - 1, v_pu, trafo_v_pu)
+
+
+def reported_voltages_mv(
+    meters: Meters, t: int, v_pu: np.ndarray, trafo_v_pu: float
+) -> tuple[np.ndarray, int]:
+    """The voltages the meters report for interval t, whole mV, given the true ones (p.u.):
+    each household's main meter, (H,) int64, and the transformer meter's."""
     reported = meters.household_v_pu(t, v_pu), meters.trafo_v_pu(t, trafo_v_pu)
     return volts_mv(reported[0]), int(volts_mv(reported[1]))
 

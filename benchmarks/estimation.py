@@ -8,7 +8,9 @@ synthetic communities of ``benchmarks/dispatch.py`` (100 homes on ``1-LV-semiurb
 σ_v = 0.1 % of 1 p.u., σ_T = 0.5 %/3 of |P_T| + 5 W). Per interval, median over ``--intervals``
 random operating points: the AC power flow at the claims (``ac_s``), one estimate (``estimate_s``,
 AC flow included), ``identify`` of an honest interval and of one with a 10 kW cheat
-(``identify_s``, ``identify_cheat_s``), and what the cheat came to. Once per feeder: building
+(``identify_s``, ``identify_cheat_s``), and what the cheat came to; beside them the time to
+settle one interval of as many households' signed readings without the check (``settle_s``:
+signatures, VEE, the transformer balance, pool, ledger). Once per feeder: building
 the estimator (``setup_s``). A baseline measured in the same run: pandapower's own
 ``pandapower.estimation.estimate`` (WLS) on the same measurements of the sizes in
 ``--pandapower`` (default the 20-household feeder), with the time ratio.
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -44,11 +47,15 @@ from gridctl.grid.estimation import (
 )
 from gridctl.grid.feeder import load_feeder, resolve_buses
 from gridctl.grid.network import radial_network
+from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
+from gridctl.settlement.ledger import Ledger
+from gridctl.settlement.settle import SettlementConfig, Settler
 from gridctl.sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMA_V_PU = 0.001
 TARGET_S = 1.0  # per interval at 1,000 households (issue 14)
+KEY = simulated_coordinator_key(0)
 
 
 def feeder(n: int) -> tuple[object, np.ndarray, list[str], np.ndarray, str]:
@@ -115,6 +122,22 @@ def pandapower_baseline(est: StateEstimator, m: Measurements) -> float:
     return s
 
 
+def settle_s(n: int, intervals: int) -> float:
+    """Median time to settle one interval of ``n`` households' signed readings (signatures,
+    VEE, the transformer balance, pool, ledger booking), s: what the check's time adds to."""
+    first = 1_000_000
+    community = SyntheticCommunity(n, first)
+    with tempfile.TemporaryDirectory() as tmp, Ledger(Path(tmp) / "l.sqlite", KEY) as ledger:
+        community.enrol(ledger)
+        settler = Settler(ledger, SettlementConfig(0.2, 1.0))
+        settler.settle(first, community.readings(first))  # counters at joining
+        out = []
+        for k in range(1, intervals + 1):
+            readings = community.readings(first + k)
+            out.append(timed(settler.settle, first + k, readings)[1])
+    return statistics.median(out)
+
+
 def bench_size(n: int, intervals: int, with_pandapower: bool, seed: int = 1) -> dict:
     warnings.simplefilter("ignore")
     net, buses, ids, tp, code = feeder(n)
@@ -157,6 +180,7 @@ def bench_size(n: int, intervals: int, with_pandapower: bool, seed: int = 1) -> 
         "identify_cheat_s": round(statistics.median(cheat_s), 3),
         "honest_flagged": flagged, "cheat_caught": caught, "cheat_named": named,
         "cheat_group_median": statistics.median(group), "intervals": intervals,
+        "settle_s": round(settle_s(n, intervals), 3),
     }  # fmt: skip
     if pp_s:
         row["pandapower_estimate_s"] = round(statistics.median(pp_s), 3)
@@ -186,6 +210,7 @@ def main() -> None:
     )
     keys = [
         "households", "buses", "setup_s", "ac_s", "estimate_s", "identify_s", "identify_cheat_s",
+        "settle_s",
         "pandapower_estimate_s", "ratio_vs_pandapower", "honest_flagged", "cheat_caught",
         "cheat_named", "cheat_group_median",
     ]  # fmt: skip

@@ -61,3 +61,9 @@ def households_in_cases(db: sqlite3.Connection, first: int, outcome: str | None 
     if outcome is not None:
         q, args = q + " AND outcome = ?", (first, outcome)
     return {r[0] for r in db.execute(q, args)}
+
+
+def case_outcomes(db: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    """Every case as (interval, household, outcome), in interval order."""
+    q = "SELECT interval, household, outcome FROM cases ORDER BY interval, household"
+    return [(int(i), str(h), str(o)) for i, h, o in db.execute(q)]

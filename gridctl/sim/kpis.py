@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 
 from gridctl.core import MICRO, W_PER_KW, interval_hours
+from gridctl.settlement.cases import HELD, NAMED, case_outcomes
 from gridctl.sim.engine import SimResult
 
 
@@ -26,7 +29,11 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     households_cost: the sum of the households' own bills: each pays import and earns feed-in
         at its meter, except for energy it shared through the community pool (which cancels
         between households), currency.
-    tokens_issued: token rewards booked, tokens.
+    tokens_issued: token rewards booked, tokens (what physics held not included).
+    Verification (``verification_kpis``): intervals_held / intervals_named: intervals in which
+    physics held or named a household; households_named: households whose claim it rejected at
+    least once; cheating_intervals / detection_delay_intervals / at_stake_kwh /
+    caught_kwh: the scenario's cheats (first cheat), when it has any.
     """
     scn = r.scenario
     lim = scn.limits
@@ -77,5 +84,37 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         "plan_rounds": r.plan_rounds,
         "plan_violations_left": r.plan_violations_left,
         "tokens_issued": float(r.tokens_micro.sum()) / MICRO,
+        **verification_kpis(r),
         "ledger_head": r.ledger_head,
     }
+
+
+def verification_kpis(r: SimResult) -> dict[str, float | int]:
+    """What the physics check found in a run (see ``kpis``), from its ledger's cases."""
+    con = sqlite3.connect(f"file:{r.ledger_path}?mode=ro", uri=True)
+    try:
+        cases = case_outcomes(con)
+    finally:
+        con.close()
+    out: dict[str, float | int] = {
+        "intervals_held": len({iv for iv, _, o in cases if o == HELD}),
+        "intervals_named": len({iv for iv, _, o in cases if o == NAMED}),
+        "households_named": len({h for _, h, o in cases if o == NAMED}),
+    }
+    c = r.cheats
+    if len(c.household):
+        who = r.household_ids[int(c.household[0])]
+        first = r.scenario.first_interval
+        caught = np.zeros(len(r.times), dtype=bool)
+        caught[[iv - first for iv, h, _ in cases if h == who]] = True
+        cheating = c.cheating[:, 0]
+        hits = np.flatnonzero(caught & cheating)
+        start = np.flatnonzero(cheating)
+        stake_kwh = c.at_stake_wh[:, 0] / W_PER_KW
+        out |= {
+            "cheating_intervals": int(cheating.sum()),
+            "detection_delay_intervals": int(hits[0] - start[0]) if len(hits) else -1,
+            "at_stake_kwh": round(float(stake_kwh[cheating].sum()), 3),
+            "caught_kwh": round(float(stake_kwh[cheating & caught].sum()), 3),
+        }
+    return out

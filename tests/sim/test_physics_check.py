@@ -11,6 +11,7 @@ from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.feeder_check import FeederCheck
 from gridctl.settlement.physics import BalanceCheck
 from gridctl.sim.engine import simulate
+from gridctl.sim.kpis import kpis
 from gridctl.sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +47,15 @@ def test_a_cheater_is_caught_every_interval_and_an_honest_run_has_no_case(tmp_pa
     # every cheating interval is a case that names or holds the cheater
     assert {iv for iv, h, _ in cases if h == "h05"} == cheating
     assert verify_ledger(res.ledger_path).ok
+    k = kpis(res)
+    assert k["cheating_intervals"] == 16 and k["detection_delay_intervals"] == 0
+    assert k["caught_kwh"] == k["at_stake_kwh"] == pytest.approx(16 * 0.5, rel=0.05)
+    assert k["intervals_held"] + k["intervals_named"] >= 16
     honest = simulate(_scenario(intervals=16, meter_noise=True), tmp_path / "honest.sqlite")
     assert _cases(honest.ledger_path) == []
+    h = kpis(honest)
+    assert (h["intervals_held"], h["intervals_named"], h["households_named"]) == (0, 0, 0)
+    assert "cheating_intervals" not in h
     # what the cheater claimed is not paid: it earned less than it would have honestly
     k = res.household_ids.index("h05")
     assert res.tokens_micro[k] <= honest.tokens_micro[k]

@@ -18,7 +18,7 @@ import pandapower as pp
 
 from gridctl.coordinator.planner import CommunityPlanner
 from gridctl.dispatch.feeder_guard import FeederLimits
-from gridctl.dispatch.spec import CommunitySpec
+from gridctl.dispatch.spec import CommunitySpec, HouseholdSpec
 from gridctl.grid.estimation import StateEstimator
 from gridctl.grid.feeder import (
     Profiles,
@@ -28,7 +28,12 @@ from gridctl.grid.feeder import (
     transformer_rating_w,
 )
 from gridctl.settlement.feeder_check import FeederCheck
-from gridctl.settlement.physics import BalanceCheck, BalanceConfig, PhysicsCheck
+from gridctl.settlement.physics import (
+    BalanceCheck,
+    BalanceConfig,
+    ExportCapability,
+    PhysicsCheck,
+)
 from gridctl.settlement.settle import SettlementConfig
 
 DispatchMode = Literal["none", "home", "community"]
@@ -91,6 +96,14 @@ def feeder_limits(spec: CommunitySpec) -> FeederLimits:
     )  # fmt: skip
 
 
+def export_capability_w(household: HouseholdSpec) -> float:
+    """The most ``household`` can export, W (> 0 export): its PV's peak (the inverter's AC
+    rating is about its kWp) plus its battery's power limit; an EV charger only draws."""
+    pv_w = household.pv.peak_w if household.pv is not None else 0.0
+    battery_w = household.battery.p_max_w if household.battery is not None else 0.0
+    return pv_w + battery_w
+
+
 def assemble(
     spec: CommunitySpec, base_dir: Path = Path("."), mode: DispatchMode = "community"
 ) -> Community:
@@ -115,10 +128,11 @@ def assemble(
         balance=balance,
     )
     ids = [h.id for h in spec.households]
-    physics: PhysicsCheck = BalanceCheck(balance)
+    capability = ExportCapability({h.id: export_capability_w(h) for h in spec.households})
+    physics: PhysicsCheck = BalanceCheck(balance, capability)
     if feeder is not None:
         estimator = StateEstimator(feeder.net, feeder.buses, ids, np.zeros(len(ids)))
-        physics = FeederCheck(estimator, balance)
+        physics = FeederCheck(estimator, balance, capability=capability)
     return Community(
         spec=spec, mode=mode, ids=ids,
         connection_w=np.array([h.connection_w for h in spec.households]), feeder=feeder,

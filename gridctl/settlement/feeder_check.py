@@ -6,6 +6,10 @@ with σ from its meter's accuracy class, its reported voltage, and the transform
 and voltage. Iterated largest-normalised-residual identification then names the household whose
 claim physics rejects, or holds a group it cannot tell apart (households on one bus, or all of
 them when only the transformer balance sees the error).
+
+Before estimating, claims of export beyond a household's capability are named
+(``gridctl.settlement.physics.capability_finding``) and leave the measurements (their power
+becomes a free state), so the transformer balance no longer implicates the others through them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridctl.grid.estimation import Measurements, StateEstimator, identify
-from gridctl.settlement.physics import CONSISTENT, BalanceConfig, Claims, Finding
+from gridctl.settlement.physics import (
+    CONSISTENT,
+    BalanceConfig,
+    Claims,
+    ExportCapability,
+    Finding,
+    capability_finding,
+)
 
 MIN_SIGMA_W = 1.0
 """Smallest σ of a claim, W: a meter reading of (almost) nothing still has its resolution."""
@@ -33,16 +44,38 @@ class FeederCheck:
     estimator: the feeder's state estimator (the same households as settlement). balance: the
     meters' accuracy classes (σ = MPE / 3 of each meter's energy). threshold: the largest
     normalised residual a claim may have (the balance's ``z``). sigma_v_pu: σ of the reported
-    voltages, p.u.
+    voltages, p.u. capability: each household's export capability (None: not checked).
     """
 
     estimator: StateEstimator
     balance: BalanceConfig
     sigma_v_pu: float = VOLTAGE_SIGMA_PU
+    capability: ExportCapability | None = None
 
     def __call__(self, claims: Claims) -> Finding:
-        """Named and held households of one interval, with the residuals as the case."""
-        m = self.measurements(claims)
+        """Named and held households of one interval: those exporting beyond capability, then
+        what estimation finds without their claims; the case has both."""
+        beyond = CONSISTENT
+        if self.capability is not None:
+            beyond = capability_finding(claims, self.capability, self.balance)
+        estimated = self.estimate(claims, beyond.named)
+        if estimated.case is None or beyond.case is None:
+            return beyond if estimated.case is None else estimated
+        case = {
+            "check": "capability+estimation",
+            "why": f"{beyond.case['why']}; {estimated.case['why']}",
+            "exceeded": beyond.case["exceeded"],
+            "steps": estimated.case["steps"],
+        }
+        return Finding(
+            named=beyond.named + estimated.named, held=estimated.held, case=case,
+            per_household={**estimated.per_household, **beyond.per_household},
+        )  # fmt: skip
+
+    def estimate(self, claims: Claims, named: tuple[int, ...] = ()) -> Finding:
+        """What estimation and LNR identification find of an interval's claims, those of the
+        households ``named`` already left out (free states)."""
+        m = self.measurements(claims, named)
         if m is None:
             return CONSISTENT
         found = identify(self.estimator, m, threshold=self.balance.z)
@@ -66,8 +99,9 @@ class FeederCheck:
         case = {"check": "estimation", "why": why, "steps": found.steps}
         return Finding(named=tuple(named), held=tuple(held), case=case, per_household=per)
 
-    def measurements(self, claims: Claims) -> Measurements | None:
-        """The estimator's measurements of an interval (None without a transformer reading)."""
+    def measurements(self, claims: Claims, named: tuple[int, ...] = ()) -> Measurements | None:
+        """The estimator's measurements of an interval (None without a transformer reading);
+        the claims of the households ``named`` are left out (free states)."""
         if claims.trafo_import_wh is None or claims.trafo_export_wh is None:
             return None
         if sorted(claims.households) != sorted(self.estimator.names):
@@ -75,7 +109,9 @@ class FeederCheck:
         order = [claims.households.index(h) for h in self.estimator.names]
         dt_h, cfg = claims.dt_h, self.balance
         gross_wh = (claims.import_wh + claims.export_wh).astype(float)[order]
-        p_w = np.where(claims.verified, claims.net_wh / dt_h, np.nan)[order]
+        claimed = claims.verified.copy()
+        claimed[list(named)] = False
+        p_w = np.where(claimed, claims.net_wh / dt_h, np.nan)[order]
         sigma_p_w = np.maximum(cfg.sigma_wh(gross_wh) / dt_h, MIN_SIGMA_W)
         t_gross_wh = float(claims.trafo_import_wh + claims.trafo_export_wh)
         return Measurements(

@@ -12,12 +12,18 @@ so the transformer meter's net energy minus the households' must be the feeder's
 the meters' accuracy (MID classes). It cannot tell who broke the balance, so a breach holds
 every household's rewards. With a feeder model the coordinator uses the state estimator
 (``gridctl.settlement.feeder_check``), which can tell households apart.
+
+Both checks first apply ``ExportCapability``: a household cannot export more than its installed
+generation and storage deliver, so a claim beyond that *names* it, whatever the feeder says
+(``capability_finding``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -109,15 +115,101 @@ class BalanceConfig:
         return np.asarray(gross_wh, dtype=float) * ACCURACY_CLASS_MPE[cls] / 3.0
 
 
+EXPORT_MARGIN = 1.05
+"""Headroom on a household's export capability (inverter ratings, their tolerance), relative;
+the meter's accuracy class MPE comes on top."""
+EXPORT_FLOOR_WH = 10.0
+"""Export an interval's claim may show beyond capability whatever it is, Wh: a household with
+neither generation nor storage still registers a little (meter start-up, phase imbalance)."""
+MAX_CAPABILITY_W = 100e6
+"""Largest export capability accepted, W (100 MW: far beyond any low-voltage connection)."""
+
+
+@dataclass(frozen=True)
+class ExportCapability:
+    """What each household can export at most, W (> 0 export, here only): its PV inverters'
+    AC rating plus its batteries' power limit (plus any other exporting device); 0 for a
+    household with neither. Keys are household ids; a finite number in [0, MAX_CAPABILITY_W]."""
+
+    capability_w: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        for h, v in self.capability_w.items():
+            if not isinstance(h, str):
+                raise ValueError(f"capability_w: household ids are strings, not {h!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"capability_w[{h}]: a number of W, not {v!r}")
+            if not math.isfinite(v) or not 0 <= v <= MAX_CAPABILITY_W:
+                raise ValueError(
+                    f"capability_w[{h}]: a finite W in [0, {MAX_CAPABILITY_W:g}], not {v}"
+                )
+        object.__setattr__(self, "capability_w", MappingProxyType(dict(self.capability_w)))
+
+    def of(self, households: list[str]) -> np.ndarray:
+        """Capabilities of ``households`` in their order, W (a household unknown is an error)."""
+        missing = [h for h in households if h not in self.capability_w]
+        if missing:
+            raise ValueError(f"no export capability for {', '.join(missing)}")
+        return np.array([float(self.capability_w[h]) for h in households])
+
+
+def capability_finding(
+    claims: Claims, capability: ExportCapability, config: BalanceConfig
+) -> Finding:
+    """Name every verified household whose claimed export exceeds what it can deliver.
+
+    The limit of an interval is max(capability × dt × (``EXPORT_MARGIN`` + MPE), MPE × gross,
+    ``EXPORT_FLOOR_WH``), Wh, MPE of the household meters' class. The export counter is checked
+    (not the net energy): no instant's export exceeds generation, so neither does its sum, and
+    a claim exporting and importing in one interval cannot hide export behind import. Each named
+    household's ``deviation_w`` is its claimed export power beyond capability, W, load
+    convention (< 0)."""
+    cap_w = capability.of(claims.households)
+    mpe = ACCURACY_CLASS_MPE[config.household_class]  # type: ignore[index]
+    export_wh = claims.export_wh.astype(float)
+    gross_wh = export_wh + claims.import_wh.astype(float)
+    limit_wh = np.maximum(
+        cap_w * claims.dt_h * (EXPORT_MARGIN + mpe), np.maximum(mpe * gross_wh, EXPORT_FLOOR_WH)
+    )
+    over = np.flatnonzero(claims.verified & (export_wh > limit_wh))
+    if not len(over):
+        return CONSISTENT
+    named = tuple(int(h) for h in over)
+    per = {h: {"deviation_w": round(-(export_wh[h] / claims.dt_h - cap_w[h]), 1)} for h in named}
+    case = {
+        "check": "capability",
+        "why": "the claimed export exceeds what the household's generation and storage can "
+        "deliver: physics rejects the claim",
+        "exceeded": [
+            {
+                "household": claims.households[h],
+                "export_wh": int(claims.export_wh[h]),
+                "capability_wh": round(float(cap_w[h] * claims.dt_h), 1),
+                "limit_wh": round(float(limit_wh[h]), 1),
+            }
+            for h in named
+        ],
+    }
+    return Finding(named=named, case=case, per_household=per)
+
+
 @dataclass(frozen=True)
 class BalanceCheck:
-    """Energy conservation at the transformer (see the module doc): a breach holds everyone."""
+    """Energy conservation at the transformer (see the module doc): a breach holds everyone.
+
+    capability: each household's export capability (None: not checked)."""
 
     config: BalanceConfig = BalanceConfig()
+    capability: ExportCapability | None = None
 
     def __call__(self, claims: Claims) -> Finding:
-        """Hold every verified household when the balance breaks; nothing to say otherwise
-        (also when a household or the transformer has no verified reading: no balance)."""
+        """Name households exporting beyond capability (their claims then leave no balance to
+        check); otherwise hold every verified household when the balance breaks, and say
+        nothing when it holds or a household or the transformer has no verified reading."""
+        if self.capability is not None:
+            found = capability_finding(claims, self.capability, self.config)
+            if found.named:
+                return found
         if claims.trafo_import_wh is None or claims.trafo_export_wh is None:
             return CONSISTENT
         if not claims.verified.all():

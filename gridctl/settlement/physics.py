@@ -165,7 +165,7 @@ def capability_finding(
     household's ``deviation_w`` is its claimed export power beyond capability, W, load
     convention (< 0)."""
     cap_w = capability.of(claims.households)
-    mpe = ACCURACY_CLASS_MPE[config.household_class]  # type: ignore[index]
+    mpe = ACCURACY_CLASS_MPE[config.household_class]
     export_wh = claims.export_wh.astype(float)
     gross_wh = export_wh + claims.import_wh.astype(float)
     limit_wh = np.maximum(
@@ -175,7 +175,8 @@ def capability_finding(
     if not len(over):
         return CONSISTENT
     named = tuple(int(h) for h in over)
-    per = {h: {"deviation_w": round(-(export_wh[h] / claims.dt_h - cap_w[h]), 1)} for h in named}
+    deviation_w = cap_w - export_wh / claims.dt_h
+    per = {h: {"deviation_w": round(float(deviation_w[h]), 1)} for h in named}
     case = {
         "check": "capability",
         "why": "the claimed export exceeds what the household's generation and storage can "

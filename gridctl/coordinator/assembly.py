@@ -63,7 +63,8 @@ class Community:
     feeder: None without a feeder in the spec. limits: the feeder's operating limits as the
     planner keeps them (None: not planned against the feeder). planner: None when nothing is
     planned (no feeder, or mode "none"). physics: settlement's check of claims against the
-    feeder (state estimation with the feeder, the transformer balance without).
+    feeder (each household's export capability, then state estimation with the feeder or the
+    transformer balance without).
     """
 
     spec: CommunitySpec

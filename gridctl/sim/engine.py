@@ -99,10 +99,17 @@ class Setup:
     meters: Meters
     devices: Devices
 
-    def step(self, t: int, *setpoints: np.ndarray | None) -> None:
-        """Run interval t in the world with ``setpoints`` (``World.step``'s battery, EV, export
-        and PV limits, W) and have every meter measure it."""
-        out = self.world.step(t, *setpoints)  # type: ignore[arg-type]
+    def step(
+        self,
+        t: int,
+        battery_set_w: np.ndarray | None,
+        ev_set_w: np.ndarray,
+        export_max_w: np.ndarray | None = None,
+        pv_limit_w: np.ndarray | None = None,
+    ) -> None:
+        """Run interval t in the world (``World.step``, same arguments) and have every meter
+        measure it."""
+        out = self.world.step(t, battery_set_w, ev_set_w, export_max_w, pv_limit_w)
         self.meters.step(t, out.p_w, out.ac.p_trafo_w)
 
     @property

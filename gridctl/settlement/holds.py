@@ -71,10 +71,12 @@ def open_holds(db: sqlite3.Connection, through: int) -> list[OpenHold]:
         "  AND e.account = ? AND e.asset = ?) AS currency_micro,"
         " (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.tx_id = t.tx_id"
         "  AND e.account = ? AND e.asset = ?) AS token_micro"
-        " FROM transactions t WHERE t.kind = ? AND t.interval <= ?"
-        " AND NOT EXISTS (SELECT 1 FROM transactions r WHERE r.reverses = t.tx_id)"
+        # kind and reverses as the ledger's partial indexes state them, so both are used
+        f" FROM transactions t WHERE t.kind = '{HOLD}' AND t.interval <= ?"
+        " AND NOT EXISTS (SELECT 1 FROM transactions r"
+        "  WHERE r.reverses IS NOT NULL AND r.reverses = t.tx_id)"
         " ORDER BY t.interval, t.tx_id)",
-        (HOLDING, CURRENCY, HOLDING, TOKEN, HOLD, through),
+        (HOLDING, CURRENCY, HOLDING, TOKEN, through),
     )
 
 

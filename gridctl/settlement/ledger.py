@@ -236,6 +236,16 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     t("entries").create_index(["interval"], if_not_exists=True)
     # the idempotency key; interval first so one interval's keys are one index range
     t("transactions").create_index(["interval", "subject", "kind"], unique=True, if_not_exists=True)
+    # holds and what resolved them (``holds.open_holds`` every interval): partial, so the
+    # interval's thousands of other transactions cost these indexes nothing
+    db.conn.execute(
+        "CREATE INDEX IF NOT EXISTS transactions_holds ON transactions(interval)"
+        " WHERE kind = 'hold'"
+    )
+    db.conn.execute(
+        "CREATE INDEX IF NOT EXISTS transactions_reverses ON transactions(reverses)"
+        " WHERE reverses IS NOT NULL"
+    )
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
     for tables in (registry.TABLES, readings.TABLES, cases.TABLES, roots.TABLES):
         create_tables(db, tables)

@@ -81,7 +81,7 @@ class FeederCheck:
         found = identify(self.estimator, m, threshold=self.balance.z)
         if not found.steps:
             return CONSISTENT
-        at = {h: k for k, h in enumerate(claims.households)}
+        at = self._positions(claims.households)
         names = self.estimator.names
         named = [at[names[h]] for h in found.named]
         held = sorted({at[names[h]] for group in found.held for h in group})
@@ -104,9 +104,8 @@ class FeederCheck:
         the claims of the households ``named`` are left out (free states)."""
         if claims.trafo_import_wh is None or claims.trafo_export_wh is None:
             return None
-        if sorted(claims.households) != sorted(self.estimator.names):
-            raise ValueError("the feeder check's households are not settlement's")
-        order = [claims.households.index(h) for h in self.estimator.names]
+        at = self._positions(claims.households)
+        order = [at[h] for h in self.estimator.names]
         dt_h, cfg = claims.dt_h, self.balance
         gross_wh = (claims.import_wh + claims.export_wh).astype(float)[order]
         claimed = claims.verified.copy()
@@ -125,3 +124,11 @@ class FeederCheck:
             v_trafo_pu=claims.trafo_v_pu,
             sigma_v_trafo_pu=self.sigma_v_pu,
         )
+
+    def _positions(self, households: list[str]) -> dict[str, int]:
+        """Each household's position in settlement's order (ValueError unless settlement has
+        exactly the estimator's households)."""
+        at = {h: k for k, h in enumerate(households)}
+        if len(at) != len(households) or at.keys() != set(self.estimator.names):
+            raise ValueError("the feeder check's households are not settlement's")
+        return at

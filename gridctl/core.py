@@ -45,6 +45,9 @@ V_NOMINAL_V = 230.0
 EV_MAX_A = 32.0
 """Most current an EV charger delivers per phase (IEC 61851, type 2), A."""
 
+MV_PER_PU = V_NOMINAL_V * 1000.0
+"""Millivolts per p.u. of the nominal phase-to-neutral voltage (what signed readings carry)."""
+
 
 def ev_phases(p_max_w: float) -> int:
     """Phases a charger of ``p_max_w`` (W) uses: one up to 7.4 kW (32 A), else three."""
@@ -301,6 +304,7 @@ __all__ = [
     "INTERVAL_S",
     "MAX_FILE_BYTES",
     "MICRO",
+    "MV_PER_PU",
     "W_PER_KW",
     "AccuracyClass",
     "DispatchError",

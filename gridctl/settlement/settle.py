@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gridctl.core import INTERVAL_S, V_NOMINAL_V, interval_hours
+from gridctl.core import INTERVAL_S, MV_PER_PU, interval_hours
 from gridctl.settlement.cases import (
     HELD,
     NAMED,
@@ -74,9 +74,6 @@ from gridctl.settlement.vee import (
 from gridctl.settlement.verify import ParallelVerifier, Ticket, VerifyJob, verify_signatures
 
 log = logging.getLogger(__name__)
-
-MV_PER_PU = V_NOMINAL_V * 1000.0
-"""A reading's voltage (mV, phase to neutral) per p.u."""
 
 Verifier = Callable[[Sequence[VerifyJob]], list[bool]]
 """Checks (public key, signature, payload) jobs; returns one verdict each, in order."""

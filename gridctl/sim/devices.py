@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from gridctl.controller.loop import PHASE_V, measured
-from gridctl.core import INTERVAL_S, V_NOMINAL_V, ev_phases
+from gridctl.core import INTERVAL_S, MV_PER_PU, V_NOMINAL_V, ev_phases
 from gridctl.devices.profile import load_profile
 from gridctl.devices.reader import Table, decode_roles
 from gridctl.devices.virtual_profile import ProfileVirtual
@@ -85,7 +85,7 @@ def show(
 
 def volts_mv(v_pu: np.ndarray | float) -> np.ndarray:
     """Phase-to-neutral voltages in whole mV (int64) of voltages ``v_pu``, p.u. of 230 V."""
-    return np.round(np.asarray(v_pu) * V_NOMINAL_V * 1000).astype(np.int64)
+    return np.round(np.asarray(v_pu) * MV_PER_PU).astype(np.int64)
 
 
 def meter_voltages_mv(world: World, meters: Meters) -> tuple[np.ndarray, int] | None:

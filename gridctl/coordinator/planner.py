@@ -25,6 +25,9 @@ Telemetry older than ``STALE_S`` counts as unknown. Then ``RollingPlanner`` plan
 feeder guard (a full plan every ``replan_every`` intervals, near re-plans in between, each
 AC-checked) and the steps of the next intervals are returned per household.
 
+Two parameters the community governs (``set_parameters``) shape the plan: the battery reserve
+kept for outages and the rule curtailment is shared by; a change makes the next plan a full one.
+
 A forecast can be wrong, and PV above it is what breaks a sunny feeder: the plan's next
 interval is AC-checked once more with every household that may export freely producing
 ``PV_HIGH`` times its profile; if that breaks a limit, no household may export more than
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -44,7 +48,7 @@ import pandapower as pp
 from gridctl.controller.limits import ev_min_w
 from gridctl.core import INTERVALS_PER_DAY as DAY
 from gridctl.core import Tariff, interval_hours, interval_start, limit_or_inf
-from gridctl.dispatch.community import CommunityProblem, Fleet, held_w
+from gridctl.dispatch.community import FAIRNESS_RULES, CommunityProblem, Fairness, Fleet, held_w
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
 from gridctl.dispatch.rolling import RollingPlanner
@@ -144,6 +148,43 @@ class CommunityPlanner:
         self._ev_asked_w = np.zeros(len(self.ids))  # the last plan's EV power for its interval
         self._export_cap_w = np.full(len(self.ids), np.inf)  # the last plan's export limits, W
         self.pv_profile_w = np.zeros((len(self.ids), self.horizon))  # the last forecast's, W
+        self._reserve_soc = 0.0
+        self._fairness: Fairness = "bus"
+
+    @property
+    def battery_reserve_soc(self) -> float:
+        """Share of each battery's capacity the plan keeps for outages, 0–1."""
+        return self._reserve_soc
+
+    @property
+    def fairness(self) -> Fairness:
+        """How curtailment is shared: "bus" or "kwp" (``gridctl.dispatch.community.Fairness``)."""
+        return self._fairness
+
+    def set_parameters(
+        self, battery_reserve_soc: float | None = None, fairness: str | None = None
+    ) -> None:
+        """Set the governed parameters from the next ``plan()`` on; None leaves one as it is.
+
+        battery_reserve_soc: share of each battery's capacity kept for outages, 0–1; the floor
+        on a battery's energy is the larger of it and the battery's own ``soc_min`` (one below
+        the reserve is kept from discharging further, see ``gridctl.dispatch.fleet.window``).
+        fairness: "bus" or "kwp" (``gridctl.dispatch.community.Fairness``).
+        Raises ValueError naming the parameter for a value out of range (then nothing changes).
+        """
+        reserve = self._reserve_soc if battery_reserve_soc is None else battery_reserve_soc
+        if isinstance(reserve, bool) or not isinstance(reserve, numbers.Real):
+            raise ValueError(f"battery_reserve_soc must be a number, got {reserve!r}")
+        if not 0.0 <= reserve <= 1.0:  # NaN too
+            raise ValueError(f"battery_reserve_soc must be within 0 and 1, got {reserve!r}")
+        rule = self._fairness if fairness is None else fairness
+        if rule not in FAIRNESS_RULES:
+            have = ", ".join(FAIRNESS_RULES)
+            raise ValueError(f"fairness must be one of {have}, got {rule!r}")
+        if (float(reserve), rule) != (self._reserve_soc, self._fairness):
+            self.rolling.restart()  # a near re-plan would follow the full plan's old course
+            log.info("planner parameters battery_reserve_soc=%s fairness=%s", reserve, rule)
+        self._reserve_soc, self._fairness = float(reserve), rule
 
     def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
         """Every household's plan steps from ``interval`` (blocking: solves an LP and AC power
@@ -154,7 +195,7 @@ class CommunityPlanner:
         problem = CommunityProblem(
             load_w=load_w, pv_w=pv_w, fleet=fleet, feeder_max_w=self.feeder_max_w,
             dt_h=interval_hours(), import_per_kwh=self.tariff.import_per_kwh,
-            feed_in_per_kwh=self.tariff.feed_in_per_kwh,
+            feed_in_per_kwh=self.tariff.feed_in_per_kwh, fairness=self._fairness,
         )  # fmt: skip
         q_w = load_w * self.tan_phi[:, None]
         if self.rolling.due(interval):
@@ -241,7 +282,8 @@ class CommunityPlanner:
                 left_wh[s] = max(left_wh[s] - self.ev_given_wh.get((k, interval - DAY + b), 0), 0)
         self.counted_through = interval
         self.ev_given_wh = {key: e for key, e in self.ev_given_wh.items() if key[1] > interval}
-        return window(full, DAY, self.horizon, self._battery_wh(interval, tel), left_wh)
+        e_now_wh = self._battery_wh(interval, tel)
+        return window(full, DAY, self.horizon, e_now_wh, left_wh, self._reserve_soc)
 
     def _early_arrivals(self, full: Fleet, charging: np.ndarray) -> Fleet:
         """``full`` with the next session of each car charging outside its sessions begun now."""

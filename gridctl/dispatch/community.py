@@ -14,7 +14,8 @@ transformer import/export within its rating and ``gover`` import above it (W, â‰
 heavily penalised so the model is never infeasible); then ``unmet`` per EV session (Wh);
 then, with a feeder model, per bus and interval (bus-major) the branch flow ``flow`` into the
 bus (kW, load convention) and ``v``, the squared voltage magnitude (pu^2), linked by the
-LinDistFlow rows of ``gridctl.grid.network`` so that a household touches only its own bus.
+LinDistFlow rows of ``gridctl.grid.network`` so that a household touches only its own bus;
+then, under the "kwp" fairness rule, per interval the ``share`` of its PV every household gives up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import itertools
 import os
 import sys
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import highspy
 import numpy as np
@@ -41,6 +43,13 @@ UNMET_EV_COST_PER_KWH = 10.0
 """Penalty for EV energy not delivered by departure, currency per kWh."""
 OVERLOAD_COST_PER_KWH = 100.0
 """Penalty for transformer import above its rating, currency per kWh."""
+
+Fairness = Literal["bus", "kwp"]
+"""How the plan shares curtailment between households with PV: "bus", households at the same
+bus give up the same share of their PV (between buses the LP curtails where it helps the feeder
+most); "kwp", every household of the community gives up the same share of its PV, so curtailment
+falls on each in proportion to its installed PV."""
+FAIRNESS_RULES: tuple[Fairness, ...] = get_args(Fairness)
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class CommunityProblem:
     feeder: network constraints (voltages, branch flows), or None for none.
     dt_h: length of each step, h: one number, or (T,) when steps differ (a coarser far horizon).
     import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
+    fairness: how curtailment is shared (``Fairness``).
     """
 
     load_w: np.ndarray
@@ -109,6 +119,7 @@ class CommunityProblem:
     import_per_kwh: float
     feed_in_per_kwh: float
     feeder: FeederModel | None = None
+    fairness: Fairness = "bus"
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,8 @@ def _layout(p: CommunityProblem) -> _Columns:
     if p.feeder is not None:
         n_b = p.feeder.network.n * n_t
         sizes |= {"flow": n_b, "v": n_b}
+    if p.fairness == "kwp":
+        sizes["share"] = n_t
     return _Columns(sizes)
 
 
@@ -275,8 +288,8 @@ def _feeder_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]
     return [cons, volt], [zeros, rhs.ravel()], [zeros, rhs.ravel()]
 
 
-def _fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
-    """Equal curtailment share for households at the same bus.
+def _bus_fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    """Equal curtailment share for households at the same bus (none without a feeder model).
 
     The fairness rule: households at the same electrical position (the same bus) see the
     same voltages and load the same branches, so none of them should be curtailed more than
@@ -308,6 +321,25 @@ def _fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, lis
     )
     zeros = np.zeros(n_r)
     return [cols.rows(n_r, {"curt": coeff})], [zeros], [zeros]
+
+
+def _kwp_fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    """Equal curtailment share for every household: curt = share |pv| wherever pv < 0.
+
+    One share per interval, not a chain of pairs, so a household without sun in an interval
+    (curtailment bounded to 0 there) does not break the equality between the others.
+    """
+    n_h, n_t = p.load_w.shape
+    h, t = np.nonzero(p.pv_w < 0)
+    n_r = len(h)
+    rows = np.arange(n_r)
+    curt = sp.csr_matrix((np.ones(n_r), (rows, h * n_t + t)), shape=(n_r, n_h * n_t))
+    share = sp.csr_matrix((p.pv_w[h, t], (rows, t)), shape=(n_r, n_t))
+    zeros = np.zeros(n_r)
+    return [cols.rows(n_r, {"curt": curt, "share": share})], [zeros], [zeros]
+
+
+_FAIRNESS_ROWS = {"bus": _bus_fairness_rows, "kwp": _kwp_fairness_rows}
 
 
 def _bounds_and_cost(
@@ -353,6 +385,8 @@ def _bounds_and_cost(
         put("v", f.v_min_pu**2 - f.offset_v2, f.v_max_pu**2 - f.offset_v2)
         root = slice(cols.start["v"], cols.start["v"] + n_t)  # the slack holds its voltage
         lb[root] = ub[root] = f.network.v_root_pu**2
+    if p.fairness == "kwp":
+        put("share", 0.0, np.ones(n_t))
     return lb, ub, c
 
 
@@ -383,10 +417,10 @@ def build(p: CommunityProblem) -> Model:
     """Assemble the LP of ``p`` (sparse matrices, no loops over households x intervals)."""
     cols = _layout(p)
     mats, lo, hi = _household_rows(p, cols)
-    if p.feeder is not None:
-        for rows_fn in (_feeder_rows, _fairness_rows):
-            fm, flo, fhi = rows_fn(p, cols)
-            mats, lo, hi = mats + fm, lo + flo, hi + fhi
+    feeder_rows = (_feeder_rows,) if p.feeder is not None else ()
+    for rows_fn in (*feeder_rows, _FAIRNESS_ROWS[p.fairness]):
+        fm, flo, fhi = rows_fn(p, cols)
+        mats, lo, hi = mats + fm, lo + flo, hi + fhi
     lb, ub, c = _bounds_and_cost(p, cols)
     a = sp.vstack(mats, format="csc")
     return Model(a, np.concatenate(lo), np.concatenate(hi), lb, ub, c, cols)

@@ -124,12 +124,25 @@ def build_fleet(households: Sequence[HouseholdSpec], start: datetime, n_t: int) 
     )
 
 
-def window(fleet: Fleet, t0: int, n_t: int, e_now_wh: np.ndarray, ev_left_wh: np.ndarray) -> Fleet:
+def window(
+    fleet: Fleet,
+    t0: int,
+    n_t: int,
+    e_now_wh: np.ndarray,
+    ev_left_wh: np.ndarray,
+    reserve_soc: float = 0.0,
+) -> Fleet:
     """The fleet as a plan starting at interval ``t0`` for ``n_t`` intervals sees it.
 
     e_now_wh: battery energy now, Wh. ev_left_wh: energy each session of ``fleet`` needs, Wh.
     Sessions are clipped to the window; one that runs past its end needs energy in proportion
     to the part inside.
+    reserve_soc: share of each battery's capacity kept for outages (0–1): the plan's floor on
+    battery energy is the larger of it and the battery's own minimum. A battery below the
+    reserve is kept from discharging further but never made to charge up to it (a connection,
+    feeder or transformer at its limit may not allow that, and the plan must stay feasible);
+    planned afresh from the measured energy, its floor rises with every Wh it gains until it
+    reaches the reserve.
     """
     t1 = t0 + n_t
     rows, needs = [], []
@@ -139,10 +152,12 @@ def window(fleet: Fleet, t0: int, n_t: int, e_now_wh: np.ndarray, ev_left_wh: np
             continue
         rows.append((h, lo - t0, hi - t0))
         needs.append(ev_left_wh[s] * (hi - lo) / (b - lo))
+    e0_wh = np.clip(e_now_wh, fleet.bat_e_min_wh, fleet.bat_e_max_wh)
+    reserve_wh = np.minimum(reserve_soc * fleet.bat_e_max_wh, e0_wh)
     return Fleet(
-        bat_e_min_wh=fleet.bat_e_min_wh,
+        bat_e_min_wh=np.maximum(fleet.bat_e_min_wh, reserve_wh),
         bat_e_max_wh=fleet.bat_e_max_wh,
-        bat_e0_wh=np.clip(e_now_wh, fleet.bat_e_min_wh, fleet.bat_e_max_wh),
+        bat_e0_wh=e0_wh,
         bat_p_max_w=fleet.bat_p_max_w,
         bat_eta=fleet.bat_eta,
         ev_max_w=fleet.ev_max_w[:, t0:t1],

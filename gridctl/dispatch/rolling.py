@@ -111,6 +111,10 @@ class RollingPlanner:
             self.plan_t0 != interval and self.guard is not None and self.near > 0
         )
 
+    def restart(self) -> None:
+        """Make the next re-plan a full one, whatever the period (the planning rules changed)."""
+        self.full = None
+
     def _full_due(self, interval: int) -> bool:
         return self.full is None or interval - self.full_t0 >= self.replan_every
 

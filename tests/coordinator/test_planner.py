@@ -344,3 +344,54 @@ def test_a_car_that_stops_drawing_while_asked_to_charge_is_full() -> None:
     # not asked, a car drawing nothing is merely waiting
     q = _planner()
     assert under_way(q, iv, 0) > 10_000 and under_way(q, iv + 1, 0) > 10_000
+
+
+def test_governed_parameters_are_checked_and_shape_the_next_plan() -> None:
+    iv = interval_of(NOON)
+    plain, voted = _planner(10), _planner(10)
+    assert (voted.battery_reserve_soc, voted.fairness) == (0.0, "bus")
+    for bad in (1.5, -0.1, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="battery_reserve_soc"):
+            voted.set_parameters(battery_reserve_soc=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fairness"):
+        voted.set_parameters(battery_reserve_soc=0.3, fairness="equal")
+    assert (voted.battery_reserve_soc, voted.fairness) == (0.0, "bus")  # nothing half-applied
+    voted.set_parameters(battery_reserve_soc=0.0, fairness="bus")  # the defaults, said aloud
+
+    def plan(p: CommunityPlanner, n: int) -> tuple[dict[str, list[PlanStep]], Plan]:
+        at = NOON + timedelta(minutes=15 * n)
+        # batteries nearly full: the sunny noon curtails
+        tel = {h.id: _tel(h.id, at, soc=0.9 if h.battery else None) for h in p.households}
+        steps = p.plan(iv + n, tel)
+        assert p.rolling.plan is not None
+        return steps, p.rolling.plan
+
+    for n in range(2):  # the default parameters plan exactly as before
+        (a, plan_a), (b, plan_b) = plan(plain, n), plan(voted, n)
+        assert a == b
+        np.testing.assert_array_equal(plan_a.battery_e_wh, plan_b.battery_e_wh)
+        np.testing.assert_array_equal(plan_a.curtail_w, plan_b.curtail_w)
+    has_bat = voted.bat_wh > 0
+    assert plan_a.battery_e_wh is not None
+    assert plan_a.battery_e_wh[has_bat].min() < 0.4 * voted.bat_wh.max()  # the evening uses them
+
+    voted.rolling.replan_every, voted.rolling.near = 4, 0
+    plan(voted, 2)
+    assert not voted.rolling.due(iv + 3)
+    voted.set_parameters(battery_reserve_soc=0.5)
+    assert voted.rolling.due(iv + 3)  # from the next plan on
+    assert (voted.battery_reserve_soc, voted.fairness) == (0.5, "bus")
+    _, reserved = plan(voted, 3)
+    assert reserved.battery_e_wh is not None
+    floor_wh = 0.5 * voted.bat_wh[has_bat, None]
+    assert (reserved.battery_e_wh[has_bat] >= floor_wh - 1e-3).all()
+
+    # curtailment per installed W of PV (every roof has the same profile and the same size)
+    fair = _planner(10)
+    fair.set_parameters(fairness="kwp")
+    _, by_bus = plan(_planner(10), 0)
+    _, by_kwp = plan(fair, 0)
+    bus_share, kwp_share = (q.curtail_w[:, 0] / fair.pv_peak_w for q in (by_bus, by_kwp))
+    assert np.ptp(bus_share) > 0.05  # by bus: the far ends give up more
+    assert kwp_share.min() > 0.01
+    np.testing.assert_allclose(kwp_share, kwp_share[0], atol=1e-6)

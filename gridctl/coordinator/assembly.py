@@ -19,6 +19,7 @@ import pandapower as pp
 from gridctl.coordinator.planner import CommunityPlanner
 from gridctl.dispatch.feeder_guard import FeederLimits
 from gridctl.dispatch.spec import CommunitySpec, HouseholdSpec
+from gridctl.governance.book import Charter, base_values
 from gridctl.grid.estimation import StateEstimator
 from gridctl.grid.feeder import (
     Profiles,
@@ -95,6 +96,14 @@ def feeder_limits(spec: CommunitySpec) -> FeederLimits:
         v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, loading_max_pct=lim.loading_max_pct,
         margin_v_pu=d.margin_v_pu, margin_loading_pct=d.margin_loading_pct, rounds=d.rounds,
     )  # fmt: skip
+
+
+def charter(spec: CommunitySpec) -> Charter:
+    """What the spec gives governance: its bounds and rules, the configured prices and rates
+    (in force until a vote changes them) and the grid tariff."""
+    t = spec.tariff
+    base = base_values(spec.governance, t.community_per_kwh, spec.reward_tokens_per_kwh, 0.0)
+    return Charter(spec.governance, base, t.import_per_kwh, t.feed_in_per_kwh)
 
 
 def export_capability_w(household: HouseholdSpec) -> float:

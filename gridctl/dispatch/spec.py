@@ -26,6 +26,7 @@ from gridctl.core import (
     ev_phases,
 )
 from gridctl.dispatch.rolling import DEFAULT_NEAR
+from gridctl.governance.spec import GovernanceSpec
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0, le=100)]
@@ -213,7 +214,8 @@ class MeterClasses(StrictModel):
 
 class CommunitySpec(StrictModel):
     """A community as planning and settlement see it: feeder (None: no plans), households,
-    prices, reward rate, feeder limits, dispatch settings and the meters' accuracy classes."""
+    prices, reward rate, feeder limits, dispatch settings, the meters' accuracy classes and how
+    its members govern it."""
 
     feeder: FeederSpec | None = None
     households: list[HouseholdSpec] = Field(default_factory=list)
@@ -222,6 +224,21 @@ class CommunitySpec(StrictModel):
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
     meters: MeterClasses = MeterClasses()
+    governance: GovernanceSpec = GovernanceSpec()
+
+    @model_validator(mode="after")
+    def _governed_within_bounds(self) -> Self:
+        b = self.governance.bounds
+        for name, value in (
+            ("community_per_kwh", self.tariff.community_per_kwh),
+            ("reward_tokens_per_kwh", self.reward_tokens_per_kwh),
+        ):
+            if value not in getattr(b, name):
+                r = getattr(b, name)
+                raise ValueError(
+                    f"{name} {value:g} lies outside governance.bounds.{name} [{r.lo:g}, {r.hi:g}]"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:

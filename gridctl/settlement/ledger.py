@@ -39,7 +39,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
-from gridctl.settlement import cases, readings, registry, roots
+from gridctl.settlement import cases, gov_records, readings, registry, roots
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
@@ -60,8 +60,9 @@ from gridctl.settlement.tables import create_tables, insert_rows, make_append_on
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "4"
-"""3: signed, chained interval roots; 4: meter readings carry their interval's voltage."""
+SCHEMA_VERSION = "5"
+"""3: signed, chained interval roots; 4: meter readings carry their interval's voltage;
+5: governance records (``gov_records``)."""
 
 
 class LedgerConflictError(LedgerError):
@@ -247,7 +248,8 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         " WHERE reverses IS NOT NULL"
     )
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    for tables in (registry.TABLES, readings.TABLES, cases.TABLES, roots.TABLES):
+    owners = (registry, readings, cases, gov_records, roots)
+    for tables in (m.TABLES for m in owners):
         create_tables(db, tables)
     readings.create_views(db)
     db.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -266,7 +268,7 @@ def check_version(db: sqlite3.Connection, path: Path) -> None:
     if row and row[0] != SCHEMA_VERSION:
         raise LedgerError(
             f"{path} is a ledger of schema version {row[0]}; this gridctl reads version "
-            f"{SCHEMA_VERSION} (readings with their voltage): settle into a new ledger"
+            f"{SCHEMA_VERSION} (with governance records): settle into a new ledger"
         )
 
 

@@ -54,6 +54,15 @@ COVERED = (
     "rejects",
     "conflicts",
     "cases",
+    "gov_config",
+    "gov_members",
+    "gov_removals",
+    "gov_proposals",
+    "gov_snapshots",
+    "gov_weights",
+    "gov_votes",
+    "gov_tallies",
+    "gov_enactments",
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
 

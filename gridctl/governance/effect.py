@@ -1,0 +1,25 @@
+"""What the values in force change: the settlement's prices and reward rates, the tariff the
+coordinator publishes and plans with, and the planner's reserve and fairness rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from gridctl.core import Tariff
+from gridctl.settlement.settle import SettlementConfig
+
+
+def governed_settlement(base: SettlementConfig, values: Mapping[str, object]) -> SettlementConfig:
+    """``base`` with the community price and the reward rates in force."""
+    return replace(
+        base,
+        community_per_kwh=float(values["community_per_kwh"]),  # type: ignore[arg-type]
+        reward_tokens_per_kwh=float(values["reward_tokens_per_kwh"]),  # type: ignore[arg-type]
+        flex_tokens_per_kwh=float(values["flex_tokens_per_kwh"]),  # type: ignore[arg-type]
+    )
+
+
+def governed_tariff(base: Tariff, values: Mapping[str, object]) -> Tariff:
+    """``base`` with the community price in force (grid prices are not the community's)."""
+    return replace(base, community_per_kwh=float(values["community_per_kwh"]))  # type: ignore[arg-type]

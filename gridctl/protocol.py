@@ -6,10 +6,13 @@ Topics (DESIGN.md)::
     gridctl/v1/<community>/<household>/reading     controller → coordinator, QoS 1
     gridctl/v1/<community>/<household>/plan        coordinator → controller, QoS 1, retained
     gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
-    gridctl/v1/<community>/coordinator/<name>      status, prices, roots (community broadcasts)
+    gridctl/v1/<community>/<household>/vote        a member's signed vote → coordinator, QoS 1
+    gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters (broadcasts)
 
 An interval's root (``RootMessage``, ``gridctl.settlement.roots``) is signed by the
-coordinator's key and chained to the previous root.
+coordinator's key and chained to the previous root. A vote (``VoteMessage``,
+``gridctl.governance.votes``) is signed by a member key; one naming another household than its
+topic passes ``decode`` so that the coordinator records it, refused, with the others.
 
 Every JSON message carries ``"v": 1``. A payload over ``MAX_PAYLOAD_BYTES``, on an unknown
 topic, not JSON, of another version, with a bad field, or naming another household than its
@@ -36,6 +39,7 @@ from pydantic import (
 )
 
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
+from gridctl.governance.votes import VoteMessage
 from gridctl.settlement.roots import RootMessage
 from gridctl.settlement.signing import ReadingMessage
 
@@ -58,9 +62,9 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 COORDINATOR = "coordinator"
 """The reserved topic level (and broker user) of the community coordinator."""
 
-HouseholdKind = Literal["telemetry", "reading", "plan", "status"]
-HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status")
-BROADCASTS: tuple[str, ...] = ("status", "prices", "root")
+HouseholdKind = Literal["telemetry", "reading", "plan", "status", "vote"]
+HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status", "vote")
+BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters")
 REASONS = (
     "too_large",
     "bad_topic",
@@ -184,7 +188,38 @@ class PriceMessage(_Msg):
     community_per_kwh: Price
 
 
-Message = Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | str
+class ScheduledChange(StrictModel):
+    """A passed proposal's change, in force from ``enact_at``."""
+
+    proposal: Annotated[int, Field(ge=1, le=MAX_INTERVAL)]
+    parameter: Annotated[str, Field(max_length=64)]
+    value: (
+        Annotated[float, Field(ge=-MAX_PRICE_PER_KWH, le=MAX_PRICE_PER_KWH)]
+        | Annotated[str, Field(max_length=256)]
+    )
+    enact_at: Interval
+
+
+class ParametersMessage(_Msg):
+    """The governed parameters in force at ``interval`` and the changes passed votes have
+    scheduled (a timelock: controllers and the grid operator see them coming)."""
+
+    interval: Interval
+    values: Annotated[
+        dict[
+            Annotated[str, Field(max_length=64)],
+            Annotated[float, Field(ge=-MAX_PRICE_PER_KWH, le=MAX_PRICE_PER_KWH)]
+            | Annotated[str, Field(max_length=64)],
+        ],
+        Field(max_length=64),
+    ]
+    scheduled: Annotated[list[ScheduledChange], Field(default_factory=list, max_length=256)]
+
+
+Message = (
+    Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | ParametersMessage
+    | VoteMessage | str
+)  # fmt: skip
 
 _SCHEMAS: dict[str, type[BaseModel]] = {
     "telemetry": Telemetry,
@@ -192,6 +227,8 @@ _SCHEMAS: dict[str, type[BaseModel]] = {
     "plan": PlanMessage,
     "prices": PriceMessage,
     "root": RootMessage,
+    "parameters": ParametersMessage,
+    "vote": VoteMessage,
 }
 
 
@@ -249,7 +286,7 @@ def decode(topic: str, payload: bytes) -> Decoded:
         msg = _SCHEMAS[kind].model_validate(raw)
     except ValidationError as e:
         raise ProtocolError("bad_field", describe_validation_error(e)[:200]) from None
-    if household is not None:
+    if household is not None and kind != "vote":
         owner = msg.meter.split("/")[0] if isinstance(msg, ReadingMessage) else msg.household  # type: ignore[attr-defined]
         if owner != household:
             raise ProtocolError("wrong_household", f"{kind} of {owner!r} on {household!r}'s topic")

@@ -19,6 +19,7 @@ ingest: {readings_per_s: 1, readings_burst: 500, other_per_s: 5, other_burst: 10
 households:
   - id: h07
     public_key: 3b6a27bc...(64 hex)        # from `gridctl controller keygen`
+    member_key: 9f00c1d2...(64 hex)        # optional: its vote key, `gridctl member keygen`
     connection_kw: 17.25                   # main fuse as power
     bus: LV1.101 Bus 1                     # with a feeder: name or index of its bus
     load: {profile: H0-A, annual_kwh: 3500}
@@ -57,10 +58,14 @@ class CoordinatorConfigError(GridctlError):
 
 
 class HouseholdEntry(HouseholdSpec):
-    """A household: its main meter's Ed25519 public key (hex), its connection (``connection_kw``
-    also rates the meter) and, for planning, its bus and devices."""
+    """A household: its main meter's Ed25519 public key (hex), its member's vote key, its
+    connection (``connection_kw`` also rates the meter) and, for planning, its bus and
+    devices."""
 
     public_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+    member_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The household member's vote key (Ed25519, hex), apart from the meter's: a person votes,
+    a meter measures (None: the household does not vote)."""
     bus: Bus | None = None
 
 
@@ -119,15 +124,26 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
 
 
 def enrol(cfg: CoordinatorConfig, joined_interval: int) -> list[str]:
-    """Register every listed household's main meter not yet in the ledger (from
-    ``joined_interval``); returns the ids newly enrolled. A listed key that differs from the
-    registered one is refused: keys change by rotation, not by editing the file."""
+    """Register every listed household's main meter (and member key) not yet in the ledger
+    (from ``joined_interval``); returns the ids whose meter was newly enrolled. A listed meter
+    key that differs from the registered one is refused: keys change by rotation, not by
+    editing the file; a member key used by another household too."""
+    from gridctl.coordinator.assembly import charter
+    from gridctl.governance.book import Governance
+    from gridctl.governance.params import GovernanceError
     from gridctl.settlement.enrol import main_meter
     from gridctl.settlement.ledger import Ledger
     from gridctl.settlement.registry import load_registry, register_meter
 
     new = []
     with Ledger(cfg.ledger) as ledger:
+        governance = Governance(ledger, cfg.community, charter(cfg))
+        for h in cfg.households:
+            if h.member_key is not None:
+                try:
+                    governance.enrol_member(h.id, bytes.fromhex(h.member_key), joined_interval)
+                except GovernanceError as e:
+                    raise CoordinatorConfigError(f"household {h.id}: member_key: {e}") from None
         registry = load_registry(ledger.db)
         for h in cfg.households:
             meter = main_meter(h.id)
@@ -165,7 +181,7 @@ def coordinator_from_config(
 ) -> tuple[Coordinator, list[str]]:
     """The coordinator a configuration describes, after enrolling its new households (from
     the current interval on); returns it and the ids newly enrolled. clock: epoch s."""
-    from gridctl.coordinator.assembly import assemble
+    from gridctl.coordinator.assembly import assemble, charter
     from gridctl.core import interval_at
 
     key = coordinator_key(cfg)  # before anything is enrolled
@@ -178,7 +194,7 @@ def coordinator_from_config(
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, community.settlement, key,
         planner=community.planner, tariff=cfg.tariff.prices(), physics=community.physics,
-        clock=clock,
+        governance=charter(cfg), clock=clock,
         health_port=cfg.health_port,
         max_skew_s=cfg.ingest.max_skew_s,
         readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),

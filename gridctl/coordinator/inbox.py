@@ -1,10 +1,13 @@
-"""The coordinator's inbox: every authentic-looking reading received, kept in SQLite.
+"""The coordinator's inbox: every authentic-looking reading and every vote received, kept in
+SQLite.
 
 Readings are stored as they arrive (exact duplicates collapse on their digest), so a restarted
 coordinator settles from what it had received before it died; settlement itself is idempotent.
 Readings of settled intervals are pruned (the ledger keeps what counted).
 ``through(meter)`` is the acknowledgement sent back in plans: the last interval up to which the
 coordinator holds the meter's readings, counting intervals already settled as held.
+Votes are kept with the household whose topic delivered them and the interval they arrived in,
+until governance has recorded them in the ledger (valid or not).
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ import sqlite3
 from pathlib import Path
 
 from gridctl.core import private_file
+from gridctl.governance.book import Received
+from gridctl.governance.votes import VoteMessage
 from gridctl.settlement.signing import SignedReading, parse_reading
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     meter TEXT NOT NULL, interval INTEGER NOT NULL, digest TEXT NOT NULL, message TEXT NOT NULL,
     PRIMARY KEY (meter, interval, digest));
+CREATE TABLE IF NOT EXISTS votes (
+    digest TEXT PRIMARY KEY, sender TEXT NOT NULL, received INTEGER NOT NULL,
+    message TEXT NOT NULL);
 """
 
 
@@ -60,6 +68,27 @@ class Inbox:
     def prune_through(self, interval: int) -> None:
         """Forget readings up to ``interval`` (settled: the ledger holds what counted)."""
         self.db.execute("DELETE FROM inbox WHERE interval <= ?", (interval,))
+
+    def add_vote(self, sender: str, vote: VoteMessage, received: int) -> bool:
+        """Keep a vote that ``sender``'s topic delivered in interval ``received``; False when
+        exactly this one was already here."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO votes VALUES (?, ?, ?, ?)",
+            (vote.digest(), sender, received, vote.model_dump_json()),
+        )
+        return cur.rowcount == 1
+
+    def votes_through(self, interval: int) -> list[Received]:
+        """Votes that arrived in intervals up to ``interval``, in order of arrival."""
+        q = "SELECT sender, message, received FROM votes WHERE received <= ? ORDER BY rowid"
+        return [
+            Received(s, VoteMessage.model_validate_json(m), r)
+            for s, m, r in self.db.execute(q, (interval,))
+        ]
+
+    def prune_votes_through(self, interval: int) -> None:
+        """Forget votes that arrived up to ``interval`` (the ledger has recorded them)."""
+        self.db.execute("DELETE FROM votes WHERE received <= ?", (interval,))
 
     def readings(self, interval: int) -> list[SignedReading]:
         """Every reading received for ``interval``."""

@@ -37,6 +37,10 @@ class Metrics:
             "gridctl_readings_received", "readings received (new=false: duplicate)", ["new"],
             registry=r,
         )  # fmt: skip
+        self.votes_received = Counter(
+            "gridctl_votes_received", "votes received (new=false: duplicate)", ["new"],
+            registry=r,
+        )  # fmt: skip
         self.refused = Counter(
             "gridctl_messages_refused", "refused messages", ["reason"], registry=r
         )

@@ -37,6 +37,9 @@ from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, interval_at, raise_if_cancelled
+from gridctl.governance.book import Charter, Governance, Received
+from gridctl.governance.effect import governed_settlement, governed_tariff, parameters_message
+from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import (
     COORDINATOR,
     PlanMessage,
@@ -55,7 +58,7 @@ from gridctl.settlement.enrol import main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.physics import PhysicsCheck
 from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
-from gridctl.settlement.signing import ReadingMessage, from_message
+from gridctl.settlement.signing import ReadingMessage, SignedReading, from_message
 from gridctl.transport.session import BrokerSettings, Session
 
 log = logging.getLogger(__name__)
@@ -66,11 +69,16 @@ may carry a new sequence number; more than a few is a household misbehaving)."""
 
 
 class Planner(Protocol):
-    """Makes every household's plan from ``interval`` on (steps start at ``interval``)."""
+    """Makes every household's plan from ``interval`` on (steps start at ``interval``), with
+    the governed parameters in force (``set_parameters``)."""
 
     def plan(
         self, interval: int, telemetry: Mapping[str, Telemetry]
     ) -> Mapping[str, list[PlanStep]]: ...
+
+    def set_parameters(
+        self, battery_reserve_soc: float | None = None, fairness: str | None = None
+    ) -> None: ...
 
 
 class Coordinator:
@@ -80,7 +88,8 @@ class Coordinator:
     root_key: the coordinator's key, which signs every interval's root.
     planner: None publishes no plans (households then run their local policy).
     physics: settlement's check of claims against the feeder (default: the transformer
-    balance).
+    balance). governance: the community's charter (None: no governance; votes are refused);
+    with one, each interval is settled, published and planned with the values in force.
     clock: epoch seconds (the simulator passes its own). health_port: serve /health and
     /metrics on 127.0.0.1 (0: a free port, see ``http_port``; None: no endpoint).
     tick_s: how often to look at the clock, real s (None: the caller calls ``tick``, as the
@@ -102,6 +111,7 @@ class Coordinator:
         planner: Planner | None = None,
         tariff: Tariff | None = None,
         physics: PhysicsCheck | None = None,
+        governance: Charter | None = None,
         clock: Callable[[], float] = time.time,
         tick_s: float | None = 1.0,
         settle_after_s: float = INTERVAL_S,
@@ -127,6 +137,10 @@ class Coordinator:
         self.http_port: int | None = None
         self.ledger = Ledger(ledger_path, root_key)
         self.settler = Settler(self.ledger, settlement, physics=physics)
+        self.settlement = settlement
+        self.governance = (
+            None if governance is None else Governance(self.ledger, community, governance)
+        )
         self.inbox = Inbox(inbox_path)
         self.rejects = RejectCounter()
         self.metrics = Metrics()
@@ -235,6 +249,8 @@ class Coordinator:
         m = msg.message
         if isinstance(m, ReadingMessage):
             self._ingest(topic, m)
+        elif isinstance(m, VoteMessage):
+            self._take_vote(topic, msg.household, m)
         elif isinstance(m, Telemetry):
             age_s = self.clock() - m.t.timestamp()
             if abs(age_s) > self.max_skew_s:
@@ -267,6 +283,15 @@ class Coordinator:
         added = self.inbox.add(r)
         self.metrics.readings_received.labels(new=str(added).lower()).inc()
 
+    def _take_vote(self, topic: str, sender: str, vote: VoteMessage) -> None:
+        """Keep a vote for governance to record (valid or not) when it settles the interval it
+        arrived in."""
+        if self.governance is None:
+            self._refuse("no_governance", topic, "this community takes no votes")
+            return
+        added = self.inbox.add_vote(sender, vote, interval_at(self.clock()))
+        self.metrics.votes_received.labels(new=str(added).lower()).inc()
+
     async def tick(self) -> None:
         """Settle what is due, then plan the current interval if not yet done."""
         now_s = self.clock()
@@ -274,6 +299,8 @@ class Coordinator:
         await self.settle_due(now_s, current)
         if current != self.last_planned:
             await self._publish_prices(current)
+            if self.governance is not None:
+                await self._publish_parameters(current)
             if self.planner is not None:
                 await self.plan(current)
             self.last_planned = current
@@ -304,13 +331,15 @@ class Coordinator:
         only this thread touches the ledger until it is done (one settlement at a time)."""
         t0 = time.perf_counter()
         readings = self.inbox.readings(interval)
+        votes = self.inbox.votes_through(interval) if self.governance is not None else []
         self._settling = asyncio.ensure_future(
-            asyncio.to_thread(self.settler.settle, interval, readings)
+            asyncio.to_thread(self._govern_and_settle, interval, readings, votes)
         )
         out = await asyncio.shield(self._settling)
         self._settling = None
         self.last_closed = interval
         self.inbox.prune_through(interval)
+        self.inbox.prune_votes_through(interval)
         self._enrolled = self._senders()
         self.metrics.settle_s.observe(time.perf_counter() - t0)
         self.metrics.intervals.inc()
@@ -321,6 +350,18 @@ class Coordinator:
         log.info("settled interval=%d booked=%d root=%s", interval, out.booked, out.root[:12])
         return out
 
+    def _govern_and_settle(
+        self, interval: int, readings: list[SignedReading], votes: list[Received]
+    ) -> IntervalOutcome:
+        """Record what governance has due up to ``interval`` (with the votes that arrived),
+        then settle it with the values in force (in the settling thread)."""
+        if self.governance is not None:
+            for line in self.governance.advance(interval, votes):
+                log.info("governance: %s", line)
+            values = self.governance.values_at(interval)
+            self.settler.config = governed_settlement(self.settlement, values)
+        return self.settler.settle(interval, readings)
+
     async def _publish_root(self, interval: int) -> None:
         msg = self.ledger.signed_root(interval)
         assert msg is not None  # settle() closed it
@@ -330,6 +371,8 @@ class Coordinator:
         if self.tariff is None:
             return
         t = self.tariff
+        if self.governance is not None:
+            t = governed_tariff(t, self.governance.values_at(interval))
         msg = PriceMessage(interval=interval, import_per_kwh=t.import_per_kwh,
                            feed_in_per_kwh=t.feed_in_per_kwh,
                            community_per_kwh=t.community_per_kwh)  # fmt: skip
@@ -337,9 +380,24 @@ class Coordinator:
             coordinator_topic(self.community, "prices"), encode(msg), 1, True
         )
 
+    async def _publish_parameters(self, interval: int) -> None:
+        """Publish (retained) the governed values in force and the changes scheduled."""
+        assert self.governance is not None
+        msg = parameters_message(self.governance, interval)
+        await self.session.publish(
+            coordinator_topic(self.community, "parameters"), encode(msg), 1, True
+        )
+
     async def plan(self, interval: int) -> None:
-        """Ask the planner for every household's plan and publish them."""
+        """Ask the planner for every household's plan (with the governed parameters in force)
+        and publish them."""
         assert self.planner is not None
+        if self.governance is not None:
+            values = self.governance.values_at(interval)
+            self.planner.set_parameters(
+                battery_reserve_soc=float(values["battery_reserve_soc"]),  # type: ignore[arg-type]
+                fairness=str(values["fairness"]),
+            )
         t0 = time.perf_counter()
         try:
             plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))

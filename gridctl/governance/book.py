@@ -153,6 +153,11 @@ class Governance:
         the first recorded configuration, the current one)."""
         return values_in_force(self._configs or [self._config], self._schedule, interval)
 
+    def scheduled(self, interval: int) -> list[tuple[int, int, str, str]]:
+        """Changes passed votes have scheduled after ``interval``: (enact_at, proposal,
+        parameter, value JSON), in order of enactment."""
+        return [s for s in self._schedule if s[0] > interval]
+
     def members(self, interval: int) -> dict[str, rec.MemberRow]:
         """Member keys valid at ``interval``, by key id."""
         return members_at(self._members, self._removed, interval)

@@ -3,10 +3,13 @@ coordinator publishes and plans with, and the planner's reserve and fairness rul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 
 from gridctl.core import Tariff
+from gridctl.governance.book import Governance
+from gridctl.protocol import ParametersMessage, ScheduledChange
 from gridctl.settlement.settle import SettlementConfig
 
 
@@ -23,3 +26,16 @@ def governed_settlement(base: SettlementConfig, values: Mapping[str, object]) ->
 def governed_tariff(base: Tariff, values: Mapping[str, object]) -> Tariff:
     """``base`` with the community price in force (grid prices are not the community's)."""
     return replace(base, community_per_kwh=float(values["community_per_kwh"]))  # type: ignore[arg-type]
+
+
+def parameters_message(governance: Governance, interval: int) -> ParametersMessage:
+    """The parameters broadcast: values in force at ``interval`` and the changes scheduled
+    (membership changes name the household)."""
+    scheduled = []
+    for at, pid, name, value_json in governance.scheduled(interval):
+        value = json.loads(value_json)
+        if isinstance(value, dict):
+            value = value["household"]
+        scheduled.append(ScheduledChange(proposal=pid, parameter=name, value=value, enact_at=at))
+    values = governance.values_at(interval)
+    return ParametersMessage(interval=interval, values=values, scheduled=scheduled)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@
                        client ids bound to user names, packet / in-flight / queue limits
     passwd             one PBKDF2-SHA512 hash per user (Mosquitto 2 ``$7$`` format)
     acl                the coordinator reads and writes the community; a household writes only its
-                       own telemetry / reading / status and reads only its own plan and the
+                       own telemetry / reading / status / vote and reads only its own plan and the
                        community broadcasts (a household's consumption is personal data)
     credentials.json   user → password, for handing to each controller (mode 0600)
 
@@ -157,6 +157,7 @@ def acl_text(community: str) -> str:
             f"pattern write {base}/%u/telemetry",
             f"pattern write {base}/%u/reading",
             f"pattern write {base}/%u/status",
+            f"pattern write {base}/%u/vote",
             f"pattern read {base}/%u/plan",
             f"pattern read {base}/{COORDINATOR}/#",
             "",

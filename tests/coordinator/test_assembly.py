@@ -32,7 +32,7 @@ def _configuration(c: Community) -> dict:
         "settlement": c.settlement, "mode": c.mode, "horizon": p.horizon, "tariff": p.tariff,
         "feeder_max_w": p.feeder_max_w, "tan_phi": p.tan_phi.tolist(),
         "pv_peak_w": p.pv_peak_w.tolist(), "bat_wh": p.bat_wh.tolist(),
-        "households": [h.model_dump(exclude={"public_key"}) for h in p.households],
+        "households": [h.model_dump(exclude={"public_key", "member_key"}) for h in p.households],
         "replan_every": r.replan_every, "near": r.near,
         "ev_min_w": np.asarray(r.ev_min_w).tolist(), "guard_limits": guard.limits,
         "buses": c.feeder.buses.tolist() if c.feeder else None,

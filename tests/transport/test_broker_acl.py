@@ -17,6 +17,7 @@ import aiomqtt
 import pytest
 
 from gridctl.protocol import (
+    BROADCASTS,
     HOUSEHOLD_KINDS,
     PlanMessage,
     PlanStep,
@@ -114,7 +115,7 @@ async def test_households_read_only_their_plan_and_write_only_their_subtree(brok
                         if o != h or kind == "plan":
                             payload = b"offline" if kind == "status" else _telemetry(o, -1.0)
                             await home.publish(household_topic(c, o, kind), payload, qos=1)
-                for name in ("root", "prices", "status"):
+                for name in BROADCASTS:
                     await home.publish(coordinator_topic(c, name), b"forged", qos=1)
                 end = household_topic(c, h, "telemetry")
                 marker = _telemetry(h, float(n))

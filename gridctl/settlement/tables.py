@@ -54,9 +54,17 @@ class Table:
 
 
 def create_tables(db: sqlite_utils.Database, tables: dict[str, Table]) -> None:
-    """Create the declared tables that are not there yet, append-only (see ``make_append_only``)."""
+    """Create the declared tables that are not there yet, append-only (see ``make_append_only``).
+
+    Rowids must follow the order rows are added (a root covers a table's rows by rowid range),
+    so a key of one integer column is made a unique index, never the rowid itself (SQLite's
+    ``INTEGER PRIMARY KEY``), which would order rows by key."""
     for name, t in tables.items():
-        db.table(name).create(t.columns, pk=t.pk, not_null=t.not_null, if_not_exists=True)
+        if isinstance(t.pk, str) and t.columns[t.pk] is int:
+            db.table(name).create(t.columns, not_null=(*t.not_null, t.pk), if_not_exists=True)
+            db.table(name).create_index([t.pk], unique=True, if_not_exists=True)
+        else:
+            db.table(name).create(t.columns, pk=t.pk, not_null=t.not_null, if_not_exists=True)
     make_append_only(db.conn, tuple(tables))
 
 

@@ -78,6 +78,11 @@ class Inbox:
         )
         return cur.rowcount == 1
 
+    def votes_from(self, sender: str, received: int) -> int:
+        """Distinct votes kept that ``sender``'s topic delivered in interval ``received``."""
+        q = "SELECT COUNT(*) FROM votes WHERE sender = ? AND received = ?"
+        return int(self.db.execute(q, (sender, received)).fetchone()[0])
+
     def votes_through(self, interval: int) -> list[Received]:
         """Votes that arrived in intervals up to ``interval``, in order of arrival."""
         q = "SELECT sender, message, received FROM votes WHERE received <= ? ORDER BY rowid"

@@ -16,9 +16,11 @@ household's rate limit (``limits``), malformed (``protocol.decode``), telemetry 
 ``max_skew_s`` from the coordinator's clock, readings of an interval not yet ended
 (``too_new``) or already closed (``interval_closed``), with a bad key or signature (the
 settler's own checks), or beyond ``MAX_READINGS_PER_INTERVAL`` distinct readings of one meter
-in one interval. A failing tick, settlement or plan is logged and counted and the service goes
-on (a failed plan leaves the last good one; households fall back once it is stale). Only the
-last ``outcome_window`` settled intervals are kept in memory; the rest is in the ledger.
+in one interval; votes beyond ``MAX_VOTES_PER_INTERVAL`` from one household's topic in one
+interval (every vote kept is recorded in the ledger for good, so a flood must not reach it).
+A failing tick, settlement or plan is logged and counted and the service goes on (a failed
+plan leaves the last good one; households fall back once it is stale). Only the last
+``outcome_window`` settled intervals are kept in memory; the rest is in the ledger.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ from gridctl.transport.session import BrokerSettings, Session
 log = logging.getLogger(__name__)
 
 MAX_READINGS_PER_INTERVAL = 4
+MAX_VOTES_PER_INTERVAL = 16
+"""Distinct votes one household's topic may deliver in one interval (a member changing their
+mind a few times on a few proposals; beyond that, refused as ``too_many`` and not recorded)."""
 """Distinct readings of one meter for one interval the inbox keeps (a resend after a restart
 may carry a new sequence number; more than a few is a household misbehaving)."""
 
@@ -289,7 +294,11 @@ class Coordinator:
         if self.governance is None:
             self._refuse("no_governance", topic, "this community takes no votes")
             return
-        added = self.inbox.add_vote(sender, vote, interval_at(self.clock()))
+        received = interval_at(self.clock())
+        if self.inbox.votes_from(sender, received) >= MAX_VOTES_PER_INTERVAL:
+            self._refuse("too_many", topic, f"votes of {sender} in interval {received}")
+            return
+        added = self.inbox.add_vote(sender, vote, received)
         self.metrics.votes_received.labels(new=str(added).lower()).inc()
 
     async def tick(self) -> None:

@@ -7,7 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from gridctl.coordinator.service import Coordinator
+from gridctl.coordinator.limits import RateLimit
+from gridctl.coordinator.service import MAX_VOTES_PER_INTERVAL, Coordinator
 from gridctl.core import INTERVAL_S
 from gridctl.governance.audit import verify_governance
 from gridctl.governance.book import Charter, Governance, base_values
@@ -119,3 +120,31 @@ async def test_a_vote_over_mqtt_changes_the_price_from_its_enactment_on(
     )  # fmt: skip
     last = decode(params, watch.got[params][-1]).message
     assert isinstance(last, ParametersMessage) and last.values["community_per_kwh"] == 0.25
+
+
+async def test_a_vote_flood_is_capped_and_junk_refused(broker: Broker, tmp_path: Path) -> None:
+    c, path = broker.community, tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        enrol_simulated(ledger, HOMES, [17_250.0] * 3, FIRST, seed=5)
+    clock = Clock(FIRST * INTERVAL_S + 10)
+    coord = Coordinator(
+        c, _settings(broker, "coordinator"), path, tmp_path / "inbox.sqlite",
+        SettlementConfig(0.20, 1.0), COORDINATOR_KEY, governance=_charter(), clock=clock,
+        tick_s=0.01, other_limit=RateLimit(1000, 1000),
+    )  # fmt: skip
+    home = Session(_settings(broker, "h01"), "h01", [], Collector())
+    tasks = [asyncio.create_task(home.run()), asyncio.create_task(coord.run())]
+    try:
+        await until(lambda: home.connected.is_set() and coord.session.connected.is_set())
+        topic = household_topic(c, "h01", "vote")
+        for seq in range(MAX_VOTES_PER_INTERVAL + 24):  # distinct, validly signed votes
+            assert await home.publish(topic, encode(vote("h01", 1, "yes", seq=seq)))
+        junk = json.loads(encode(vote("h01", 1, "yes")))
+        for bad in ({"choice": "maybe"}, {"proposal": 0}, {"seq": -1}, {"sig": "00"},
+                    {"proposal": 2**41}, {"extra": 1}):  # fmt: skip
+            assert await home.publish(topic, json.dumps({**junk, **bad}).encode())
+        refused = coord.rejects.by_reason
+        await until(lambda: refused["too_many"] == 24 and refused["bad_field"] == 6)
+        assert coord.inbox.votes_from("h01", FIRST) == MAX_VOTES_PER_INTERVAL
+    finally:
+        await stop_tasks(*tasks)

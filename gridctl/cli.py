@@ -557,26 +557,24 @@ def controller_keygen(
     from gridctl.controller.config import load_controller_config
     from gridctl.settlement.enrol import main_meter
 
-    _keygen(
-        lambda: load_controller_config(config),
-        lambda cfg: f"enrol meter {main_meter(cfg.household)} with the coordinator",
-    )
+    def load() -> tuple[Path, str]:
+        cfg = load_controller_config(config)
+        return cfg.key_file, f"enrol meter {main_meter(cfg.household)} with the coordinator"
+
+    _keygen(load)
 
 
-def _keygen(load: Callable[[], Any], enrol: Callable[[Any], str]) -> None:
-    """Make the key file of the config ``load`` returns (never overwritten) and print where it
-    is and what to enrol (``enrol(config)`` says where): ``key_id public_hex``."""
+def _keygen(load: Callable[[], tuple[Path, str]]) -> None:
+    """Make the key file ``load`` names (never overwritten) and print where it is and what to
+    enrol (``load`` also says where): ``key_id public_hex``."""
     from gridctl.controller.keys import describe_public_key, generate_key_file
 
     try:
-        cfg = load()
-        public = generate_key_file(cfg.key_file)
+        key_file, enrol = load()
+        public = generate_key_file(key_file)
     except GridctlError as e:
         raise _fail(e) from None
-    _say(
-        f"key written to {cfg.key_file} (private, mode 0600); {enrol(cfg)}: "
-        f"{describe_public_key(public)}"
-    )
+    _say(f"key written to {key_file} (private, mode 0600); {enrol}: {describe_public_key(public)}")
 
 
 @controller_app.command("roots")
@@ -644,10 +642,8 @@ def coordinator_keygen(
     enrols as ``coordinator_key``."""
     from gridctl.coordinator.config import load_coordinator_config
 
-    _keygen(
-        lambda: load_coordinator_config(config),
-        lambda cfg: "enrol it in every controller's config as coordinator_key",
-    )
+    _keygen(lambda: (load_coordinator_config(config).key_file,
+                     "enrol it in every controller's config as coordinator_key"))  # fmt: skip
 
 
 keys_app = typer.Typer(help="Rotate or revoke household meter keys.", no_args_is_help=True)
@@ -741,3 +737,223 @@ def coordinator_run(
         await coordinator.run()
 
     _run_service(start, verbose)
+
+
+member_app = typer.Typer(help="A household member's vote key.", no_args_is_help=True)
+app.add_typer(member_app, name="member")
+
+
+@member_app.command("keygen")
+def member_keygen(
+    path: Annotated[Path, typer.Argument(help="where to write the member key (PEM)")],
+) -> None:
+    """Make a member's Ed25519 vote key (a person's, apart from the meter's; never
+    overwritten) and print what the coordinator's config enrols as the household's
+    ``member_key``."""
+    _keygen(lambda: (path, "enrol it as the household's member_key in the coordinator's config"))
+
+
+gov_app = typer.Typer(
+    help="Propose, vote on, follow and audit the community's governed parameters.",
+    no_args_is_help=True,
+)
+app.add_typer(gov_app, name="gov")
+
+
+def _when(interval: int) -> str:
+    """``interval (YYYY-MM-DD HH:MM UTC)``: an interval index with its start."""
+    from gridctl.core import interval_start
+
+    return f"{interval} ({interval_start(interval):%Y-%m-%d %H:%M} UTC)"
+
+
+def _now_interval() -> int:
+    import time
+
+    from gridctl.core import interval_at
+
+    return interval_at(time.time())
+
+
+def _proposal_id(text: str) -> int:
+    """A proposal id from the command line; GridctlError (one line) if it is not one."""
+    if not text.isdigit():
+        raise GridctlError(f"proposal {text!r:.20}: a proposal id (a positive integer)")
+    return int(text)
+
+
+def _percent(ppm: int) -> str:
+    return f"{ppm / 10_000:.1f} %"
+
+
+@gov_app.command("propose")
+def gov_propose(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+    parameter: Annotated[str, typer.Argument(help="governed parameter, e.g. community_per_kwh")],
+    value: Annotated[
+        str,
+        typer.Argument(
+            help="a number; a choice (fairness: bus|kwp); a household (remove); "
+            "household:member_key_hex (admit)"
+        ),
+    ],
+    rationale: Annotated[str, typer.Option(help="why, for the members (printable text)")],
+    window: Annotated[int, typer.Option(help="voting window, intervals")],
+    delay: Annotated[int, typer.Option(help="from the close to enactment, intervals")],
+    proposer: Annotated[
+        str, typer.Option(help="the household proposing (a member), or operator")
+    ] = "operator",
+    as_json: Annotated[bool, typer.Option("--json", help="print the proposal as JSON")] = False,
+) -> None:
+    """Submit a proposal to the coordinator's ledger at the current interval: it opens at the
+    next, and is refused (exit 2) if its value crosses a bound."""
+    from gridctl.coordinator.gov_commands import propose
+
+    try:
+        p = propose(config, parameter, value, rationale, proposer, window, delay, _now_interval())
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        console.print_json(json.dumps(p._asdict()))
+        return
+    _say(
+        f"proposal {p.proposal}: {p.parameter} = {p.value} ({p.klass}, by {p.proposer}); "
+        f"opens {_when(p.opens)}, closes {_when(p.closes)}, enact_at {_when(p.enact_at)} "
+        "if it passes"
+    )
+
+
+@gov_app.command("vote")
+def gov_vote(
+    config: Annotated[Path, typer.Argument(help="controller YAML of the member's household")],
+    proposal: Annotated[str, typer.Argument(help="proposal id")],
+    choice: Annotated[str, typer.Argument(help="yes, no or abstain")],
+    key: Annotated[Path, typer.Option(help="member key file (`gridctl member keygen`)")],
+    out: Annotated[
+        Path | None, typer.Option(help="write the signed vote (JSON) here instead of sending it")
+    ] = None,
+) -> None:
+    """Sign a vote with the member key and send it (QoS 1) on the household's vote topic; the
+    coordinator records it, or refuses it with a reason (unknown or closed proposal, key not
+    enrolled, …), when it settles the interval."""
+    import asyncio
+    import time
+
+    from gridctl.controller.config import load_controller_config
+    from gridctl.controller.vote import member_vote, publish_vote
+    from gridctl.protocol import encode
+
+    try:
+        cfg = load_controller_config(config)
+        vote = member_vote(cfg, key, _proposal_id(proposal), choice, time.time_ns() // 1_000_000)
+        if out is not None:
+            try:
+                out.write_bytes(encode(vote) + b"\n")
+            except OSError as e:
+                raise GridctlError(f"cannot write {out}: {e.strerror}") from None
+            _say(f"vote of {vote.household} on proposal {vote.proposal} ({vote.choice}) "
+                 f"signed by key {vote.key_id}, written to {out}")  # fmt: skip
+            return
+        topic = asyncio.run(publish_vote(cfg, vote))
+    except GridctlError as e:
+        raise _fail(e) from None
+    _say(f"vote of {vote.household} on proposal {vote.proposal} ({vote.choice}, seq {vote.seq}) "
+         f"signed by key {vote.key_id}, sent on {topic}")  # fmt: skip
+
+
+def _tally_text(t: Any) -> str:
+    return f"yes {t.yes} / no {t.no} / abstain {t.abstain} of {t.total}: {t.outcome}"
+
+
+@gov_app.command("status")
+def gov_status(
+    source: Annotated[Path, typer.Argument(help="coordinator YAML or ledger.sqlite file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every proposal with its state at the current interval (as the ledger records it), its
+    intervals and, once closed, its tally."""
+    from gridctl.coordinator.gov_commands import ledger_of
+    from gridctl.governance.report import open_read_only, proposal_views
+
+    now = _now_interval()
+    try:
+        db = open_read_only(ledger_of(source))
+        try:
+            views = proposal_views(db, now)
+        finally:
+            db.close()
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        console.print_json(json.dumps([
+            v.proposal._asdict() | {"state": v.state,
+                                    "tally": None if v.tally is None else v.tally._asdict()}
+            for v in views
+        ]))  # fmt: skip
+        return
+    table = Table(title=f"proposals at interval {_when(now)}", title_justify="left")
+    for col in ("id", "parameter", "value", "proposer", "state", "opens", "closes", "enact_at",
+                "tally"):  # fmt: skip
+        table.add_column(col, justify="right" if col == "id" else "left", overflow="fold")
+    for v in views:
+        p = v.proposal
+        table.add_row(str(p.proposal), p.parameter, p.value, p.proposer, v.state,
+                      _when(p.opens), _when(p.closes), _when(p.enact_at),
+                      "" if v.tally is None else _tally_text(v.tally))  # fmt: skip
+    console.print(table)
+
+
+@gov_app.command("tally")
+def gov_tally(
+    ledger: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+    proposal: Annotated[str, typer.Argument(help="proposal id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Count a proposal's recorded votes with its weight snapshot (read-only): open, the
+    outcome were it closed now; closed, the outcome."""
+    from gridctl.governance.report import count_so_far, open_read_only
+
+    try:
+        db = open_read_only(ledger)
+        try:
+            c = count_so_far(db, _proposal_id(proposal), _now_interval())
+        finally:
+            db.close()
+    except GridctlError as e:
+        raise _fail(e) from None
+    t, p = c.count, c.view.proposal
+    if as_json:
+        console.print_json(json.dumps({
+            "proposal": p.proposal, "state": c.view.state, "yes": t.yes, "no": t.no,
+            "abstain": t.abstain, "total": t.total, "turnout": c.turnout, "voters": c.voters,
+            "quorum_ppm": c.quorum_ppm, "threshold_ppm": c.threshold_ppm, "outcome": t.outcome,
+        }))  # fmt: skip
+        return
+    so_far = "" if c.view.tally is not None else " so far"
+    _say(f"proposal {p.proposal}: {p.parameter} = {p.value}, {c.view.state} "
+         f"(closes {_when(p.closes)})")  # fmt: skip
+    _say(f"yes {t.yes}  no {t.no}  abstain {t.abstain}  total {t.total}  turnout "
+         f"{100 * c.turnout:.1f} % ({c.voters} voters; quorum {_percent(c.quorum_ppm)}, "
+         f"threshold {_percent(c.threshold_ppm)} of yes + no)")  # fmt: skip
+    _say(f"outcome{so_far}: {t.outcome}")
+
+
+@gov_app.command("verify")
+def gov_verify(
+    ledger: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+) -> None:
+    """Recompute every proposal's bounds, weight snapshot, vote, tally and enactment from the
+    records they rest on (read-only); exit 1 naming the first record that does not follow."""
+    from gridctl.governance.report import check_governance
+
+    try:
+        check = check_governance(ledger)
+    except GridctlError as e:
+        raise _fail(e) from None
+    if check.problem is None:
+        _say(f"ok: {check.proposals} proposals, {check.votes} votes, {check.tallies} tallies, "
+             f"{check.enactments} enactments")  # fmt: skip
+        return
+    err_console.print(f"[bold red]governance broken:[/] {escape(check.problem)}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    raise typer.Exit(1)

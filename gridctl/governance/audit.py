@@ -38,10 +38,13 @@ class _Mismatch(Exception):
 def verify_governance(db: sqlite3.Connection) -> list[str]:
     """Problems found (empty: every governance record follows from the others); checking
     stops at the first, which names its table and row."""
+    replay = _Replay(db)
     try:
-        _Replay(db).run()
+        replay.run()
     except _Mismatch as e:
         return [str(e)]
+    except (ValueError, TypeError, KeyError) as e:  # a record changed beyond parsing
+        return [f"{replay.at}: it or a record it rests on cannot be read ({type(e).__name__}: {e})"]
     return []
 
 
@@ -64,6 +67,8 @@ class _Replay:
         self.enactments = rec.enactments(db)
         self.schedule: list[tuple[int, int, str, str]] = []
         self.valid: dict[int, list[Ballot]] = {}
+        self.at = "gov_config"
+        """The record being checked."""
 
     def run(self) -> None:
         if self.proposals and not self.configs:
@@ -93,7 +98,7 @@ class _Replay:
         return p
 
     def _proposal(self, p: rec.ProposalRow) -> None:
-        where = f"gov_proposals proposal {p.proposal}"
+        where = self.at = f"gov_proposals proposal {p.proposal}"
         param = PARAMETERS.get(p.parameter)
         if param is None:
             raise _Mismatch(f"{where}: {p.parameter!r} is not a governed parameter")
@@ -122,6 +127,7 @@ class _Replay:
         return cfg
 
     def _snapshot(self, pid: int) -> None:
+        self.at = f"gov_snapshots proposal {pid}"
         p = self.proposals[pid]
         values = values_in_force(self.configs, self.schedule, p.opens)
         households = sorted({m.household for m in members_at(self.members, self.removed,
@@ -143,7 +149,7 @@ class _Replay:
 
     def _vote(self, k: int) -> None:
         rowid, v = self.votes[k]
-        where = f"gov_votes row {rowid} (proposal {v.proposal}, {v.household})"
+        where = self.at = f"gov_votes row {rowid} (proposal {v.proposal}, {v.household})"
         payload = vote_payload(v.community, v.proposal, v.household, v.choice, v.seq, v.key_id)
         try:
             sig = bytes.fromhex(v.sig)
@@ -166,6 +172,7 @@ class _Replay:
             )
 
     def _tally(self, pid: int) -> None:
+        self.at = f"gov_tallies proposal {pid}"
         p, snap = self.proposals[pid], self.snapshots.get(pid)
         if snap is None:
             raise _Mismatch(f"gov_tallies proposal {pid}: tallied without a snapshot")
@@ -181,6 +188,7 @@ class _Replay:
             self.schedule = sorted([*self.schedule, (p.enact_at, pid, p.parameter, p.value)])
 
     def _enactment(self, pid: int) -> None:
+        self.at = f"gov_enactments proposal {pid}"
         p, e, t = self.proposals.get(pid), self.enactments[pid], self.tallies.get(pid)
         if p is None or t is None or t.outcome != PASSED:
             raise _Mismatch(f"gov_enactments proposal {pid}: enacted without a passed tally")
@@ -191,6 +199,7 @@ class _Replay:
             )
 
     def _members_follow(self) -> None:
+        self.at = "gov_members"
         for m in self.members.values():
             if m.proposal is None:
                 continue

@@ -37,6 +37,7 @@ from gridctl.governance.spec import GovernanceSpec
 from gridctl.governance.state import (
     config_row,
     members_at,
+    proposal_state,
     take_snapshot,
     values_in_force,
     vote_reason,
@@ -47,7 +48,7 @@ from gridctl.settlement import gov_records as rec
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import key_id_of
-from gridctl.settlement.tables import insert_rows
+from gridctl.settlement.tables import insert_rows, select_rows
 from gridctl.settlement.verify import verify_signatures
 
 MAX_RATIONALE = 2000
@@ -164,15 +165,7 @@ class Governance:
 
     def state(self, pid: int, interval: int) -> str:
         """A proposal's state at ``interval`` (see the module doc)."""
-        p = self._proposals[pid]
-        t = self._tallies.get(pid)
-        if t is not None:
-            if t.outcome == PASSED:
-                return "enacted" if interval >= p.enact_at else PASSED
-            return t.outcome
-        if interval < p.opens:
-            return "draft"
-        return "open" if interval < p.closes else "closed"
+        return proposal_state(self._proposals[pid], self._tallies.get(pid), interval)
 
     def proposals(self) -> list[rec.ProposalRow]:
         """Every proposal, in id order."""
@@ -256,6 +249,7 @@ class Governance:
         """Record everything due up to ``interval`` (see the module doc); returns one line per
         step taken. ``received``: votes that arrived in intervals ≤ ``interval`` (a vote
         already recorded is skipped)."""
+        self._take_new_proposals()
         events: list[tuple[int, int, int]] = []  # (interval, rank, proposal or vote index)
         snapped = {r[0] for r in self.ledger.db.execute("SELECT proposal FROM gov_snapshots")}
         for p in self._proposals.values():
@@ -292,6 +286,15 @@ class Governance:
                     if t.outcome == PASSED and p.enact_at <= interval:
                         heapq.heappush(events, (p.enact_at, 0, x))
         return log
+
+    def _take_new_proposals(self) -> None:
+        """Take in proposals another process submitted to the file (``gridctl gov propose``
+        beside a running coordinator)."""
+        q = "FROM gov_proposals WHERE proposal > ? ORDER BY proposal"
+        for p in select_rows(
+            self.ledger.db, rec.ProposalRow, q, (max(self._proposals, default=0),)
+        ):
+            self._proposals[p.proposal] = p
 
     def _record_config(self, db: sqlite3.Connection, interval: int) -> None:
         """Record the configuration's values and bounds if they differ from the last record."""

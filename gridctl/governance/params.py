@@ -151,3 +151,24 @@ def check_value(p: Parameter, value: object, bounds: Range | None) -> object:
             "bad_value", f"{p.name} takes {{household: id, member_key: 64 hex}}, got {value!r:.60}"
         )
     return {"household": value["household"], "member_key": value["member_key"]}
+
+
+def parse_value(p: Parameter, text: str) -> object:
+    """A value as written on a command line, for ``check_value``: a number for a number, the
+    text for a choice or a household to remove, ``household:member_key_hex`` for one to admit.
+    GovernanceError if it cannot be read as such."""
+    if p.kind == "number":
+        try:
+            return float(text)
+        except ValueError:
+            raise GovernanceError(
+                "bad_value", f"{p.name} takes a number, got {text!r:.40}"
+            ) from None
+    if p.kind == "member":
+        household, sep, key = text.partition(":")
+        if not sep:
+            raise GovernanceError(
+                "bad_value", f"{p.name} takes household:member_key (64 hex), got {text!r:.60}"
+            )
+        return {"household": household, "member_key": key}
+    return text

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 
 from gridctl.governance.params import VALUED
-from gridctl.governance.tally import ppm, weights_for
+from gridctl.governance.tally import PASSED, ppm, weights_for
 from gridctl.settlement import gov_records as rec
 from gridctl.settlement.canonical import canonical
 
@@ -50,6 +50,18 @@ def values_in_force(
     for name, (lo, hi) in json.loads(cfg.bounds).items():
         values[name] = min(max(float(values[name]), lo), hi)  # type: ignore[arg-type]
     return values
+
+
+def proposal_state(p: rec.ProposalRow, t: rec.TallyRow | None, interval: int) -> str:
+    """A proposal's state at ``interval`` given its tally (None: not tallied yet): draft, open,
+    closed (awaiting its tally), passed (awaiting enactment), enacted, failed or expired."""
+    if t is not None:
+        if t.outcome == PASSED:
+            return "enacted" if interval >= p.enact_at else PASSED
+        return t.outcome
+    if interval < p.opens:
+        return "draft"
+    return "open" if interval < p.closes else "closed"
 
 
 def members_at(members: Mapping[str, rec.MemberRow], removed: Mapping[str, int],

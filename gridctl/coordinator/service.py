@@ -40,7 +40,12 @@ from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, interval_at, raise_if_cancelled
 from gridctl.governance.book import Charter, Governance, Received
-from gridctl.governance.effect import governed_settlement, governed_tariff, parameters_message
+from gridctl.governance.effect import (
+    govern_planner,
+    govern_settler,
+    governed_tariff,
+    parameters_message,
+)
 from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import (
     COORDINATOR,
@@ -365,10 +370,7 @@ class Coordinator:
         """Record what governance has due up to ``interval`` (with the votes that arrived),
         then settle it with the values in force (in the settling thread)."""
         if self.governance is not None:
-            for line in self.governance.advance(interval, votes):
-                log.info("governance: %s", line)
-            values = self.governance.values_at(interval)
-            self.settler.config = governed_settlement(self.settlement, values)
+            govern_settler(self.governance, self.settler, self.settlement, interval, votes)
         return self.settler.settle(interval, readings)
 
     async def _publish_root(self, interval: int) -> None:
@@ -402,11 +404,7 @@ class Coordinator:
         and publish them."""
         assert self.planner is not None
         if self.governance is not None:
-            values = self.governance.values_at(interval)
-            self.planner.set_parameters(
-                battery_reserve_soc=float(values["battery_reserve_soc"]),  # type: ignore[arg-type]
-                fairness=str(values["fairness"]),
-            )
+            govern_planner(self.planner, self.governance.values_at(interval))
         t0 = time.perf_counter()
         try:
             plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))

@@ -29,6 +29,12 @@ def simulated_coordinator_key(seed: int) -> Ed25519PrivateKey:
     return key_from_seed(f"gridctl-sim/{seed}/coordinator".encode())
 
 
+def simulated_member_key(seed: int, household: str) -> Ed25519PrivateKey:
+    """A simulated household's member key (it votes; the meter key measures): derived from the
+    seed, like the meters' keys."""
+    return key_from_seed(f"gridctl-sim/{seed}/member/{household}".encode())
+
+
 def enrol_simulated(
     ledger: Ledger,
     households: Sequence[str],

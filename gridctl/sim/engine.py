@@ -20,6 +20,7 @@ from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
 from gridctl.core import interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
+from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
@@ -32,6 +33,7 @@ from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import IntervalOutcome, Settler
 from gridctl.settlement.signing import MeterSigner, SignedReading
 from gridctl.sim.devices import Devices, make_devices, meter_voltages_mv, show, telemetry
+from gridctl.sim.governance import Script
 from gridctl.sim.households import build_series
 from gridctl.sim.meters import CheatTruth, Meters
 from gridctl.sim.scenario import Scenario
@@ -51,7 +53,8 @@ class SimResult:
     p_trafo_w: transformer power into the feeder (> 0 import). losses_w: feeder losses.
     vm_min_pu / vm_max_pu: lowest / highest bus voltage. line_loading_max_pct /
     trafo_loading_max_pct: most loaded line / transformer, %.
-    shared_wh: energy shared through the pool per interval, Wh.
+    shared_wh: energy shared through the pool per interval, Wh. pool_micro: currency paid
+    through the pool per interval (what the sharers earned), micro-units.
     supplied_wh / received_wh / tokens_micro / paid_micro / earned_micro: per-household totals.
     ev_unmet_wh: EV energy not delivered by departures within the run, Wh.
     dispatch: the dispatch mode. plans / plan_rounds: plans made and AC-check rounds they took;
@@ -72,6 +75,7 @@ class SimResult:
     line_loading_max_pct: np.ndarray
     trafo_loading_max_pct: np.ndarray
     shared_wh: np.ndarray
+    pool_micro: np.ndarray
     supplied_wh: np.ndarray
     received_wh: np.ndarray
     tokens_micro: np.ndarray
@@ -164,6 +168,10 @@ def simulate(
     dispatch: "none" (every home self-consumes, no coordination), "home" (each household
     optimised alone, no sharing) or "community" (gridctl's feeder-aware dispatch).
     progress: called with (intervals done, intervals total) after each interval.
+    A scenario that scripts proposals is governed as the coordinator governs
+    (``gridctl.sim.governance``): each interval planned with the reserve and fairness rule in
+    force, the scripted proposals submitted and votes received, governance advanced before the
+    interval is settled, and settled with the prices and rates in force.
     """
     s = prepare(scn, dispatch)
     c = s.community
@@ -176,12 +184,20 @@ def simulate(
         settler = Settler(ledger, c.settlement, physics=c.physics)
         meters = [signers[main_meter(h)] for h in c.ids]
         totals = SettledTotals(len(c.ids))
+        script = Script.of(scn)
+        gov = script.open(ledger) if script is not None else None
         for t in range(scn.intervals):
             interval = scn.first_interval + t
+            if script is not None and gov is not None:
+                script.propose_due(gov, interval)
+                if c.planner is not None:
+                    govern_planner(c.planner, gov.values_at(interval))
             s.step(t, *planned(s, interval, t))
             volts = meter_voltages_mv(s.world, s.meters)
             assert volts is not None  # the world has run an interval
             readings = sign_interval(interval, meters, signers[TRANSFORMER_METER], s.meters, volts)
+            if script is not None and gov is not None:
+                govern_settler(gov, settler, c.settlement, interval, script.received(interval))
             st = settler.settle(interval, readings).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)
@@ -218,6 +234,7 @@ class SettledTotals:
         self.paid_micro = np.zeros(n_h, dtype=np.int64)
         self.earned_micro = np.zeros(n_h, dtype=np.int64)
         self.shared_wh: list[float] = []
+        self.pool_micro: list[int] = []
 
     def add(self, st: IntervalSettlement) -> None:
         """Add one interval's pool outcome."""
@@ -227,6 +244,7 @@ class SettledTotals:
         self.paid_micro += st.paid_micro
         self.earned_micro += st.earned_micro
         self.shared_wh.append(float(st.supplied_wh.sum()))
+        self.pool_micro.append(int(st.earned_micro.sum()))
 
     def add_outcome(self, outcome: IntervalOutcome) -> None:
         """Add a settled interval's pool outcome (an already closed one adds nothing)."""
@@ -258,6 +276,7 @@ def sim_result(
         line_loading_max_pct=np.array([r.line_loading_pct.max(initial=0.0) for r in acs]),
         trafo_loading_max_pct=np.array([r.trafo_loading_pct.max(initial=0.0) for r in acs]),
         shared_wh=np.array(totals.shared_wh, dtype=float),
+        pool_micro=np.array(totals.pool_micro, dtype=np.int64),
         supplied_wh=totals.supplied_wh,
         received_wh=totals.received_wh,
         tokens_micro=totals.tokens_micro,

@@ -6,7 +6,10 @@ import sqlite3
 
 import numpy as np
 
-from gridctl.core import MICRO, W_PER_KW, interval_hours
+from gridctl.core import MICRO, W_PER_KW, interval_hours, interval_start
+from gridctl.governance.state import values_in_force
+from gridctl.governance.tally import PASSED
+from gridctl.settlement import gov_records as rec
 from gridctl.settlement.cases import HELD, NAMED, case_outcomes
 from gridctl.sim.engine import SimResult
 
@@ -34,6 +37,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     physics held or named a household; households_named: households whose claim it rejected at
     least once; cheating_intervals / detection_delay_intervals / at_stake_kwh /
     caught_kwh: the scenario's cheats (first cheat), when it has any.
+    Governance (``governance_kpis``), when the scenario scripts proposals.
     """
     scn = r.scenario
     lim = scn.limits
@@ -85,13 +89,18 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         "plan_violations_left": r.plan_violations_left,
         "tokens_issued": float(r.tokens_micro.sum()) / MICRO,
         **verification_kpis(r),
+        **governance_kpis(r),
         "ledger_head": r.ledger_head,
     }
 
 
+def _read_only(r: SimResult) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{r.ledger_path}?mode=ro", uri=True)
+
+
 def verification_kpis(r: SimResult) -> dict[str, float | int]:
     """What the physics check found in a run (see ``kpis``), from its ledger's cases."""
-    con = sqlite3.connect(f"file:{r.ledger_path}?mode=ro", uri=True)
+    con = _read_only(r)
     try:
         cases = case_outcomes(con)
     finally:
@@ -117,4 +126,48 @@ def verification_kpis(r: SimResult) -> dict[str, float | int]:
             "at_stake_kwh": round(float(stake_kwh[cheating].sum()), 3),
             "caught_kwh": round(float(stake_kwh[cheating & caught].sum()), 3),
         }
+    return out
+
+
+def governance_kpis(r: SimResult) -> dict[str, float | int | str]:
+    """What a run's governance decided, from its ledger (no proposals: nothing).
+
+    proposals / proposals_passed: submitted, and passed by their tally. enacted_1, …: each
+    enactment, what it set and from when. Around the first enactment: community_per_kwh_before /
+    _after: the community price in force just before it and from it on, currency/kWh;
+    earned_per_shared_kwh_before / _after: what sharers earned per kWh shared through the pool
+    before it and from it on, currency/kWh (omitted for a side with nothing shared).
+    """
+    con = _read_only(r)
+    try:
+        proposals, tallies = rec.proposals(con), rec.tallies(con)
+        enacted = sorted(rec.enactments(con).values(), key=lambda e: (e.at_interval, e.proposal))
+        configs = rec.configs(con)
+    finally:
+        con.close()
+    if not proposals:
+        return {}
+    out: dict[str, float | int | str] = {
+        "proposals": len(proposals),
+        "proposals_passed": sum(t.outcome == PASSED for t in tallies.values()),
+    }
+    for k, e in enumerate(enacted, 1):
+        out[f"enacted_{k}"] = (
+            f"{e.parameter} = {e.value} from {interval_start(e.at_interval):%Y-%m-%d %H:%M} UTC"
+            f" (proposal {e.proposal})"
+        )
+    if not enacted:
+        return out
+    at = enacted[0].at_interval
+    split = at - r.scenario.first_interval
+    schedule = [(e.at_interval, e.proposal, e.parameter, e.value) for e in enacted]
+    sides = (("before", at - 1, slice(None, split)), ("after", at, slice(split, None)))
+    for side, iv, part in sides:
+        out[f"community_per_kwh_{side}"] = float(
+            values_in_force(configs, schedule, iv)["community_per_kwh"]  # type: ignore[arg-type]
+        )
+        shared_kwh = float(r.shared_wh[part].sum()) / W_PER_KW
+        if shared_kwh > 0:
+            earned = float(r.pool_micro[part].sum()) / MICRO
+            out[f"earned_per_shared_kwh_{side}"] = round(earned / shared_kwh, 4)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,9 @@ from gridctl.core import (
     validated,
 )
 from gridctl.dispatch.spec import CommunitySpec, FeederSpec, HouseholdSpec
+from gridctl.governance.book import MAX_RATIONALE, OPERATOR
+from gridctl.governance.params import GovernanceError, bounds_of, check_value, parameter
+from gridctl.governance.spec import GovernanceSpec
 
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
@@ -27,6 +31,7 @@ LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 CheatKind = Literal["inflate", "copy", "replay", "reverse"]
 """How a dishonest household's meter lies (``gridctl.sim.meters``)."""
+HouseholdId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
 def _utc_boundary(v: datetime) -> datetime:
@@ -52,10 +57,10 @@ class CheatSpec(StrictModel):
     for copy).
     """
 
-    household: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    household: HouseholdId
     kind: CheatKind
     size_w: Annotated[float, Field(gt=0, le=10_000_000)]
-    neighbour: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
+    neighbour: HouseholdId | None = None
     start: datetime | None = None
     end: datetime | None = None
 
@@ -77,6 +82,75 @@ class CheatSpec(StrictModel):
         return self
 
 
+class ScriptedVotes(StrictModel):
+    """Who votes what on a scripted proposal (every household a member; the rest do not vote)."""
+
+    yes: Annotated[list[HouseholdId], Field(default_factory=list, max_length=10_000)]
+    no: Annotated[list[HouseholdId], Field(default_factory=list, max_length=10_000)]
+    abstain: Annotated[list[HouseholdId], Field(default_factory=list, max_length=10_000)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, v: object) -> object:
+        # YAML 1.1 reads the keys yes and no as booleans
+        if isinstance(v, dict):
+            return {{True: "yes", False: "no"}.get(k, k) if isinstance(k, bool) else k: x
+                    for k, x in v.items()}  # fmt: skip
+        return v
+
+    @model_validator(mode="after")
+    def _once_each(self) -> Self:
+        seen: set[str] = set()
+        for choice in ("yes", "no", "abstain"):
+            for h in getattr(self, choice):
+                if h in seen:
+                    raise ValueError(f"{choice}: {h!r} votes more than once")
+                seen.add(h)
+        return self
+
+    def ballots(self) -> list[tuple[str, str]]:
+        """(household, choice) of every scripted vote, yes then no then abstain."""
+        return [(h, c) for c in ("yes", "no", "abstain") for h in getattr(self, c)]
+
+
+class ScriptedProposal(StrictModel):
+    """A proposal the scenario submits at ``at`` (on an interval boundary inside the run) and
+    the votes its members send (``gridctl.sim.governance``).
+
+    value: the new value (number, choice, or for ``admit`` {household, member_key}).
+    proposer: a household, or ``operator``. window: voting window, intervals (it opens at the
+    interval after ``at``). delay: from its close to its enactment, intervals (the timelock).
+    vote_at: when the votes are sent (default: the interval the proposal opens).
+    """
+
+    at: datetime
+    parameter: Annotated[str, Field(min_length=1, max_length=64)]
+    value: float | str | dict[str, str]
+    rationale: Annotated[str, Field(max_length=MAX_RATIONALE)] = ""
+    proposer: HouseholdId = OPERATOR
+    window: Annotated[int, Field(ge=1)]
+    delay: Annotated[int, Field(ge=0)]
+    votes: ScriptedVotes = ScriptedVotes()
+    vote_at: datetime | None = None
+
+    @field_validator("at", "vote_at")
+    @classmethod
+    def _on_boundary(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else _utc_boundary(v)
+
+    @property
+    def votes_at(self) -> datetime:
+        """When the votes are sent."""
+        return self.vote_at or self.at + timedelta(seconds=INTERVAL_S)
+
+
+class ScenarioGovernance(GovernanceSpec):
+    """A scenario's governance: the community's settings, and the proposals and votes it
+    scripts (``proposals``; none: the community runs without governance)."""
+
+    proposals: Annotated[list[ScriptedProposal], Field(default_factory=list, max_length=1000)]
+
+
 class Scenario(CommunitySpec):
     """A complete, validated simulation scenario: a community (its feeder required) and the run."""
 
@@ -90,6 +164,7 @@ class Scenario(CommunitySpec):
     """Meters measure with their class's error (``gridctl.sim.meters``); off: exactly."""
     cheat: Annotated[list[CheatSpec], Field(default_factory=list, max_length=1000)]
     """Dishonest households, at most one cheat each."""
+    governance: ScenarioGovernance = ScenarioGovernance()
     base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 
@@ -101,10 +176,15 @@ class Scenario(CommunitySpec):
         except ValueError as e:
             raise ValueError(f"start {e}") from None
 
+    @property
+    def end(self) -> datetime:
+        """When the run ends (exclusive)."""
+        return self.start + timedelta(seconds=self.intervals * INTERVAL_S)
+
     @model_validator(mode="after")
     def _cheats_fit(self) -> Self:
         rating_w = {h.id: h.connection_w for h in self.households}
-        end = self.start + timedelta(seconds=self.intervals * INTERVAL_S)
+        end = self.end
         cheaters: set[str] = set()
         for k, c in enumerate(self.cheat):
             where = f"cheat[{k}]"
@@ -130,6 +210,45 @@ class Scenario(CommunitySpec):
             if c.end == self.start:
                 raise ValueError(f"{where}.end: the run starts at {self.start.isoformat()}")
         return self
+
+    @model_validator(mode="after")
+    def _script_fits(self) -> Self:
+        ids = {h.id for h in self.households}
+        run = f"({self.start.isoformat()} to {self.end.isoformat()})"
+        g, t = self.governance, self.tariff
+        for k, p in enumerate(g.proposals):
+            where = f"governance.proposals[{k}]"
+            if not self.start <= p.at < self.end:
+                raise ValueError(f"{where}.at: {p.at.isoformat()} lies outside the run {run}")
+            if not p.at < p.votes_at < self.end:
+                raise ValueError(
+                    f"{where}.vote_at: {p.votes_at.isoformat()} must come after at and before "
+                    f"the run ends {run}"
+                )
+            if p.proposer != OPERATOR and p.proposer not in ids:
+                raise ValueError(f"{where}.proposer: {p.proposer!r} is not a household")
+            for h, choice in p.votes.ballots():
+                if h not in ids:
+                    raise ValueError(f"{where}.votes.{choice}: {h!r} is not a household")
+            for what, n, r in (("window", p.window, g.window_intervals),
+                               ("delay", p.delay, g.delay_intervals)):  # fmt: skip
+                if n not in r:
+                    raise ValueError(f"{where}.{what}: {n} intervals lies outside "
+                                     f"governance.{what}_intervals [{r.lo}, {r.hi}]")  # fmt: skip
+            try:
+                par = parameter(p.parameter)
+                value = check_value(par, p.value, bounds_of(par, g, t.import_per_kwh,
+                                                            t.feed_in_per_kwh))  # fmt: skip
+            except GovernanceError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if par.name == "remove" and value not in ids:
+                raise ValueError(f"{where}.value: {value!r} is not a household")
+        return self
+
+    @property
+    def community_id(self) -> str:
+        """The scenario's name as a community id (topic-safe)."""
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.name)[:32] or "sim"
 
     @property
     def first_interval(self) -> int:

@@ -9,7 +9,9 @@ the interval's start, the controllers sign the meters' counters and report telem
 coordinator settles the interval that ended and plans this one, the controllers write the
 plan's setpoints to the devices, and the world runs the interval with what the devices were
 told (``World.step``, the same physics as the in-process run). The interval's settlement comes
-from the coordinator's ledger, through signed readings that crossed the broker.
+from the coordinator's ledger, through signed readings that crossed the broker. A scenario's
+scripted proposals go to the coordinator's governance, and its votes, signed with each member's
+key, cross the broker on each voter's own vote topic (``gridctl.sim.governance``).
 
 The coordinator's planner is the community's own (``gridctl.coordinator.assembly``), as in the
 in-process run and in production: it knows the world only through the telemetry the controllers
@@ -24,7 +26,6 @@ import contextlib
 import getpass
 import json
 import logging
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,12 +35,12 @@ import numpy as np
 
 from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
 from gridctl.controller.loop import Controller
-from gridctl.coordinator.assembly import DispatchMode
+from gridctl.coordinator.assembly import DispatchMode, charter
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError, ev_phases
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
-from gridctl.protocol import household_topic
+from gridctl.protocol import encode, household_topic
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
     enrol_simulated,
@@ -57,6 +58,7 @@ from gridctl.sim.engine import (
     prepare,
     sim_result,
 )
+from gridctl.sim.governance import Script
 from gridctl.sim.scenario import Scenario
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
@@ -94,11 +96,6 @@ class Home:
     controller: Controller
 
 
-def community_id(scn: Scenario) -> str:
-    """The scenario's name as a community id (topic-safe)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", scn.name)[:32] or "sim"
-
-
 async def _until(what: Callable[[], bool], doing: str) -> None:
     try:
         async with asyncio.timeout(WAIT_S):
@@ -112,9 +109,11 @@ class _Run:
     """One wire-mode run (see the module doc)."""
 
     def __init__(self, scn: Scenario, setup: Setup, clock: SimClock, homes: list[Home],
-                 coordinator: Coordinator, feeder: Session, signers: dict):  # fmt: skip
+                 coordinator: Coordinator, feeder: Session, signers: dict,
+                 script: Script | None):  # fmt: skip
         self.scn, self.setup, self.clock, self.homes = scn, setup, clock, homes
         self.coordinator, self.feeder, self.signers = coordinator, feeder, signers
+        self.script = script
         self.world = setup.world
 
     def show_state(self, t: int) -> None:
@@ -175,10 +174,30 @@ class _Run:
         else:
             await c.settle_due(self.clock(), iv)
 
+    async def govern(self, iv: int) -> None:
+        """Submit the proposals scripted for interval ``iv`` and have each voter's controller
+        connection send the votes scripted for it, one after another, each kept by the
+        coordinator before the next (so it records them in the order the in-process run does)."""
+        c, gov = self.coordinator, self.coordinator.governance
+        if self.script is None or gov is None:
+            return
+        self.script.propose_due(gov, iv)
+        home = {h.id: h for h in self.homes}
+        for voter, vote in self.script.votes_due(iv):
+            topic = household_topic(c.community, voter, "vote")
+            if not await home[voter].controller.session.publish(topic, encode(vote)):
+                raise WireError(f"the vote of {voter} could not be published")
+            digest = vote.digest()
+            await _until(lambda d=digest: any(r.vote.digest() == d
+                                              for r in c.inbox.votes_through(iv)),
+                         f"vote of {voter} in {iv}")  # fmt: skip
+
     async def interval(self, t: int) -> None:
-        """Run interval t: plans applied on the devices, then the world's physics."""
+        """Run interval t: plans applied on the devices, scripted governance, then the world's
+        physics."""
         await self.boundary(t)
         iv = self.scn.first_interval + t
+        await self.govern(iv)
         if self.coordinator.planner is not None:
             await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
                          f"plans of {iv} applied")  # fmt: skip
@@ -221,9 +240,10 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                     dispatch: DispatchMode, broker: BrokerKind) -> SimResult:  # fmt: skip
     setup = prepare(scn, dispatch)
     ids = setup.community.ids
-    community = community_id(scn)
+    community = scn.community_id
     first = scn.first_interval
     ledger_path = out / "ledger.sqlite"
+    script = Script.of(scn)
     with Ledger(ledger_path) as ledger:
         signers = enrol_simulated(ledger, ids, setup.community.connection_w, first, scn.seed,
                                   transformer_rated_w=setup.feeder.transformer_rated_w)  # fmt: skip
@@ -249,13 +269,16 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                                                      "password": creds["coordinator"]}),
                     ledger_path, tmp / "inbox.sqlite", setup.community.settlement,
                     simulated_coordinator_key(scn.seed), planner=setup.community.planner,
-                    tariff=None, physics=setup.community.physics, clock=clock, tick_s=None,
-                    on_settled=totals.add_outcome,
+                    tariff=None, physics=setup.community.physics,
+                    governance=None if script is None else charter(scn), clock=clock,
+                    tick_s=None, on_settled=totals.add_outcome,
                 )  # fmt: skip
+                if script is not None and coordinator.governance is not None:
+                    script.enrol(coordinator.governance)
                 feeder = Session(at.model_copy(update={"username": FEEDER_USER,
                                                        "password": creds[FEEDER_USER]}),
                                  "feeder", [], _ignore)  # fmt: skip
-                run = _Run(scn, setup, clock, homes, coordinator, feeder, signers)
+                run = _Run(scn, setup, clock, homes, coordinator, feeder, signers, script)
                 run.show_state(0)  # what the controllers read from their first poll on
                 tasks = [asyncio.create_task(x.run()) for x in (coordinator, feeder)]
                 tasks += [asyncio.create_task(h.controller.run()) for h in homes]

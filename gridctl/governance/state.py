@@ -85,11 +85,13 @@ def vote_reason(
 ) -> str | None:
     """Why a received vote does not count (None: it counts if it is the household's last).
 
-    proposal: the one it names (None: unknown). member: the key it names (None: unknown).
-    eligible: the proposal's weight snapshot (empty: not taken). signature_ok: checks it."""
+    proposal: the one it names (None: unknown; so is one submitted after the vote arrived,
+    which the book may or may not have known when it recorded it). member: the key it names
+    (None: unknown). eligible: the proposal's weight snapshot (empty: not taken).
+    signature_ok: checks it."""
     if v.community != community:
         return "wrong_community"
-    if proposal is None:
+    if proposal is None or proposal.submitted > v.received:
         return "unknown_proposal"
     if v.household != v.sender:
         return "other_household"

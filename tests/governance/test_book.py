@@ -234,3 +234,15 @@ def test_gov_verify_names_the_changed_record(tmp_path: Path, sql: str, named: st
     con = _tampered(tmp_path / "l.sqlite", tmp_path / "t.sqlite", sql)
     problems = verify_governance(con)
     assert len(problems) == 1 and named in problems[0], problems
+
+
+def test_a_vote_received_before_its_proposal_was_submitted_names_an_unknown_one(
+    tmp_path: Path,
+) -> None:
+    ledger, gov = open_book(tmp_path / "l.sqlite", HH)
+    gov.advance(3, [cast("h00", 1, "yes", 3)])  # proposal 1 does not exist yet
+    late = gov.propose("fairness", "kwp", "", "h00", 4, 1, now=5)
+    gov.advance(7, [cast("h01", late.proposal, "yes", 4), cast("h02", late.proposal, "yes", 6)])
+    assert reasons(ledger) == [("h00", "unknown_proposal"), ("h01", "unknown_proposal"),
+                               ("h02", None)]  # fmt: skip
+    assert verify_governance(ledger.db) == []

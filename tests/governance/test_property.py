@@ -223,15 +223,15 @@ def stream(seed: int) -> Stream:
     proposals = [_proposal(rng, spec, INSIDERS[:n]) for _ in range(rng.integers(0, 6))]
     votes = []
     for pid, p in enumerate(proposals, 1):  # votes aimed at a proposal, if it is accepted
-        for h in [*POOL, "stranger"]:
-            for _ in range(rng.pick([0, 1, 1, 1, 2, 3])):  # some change their minds
+        for h in POOL:
+            for _ in range(rng.pick([0, 1, 1, 1, 2])):  # some change their minds
                 at = rng.integers(p.now, min(p.now + p.window + 2, STEPS))
                 votes.append(_vote(rng, at, h, pid, aimed=True))
     for _ in range(rng.integers(0, 6)):  # and some anywhere
         votes.append(_vote(rng, rng.integers(0, STEPS), rng.pick([*POOL, "stranger"]),
                            rng.integers(1, len(proposals) + 2), aimed=False))  # fmt: skip
     base_price = rng.pick([rng.uniform(0.0, 0.6), 0.2])
-    share = rng.pick([1.0, 0.5, 0.25])
+    share = rng.pick([1.0, 0.3, 0.1])  # every interval, as the coordinator does, or fewer
     steps = {i for i in range(STEPS - 1) if rng.random() < share}
     return Stream(rng.uniform(0.0, 0.15), rng.uniform(0.2, 0.5), spec, base_price, members,
                   exports, proposals, votes, sorted(steps | {STEPS - 1}))  # fmt: skip

@@ -126,6 +126,7 @@ def assemble(
             spec.households, feeder.net, feeder.profiles, feeder.buses, feeder.transformer_rated_w,
             limits, spec.dispatch, spec.tariff.prices(),
         )  # fmt: skip
+        planner.envelopes = spec.envelopes.build()
     balance = BalanceConfig(
         household_class=spec.meters.household_class,
         transformer_class=spec.meters.transformer_class,

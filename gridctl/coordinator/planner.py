@@ -47,14 +47,22 @@ import pandapower as pp
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.core import INTERVALS_PER_DAY as DAY
-from gridctl.core import Tariff, interval_hours, interval_start, limit_or_inf
-from gridctl.dispatch.community import FAIRNESS_RULES, CommunityProblem, Fairness, Fleet, held_w
+from gridctl.core import Tariff, interval_hours, interval_start, limit_or_inf, limit_or_none
+from gridctl.dispatch.community import (
+    FAIRNESS_RULES,
+    CommunityProblem,
+    EnvelopeLimits,
+    Fairness,
+    Fleet,
+    held_w,
+)
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
-from gridctl.dispatch.rolling import RollingPlanner
+from gridctl.dispatch.rolling import STEPS_AHEAD, RollingPlanner
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
 from gridctl.grid.feeder import Profiles
 from gridctl.protocol import PlanStep, Telemetry
+from gridctl.public.envelope import FEEDER, Envelopes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,50 @@ CAP_REACHED_W = 50.0
 """A household exporting within this of its export limit is taken as held back by it, W."""
 EV_ON_W = 100.0
 """An EV charger drawing more than this is charging a car, W."""
+
+
+def within_envelope(
+    steps: dict[str, list[PlanStep]], env: EnvelopeLimits
+) -> dict[str, list[PlanStep]]:
+    """Each household's plan steps with its own envelope (``env``, from the first step's
+    interval) as their export and import limits where it is tighter."""
+    out = {}
+    for h, (hid, ss) in enumerate(steps.items()):
+        out[hid] = [
+            s.model_copy(
+                update={
+                    "export_max_w": limit_or_none(
+                        min(limit_or_inf(s.export_max_w), float(env.export_w[h, j]))
+                    ),
+                    "import_max_w": limit_or_none(
+                        min(limit_or_inf(s.import_max_w), float(env.import_w[h, j]))
+                    ),
+                }
+            )
+            for j, s in enumerate(ss)
+        ]
+    return out
+
+
+def _same_envelope(
+    a: EnvelopeLimits | None, a_t0: int, b: EnvelopeLimits | None, b_t0: int
+) -> bool:
+    """Whether envelopes over horizons from intervals ``a_t0`` and ``b_t0`` (≤ ``a_t0``) agree
+    where both reach (a limit newly entering the far end counts as a change too)."""
+    if a is None or b is None:
+        return a is b
+    d = a_t0 - b_t0
+    n = b.feeder_import_w.shape[0] - d
+    if d < 0 or n <= 0 or a.import_w.shape[0] != b.import_w.shape[0]:
+        return False
+    return all(
+        np.array_equal(x[..., :n], y[..., d : d + n])
+        for x, y in zip(_fields(a), _fields(b), strict=True)
+    ) and all(np.isinf(x[..., n:]).all() for x in _fields(a))
+
+
+def _fields(e: EnvelopeLimits) -> tuple[np.ndarray, ...]:
+    return e.import_w, e.export_w, e.feeder_import_w, e.feeder_export_w
 
 
 def decay(half_life: float, n_t: int) -> np.ndarray:
@@ -150,6 +202,10 @@ class CommunityPlanner:
         self.pv_profile_w = np.zeros((len(self.ids), self.horizon))  # the last forecast's, W
         self._reserve_soc = 0.0
         self._fairness: Fairness = "bus"
+        self.envelopes = Envelopes()
+        """The grid operator's envelopes (the coordinator's sources update this object)."""
+        self._envelope: EnvelopeLimits | None = None  # the last plan's, from _envelope_t0
+        self._envelope_t0 = 0
 
     @property
     def battery_reserve_soc(self) -> float:
@@ -186,24 +242,33 @@ class CommunityPlanner:
             log.info("planner parameters battery_reserve_soc=%s fairness=%s", reserve, rule)
         self._reserve_soc, self._fairness = float(reserve), rule
 
-    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+    def plan(
+        self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None
+    ) -> dict[str, list[PlanStep]]:
         """Every household's plan steps from ``interval`` (blocking: solves an LP and AC power
-        flows; the coordinator runs it in a worker thread)."""
+        flows; the coordinator runs it in a worker thread). now_s: the time the envelopes are
+        judged at (a silent source gives way to the default), s; default the interval's start."""
         tel = [fresh(telemetry.get(h), interval) for h in self.ids]
         load_w, pv_w = self.forecast(interval, tel)
         fleet = self.fleet(interval, tel)
+        envelope = self._envelope_at(interval, load_w.shape[1], now_s)
         problem = CommunityProblem(
             load_w=load_w, pv_w=pv_w, fleet=fleet, feeder_max_w=self.feeder_max_w,
             dt_h=interval_hours(), import_per_kwh=self.tariff.import_per_kwh,
             feed_in_per_kwh=self.tariff.feed_in_per_kwh, fairness=self._fairness,
+            envelope=envelope,
         )  # fmt: skip
         q_w = load_w * self.tan_phi[:, None]
         if self.rolling.due(interval):
             self.rolling.replan(interval, problem, q_w)
+        if envelope is not None:
+            self._hold_at_feeder_limits(interval, envelope)
         steps = self.rolling.steps(self.ids, interval)
         if self._export_unsafe(interval, steps, pv_w[:, 0], q_w[:, 0]):
             self.rolling.hold_exports(interval)
             steps = self.rolling.steps(self.ids, interval)
+        if envelope is not None:
+            steps = within_envelope(steps, envelope)
         self._export_cap_w = np.array([limit_or_inf(s[0].export_max_w) for s in steps.values()])
         self._ev_asked_w = np.array([s[0].ev_w for s in steps.values()])
         log.info(
@@ -211,6 +276,42 @@ class CommunityPlanner:
             interval, len(steps), self.rolling.rounds, self.rolling.unresolved,
         )  # fmt: skip
         return steps
+
+    def feeder_limits_w(self) -> tuple[float, float]:
+        """(import_max_w, export_max_w) of the feeder's envelope in the interval last planned
+        (``inf``: none)."""
+        env = self._envelope
+        if env is None:
+            return math.inf, math.inf
+        return float(env.feeder_import_w[0]), float(env.feeder_export_w[0])
+
+    def _envelope_at(self, interval: int, n_t: int, now_s: float | None) -> EnvelopeLimits | None:
+        """The envelopes over the horizon (None when no limit applies in it); a change from
+        the last plan's makes the next re-plan a full one."""
+        now = interval_start(interval).timestamp() if now_s is None else now_s
+        imp, exp = self.envelopes.series([*self.ids, FEEDER], interval, n_t, now)
+        env = None
+        if np.isfinite(imp).any() or np.isfinite(exp).any():
+            env = EnvelopeLimits(imp[:-1], exp[:-1], imp[-1], exp[-1])
+        if not _same_envelope(env, interval, self._envelope, self._envelope_t0):
+            self.rolling.restart()
+            log.info("envelopes changed interval=%d in_force=%s", interval, env is not None)
+        self._envelope, self._envelope_t0 = env, interval
+        return env
+
+    def _hold_at_feeder_limits(self, interval: int, env: EnvelopeLimits) -> None:
+        """Where the feeder's export (import) is limited in the next plan steps, no household
+        exports (imports) more than planned, so a forecast error cannot break the limit."""
+        r = self.rolling
+        assert r.plan is not None
+        reach = r.plan_t0 + r.plan.net_w.shape[1]
+        for j in range(min(STEPS_AHEAD, len(env.feeder_export_w))):
+            if interval + j >= reach:
+                break
+            if math.isfinite(env.feeder_export_w[j]):
+                r.hold_exports(interval + j)
+            if math.isfinite(env.feeder_import_w[j]):
+                r.hold_imports(interval + j)
 
     def _export_unsafe(
         self, interval: int, steps: dict[str, list[PlanStep]], pv_w: np.ndarray, q_w: np.ndarray

@@ -24,6 +24,7 @@ import functools
 import itertools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -98,6 +99,35 @@ class FeederModel:
 
 
 @dataclass(frozen=True)
+class EnvelopeLimits:
+    """Grid-operator envelopes over the horizon, W (≥ 0; ``inf``: none).
+
+    import_w / export_w: each household's connection point, (H, T).
+    feeder_import_w / feeder_export_w: the transformer, (T,).
+    """
+
+    import_w: np.ndarray
+    export_w: np.ndarray
+    feeder_import_w: np.ndarray
+    feeder_export_w: np.ndarray
+
+    def first(self, n: int) -> EnvelopeLimits:
+        """The first ``n`` intervals."""
+        return self.map(lambda x: x[..., :n])
+
+    def map(self, f: Callable[[np.ndarray], np.ndarray]) -> EnvelopeLimits:
+        """``f`` applied along time to every series (e.g. block minima of a coarser horizon)."""
+        return EnvelopeLimits(
+            f(self.import_w), f(self.export_w), f(self.feeder_import_w), f(self.feeder_export_w)
+        )
+
+    def one(self, h: int) -> EnvelopeLimits:
+        """Household ``h`` alone, its own connection as its only grid (no feeder limit)."""
+        none = np.full(self.feeder_import_w.shape, np.inf)
+        return EnvelopeLimits(self.import_w[h : h + 1], self.export_w[h : h + 1], none, none)
+
+
+@dataclass(frozen=True)
 class CommunityProblem:
     """Inputs of the community dispatch; arrays are (H, T), load convention.
 
@@ -109,6 +139,7 @@ class CommunityProblem:
     dt_h: length of each step, h: one number, or (T,) when steps differ (a coarser far horizon).
     import_per_kwh, feed_in_per_kwh: grid prices, currency per kWh.
     fairness: how curtailment is shared (``Fairness``).
+    envelope: the grid operator's limits (None: none); hard limits, like the connections.
     """
 
     load_w: np.ndarray
@@ -120,6 +151,7 @@ class CommunityProblem:
     feed_in_per_kwh: float
     feeder: FeederModel | None = None
     fairness: Fairness = "bus"
+    envelope: EnvelopeLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +221,16 @@ def _layout(p: CommunityProblem) -> _Columns:
         sizes |= {"flow": n_b, "v": n_b}
     if p.fairness == "kwp":
         sizes["share"] = n_t
+    if _export_limited(p).any():
+        sizes["hexp"] = n
     return _Columns(sizes)
+
+
+def _export_limited(p: CommunityProblem) -> np.ndarray:
+    """Intervals with an export limit on the feeder, (T,) bool."""
+    if p.envelope is None:
+        return np.zeros(p.load_w.shape[1], dtype=bool)
+    return np.isfinite(p.envelope.feeder_export_w)
 
 
 def _step_h(p: CommunityProblem) -> np.ndarray:
@@ -342,6 +383,33 @@ def _kwp_fairness_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list,
 _FAIRNESS_ROWS = {"bus": _bus_fairness_rows, "kwp": _kwp_fairness_rows}
 
 
+def _feeder_export_rows(p: CommunityProblem, cols: _Columns) -> tuple[list, list, list]:
+    """A feeder export limit bounds the households' exports, not the community's net export:
+    hexp ≥ -net per household, sum_h hexp ≤ limit in each limited interval.
+
+    Each household is then told to export no more than planned, and the limit holds whatever
+    the importers do: a neighbour planned to take 2 kW may take none (its load below the
+    forecast, or its own PV uncurtailed to cover it), and the net would break a limit that only
+    bound the sum."""
+    on = _export_limited(p)
+    if not on.any():
+        return [], [], []
+    assert p.envelope is not None
+    n_h, n_t = p.load_w.shape
+    t_on = np.flatnonzero(on)
+    idx = (np.arange(n_h)[:, None] * n_t + t_on[None, :]).ravel()
+    m = len(idx)
+    pick = sp.csr_matrix((np.ones(m), (np.arange(m), idx)), shape=(m, n_h * n_t))
+    floor = cols.rows(m, {"hexp": pick, "net": pick})  # hexp + net ≥ 0
+    total = sp.kron(np.ones((1, n_h)), sp.identity(n_t, format="csr")[t_on])
+    cap = cols.rows(len(t_on), {"hexp": total})
+    return (
+        [floor, cap],
+        [np.zeros(m), np.zeros(len(t_on))],
+        [np.full(m, np.inf), p.envelope.feeder_export_w[t_on]],
+    )
+
+
 def _bounds_and_cost(
     p: CommunityProblem, cols: _Columns
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -372,11 +440,19 @@ def _bounds_and_cost(
         np.broadcast_to(fl.bat_e_max_wh[:, None], shape),
     )
     put("ev", zeros, fl.ev_max_w)
-    put(
-        "net", -conn, np.maximum(conn, p.load_w)
-    )  # a base load above the fuse is a fact, not a choice
-    put("gimp", 0.0, np.full(n_t, p.feeder_max_w), p.import_per_kwh * per_wh)
-    put("gexp", 0.0, np.full(n_t, p.feeder_max_w), -p.feed_in_per_kwh * per_wh)
+    env = p.envelope
+    imp_max = conn if env is None else np.minimum(conn, env.import_w)
+    exp_max = conn if env is None else np.minimum(conn, env.export_w)
+    feeder_imp = np.full(n_t, p.feeder_max_w)
+    feeder_exp = np.full(n_t, p.feeder_max_w)
+    if env is not None:
+        feeder_imp = np.minimum(feeder_imp, env.feeder_import_w)
+        feeder_exp = np.minimum(feeder_exp, env.feeder_export_w)
+    # a base load above the fuse or the import envelope is a fact, not a choice; export can
+    # always be curtailed, import above the feeder's limit is allowed at a penalty (gover)
+    put("net", -exp_max, np.maximum(imp_max, p.load_w))
+    put("gimp", 0.0, feeder_imp, p.import_per_kwh * per_wh)
+    put("gexp", 0.0, feeder_exp, -p.feed_in_per_kwh * per_wh)
     put("gover", 0.0, np.inf, OVERLOAD_COST_PER_KWH * per_wh)
     put("unmet", 0.0, np.inf, UNMET_EV_COST_PER_KWH / W_PER_KW)
     if p.feeder is not None:
@@ -387,6 +463,8 @@ def _bounds_and_cost(
         lb[root] = ub[root] = f.network.v_root_pu**2
     if p.fairness == "kwp":
         put("share", 0.0, np.ones(n_t))
+    if "hexp" in cols.sizes:
+        put("hexp", 0.0, np.inf)
     return lb, ub, c
 
 
@@ -418,7 +496,7 @@ def build(p: CommunityProblem) -> Model:
     cols = _layout(p)
     mats, lo, hi = _household_rows(p, cols)
     feeder_rows = (_feeder_rows,) if p.feeder is not None else ()
-    for rows_fn in (*feeder_rows, _FAIRNESS_ROWS[p.fairness]):
+    for rows_fn in (*feeder_rows, _FAIRNESS_ROWS[p.fairness], _feeder_export_rows):
         fm, flo, fhi = rows_fn(p, cols)
         mats, lo, hi = mats + fm, lo + flo, hi + fhi
     lb, ub, c = _bounds_and_cost(p, cols)

@@ -39,6 +39,7 @@ def solve_each_home(p: CommunityProblem) -> Plan:
                 fleet=_one(p.fleet, h),
                 feeder_max_w=np.inf,
                 feeder=None,
+                envelope=None if p.envelope is None else p.envelope.one(h),
             )
         )
         for h in range(p.load_w.shape[0])

@@ -77,6 +77,7 @@ class Horizon:
             fleet=fleet,
             dt_h=p.dt_h * self.lengths(n_t),
             feeder=feeder,
+            envelope=None if p.envelope is None else p.envelope.map(self._weakest),
         )
 
     def _energy(self, e_wh: np.ndarray, n_t: int) -> np.ndarray:

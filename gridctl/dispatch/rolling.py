@@ -15,7 +15,7 @@ and turns a plan's interval into device setpoints, for the simulator and the coo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +59,8 @@ def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> 
         ev_need_wh=np.array(needs, dtype=float),
         bat_e_end_wh=floor_wh,
     )
-    return replace(p, load_w=p.load_w[:, :n], pv_w=p.pv_w[:, :n], fleet=fleet)
+    envelope = None if p.envelope is None else p.envelope.first(n)
+    return replace(p, load_w=p.load_w[:, :n], pv_w=p.pv_w[:, :n], fleet=fleet, envelope=envelope)
 
 
 DEFAULT_NEAR = 12
@@ -72,13 +73,14 @@ STEPS_AHEAD = 4
 class Setpoints(NamedTuple):
     """One interval's setpoints, (H,) arrays in W, load convention.
 
-    battery_w: battery power (> 0 charging). ev_w: EV charging (≥ 0). export_max_w: the most
-    each household may export (≥ 0; inf: no limit).
+    battery_w: battery power (> 0 charging). ev_w: EV charging (≥ 0). export_max_w /
+    import_max_w: the most each household may export / import (≥ 0; inf: no limit).
     """
 
     battery_w: np.ndarray
     ev_w: np.ndarray
     export_max_w: np.ndarray
+    import_max_w: np.ndarray
 
 
 @dataclass
@@ -101,6 +103,7 @@ class RollingPlanner:
     full: Plan | None = None
     full_t0: int = 0
     export_tight: np.ndarray | None = None
+    import_held: set[int] = field(default_factory=set)
     plans: int = 0
     rounds: int = 0
     unresolved: int = 0
@@ -125,6 +128,7 @@ class RollingPlanner:
         q_w: forecast reactive power, (H, T) like ``problem.load_w``, var, load convention.
         """
         full = self._full_due(interval)
+        self.import_held = {i for i in self.import_held if i >= interval}
         if self.guard is None:
             self.plan = solve_each_home(problem)
         elif full:
@@ -156,6 +160,11 @@ class RollingPlanner:
             self.export_tight = np.zeros(self.plan.net_w.shape[1], dtype=bool)
         self.export_tight[interval - self.plan_t0] = True
 
+    def hold_imports(self, interval: int) -> None:
+        """Let no household import more than planned in ``interval`` (a feeder import limit is
+        in force: a load above its forecast is met by the battery or waits, not the grid)."""
+        self.import_held.add(interval)
+
     def setpoints(self, interval: int) -> Setpoints:
         """Setpoints of ``interval`` from the current plan (which must reach it)."""
         assert self.plan is not None
@@ -175,7 +184,12 @@ class RollingPlanner:
         ev_min = np.broadcast_to(self.ev_min_w, ev_w.shape)
         low = (ev_w > 0) & (ev_w < ev_min)
         ev_w[low] = ev_min[low]
-        return Setpoints(np.round(self.plan.battery_w[:, j]), ev_w, export_max_w)
+        import_max_w = np.full(ev_w.shape, np.inf)
+        if interval in self.import_held:
+            # the plan's import, with the charger's power as it will be told (raised to its min)
+            planned_w = self.plan.net_w[:, j] + ev_w - self.plan.ev_w[:, j]
+            import_max_w = np.maximum(np.round(planned_w), 0.0) + 0.0
+        return Setpoints(np.round(self.plan.battery_w[:, j]), ev_w, export_max_w, import_max_w)
 
     def ahead(self, interval: int, k: int) -> list[Setpoints]:
         """Setpoints for ``interval`` and up to ``k`` - 1 more from the current plan."""
@@ -196,8 +210,9 @@ class RollingPlanner:
                     battery_w=float(bat[n]) + 0.0,  # + 0.0: no -0.0 in messages
                     ev_w=max(0.0, float(ev[n])),
                     export_max_w=limit_or_none(float(exp[n])),
+                    import_max_w=limit_or_none(float(imp[n])),
                 )
-                for j, (bat, ev, exp) in enumerate(cols)
+                for j, (bat, ev, exp, imp) in enumerate(cols)
             ]
             for n, h in enumerate(ids)
         }

@@ -27,6 +27,8 @@ from gridctl.core import (
 )
 from gridctl.dispatch.rolling import DEFAULT_NEAR
 from gridctl.governance.spec import GovernanceSpec
+from gridctl.public.envelope import FEEDER
+from gridctl.public.spec import EnvelopesSpec, unknown_targets
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0, le=100)]
@@ -225,6 +227,17 @@ class CommunitySpec(StrictModel):
     dispatch: DispatchSpec = DispatchSpec()
     meters: MeterClasses = MeterClasses()
     governance: GovernanceSpec = GovernanceSpec()
+    envelopes: EnvelopesSpec = EnvelopesSpec()
+
+    @model_validator(mode="after")
+    def _envelope_targets_exist(self) -> Self:
+        unknown = unknown_targets(self.envelopes, {h.id for h in self.households})
+        if unknown:
+            raise ValueError(
+                f"envelopes.limits name {', '.join(map(repr, unknown))}: "
+                f"neither {FEEDER!r} nor a household"
+            )
+        return self
 
     @model_validator(mode="after")
     def _governed_within_bounds(self) -> Self:

@@ -9,8 +9,9 @@ only simulated parts.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class SimResult:
     ev_unmet_wh: EV energy not delivered by departures within the run, Wh.
     dispatch: the dispatch mode. plans / plan_rounds: plans made and AC-check rounds they took;
     plan_violations_left: violations the AC check of planned intervals could not remove.
+    feeder_import_max_w / feeder_export_max_w: the grid operator's envelope on the feeder each
+    interval was planned with, W (inf: none).
     """
 
     scenario: Scenario
@@ -89,6 +92,8 @@ class SimResult:
     ledger_head: str
     ledger_path: Path
     cheats: CheatTruth
+    feeder_import_max_w: np.ndarray
+    feeder_export_max_w: np.ndarray
     """What the scenario's dishonest households claimed beyond what they measured."""
 
 
@@ -102,6 +107,8 @@ class Setup:
     world: World
     meters: Meters
     devices: Devices
+    feeder_limits_w: list[tuple[float, float]] = field(default_factory=list)
+    """The feeder's envelope (import, export), W, each interval was planned with."""
 
     def step(
         self,
@@ -115,6 +122,10 @@ class Setup:
         measure it."""
         out = self.world.step(t, battery_set_w, ev_set_w, export_max_w, pv_limit_w)
         self.meters.step(t, out.p_w, out.ac.p_trafo_w)
+        planner = self.community.planner
+        self.feeder_limits_w.append(
+            planner.feeder_limits_w() if planner is not None else (math.inf, math.inf)
+        )
 
     @property
     def feeder(self) -> Feeder:
@@ -290,4 +301,6 @@ def sim_result(
         ledger_head=ledger_head,
         ledger_path=ledger_path,
         cheats=setup.meters.truth(),
+        feeder_import_max_w=np.array([x[0] for x in setup.feeder_limits_w]),
+        feeder_export_max_w=np.array([x[1] for x in setup.feeder_limits_w]),
     )

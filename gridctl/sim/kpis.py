@@ -38,6 +38,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     least once; cheating_intervals / detection_delay_intervals / at_stake_kwh /
     caught_kwh: the scenario's cheats (first cheat), when it has any.
     Governance (``governance_kpis``), when the scenario scripts proposals.
+    Envelopes (``envelope_kpis``), when the grid operator limited the feeder.
     """
     scn = r.scenario
     lim = scn.limits
@@ -90,8 +91,43 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         "tokens_issued": float(r.tokens_micro.sum()) / MICRO,
         **verification_kpis(r),
         **governance_kpis(r),
+        **envelope_kpis(r),
         "ledger_head": r.ledger_head,
     }
+
+
+ENVELOPE_TOLERANCE = 0.02
+"""Share above a feeder envelope the transformer's measured power may be before the interval
+counts as over it (the metering and forecast error the acceptance of an envelope allows)."""
+
+
+def envelope_kpis(r: SimResult) -> dict[str, float | int]:
+    """How the run kept the grid operator's envelopes on the feeder (none: nothing).
+
+    envelope_hours: hours with an import or export limit on the feeder. export_limited_intervals
+    / import_limited_intervals: intervals with that limit; export_over_limit_intervals /
+    import_over_limit_intervals: of those, the ones whose measured transformer power exceeded
+    the limit by more than ``ENVELOPE_TOLERANCE``; max_export_over_limit_kw /
+    max_import_over_limit_kw: the most it exceeded a limit by (0 when it never did).
+    """
+    imp_lim, exp_lim = r.feeder_import_max_w, r.feeder_export_max_w
+    imp_on, exp_on = np.isfinite(imp_lim), np.isfinite(exp_lim)
+    if not (imp_on.any() or exp_on.any()):
+        return {}
+    out: dict[str, float | int] = {
+        "envelope_hours": round(float((imp_on | exp_on).sum()) * interval_hours(), 2)
+    }
+    for name, on, lim, p_w in (
+        ("export", exp_on, exp_lim, np.maximum(-r.p_trafo_w, 0.0)),
+        ("import", imp_on, imp_lim, np.maximum(r.p_trafo_w, 0.0)),
+    ):
+        over_w = np.where(on, p_w - np.where(on, lim, 0.0), 0.0)
+        out[f"{name}_limited_intervals"] = int(on.sum())
+        out[f"{name}_over_limit_intervals"] = int(
+            (on & (p_w > np.where(on, lim, 0.0) * (1 + ENVELOPE_TOLERANCE))).sum()
+        )
+        out[f"max_{name}_over_limit_kw"] = round(max(float(over_w.max()), 0.0) / W_PER_KW, 3)
+    return out
 
 
 def _read_only(r: SimResult) -> sqlite3.Connection:

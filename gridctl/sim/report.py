@@ -43,6 +43,12 @@ def _feeder_power(r: SimResult, path: Path) -> None:
         label="shared in the pool",
         step="post",
     )
+    if np.isfinite(r.feeder_export_max_w).any():
+        ax.step(r.times, -r.feeder_export_max_w / W_PER_KW, where="post", color="tab:red",
+                ls="--", label="grid operator's export limit")  # fmt: skip
+    if np.isfinite(r.feeder_import_max_w).any():
+        ax.step(r.times, r.feeder_import_max_w / W_PER_KW, where="post", color="tab:purple",
+                ls="--", label="grid operator's import limit")  # fmt: skip
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel("power (kW, load convention)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside, over no data

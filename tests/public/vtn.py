@@ -1,0 +1,145 @@
+"""The grid operator for the tests: openleadr's own VTN (``OpenADRServer``), a real independent
+implementation of OpenADR 2.0b, on a free port, in the test's event loop (or in a process of
+its own, ``python -m tests.public.vtn PORT EVENTS.json``, for a coordinator run as a
+subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from openleadr import OpenADRServer, objects
+
+from gridctl.devices.virtual import free_tcp_port
+
+VEN_ID = "ven-oak"
+PATH = "/OpenADR2/Simple/2.0b"
+
+Interval = tuple[datetime, float, object]
+"""(dtstart, duration s, payload): an event signal's interval."""
+
+
+@dataclass
+class Vtn:
+    """openleadr's VTN, recording what the VEN tells it: registrations, each event's opt
+    (first answer) and report values by resource."""
+
+    port: int = field(default_factory=free_tcp_port)
+    poll_s: float = 1.0
+    registrations: list[dict[str, Any]] = field(default_factory=list)
+    opts: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
+    server: OpenADRServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{PATH}"
+
+    async def start(self) -> None:
+        """Start (or restart, on the same port, with no memory of the VEN's events)."""
+        s = OpenADRServer(vtn_id="OPERATOR", http_port=self.port, http_host="127.0.0.1",
+                          requested_poll_freq=timedelta(seconds=self.poll_s))  # fmt: skip
+        s.add_handler("on_create_party_registration", self._register)
+        s.add_handler("on_register_report", self._offer)
+        await s.run()
+        self.server = s
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop()
+        self.server = None
+
+    def _register(self, payload: dict[str, Any]) -> tuple[str, str]:
+        self.registrations.append(payload)
+        return VEN_ID, f"reg-{len(self.registrations)}"
+
+    def _offer(self, ven_id: str, resource_id: str, measurement: str, unit: str, scale: str,
+               min_sampling_interval: timedelta, max_sampling_interval: timedelta) -> tuple:  # fmt: skip
+        def got(values: list[tuple[datetime, float]]) -> None:
+            self.reports.setdefault(resource_id, []).extend(values)
+
+        return got, min_sampling_interval
+
+    def _opted(self, ven_id: str, event_id: str, opt_type: str) -> None:
+        self.opts[event_id] = opt_type
+
+    def add(
+        self,
+        signals: Sequence[tuple[str, str, Sequence[Interval]]],
+        targets: list[dict[str, str]] | None = None,
+        ramp_s: float | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Queue an event for the VEN: signals as (name, type, intervals); targets (None: the
+        VEN); ramp-up before its start, s. Returns its id."""
+        assert self.server is not None
+        now = datetime.now(UTC)
+        event_id = event_id or f"ev-{len(self.server.events.get(VEN_ID, [])) + len(self.opts)}"
+        sigs = [
+            objects.EventSignal(
+                intervals=[
+                    objects.Interval(dtstart=t, duration=timedelta(seconds=d), signal_payload=v)  # type: ignore[arg-type]
+                    for t, d, v in ivs
+                ],
+                signal_name=name,
+                signal_type=kind,
+                signal_id=f"{event_id}-{k}",
+            )
+            for k, (name, kind, ivs) in enumerate(signals)
+        ]
+        event = objects.Event(
+            event_descriptor=objects.EventDescriptor(
+                event_id=event_id, modification_number=0, market_context="oadr://gridctl.test",
+                event_status="far", created_date_time=now,
+            ),
+            event_signals=sigs,
+            targets=targets or [{"ven_id": VEN_ID}],
+        )  # fmt: skip
+        self.server.add_raw_event(VEN_ID, event, callback=self._opted)
+        if ramp_s is not None:  # openleadr's add_raw_event rebuilds the active period without it
+            event.active_period["ramp_up_period"] = timedelta(seconds=ramp_s)
+        return event_id
+
+    def cancel(self, event_id: str) -> None:
+        assert self.server is not None
+        self.server.cancel_event(VEN_ID, event_id)
+
+
+def _events(vtn: Vtn, spec: list[dict[str, Any]]) -> None:
+    """Queue events described in JSON: {signal, type, start_in_s, duration_s, value,
+    resource?, ramp_s?}."""
+    now = datetime.now(UTC)
+    for e in spec:
+        t0 = now + timedelta(seconds=e["start_in_s"])
+        targets = [{"resource_id": e["resource"]}] if "resource" in e else None
+        vtn.add([(e["signal"], e["type"], [(t0, e["duration_s"], e["value"])])], targets,
+                e.get("ramp_s"), e.get("id"))  # fmt: skip
+
+
+async def _serve(port: int, spec: list[dict[str, Any]]) -> None:
+    vtn = Vtn(port=port)
+    await vtn.start()
+    _events(vtn, spec)
+    print(f"VTN ready on {vtn.url}", flush=True)
+    while True:
+        await asyncio.sleep(0.5)
+        for rid, values in vtn.reports.items():
+            for t, v in values:
+                print(f"REPORT {rid} {t.isoformat()} {v}", flush=True)
+            values.clear()
+        for eid, opt in list(vtn.opts.items()):
+            print(f"OPT {eid} {opt}", flush=True)
+            del vtn.opts[eid]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    with open(sys.argv[2]) as f:
+        events = json.load(f)
+    asyncio.run(_serve(int(sys.argv[1]), events))

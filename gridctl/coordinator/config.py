@@ -16,6 +16,11 @@ limits: {v_min_pu: 0.94, v_max_pu: 1.06, loading_max_pct: 100}         # optiona
 dispatch: {horizon: 96, replan_every: 4, near: 12}                     # optional
 ingest: {readings_per_s: 1, readings_burst: 500, other_per_s: 5, other_burst: 100,
          max_skew_s: 300}          # optional: per-household rate limits, telemetry clock skew
+envelopes:                                                             # optional
+  default: {feeder: {import_max_kw: 250, export_max_kw: 100}}  # while the operator is silent
+  limits: [{target: feeder, export_max_kw: 150}]      # standing limits: gridctl.public.spec
+openadr: {vtn_url: "https://vtn.example/OpenADR2/Simple/2.0b", ven_name: oak, poll_s: 10,
+          cert: ven.pem, key: ven.key, ca_file: ca.pem}    # optional: see gridctl.public.openadr
 households:
   - id: h07
     public_key: 3b6a27bc...(64 hex)        # from `gridctl controller keygen`
@@ -29,7 +34,9 @@ households:
 ```
 
 Households and the feeder are described as in simulation scenarios (``gridctl.dispatch.spec``).
-With a ``feeder`` the coordinator plans every interval (``gridctl.coordinator.planner``).
+With a ``feeder`` the coordinator plans every interval (``gridctl.coordinator.planner``), within
+the envelopes in force: the standing ones, the grid operator's (``openadr``, the coordinator then
+is an OpenADR VEN) and the default one while the operator's server is silent.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from gridctl.coordinator.service import Coordinator
 from gridctl.core import FilePath, GridctlError, StrictModel, read_yaml, validated
 from gridctl.dispatch.spec import Bus, CommunitySpec, HouseholdSpec
 from gridctl.protocol import COORDINATOR, NAME
+from gridctl.public.openadr import OpenAdrSpec
 from gridctl.transport.session import BrokerConfig, BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +101,8 @@ class CoordinatorConfig(CommunitySpec):
     health_port: Annotated[int, Field(ge=0, le=65535)] | None = 9108
     households: list[HouseholdEntry] = Field(default_factory=list)  # type: ignore[assignment]
     ingest: IngestSpec = IngestSpec()
+    openadr: OpenAdrSpec | None = None
+    """The grid operator's OpenADR 2.0b VTN (None: no operator signals)."""
 
     @model_validator(mode="after")
     def _buses_with_feeder(self) -> Self:
@@ -120,6 +130,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
               "key_file": base / cfg.key_file}  # fmt: skip
     if cfg.feeder is not None and cfg.feeder.file is not None:
         update["feeder"] = cfg.feeder.model_copy(update={"file": base / cfg.feeder.file})
+    if cfg.openadr is not None:
+        update["openadr"] = cfg.openadr.relative_to(base)
     return cfg.model_copy(update=update)
 
 
@@ -191,6 +203,8 @@ def coordinator_from_config(
         log.warning(
             "no feeder configured: no plans are published, households run their local policy"
         )
+    # the planner's envelopes (assembled from the config's envelopes section), else the same
+    envelopes = community.planner.envelopes if community.planner else cfg.envelopes.build()
     coordinator = Coordinator(
         cfg.community, cfg.broker_settings(), cfg.ledger, cfg.inbox, community.settlement, key,
         planner=community.planner, tariff=cfg.tariff.prices(), physics=community.physics,
@@ -199,5 +213,6 @@ def coordinator_from_config(
         max_skew_s=cfg.ingest.max_skew_s,
         readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),
         other_limit=RateLimit(cfg.ingest.other_per_s, cfg.ingest.other_burst),
+        envelopes=envelopes, openadr=cfg.openadr,
     )  # fmt: skip
     return coordinator, new

@@ -49,6 +49,15 @@ class Metrics:
             ["what"], registry=r,
         )  # fmt: skip
         self.online = Gauge("gridctl_households_online", "households online", registry=r)
+        self.envelope_in_force = Gauge(
+            "gridctl_envelope_in_force", "1 while a finite envelope limit applies this interval",
+            registry=r,
+        )  # fmt: skip
+        self.sources_silent = Gauge(
+            "gridctl_envelope_sources_silent",
+            "envelope sources (the grid operator's VTN) silent for 3 polls: default applies",
+            registry=r,
+        )
         self.ingest_s = Histogram(
             "gridctl_telemetry_age_seconds", "telemetry age on arrival (coordinator clock - t)",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, float("inf")),

@@ -19,7 +19,12 @@ settler's own checks), or beyond ``MAX_READINGS_PER_INTERVAL`` distinct readings
 in one interval; votes beyond ``MAX_VOTES_PER_INTERVAL`` from one household's topic in one
 interval (every vote kept is recorded in the ledger for good, so a flood must not reach it).
 A failing tick, settlement or plan is logged and counted and the service goes on (a failed
-plan leaves the last good one; households fall back once it is stale). Only the last
+plan leaves the last good one; households fall back once it is stale).
+
+With an ``openadr`` spec the coordinator is also the community's OpenADR VEN
+(``gridctl.public.openadr``), a task of its own in the same loop: the grid operator's limits go
+into ``envelopes`` (which the planner reads), the transformer meter's latest readings back to
+the operator; a VEN that fails is logged, counted (``openadr``) and started again. Only the last
 ``outcome_window`` settled intervals are kept in memory; the rest is in the ledger.
 """
 
@@ -35,6 +40,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gridctl.coordinator.flow import MeterFlow
 from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
@@ -61,7 +67,9 @@ from gridctl.protocol import (
     household_topic,
     parse_topic,
 )
-from gridctl.settlement.enrol import main_meter
+from gridctl.public.envelope import FEEDER, SILENT_POLLS, Envelopes
+from gridctl.public.openadr import OpenAdrSpec, Ven
+from gridctl.settlement.enrol import TRANSFORMER_METER, main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.physics import PhysicsCheck
 from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
@@ -108,6 +116,8 @@ class Coordinator:
     overdue. max_skew_s: telemetry dated further than this from ``clock`` is refused, s.
     readings_limit / other_limit: per-household rate limits (real time). outcome_window:
     settled intervals kept in ``outcomes``. on_settled: called with each interval's outcome.
+    envelopes: the limits in force (the planner's, if it reads them; default: none).
+    openadr: run an OpenADR VEN putting the grid operator's limits into ``envelopes``.
     """
 
     def __init__(
@@ -132,6 +142,8 @@ class Coordinator:
         other_limit: RateLimit = OTHER,
         outcome_window: int = INTERVALS_PER_DAY,
         on_settled: Callable[[IntervalOutcome], None] | None = None,
+        envelopes: Envelopes | None = None,
+        openadr: OpenAdrSpec | None = None,
     ):
         self.community = community
         self.planner = planner
@@ -159,8 +171,15 @@ class Coordinator:
         self.last_planned: int | None = None
         self.last_closed = self.ledger.last_closed()
         self.outcomes: deque[IntervalOutcome] = deque(maxlen=outcome_window)
-        self.failures = {"tick": 0, "settle": 0, "plan": 0}
-        """Failed ticks, settlements and plans since start (each logged with its traceback)."""
+        self.failures = {"tick": 0, "settle": 0, "plan": 0, "openadr": 0}
+        """Failed ticks, settlements, plans and VEN polls since start (each logged with its
+        traceback)."""
+        self.envelopes = envelopes if envelopes is not None else Envelopes()
+        self.openadr = openadr
+        self.ven: Ven | None = None
+        self.transformer = MeterFlow()
+        """The transformer meter's mean import and export over its latest interval."""
+        self._envelope: tuple[float, float] | None = None
         self._enrolled = self._senders()
         self._flooding: set[str] = set()
         self._settling: asyncio.Future[IntervalOutcome] | None = None
@@ -198,6 +217,8 @@ class Coordinator:
                     server = await serve_http(self, self.health_port)
                     self.http_port = server.sockets[0].getsockname()[1]
                     tg.create_task(server.serve_forever())
+                if self.openadr is not None:
+                    tg.create_task(self._run_ven(self.openadr))
                 if self.tick_s is not None:
                     tg.create_task(self._ticks(self.tick_s))
         finally:
@@ -215,6 +236,20 @@ class Coordinator:
                 self._failed("tick")
             raise_if_cancelled()
             await asyncio.sleep(tick_s)
+
+    async def _run_ven(self, spec: OpenAdrSpec) -> None:
+        """Run the community's VEN; one that fails is counted and started again."""
+        self.ven = Ven(
+            spec, self.envelopes, self.households, self.transformer.latest, self.clock,
+            on_failure=lambda: self._failed("openadr"),
+        )  # fmt: skip
+        while True:
+            try:
+                await self.ven.run()
+            except Exception:
+                self._failed("openadr")
+            raise_if_cancelled()
+            await asyncio.sleep(spec.poll_s)
 
     def _failed(self, what: str) -> None:
         """Count and log (with the traceback) a failure the service survives."""
@@ -292,6 +327,8 @@ class Coordinator:
             return
         added = self.inbox.add(r)
         self.metrics.readings_received.labels(new=str(added).lower()).inc()
+        if r.meter == TRANSFORMER_METER:
+            self.transformer.add(r)
 
     def _take_vote(self, topic: str, sender: str, vote: VoteMessage) -> None:
         """Keep a vote for governance to record (valid or not) when it settles the interval it
@@ -310,6 +347,7 @@ class Coordinator:
         """Settle what is due, then plan the current interval if not yet done."""
         now_s = self.clock()
         current = interval_at(now_s)
+        self._watch_envelope(current, now_s)
         await self.settle_due(now_s, current)
         if current != self.last_planned:
             await self._publish_prices(current)
@@ -318,6 +356,20 @@ class Coordinator:
             if self.planner is not None:
                 await self.plan(current)
             self.last_planned = current
+
+    def _watch_envelope(self, interval: int, now_s: float) -> None:
+        """Update the envelope gauges; log the feeder's envelope when it changes."""
+        env = self.envelopes
+        t0 = interval * INTERVAL_S
+        feeder = env.limits(FEEDER, t0, t0 + INTERVAL_S, now_s)
+        self.metrics.envelope_in_force.set(env.in_force(interval, now_s))
+        self.metrics.sources_silent.set(len(env.silent(now_s)))
+        if feeder != self._envelope:
+            silent = env.silent(now_s)
+            log.info("envelope interval=%d feeder import_max_w=%g export_max_w=%g%s", interval,
+                     *feeder, f" (default: {', '.join(silent)} silent for {SILENT_POLLS} polls)"
+                     if silent else "")  # fmt: skip
+            self._envelope = feeder
 
     async def settle_due(self, now_s: float, current: int) -> None:
         """Settle, in order, every ended interval whose readings are complete or overdue."""

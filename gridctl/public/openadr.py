@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Self
 
 from openleadr import OpenADRClient, utils
@@ -82,7 +83,7 @@ class OpenAdrSpec(StrictModel):
             raise ValueError("with a client certificate the vtn_url must be https://")
         return self
 
-    def relative_to(self, base: Any) -> OpenAdrSpec:
+    def relative_to(self, base: Path) -> OpenAdrSpec:
         """The same, with relative file paths taken from ``base`` (a folder)."""
         files = {k: base / getattr(self, k) for k in ("cert", "key", "ca_file")
                  if getattr(self, k) is not None}  # fmt: skip
@@ -92,15 +93,22 @@ class OpenAdrSpec(StrictModel):
 class _Client(OpenADRClient):  # type: ignore[misc]
     """openleadr's client, told to note each answered poll and not to give up for good."""
 
-    def __init__(self, answered: Callable[[], None], **kw: Any):
+    def __init__(self, answered: Callable[[], None], reportable: Callable[[], bool], **kw: Any):
         super().__init__(**kw)
         self._answered = answered
+        self._reportable = reportable
 
     async def poll(self) -> tuple[str | None, dict[str, Any]]:
         kind, payload = await super().poll()
         if kind is not None:
             self._answered()
         return kind, payload
+
+    async def update_report(self, report_request_id: str) -> None:
+        # nothing measured yet: no report (openleadr would send one without intervals, on
+        # which its own VTN fails)
+        if self._reportable():
+            await super().update_report(report_request_id)
 
     async def create_party_reregistration(self, registration_id: str | None = None) -> None:
         # openleadr's closes its HTTP session for good when the VTN does not answer; instead,
@@ -141,7 +149,8 @@ class Ven:
         self.heard_s = clock()
         """When the VTN last answered (or the VEN started), epoch s."""
         self.client: _Client | None = None
-        logging.getLogger("openleadr").setLevel(logging.WARNING)  # it logs every sample at INFO
+        for chatty in ("openleadr", "apscheduler"):  # both log every report sample at INFO
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
     @property
     def registered(self) -> bool:
@@ -191,7 +200,8 @@ class Ven:
             log.info("openadr: VEN certificate fingerprint %s",
                      utils.certificate_fingerprint(s.cert.read_text()))  # fmt: skip
         c = _Client(
-            self._answered, ven_name=s.ven_name, vtn_url=s.vtn_url, ven_id=s.ven_id,
+            self._answered, self._reportable, ven_name=s.ven_name, vtn_url=s.vtn_url,
+            ven_id=s.ven_id,
             cert=None if s.cert is None else str(s.cert),
             key=None if s.key is None else str(s.key),
             ca_file=None if s.ca_file is None else str(s.ca_file),
@@ -219,6 +229,9 @@ class Ven:
             return [] if value is None else float(value)
 
         return sample
+
+    def _reportable(self) -> bool:
+        return self.measured is not None and any(v is not None for v in self.measured())
 
     def _answered(self) -> None:
         self.polls += 1

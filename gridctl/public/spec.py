@@ -11,6 +11,7 @@ envelopes:
     - {target: feeder, start: 2026-05-04T11:00:00Z, end: 2026-05-04T14:00:00Z,
        export_max_kw: 60, ramp_s: 900}
     - {target: h07, start: 2026-05-04T17:00:00Z, end: 2026-05-04T20:00:00Z, import_max_kw: 4.2}
+    - {target: feeder, import_max_kw: 250}           # no start or end: always
 ```
 
 Limits are kW here (as operators state them) and W inside; ``target`` is ``feeder`` or a
@@ -31,6 +32,8 @@ LimitKw = Annotated[float, Field(ge=0, le=100_000)]
 """An envelope limit, kW (≥ 0; 100 MW is beyond any feeder gridctl plans)."""
 STANDING = "config"
 """Source name of the limits a config or scenario states."""
+FOREVER_S = 2.0**40
+"""End of a limit stated without one, epoch s (year ~36812)."""
 
 
 class PairSpec(StrictModel):
@@ -45,16 +48,17 @@ class PairSpec(StrictModel):
 
 
 class LimitSpec(PairSpec):
-    """One limit on one target over [start, end), binding after ``ramp_s``."""
+    """One limit on one target over [start, end) (absent: from always, for ever), binding
+    after ``ramp_s``."""
 
     target: Annotated[str, Field(min_length=1, max_length=64)]
-    start: AwareDatetime
-    end: AwareDatetime
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     ramp_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        if self.end <= self.start:
+        if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError("end must come after start")
         if self.import_max_kw is None and self.export_max_kw is None:
             raise ValueError("give import_max_kw, export_max_kw or both")
@@ -63,9 +67,9 @@ class LimitSpec(PairSpec):
     def limit(self) -> Limit:
         """As the core type."""
         imp, exp = self.w()
-        return Limit(
-            self.target, self.start.timestamp(), self.end.timestamp(), imp, exp, self.ramp_s
-        )
+        start_s = 0.0 if self.start is None else self.start.timestamp()
+        end_s = FOREVER_S if self.end is None else self.end.timestamp()
+        return Limit(self.target, start_s, end_s, imp, exp, self.ramp_s)
 
 
 class DefaultSpec(StrictModel):

@@ -169,11 +169,18 @@ async def test_malformed_events_are_refused_with_reasons_and_the_ven_goes_on(
         await stop_tasks(task)
 
 
-async def test_vtn_receives_the_measured_import_and_export(vtn: Vtn) -> None:
-    measured = {"w": (1234.5, None)}  # export not known yet: nothing sent for it
+async def test_vtn_receives_the_measured_import_and_export(
+    vtn: Vtn, caplog: pytest.LogCaptureFixture
+) -> None:
+    measured: dict[str, tuple[float | None, float | None]] = {"w": (None, None)}
     ven = ven_for(vtn, Envelopes(), measured=lambda: measured["w"])
     task = asyncio.create_task(ven.run())
     try:
+        await until(lambda: ven.registered, 10)
+        await asyncio.sleep(2.5)  # nothing measured yet: no report at all, none refused
+        assert vtn.reports == {}
+        assert "Non-OK status" not in caplog.text
+        measured["w"] = (1234.5, None)  # export not known yet: nothing sent for it
         await until(lambda: "feeder-import_w" in vtn.reports, 10)
         assert {v for _, v in vtn.reports["feeder-import_w"]} == {1234.5}
         assert "feeder-export_w" not in vtn.reports

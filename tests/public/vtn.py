@@ -1,14 +1,8 @@
 """The grid operator for the tests: openleadr's own VTN (``OpenADRServer``), a real independent
-implementation of OpenADR 2.0b, on a free port, in the test's event loop (or in a process of
-its own, ``python -m tests.public.vtn PORT EVENTS.json``, for a coordinator run as a
-subprocess)."""
+implementation of OpenADR 2.0b, on a free port, in the test's event loop."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -109,37 +103,3 @@ class Vtn:
     def cancel(self, event_id: str) -> None:
         assert self.server is not None
         self.server.cancel_event(VEN_ID, event_id)
-
-
-def _events(vtn: Vtn, spec: list[dict[str, Any]]) -> None:
-    """Queue events described in JSON: {signal, type, start_in_s, duration_s, value,
-    resource?, ramp_s?}."""
-    now = datetime.now(UTC)
-    for e in spec:
-        t0 = now + timedelta(seconds=e["start_in_s"])
-        targets = [{"resource_id": e["resource"]}] if "resource" in e else None
-        vtn.add([(e["signal"], e["type"], [(t0, e["duration_s"], e["value"])])], targets,
-                e.get("ramp_s"), e.get("id"))  # fmt: skip
-
-
-async def _serve(port: int, spec: list[dict[str, Any]]) -> None:
-    vtn = Vtn(port=port)
-    await vtn.start()
-    _events(vtn, spec)
-    print(f"VTN ready on {vtn.url}", flush=True)
-    while True:
-        await asyncio.sleep(0.5)
-        for rid, values in vtn.reports.items():
-            for t, v in values:
-                print(f"REPORT {rid} {t.isoformat()} {v}", flush=True)
-            values.clear()
-        for eid, opt in list(vtn.opts.items()):
-            print(f"OPT {eid} {opt}", flush=True)
-            del vtn.opts[eid]
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    with open(sys.argv[2]) as f:
-        events = json.load(f)
-    asyncio.run(_serve(int(sys.argv[1]), events))

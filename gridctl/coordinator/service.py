@@ -91,7 +91,7 @@ class Planner(Protocol):
     the governed parameters in force (``set_parameters``)."""
 
     def plan(
-        self, interval: int, telemetry: Mapping[str, Telemetry]
+        self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None
     ) -> Mapping[str, list[PlanStep]]: ...
 
     def set_parameters(
@@ -459,7 +459,9 @@ class Coordinator:
             govern_planner(self.planner, self.governance.values_at(interval))
         t0 = time.perf_counter()
         try:
-            plans = await asyncio.to_thread(self.planner.plan, interval, dict(self.telemetry))
+            plans = await asyncio.to_thread(
+                self.planner.plan, interval, dict(self.telemetry), self.clock()
+            )
         except Exception:
             self._failed("plan")  # the last good plans stay retained until they go stale
             return

@@ -22,7 +22,9 @@ class ChargeAKilowatt:
     def __init__(self, homes: list[str]):
         self.homes = homes
 
-    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+    def plan(
+        self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None
+    ) -> dict[str, list[PlanStep]]:
         return {
             h: [PlanStep(interval=interval + k, battery_w=PLAN_BATTERY_W) for k in range(4)]
             for h in self.homes

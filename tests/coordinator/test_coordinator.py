@@ -52,7 +52,9 @@ class FlatPlanner:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+    def plan(
+        self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None
+    ) -> dict[str, list[PlanStep]]:
         self.calls.append(interval)
         return {h: [PlanStep(interval=interval + k) for k in range(4)] for h in HOMES}
 

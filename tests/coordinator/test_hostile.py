@@ -36,7 +36,9 @@ class FailsAt(FlatPlanner):
         super().__init__()
         self.bad = bad
 
-    def plan(self, interval: int, telemetry: Mapping[str, Telemetry]) -> dict[str, list[PlanStep]]:
+    def plan(
+        self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None
+    ) -> dict[str, list[PlanStep]]:
         if interval == self.bad:
             raise RuntimeError("solver crashed")
         return super().plan(interval, telemetry)

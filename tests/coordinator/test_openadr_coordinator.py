@@ -127,7 +127,7 @@ async def test_coordinator_run_is_a_ven_and_logs_the_envelope(
     event = vtn.add([("x-opModExpLimW", "setpoint", [(now - timedelta(minutes=1), 7200, 5000.0)])])
     port = free_tcp_port()
     cfg = _config(tmp_path, broker.port, (
-        "envelopes: {default: {feeder_import_kw: 250, feeder_export_kw: 100}}\n"
+        "envelopes: {default: {feeder: {import_max_kw: 250, export_max_kw: 100}}}\n"
         f"openadr: {{vtn_url: '{vtn.url}', ven_name: oak, poll_s: 1, report_s: 1}}\n"
     ), health_port=port)  # fmt: skip
     (tmp_path / "coordinator.secret").write_text(broker.creds["coordinator"] + "\n")

@@ -191,10 +191,10 @@ async def test_plans_reach_every_household_each_interval_and_keep_the_feeder(
     spans: list[tuple[float, float]] = []
     plan = planner.plan
 
-    def timed(interval: int, telemetry: dict) -> dict:
+    def timed(interval: int, telemetry: dict, now_s: float | None = None) -> dict:
         t0 = time.perf_counter()
         try:
-            return plan(interval, telemetry)
+            return plan(interval, telemetry, now_s)
         finally:
             spans.append((t0, time.perf_counter()))
 

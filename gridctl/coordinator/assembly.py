@@ -28,6 +28,7 @@ from gridctl.grid.feeder import (
     transformer_no_load_loss_w,
     transformer_rating_w,
 )
+from gridctl.public.spec import EVENTS
 from gridctl.settlement.feeder_check import FeederCheck
 from gridctl.settlement.physics import (
     BalanceCheck,
@@ -102,7 +103,9 @@ def charter(spec: CommunitySpec) -> Charter:
     """What the spec gives governance: its bounds and rules, the configured prices and rates
     (in force until a vote changes them) and the grid tariff."""
     t = spec.tariff
-    base = base_values(spec.governance, t.community_per_kwh, spec.reward_tokens_per_kwh, 0.0)
+    base = base_values(
+        spec.governance, t.community_per_kwh, spec.reward_tokens_per_kwh, spec.flex_tokens_per_kwh
+    )
     return Charter(spec.governance, base, t.import_per_kwh, t.feed_in_per_kwh)
 
 
@@ -127,6 +130,8 @@ def assemble(
             limits, spec.dispatch, spec.tariff.prices(),
         )  # fmt: skip
         planner.envelopes = spec.envelopes.build()
+        for ev in spec.envelopes.flex_events():
+            planner.expect(ev, EVENTS)
     balance = BalanceConfig(
         household_class=spec.meters.household_class,
         transformer_class=spec.meters.transformer_class,
@@ -135,6 +140,7 @@ def assemble(
     settlement = SettlementConfig(
         community_per_kwh=spec.tariff.community_per_kwh,
         reward_tokens_per_kwh=spec.reward_tokens_per_kwh,
+        flex_tokens_per_kwh=spec.flex_tokens_per_kwh,
         pooled=mode == "community",  # without a community, nothing goes through a pool
         balance=balance,
     )

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -54,15 +54,21 @@ from gridctl.dispatch.community import (
     EnvelopeLimits,
     Fairness,
     Fleet,
+    Plan,
     held_w,
 )
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
+from gridctl.dispatch.home import solve_each_home
 from gridctl.dispatch.rolling import STEPS_AHEAD, RollingPlanner
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
 from gridctl.grid.feeder import Profiles
 from gridctl.protocol import PlanStep, Telemetry
-from gridctl.public.envelope import FEEDER, Envelopes
+from gridctl.public.envelope import FEEDER, Envelopes, Limit
+from gridctl.public.flex_event import FlexEvent
+from gridctl.public.flexibility import Baseline
+from gridctl.public.flexibility import key as flex_key
+from gridctl.public.flexibility import window as flex_window
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +212,9 @@ class CommunityPlanner:
         """The grid operator's envelopes (the coordinator's sources update this object)."""
         self._envelope: EnvelopeLimits | None = None  # the last plan's, from _envelope_t0
         self._envelope_t0 = 0
+        self._expected: dict[str, tuple[FlexEvent, str]] = {}  # requests awaiting a baseline
+        self._seen: set[str] = set()  # every request expected so far
+        self._baselines: list[Baseline] = []  # made, not yet taken
 
     @property
     def battery_reserve_soc(self) -> float:
@@ -259,6 +268,8 @@ class CommunityPlanner:
             envelope=envelope,
         )  # fmt: skip
         q_w = load_w * self.tan_phi[:, None]
+        if self._expected:
+            self._make_baselines(interval, problem, q_w, now_s)
         if self.rolling.due(interval):
             self.rolling.replan(interval, problem, q_w)
         if envelope is not None:
@@ -288,16 +299,69 @@ class CommunityPlanner:
     def _envelope_at(self, interval: int, n_t: int, now_s: float | None) -> EnvelopeLimits | None:
         """The envelopes over the horizon (None when no limit applies in it); a change from
         the last plan's makes the next re-plan a full one."""
-        now = interval_start(interval).timestamp() if now_s is None else now_s
-        imp, exp = self.envelopes.series([*self.ids, FEEDER], interval, n_t, now)
-        env = None
-        if np.isfinite(imp).any() or np.isfinite(exp).any():
-            env = EnvelopeLimits(imp[:-1], exp[:-1], imp[-1], exp[-1])
+        env = self._limits(interval, n_t, now_s)
         if not _same_envelope(env, interval, self._envelope, self._envelope_t0):
             self.rolling.restart()
             log.info("envelopes changed interval=%d in_force=%s", interval, env is not None)
         self._envelope, self._envelope_t0 = env, interval
         return env
+
+    def _limits(
+        self,
+        interval: int,
+        n_t: int,
+        now_s: float | None,
+        without: Callable[[Limit], bool] | None = None,
+    ) -> EnvelopeLimits | None:
+        """The envelopes over ``n_t`` intervals from ``interval`` as known at ``now_s`` (default
+        the interval's start), leaving out what ``without`` is true for; None when none binds."""
+        now = interval_start(interval).timestamp() if now_s is None else now_s
+        imp, exp = self.envelopes.series([*self.ids, FEEDER], interval, n_t, now, without=without)
+        if not (np.isfinite(imp).any() or np.isfinite(exp).any()):
+            return None
+        return EnvelopeLimits(imp[:-1], exp[:-1], imp[-1], exp[-1])
+
+    def expect(self, ev: FlexEvent, source: str) -> None:
+        """Make a baseline for flexibility request ``ev`` (from ``source``) at the next plan that
+        sees its window (once; a request whose window has begun gets none)."""
+        k = flex_key(ev)
+        if k not in self._seen:
+            self._seen.add(k)
+            self._expected[k] = (ev, source)
+
+    def take_baselines(self) -> list[Baseline]:
+        """The baselines made since the last call."""
+        out, self._baselines = self._baselines, []
+        return out
+
+    def _make_baselines(
+        self, interval: int, problem: CommunityProblem, q_w: np.ndarray, now_s: float | None
+    ) -> None:
+        """For every expected request whose window lies ahead within the horizon: the plan
+        without it (the baseline) and with it, over its window."""
+        n_t = problem.load_w.shape[1]
+        for k, (ev, source) in list(self._expected.items()):
+            first, last = flex_window(ev)
+            if first <= interval:
+                del self._expected[k]
+                log.warning("flexibility request %s began before a baseline was made", k)
+                continue
+            if first - interval >= n_t:
+                continue  # beyond the horizon yet
+            without = replace(problem, envelope=self._limits(interval, n_t, now_s, ev.sets))
+            j0, n = first - interval, min(last - first + 1, n_t - (first - interval))
+            base, planned = (self._solve(p, interval, q_w).net_w[:, j0 : j0 + n]
+                             for p in (without, problem))  # fmt: skip
+            self._baselines.append(Baseline(ev, source, interval, base, planned))
+            del self._expected[k]
+            log.info("baseline made request=%s intervals=%d", k, n)
+
+    def _solve(self, problem: CommunityProblem, interval: int, q_w: np.ndarray) -> Plan:
+        """A plan of ``problem`` apart from the rolling one (AC-checked where the feeder is)."""
+        guard = self.rolling.guard
+        if guard is None:
+            return solve_each_home(problem)
+        return guard.plan(problem, interval, q_w)[0]
 
     def _hold_at_feeder_limits(self, interval: int, env: EnvelopeLimits) -> None:
         """Where the feeder's export (import) is limited in the next plan steps, no household

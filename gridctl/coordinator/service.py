@@ -68,6 +68,9 @@ from gridctl.protocol import (
     parse_topic,
 )
 from gridctl.public.envelope import FEEDER, SILENT_POLLS, Envelopes
+from gridctl.public.flex_event import FlexEvent
+from gridctl.public.flexibility import Baseline, book_due, record_baselines
+from gridctl.public.openadr import SOURCE as OPENADR
 from gridctl.public.openadr import OpenAdrSpec, Ven
 from gridctl.settlement.enrol import TRANSFORMER_METER, main_meter
 from gridctl.settlement.ledger import Ledger
@@ -97,6 +100,13 @@ class Planner(Protocol):
     def set_parameters(
         self, battery_reserve_soc: float | None = None, fairness: str | None = None
     ) -> None: ...
+
+    ids: list[str]
+    """The planned households, in order."""
+
+    def expect(self, ev: FlexEvent, source: str) -> None: ...
+
+    def take_baselines(self) -> list[Baseline]: ...
 
 
 class Coordinator:
@@ -348,6 +358,9 @@ class Coordinator:
         now_s = self.clock()
         current = interval_at(now_s)
         self._watch_envelope(current, now_s)
+        if self.ven is not None and self.planner is not None:
+            for ev in self.ven.flex_events():
+                self.planner.expect(ev, OPENADR)
         await self.settle_due(now_s, current)
         if current != self.last_planned:
             await self._publish_prices(current)
@@ -423,6 +436,9 @@ class Coordinator:
         then settle it with the values in force (in the settling thread)."""
         if self.governance is not None:
             govern_settler(self.governance, self.settler, self.settlement, interval, votes)
+        if self.planner is not None:
+            record_baselines(self.ledger, self.planner, interval)
+        book_due(self.ledger, interval, self.settler.config.flex_tokens_per_kwh)
         return self.settler.settle(interval, readings)
 
     async def _publish_root(self, interval: int) -> None:

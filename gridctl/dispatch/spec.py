@@ -223,6 +223,8 @@ class CommunitySpec(StrictModel):
     households: list[HouseholdSpec] = Field(default_factory=list)
     tariff: TariffSpec
     reward_tokens_per_kwh: RewardRate = 1.0
+    flex_tokens_per_kwh: RewardRate = 0.0
+    """Tokens per kWh of flexibility a household delivers in a grid operator's event."""
     limits: LimitsSpec = LimitsSpec()
     dispatch: DispatchSpec = DispatchSpec()
     meters: MeterClasses = MeterClasses()
@@ -245,6 +247,7 @@ class CommunitySpec(StrictModel):
         for name, value in (
             ("community_per_kwh", self.tariff.community_per_kwh),
             ("reward_tokens_per_kwh", self.reward_tokens_per_kwh),
+            ("flex_tokens_per_kwh", self.flex_tokens_per_kwh),
         ):
             if value not in getattr(b, name):
                 r = getattr(b, name)

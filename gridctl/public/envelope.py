@@ -15,7 +15,7 @@ kind; CSIP-AUS calls it the default DER control), until the source is heard agai
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,9 +129,11 @@ class Envelopes:
         n_t: int,
         now_s: float,
         interval_s: int = INTERVAL_S,
+        without: Callable[[Limit], bool] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Import and export limits of each target over ``n_t`` intervals from ``interval``,
-        W, each (len(targets), n_t) (``inf``: none): ``limits`` of every interval."""
+        W, each (len(targets), n_t) (``inf``: none): ``limits`` of every interval. without:
+        leaves out the limits it is true for (what the plan would be without an event)."""
         imp = np.full((len(targets), n_t), math.inf)
         exp = np.full((len(targets), n_t), math.inf)
         if self.silent(now_s):
@@ -141,7 +143,7 @@ class Envelopes:
         t0_s = (interval + np.arange(n_t)) * float(interval_s)
         for lim in self._live(now_s):
             k = row.get(lim.target)
-            if k is None:
+            if k is None or (without is not None and without(lim)):
                 continue
             on = (lim.start_s + lim.ramp_s < t0_s + interval_s) & (t0_s < lim.end_s)
             imp[k, on] = np.minimum(imp[k, on], lim.import_max_w)

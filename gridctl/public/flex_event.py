@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gridctl.public.envelope import Limit
+
 
 @dataclass(frozen=True)
 class FlexEvent:
@@ -27,3 +29,14 @@ class FlexEvent:
     import_max_w: float = math.inf
     export_max_w: float = math.inf
     price_per_kwh: float = 0.0
+
+    def sets(self, limit: Limit) -> bool:
+        """Whether ``limit`` is the envelope this request sets (same target, window after the
+        ramp, and limits)."""
+        return (
+            limit.target == self.target
+            and limit.start_s + limit.ramp_s == self.start_s
+            and limit.end_s == self.end_s
+            and limit.import_max_w == self.import_max_w
+            and limit.export_max_w == self.export_max_w
+        )

@@ -12,6 +12,9 @@ envelopes:
        export_max_kw: 60, ramp_s: 900}
     - {target: h07, start: 2026-05-04T17:00:00Z, end: 2026-05-04T20:00:00Z, import_max_kw: 4.2}
     - {target: feeder, import_max_kw: 250}           # no start or end: always
+  events:                         # flexibility requests, paid per kWh delivered
+    - {id: evening-1, target: feeder, start: 2026-01-12T17:00:00Z, end: 2026-01-12T20:00:00Z,
+       import_max_kw: 120, price_per_kwh: 0.30}
 ```
 
 Limits are kW here (as operators state them) and W inside; ``target`` is ``feeder`` or a
@@ -27,11 +30,14 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from gridctl.core import W_PER_KW, StrictModel
 from gridctl.public.envelope import FEEDER, DefaultEnvelope, Envelopes, Limit
+from gridctl.public.flex_event import FlexEvent
 
 LimitKw = Annotated[float, Field(ge=0, le=100_000)]
 """An envelope limit, kW (≥ 0; 100 MW is beyond any feeder gridctl plans)."""
 STANDING = "config"
 """Source name of the limits a config or scenario states."""
+EVENTS = "events"
+"""Source name of the flexibility events a config or scenario states."""
 FOREVER_S = 2.0**40
 """End of a limit stated without one, epoch s (year ~36812)."""
 
@@ -72,6 +78,28 @@ class LimitSpec(PairSpec):
         return Limit(self.target, start_s, end_s, imp, exp, self.ramp_s)
 
 
+class EventSpec(LimitSpec):
+    """A flexibility request stated in a study (or agreed with the operator): a limit on one
+    target over [start, end) that the operator pays for, currency per kWh delivered."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    start: AwareDatetime
+    end: AwareDatetime
+    price_per_kwh: Annotated[float, Field(ge=0, le=100)]
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if self.import_max_kw is not None and self.export_max_kw is not None:
+            raise ValueError("a flexibility event holds down import or export, not both")
+        return self
+
+    def event(self) -> FlexEvent:
+        """As the core type (its window: after the ramp)."""
+        lim = self.limit()
+        return FlexEvent(self.id, self.target, lim.start_s + lim.ramp_s, lim.end_s,
+                         lim.import_max_w, lim.export_max_w, self.price_per_kwh)  # fmt: skip
+
+
 class DefaultSpec(StrictModel):
     """The default envelope: one pair for the feeder, one for every household."""
 
@@ -89,17 +117,32 @@ class EnvelopesSpec(StrictModel):
 
     default: DefaultSpec = DefaultSpec()
     limits: Annotated[list[LimitSpec], Field(max_length=10_000)] = Field(default_factory=list)
+    events: Annotated[list[EventSpec], Field(max_length=1_000)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_events(self) -> Self:
+        ids = [e.id for e in self.events]
+        if len(set(ids)) != len(ids):
+            raise ValueError("events: every id once")
+        return self
 
     def targets(self) -> set[str]:
-        """Every target a limit names."""
-        return {s.target for s in self.limits}
+        """Every target a limit or event names."""
+        return {s.target for s in [*self.limits, *self.events]}
 
     def build(self) -> Envelopes:
-        """The envelopes: the default and the standing limits as a never-silent source."""
+        """The envelopes: the default, and the standing limits and events' limits as
+        never-silent sources."""
         env = Envelopes(self.default.envelope())
         if self.limits:
             env.update(STANDING, [s.limit() for s in self.limits], now_s=0.0)
+        if self.events:
+            env.update(EVENTS, [s.limit() for s in self.events], now_s=0.0)
         return env
+
+    def flex_events(self) -> list[FlexEvent]:
+        """The stated flexibility requests."""
+        return [e.event() for e in self.events]
 
 
 def unknown_targets(spec: EnvelopesSpec, households: set[str]) -> list[str]:

@@ -39,7 +39,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
-from gridctl.settlement import cases, gov_records, readings, registry, roots
+from gridctl.settlement import cases, flex_records, gov_records, readings, registry, roots
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
@@ -60,7 +60,7 @@ from gridctl.settlement.tables import create_tables, insert_rows, make_append_on
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 """3: signed, chained interval roots; 4: meter readings carry their interval's voltage;
 5: governance records (``gov_records``)."""
 
@@ -248,7 +248,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         " WHERE reverses IS NOT NULL"
     )
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    owners = (registry, readings, cases, gov_records, roots)
+    owners = (registry, readings, cases, gov_records, flex_records, roots)
     for tables in (m.TABLES for m in owners):
         create_tables(db, tables)
     readings.create_views(db)

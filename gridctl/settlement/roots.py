@@ -63,6 +63,9 @@ COVERED = (
     "gov_votes",
     "gov_tallies",
     "gov_enactments",
+    "flex_events",
+    "flex_baselines",
+    "flex_deliveries",
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
 

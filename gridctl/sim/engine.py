@@ -23,6 +23,7 @@ from gridctl.core import interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
+from gridctl.public.flexibility import book_due, record_baselines
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
     enrol_simulated,
@@ -204,11 +205,14 @@ def simulate(
                 if c.planner is not None:
                     govern_planner(c.planner, gov.values_at(interval))
             s.step(t, *planned(s, interval, t))
+            if c.planner is not None:
+                record_baselines(ledger, c.planner, interval)
             volts = meter_voltages_mv(s.world, s.meters)
             assert volts is not None  # the world has run an interval
             readings = sign_interval(interval, meters, signers[TRANSFORMER_METER], s.meters, volts)
             if script is not None and gov is not None:
                 govern_settler(gov, settler, c.settlement, interval, script.received(interval))
+            book_due(ledger, interval, settler.config.flex_tokens_per_kwh)
             st = settler.settle(interval, readings).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)

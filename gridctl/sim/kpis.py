@@ -9,6 +9,7 @@ import numpy as np
 from gridctl.core import MICRO, W_PER_KW, interval_hours, interval_start
 from gridctl.governance.state import values_in_force
 from gridctl.governance.tally import PASSED
+from gridctl.settlement import flex_records as rec_flex
 from gridctl.settlement import gov_records as rec
 from gridctl.settlement.cases import HELD, NAMED, case_outcomes
 from gridctl.sim.engine import SimResult
@@ -38,7 +39,8 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     least once; cheating_intervals / detection_delay_intervals / at_stake_kwh /
     caught_kwh: the scenario's cheats (first cheat), when it has any.
     Governance (``governance_kpis``), when the scenario scripts proposals.
-    Envelopes (``envelope_kpis``), when the grid operator limited the feeder.
+    Envelopes (``envelope_kpis``), when the grid operator limited the feeder; flexibility
+    (``flexibility_kpis``), when it asked for (and paid) flexibility.
     """
     scn = r.scenario
     lim = scn.limits
@@ -92,6 +94,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         **verification_kpis(r),
         **governance_kpis(r),
         **envelope_kpis(r),
+        **flexibility_kpis(r),
         "ledger_head": r.ledger_head,
     }
 
@@ -128,6 +131,31 @@ def envelope_kpis(r: SimResult) -> dict[str, float | int]:
         )
         out[f"max_{name}_over_limit_kw"] = round(max(float(over_w.max()), 0.0) / W_PER_KW, 3)
     return out
+
+
+def flexibility_kpis(r: SimResult) -> dict[str, float | int]:
+    """The flexibility events of a run and what they paid, from its ledger (none: nothing).
+
+    flex_events: requests recorded with a baseline. flex_asked_kwh / flex_delivered_kwh: the
+    planned and the verified response (within what was asked), kWh. flex_paid: what the grid
+    operator paid, currency. flex_tokens: flexibility tokens issued. flex_households_paid:
+    households that earned anything.
+    """
+    con = _read_only(r)
+    try:
+        events, done = rec_flex.events(con), rec_flex.deliveries(con)
+    finally:
+        con.close()
+    if not events:
+        return {}
+    return {
+        "flex_events": len(events),
+        "flex_asked_kwh": round(sum(d.asked_wh for d in done) / W_PER_KW, 3),
+        "flex_delivered_kwh": round(sum(d.delivered_wh for d in done) / W_PER_KW, 3),
+        "flex_paid": sum(d.payment_micro for d in done) / MICRO,
+        "flex_tokens": sum(d.tokens_micro for d in done) / MICRO,
+        "flex_households_paid": sum(d.payment_micro > 0 for d in done),
+    }
 
 
 def _read_only(r: SimResult) -> sqlite3.Connection:

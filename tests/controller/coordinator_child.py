@@ -20,7 +20,10 @@ class ChargeAKilowatt:
     """Every household: charge the battery at 1 kW, four intervals ahead."""
 
     def __init__(self, homes: list[str]):
-        self.homes = homes
+        self.homes = self.ids = homes
+
+    def take_baselines(self) -> list:
+        return []  # it plans no flexibility events
 
     def plan(
         self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None

@@ -51,6 +51,10 @@ class FlatPlanner:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.ids = list(HOMES)
+
+    def take_baselines(self) -> list:
+        return []  # it plans no flexibility events
 
     def plan(
         self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None

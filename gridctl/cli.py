@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -957,3 +958,38 @@ def gov_verify(
     err_console.print(f"[bold red]governance broken:[/] {escape(check.problem)}",
                       highlight=False, soft_wrap=True)  # fmt: skip
     raise typer.Exit(1)
+
+
+opendata_app = typer.Typer(help="Publish the community's open data.", no_args_is_help=True)
+app.add_typer(opendata_app, name="opendata")
+
+
+@opendata_app.command("export")
+def opendata_export(
+    ledger: Annotated[Path, typer.Argument(help="ledger.sqlite file")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write the data package into")],
+    k: Annotated[
+        int | None,
+        typer.Option(help="fewest households a figure may cover (default: the ledger's own)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Write the ledger's per-interval community aggregates as CSV and Parquet with a
+    Frictionless datapackage.json and the interval roots that cover them (read-only)."""
+    from gridctl.public.opendata import export
+    from gridctl.settlement.aggregates import MIN_K
+
+    try:
+        _in_range("--k", k, MIN_K, 10_000)
+        try:
+            summary = export(ledger, out, k)
+        except OSError as e:
+            raise GridctlError(f"cannot write into {out}: {e.strerror}") from None
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(summary)))
+        return
+    _say(f"{summary.intervals} intervals to {out}: {summary.checkable} checkable against their "
+         f"signed roots, {summary.empty} figures empty (covering fewer than k = {summary.k} "
+         "households, or no source)")  # fmt: skip

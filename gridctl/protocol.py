@@ -7,12 +7,15 @@ Topics (DESIGN.md)::
     gridctl/v1/<community>/<household>/plan        coordinator → controller, QoS 1, retained
     gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
     gridctl/v1/<community>/<household>/vote        a member's signed vote → coordinator, QoS 1
-    gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters (broadcasts)
+    gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters, opendata
+                                                   (broadcasts)
 
 An interval's root (``RootMessage``, ``gridctl.settlement.roots``) is signed by the
-coordinator's key and chained to the previous root. A vote (``VoteMessage``,
-``gridctl.governance.votes``) is signed by a member key; one naming another household than its
-topic passes ``decode`` so that the coordinator records it, refused, with the others.
+coordinator's key and chained to the previous root; its public aggregates (``OpenDataMessage``,
+``gridctl.settlement.aggregates``) are the ledger's row of them, which the root covers. A vote
+(``VoteMessage``, ``gridctl.governance.votes``) is signed by a member key; one naming another
+household than its topic passes ``decode`` so that the coordinator records it, refused, with
+the others.
 
 Every JSON message carries ``"v": 1``. A payload over ``MAX_PAYLOAD_BYTES``, on an unknown
 topic, not JSON, of another version, with a bad field, or naming another household than its
@@ -40,6 +43,7 @@ from pydantic import (
 
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.governance.votes import VoteMessage
+from gridctl.settlement.aggregates import OpenDataMessage
 from gridctl.settlement.roots import RootMessage
 from gridctl.settlement.signing import ReadingMessage
 
@@ -64,7 +68,7 @@ COORDINATOR = "coordinator"
 
 HouseholdKind = Literal["telemetry", "reading", "plan", "status", "vote"]
 HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status", "vote")
-BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters")
+BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters", "opendata")
 REASONS = (
     "too_large",
     "bad_topic",
@@ -218,7 +222,7 @@ class ParametersMessage(_Msg):
 
 Message = (
     Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | ParametersMessage
-    | VoteMessage | str
+    | VoteMessage | OpenDataMessage | str
 )  # fmt: skip
 
 _SCHEMAS: dict[str, type[BaseModel]] = {
@@ -229,6 +233,7 @@ _SCHEMAS: dict[str, type[BaseModel]] = {
     "root": RootMessage,
     "parameters": ParametersMessage,
     "vote": VoteMessage,
+    "opendata": OpenDataMessage,
 }
 
 

@@ -143,6 +143,7 @@ def assemble(
         flex_tokens_per_kwh=spec.flex_tokens_per_kwh,
         pooled=mode == "community",  # without a community, nothing goes through a pool
         balance=balance,
+        public_k=spec.opendata.k,
     )
     ids = [h.id for h in spec.households]
     capability = ExportCapability({h.id: export_capability_w(h) for h in spec.households})

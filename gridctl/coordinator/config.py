@@ -14,6 +14,8 @@ health_port: 9108
 feeder: {simbench: 1-LV-rural1--0-sw}      # or {file: feeder.json}; without it, no plans
 limits: {v_min_pu: 0.94, v_max_pu: 1.06, loading_max_pct: 100}         # optional
 dispatch: {horizon: 96, replan_every: 4, near: 12}                     # optional
+opendata: {k: 5, publish: true}    # optional: fewest households a public figure covers (≥ 2),
+                                   # broadcast each interval's aggregates (default: no)
 ingest: {readings_per_s: 1, readings_burst: 500, other_per_s: 5, other_burst: 100,
          max_skew_s: 300}          # optional: per-household rate limits, telemetry clock skew
 envelopes:                                                             # optional
@@ -214,5 +216,6 @@ def coordinator_from_config(
         readings_limit=RateLimit(cfg.ingest.readings_per_s, cfg.ingest.readings_burst),
         other_limit=RateLimit(cfg.ingest.other_per_s, cfg.ingest.other_burst),
         envelopes=envelopes, openadr=cfg.openadr,
+        publish_opendata=cfg.opendata.publish,
     )  # fmt: skip
     return coordinator, new

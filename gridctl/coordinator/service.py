@@ -68,10 +68,12 @@ from gridctl.protocol import (
     parse_topic,
 )
 from gridctl.public.envelope import FEEDER, SILENT_POLLS, Envelopes
+from gridctl.public.figures import telemetry_figures
 from gridctl.public.flex_event import FlexEvent
 from gridctl.public.flexibility import Baseline, book_due, record_baselines
 from gridctl.public.openadr import SOURCE as OPENADR
 from gridctl.public.openadr import OpenAdrSpec, Ven
+from gridctl.settlement.aggregates import CommunityFigures, OpenDataMessage, aggregate_at
 from gridctl.settlement.enrol import TRANSFORMER_METER, main_meter
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.physics import PhysicsCheck
@@ -128,6 +130,8 @@ class Coordinator:
     settled intervals kept in ``outcomes``. on_settled: called with each interval's outcome.
     envelopes: the limits in force (the planner's, if it reads them; default: none).
     openadr: run an OpenADR VEN putting the grid operator's limits into ``envelopes``.
+    publish_opendata: publish each settled interval's public aggregates (retained, on
+    ``coordinator/opendata``; ``gridctl.settlement.aggregates``).
     """
 
     def __init__(
@@ -154,6 +158,7 @@ class Coordinator:
         on_settled: Callable[[IntervalOutcome], None] | None = None,
         envelopes: Envelopes | None = None,
         openadr: OpenAdrSpec | None = None,
+        publish_opendata: bool = False,
     ):
         self.community = community
         self.planner = planner
@@ -166,6 +171,7 @@ class Coordinator:
         self.max_skew_s = max_skew_s
         self.limiter = RateLimiter(readings_limit, other_limit)
         self.on_settled = on_settled
+        self.publish_opendata = publish_opendata
         self.http_port: int | None = None
         self.ledger = Ledger(ledger_path, root_key)
         self.settler = Settler(self.ledger, settlement, physics=physics)
@@ -401,6 +407,8 @@ class Coordinator:
                 self._failed("settle")  # the interval stays open; the next tick tries again
                 return
             await self._publish_root(nxt)
+            if self.publish_opendata:
+                await self._publish_opendata(nxt)
             if self.on_settled is not None:
                 self.on_settled(out)
             nxt += 1
@@ -411,8 +419,9 @@ class Coordinator:
         t0 = time.perf_counter()
         readings = self.inbox.readings(interval)
         votes = self.inbox.votes_through(interval) if self.governance is not None else []
+        figures = telemetry_figures(self.telemetry.values(), interval)
         self._settling = asyncio.ensure_future(
-            asyncio.to_thread(self._govern_and_settle, interval, readings, votes)
+            asyncio.to_thread(self._govern_and_settle, interval, readings, votes, figures)
         )
         out = await asyncio.shield(self._settling)
         self._settling = None
@@ -430,21 +439,35 @@ class Coordinator:
         return out
 
     def _govern_and_settle(
-        self, interval: int, readings: list[SignedReading], votes: list[Received]
+        self,
+        interval: int,
+        readings: list[SignedReading],
+        votes: list[Received],
+        figures: CommunityFigures,
     ) -> IntervalOutcome:
         """Record what governance has due up to ``interval`` (with the votes that arrived),
-        then settle it with the values in force (in the settling thread)."""
+        then settle it with the values in force (in the settling thread); figures: what the
+        telemetry showed of it (``telemetry_figures``)."""
         if self.governance is not None:
             govern_settler(self.governance, self.settler, self.settlement, interval, votes)
         if self.planner is not None:
             record_baselines(self.ledger, self.planner, interval)
         book_due(self.ledger, interval, self.settler.config.flex_tokens_per_kwh)
-        return self.settler.settle(interval, readings)
+        return self.settler.settle(interval, readings, figures=figures)
 
     async def _publish_root(self, interval: int) -> None:
         msg = self.ledger.signed_root(interval)
         assert msg is not None  # settle() closed it
         await self.session.publish(coordinator_topic(self.community, "root"), encode(msg), 1, True)
+
+    async def _publish_opendata(self, interval: int) -> None:
+        """Publish (retained) the interval's public aggregates, as the ledger holds them."""
+        row = aggregate_at(self.ledger.db, interval)
+        assert row is not None  # settle() wrote it
+        msg = OpenDataMessage.of(row)
+        await self.session.publish(
+            coordinator_topic(self.community, "opendata"), encode(msg), 1, True
+        )
 
     async def _publish_prices(self, interval: int) -> None:
         if self.tariff is None:

@@ -29,6 +29,7 @@ from gridctl.dispatch.rolling import DEFAULT_NEAR
 from gridctl.governance.spec import GovernanceSpec
 from gridctl.public.envelope import FEEDER
 from gridctl.public.spec import EnvelopesSpec, unknown_targets
+from gridctl.settlement.aggregates import DEFAULT_K, MIN_K
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0, le=100)]
@@ -214,10 +215,19 @@ class MeterClasses(StrictModel):
     transformer_class: AccuracyClass = "C"
 
 
+class OpenDataSpec(StrictModel):
+    """What the community publishes (``gridctl.settlement.aggregates``): k, the fewest
+    households a published figure may cover, and whether the coordinator broadcasts each
+    interval's aggregates (retained, on ``coordinator/opendata``)."""
+
+    k: Annotated[int, Field(ge=MIN_K, le=10_000)] = DEFAULT_K
+    publish: bool = False
+
+
 class CommunitySpec(StrictModel):
     """A community as planning and settlement see it: feeder (None: no plans), households,
-    prices, reward rate, feeder limits, dispatch settings, the meters' accuracy classes and how
-    its members govern it."""
+    prices, reward rate, feeder limits, dispatch settings, the meters' accuracy classes, how
+    its members govern it and what it publishes."""
 
     feeder: FeederSpec | None = None
     households: list[HouseholdSpec] = Field(default_factory=list)
@@ -230,6 +240,7 @@ class CommunitySpec(StrictModel):
     meters: MeterClasses = MeterClasses()
     governance: GovernanceSpec = GovernanceSpec()
     envelopes: EnvelopesSpec = EnvelopesSpec()
+    opendata: OpenDataSpec = OpenDataSpec()
 
     @model_validator(mode="after")
     def _envelope_targets_exist(self) -> Self:

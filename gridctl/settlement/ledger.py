@@ -39,7 +39,15 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.core import LedgerError, private_file
-from gridctl.settlement import cases, flex_records, gov_records, readings, registry, roots
+from gridctl.settlement import (
+    aggregates,
+    cases,
+    flex_records,
+    gov_records,
+    readings,
+    registry,
+    roots,
+)
 from gridctl.settlement.canonical import canonical
 from gridctl.settlement.merkle import leaf_hash, root_from_leaf_hashes
 from gridctl.settlement.roots import (
@@ -60,9 +68,9 @@ from gridctl.settlement.tables import create_tables, insert_rows, make_append_on
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 """3: signed, chained interval roots; 4: meter readings carry their interval's voltage;
-5: governance records (``gov_records``)."""
+5: governance records (``gov_records``); 6: public aggregates (``aggregates``)."""
 
 
 class LedgerConflictError(LedgerError):
@@ -248,7 +256,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         " WHERE reverses IS NOT NULL"
     )
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    owners = (registry, readings, cases, gov_records, flex_records, roots)
+    owners = (registry, readings, cases, gov_records, flex_records, aggregates, roots)
     for tables in (m.TABLES for m in owners):
         create_tables(db, tables)
     readings.create_views(db)
@@ -268,7 +276,7 @@ def check_version(db: sqlite3.Connection, path: Path) -> None:
     if row and row[0] != SCHEMA_VERSION:
         raise LedgerError(
             f"{path} is a ledger of schema version {row[0]}; this gridctl reads version "
-            f"{SCHEMA_VERSION} (with governance records): settle into a new ledger"
+            f"{SCHEMA_VERSION} (with public aggregates): settle into a new ledger"
         )
 
 

@@ -54,6 +54,7 @@ COVERED = (
     "rejects",
     "conflicts",
     "cases",
+    "public_aggregates",
     "gov_config",
     "gov_members",
     "gov_removals",

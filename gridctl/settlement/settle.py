@@ -27,6 +27,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from gridctl.core import INTERVAL_S, MV_PER_PU, interval_hours
+from gridctl.settlement.aggregates import (
+    DEFAULT_K,
+    AggregateRow,
+    CommunityFigures,
+    add_aggregate,
+    aggregate_row,
+)
 from gridctl.settlement.cases import (
     HELD,
     NAMED,
@@ -91,6 +98,8 @@ class SettlementConfig:
     review_intervals: how long rewards physics held stay held at least: a hold this many
     intervals old is forfeited if its household was named since, released if the household had
     no case in the last review_intervals, else kept for an operator's decision.
+    public_k: fewest households a figure of the interval's public aggregates may cover
+    (``gridctl.settlement.aggregates``).
     """
 
     community_per_kwh: float
@@ -103,6 +112,7 @@ class SettlementConfig:
     vee: VeeConfig = field(default_factory=VeeConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     review_intervals: int = 96
+    public_k: int = DEFAULT_K
 
 
 @dataclass(frozen=True)
@@ -250,20 +260,22 @@ class Settler:
         interval: int,
         readings: Iterable[SignedReading],
         flex: dict[str, FlexTarget] | None = None,
+        figures: CommunityFigures | None = None,
     ) -> IntervalOutcome:
         """Settle ``interval`` from its readings (any order, duplicates allowed); see module doc.
 
         flex: the plan's target per household (optional); verified households that met it earn
-        flexibility tokens.
+        flexibility tokens. figures: the interval's community figures settlement cannot derive
+        from readings, for its public aggregates (None: none known).
         """
         with _cycle_collector_paused():
-            return self._settle(interval, readings, flex)
+            return self._settle(interval, readings, _Asked(flex, figures or CommunityFigures()))
 
     def _settle(
         self,
         interval: int,
         readings: Iterable[SignedReading],
-        flex: dict[str, FlexTarget] | None,
+        asked: _Asked,
     ) -> IntervalOutcome:
         if registry_version(self.ledger.db) != self._version:
             self.reload()
@@ -289,14 +301,14 @@ class Settler:
         order = [by_digest[d] for d in digests]
         batch = [unique[j] for j in order]
         if ticket is not None:
-            out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, ticket)
+            out = self._book(interval, batch, digests, [reasons[j] for j in order], asked, ticket)
             if out is not None:
                 return out
             verdicts = ticket.result()
         else:
             verdicts = self.verify(jobs)
         _apply_verdicts(reasons, pending, verdicts)
-        out = self._book(interval, batch, digests, [reasons[j] for j in order], flex, None)
+        out = self._book(interval, batch, digests, [reasons[j] for j in order], asked, None)
         assert out is not None
         return out
 
@@ -306,7 +318,7 @@ class Settler:
         batch: list[SignedReading],
         digests: list[str],
         reasons: list[str | None],
-        flex: dict[str, FlexTarget] | None,
+        asked: _Asked,
         ticket: Ticket | None,
     ) -> IntervalOutcome | None:
         """VEE, pool and booking of an interval's authentic readings, in one SQLite transaction.
@@ -315,12 +327,12 @@ class Settler:
         and the transaction commits only if they all verify (else None, nothing kept).
         """
         if ticket is None:
-            plan = self._plan(interval, batch, digests, reasons, flex)
+            plan = self._plan(interval, batch, digests, reasons, asked)
             with self.ledger.atomic() as db:
                 booked, root = self._write(db, interval, plan)
         else:
             try:
-                plan = self._plan(interval, batch, digests, reasons, flex)
+                plan = self._plan(interval, batch, digests, reasons, asked)
             except Exception:
                 return None  # booking after the checks raises it again if it still applies
             try:
@@ -359,7 +371,7 @@ class Settler:
         batch: list[SignedReading],
         digests: list[str],
         reasons: list[str | None],
-        flex: dict[str, FlexTarget] | None,
+        asked: _Asked,
     ) -> _Plan:
         """Everything an interval books, computed before the SQLite transaction opens."""
         by_meter: dict[str, list[int]] = {}
@@ -394,8 +406,11 @@ class Settler:
             for h in finding.named:
                 imp[h] = exp[h] = 0
                 status[h], reason[h] = "rejected", "physics_inconsistent"
-        st = self._pool(interval, imp, exp, status, flex)
+        st = self._pool(interval, imp, exp, status, asked.flex)
         st = self._hold(interval, st, finding)
+        aggregate = self._aggregate(
+            interval, [batch[j] for j in ok], a, (imp, exp, st.supplied_wh), status, asked.figures
+        )
         refused = [j for j, why in enumerate(reasons) if why]
         return _Plan(
             assessment=a,
@@ -416,6 +431,7 @@ class Settler:
             settlement=st,
             finding=finding,
             case_rows=self._case_rows(interval, finding),
+            aggregate=aggregate,
         )
 
     def _hold(self, interval: int, st: IntervalSettlement, finding: Finding) -> IntervalSettlement:
@@ -446,26 +462,64 @@ class Settler:
         """What the physics check gets of an interval: verified energies and voltages.
 
         assessed: the readings ``a`` assessed, in its order."""
-        t = self.table
-        role = t.role[a.idx]
-        trafo = np.flatnonzero((role == ROLE_TRANSFORMER) & (a.status == _ST_VERIFIED))
-        t_imp = int(a.d_import_wh[trafo].sum()) if len(trafo) else None
-        t_exp = int(a.d_export_wh[trafo].sum()) if len(trafo) else None
-        v_pu = np.full(len(self.households), np.nan)
-        t_v_pu = float("nan")
-        for pos in np.flatnonzero(a.status == _ST_VERIFIED).tolist():
-            v_mv = assessed[pos].v_mv
-            if v_mv is None:
-                continue
-            if role[pos] == ROLE_MAIN:
-                v_pu[t.household[a.idx[pos]]] = v_mv / MV_PER_PU
-            elif role[pos] == ROLE_TRANSFORMER:
-                t_v_pu = v_mv / MV_PER_PU
+        trafo = self._trafo_wh(a)
+        v_mv, t_v_mv = self._voltages_mv(assessed, a)
         return Claims(
             interval=interval, households=self.households,  # type: ignore[arg-type]
             import_wh=imp, export_wh=exp, verified=np.array([s == "verified" for s in status]),
-            v_pu=v_pu, trafo_import_wh=t_imp, trafo_export_wh=t_exp, trafo_v_pu=t_v_pu,
+            v_pu=v_mv / MV_PER_PU, trafo_import_wh=trafo[0] if trafo else None,
+            trafo_export_wh=trafo[1] if trafo else None, trafo_v_pu=t_v_mv / MV_PER_PU,
             dt_h=interval_hours(self.config.interval_s),
+        )  # fmt: skip
+
+    def _trafo_wh(self, a: Assessment) -> tuple[int, int] | None:
+        """The transformer meter's verified (import, export) in the interval ``a`` assessed,
+        Wh (None: no verified transformer reading)."""
+        role = self.table.role[a.idx]
+        trafo = np.flatnonzero((role == ROLE_TRANSFORMER) & (a.status == _ST_VERIFIED))
+        if not len(trafo):
+            return None
+        return int(a.d_import_wh[trafo].sum()), int(a.d_export_wh[trafo].sum())
+
+    def _voltages_mv(
+        self, assessed: list[SignedReading], a: Assessment
+    ) -> tuple[np.ndarray, float]:
+        """The voltages the verified readings ``a`` assessed report, mV: each household's main
+        meter, (H,) (NaN: none), and the transformer meter's (NaN: none)."""
+        t = self.table
+        role = t.role[a.idx]
+        v_mv = np.full(len(self.households), np.nan)
+        t_v_mv = float("nan")
+        for pos in np.flatnonzero(a.status == _ST_VERIFIED).tolist():
+            v = assessed[pos].v_mv
+            if v is None:
+                continue
+            if role[pos] == ROLE_MAIN:
+                v_mv[t.household[a.idx[pos]]] = v
+            elif role[pos] == ROLE_TRANSFORMER:
+                t_v_mv = float(v)
+        return v_mv, t_v_mv
+
+    def _aggregate(
+        self,
+        interval: int,
+        assessed: list[SignedReading],
+        a: Assessment,
+        energy_wh: tuple[np.ndarray, np.ndarray, np.ndarray],
+        status: list[str],
+        figures: CommunityFigures,
+    ) -> AggregateRow:
+        """The interval's public aggregates (``gridctl.settlement.aggregates``): the verified
+        households' energies (after the physics check) and voltages, the transformer's and
+        ``figures``. assessed: the readings ``a`` assessed, in its order. energy_wh: each
+        household's verified import, export and energy supplied to the pool, Wh, (H,)."""
+        verified = np.array([s == "verified" for s in status], dtype=bool)
+        v_mv, _ = self._voltages_mv(assessed, a)
+        v_mv = v_mv[verified]
+        metered = tuple(int(e[verified].sum()) for e in energy_wh)
+        return aggregate_row(
+            interval, self.config.public_k, len(self.households), self._trafo_wh(a), metered,  # type: ignore[arg-type]
+            int(verified.sum()), [int(v) for v in v_mv[np.isfinite(v_mv)]], figures,
         )  # fmt: skip
 
     def _reject_named(self, rows: list[ReadingRow], named: tuple[int, ...]) -> list[ReadingRow]:
@@ -520,6 +574,7 @@ class Settler:
         add_rejects(db, plan.reject_rows)
         add_estimates(db, plan.estimate_rows)
         add_cases(db, plan.case_rows)
+        add_aggregate(db, plan.aggregate)
         booked = self.ledger.append(plan.settlement.transactions)
         return booked, self.ledger.close_interval(interval)
 
@@ -668,6 +723,15 @@ class _Plan:
     settlement: IntervalSettlement
     finding: Finding
     case_rows: list[CaseRow]
+    aggregate: AggregateRow
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What the caller of ``settle`` passed besides the readings."""
+
+    flex: dict[str, FlexTarget] | None
+    figures: CommunityFigures
 
 
 @contextmanager

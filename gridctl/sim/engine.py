@@ -23,7 +23,9 @@ from gridctl.core import interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
+from gridctl.public.figures import telemetry_figures
 from gridctl.public.flexibility import book_due, record_baselines
+from gridctl.settlement.aggregates import CommunityFigures
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,
     enrol_simulated,
@@ -169,6 +171,15 @@ def planned(
     )
 
 
+def ended(setup: Setup, interval: int, t: int) -> CommunityFigures:
+    """The community figures of interval t (``interval``), just run, from the telemetry its
+    devices show at its end, as the coordinator takes them (``telemetry_figures``)."""
+    households = setup.community.spec.households
+    show(setup.devices, households, setup.world, setup.meters, t + 1)
+    tel = telemetry(setup.devices, households, interval + 1, "plan")
+    return telemetry_figures(tel.values(), interval)
+
+
 def simulate(
     scn: Scenario,
     ledger_path: Path,
@@ -214,6 +225,7 @@ def simulate(
                 govern_settler(gov, settler, c.settlement, interval, script.received(interval))
             book_due(ledger, interval, settler.config.flex_tokens_per_kwh)
             st = settler.settle(interval, readings).settlement
+            st = settler.settle(interval, readings, figures=ended(s, interval, t)).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)
             if progress:

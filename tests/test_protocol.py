@@ -27,6 +27,12 @@ from gridctl.protocol import (
     household_topic,
     parse_topic,
 )
+from gridctl.settlement.aggregates import (
+    CommunityFigures,
+    Figure,
+    OpenDataMessage,
+    aggregate_row,
+)
 from gridctl.settlement.signing import MeterSigner, key_from_seed
 
 C = "oak"
@@ -71,6 +77,14 @@ VALID = {
         )
     ),
     coordinator_topic(C, "status"): b"online",
+    coordinator_topic(C, "opendata"): encode(
+        OpenDataMessage.of(
+            aggregate_row(
+                1000, 5, 14, (120, 0), (3400, 2500, 2500), 14, [229_100, 236_400],
+                CommunityFigures(demand_wh=Figure(3600, 14), pv_wh=Figure(900, 3)),
+            )
+        )
+    ),
 }
 
 

@@ -52,6 +52,11 @@ def _plan(household: str = "h01") -> PlanMessage:
     return PlanMessage(household=household, issued=999, steps=steps)
 
 
+_AGGREGATES = aggregate_row(
+    1000, 5, 14, (120, 0), (3400, 2500, 2500), 14, [229_100, 236_400],
+    CommunityFigures(demand_wh=Figure(3600, 14), pv_wh=Figure(900, 3)),
+)  # fmt: skip
+
 VALID = {
     household_topic(C, "h01", "telemetry"): encode(
         Telemetry(household="h01", t=NOW, mode="plan", grid_p_w=-2500.0, pv_p_w=-4000.0, soc=0.5)
@@ -77,14 +82,7 @@ VALID = {
         )
     ),
     coordinator_topic(C, "status"): b"online",
-    coordinator_topic(C, "opendata"): encode(
-        OpenDataMessage.of(
-            aggregate_row(
-                1000, 5, 14, (120, 0), (3400, 2500, 2500), 14, [229_100, 236_400],
-                CommunityFigures(demand_wh=Figure(3600, 14), pv_wh=Figure(900, 3)),
-            )
-        )
-    ),
+    coordinator_topic(C, "opendata"): encode(OpenDataMessage.of(_AGGREGATES)),
 }
 
 

@@ -93,6 +93,7 @@ BAD = {
         "must be quoted",
     ),
     "horizon": (lambda r: r.update(dispatch={"horizon": 0}), "dispatch.horizon"),
+    "opendata_k_1": (lambda r: r.update(opendata={"k": 1}), "opendata.k"),
     "huge_reward": (lambda r: r.update(reward_tokens_per_kwh=1e30), "reward_tokens_per_kwh"),
     "nan_price": (lambda r: r["tariff"].update(import_per_kwh=float("nan")), "finite"),
     "infinite_pv": (lambda r: r["households"][0]["pv"].update(kwp=float("inf")), "pv.kwp"),

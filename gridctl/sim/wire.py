@@ -272,6 +272,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                     tariff=None, physics=setup.community.physics,
                     governance=None if script is None else charter(scn), clock=clock,
                     tick_s=None, on_settled=totals.add_outcome,
+                    publish_opendata=scn.opendata.publish,
                 )  # fmt: skip
                 if script is not None and coordinator.governance is not None:
                     script.enrol(coordinator.governance)

@@ -61,6 +61,15 @@ def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
     wire_v = sqlite3.connect(tmp_path / "wire" / "ledger.sqlite").execute(q).fetchall()
     assert len(wire_v) == 8 * 15 and all(0.9 * 230_000 < v < 1.1 * 230_000 for *_, v in wire_v)
     assert wire_v == sqlite3.connect(inproc_run.ledger_path).execute(q).fetchall()
+    # the coordinator takes demand and PV from the telemetry the controllers sent as the
+    # in-process run takes them from its devices: the same public aggregates, the same roots
+    for q in (
+        "SELECT * FROM public_aggregates ORDER BY interval",
+        "SELECT interval, root, records, prev FROM interval_roots ORDER BY interval",
+    ):
+        wire_rows = sqlite3.connect(tmp_path / "wire" / "ledger.sqlite").execute(q).fetchall()
+        assert len(wire_rows) == 8
+        assert wire_rows == sqlite3.connect(inproc_run.ledger_path).execute(q).fetchall()
 
 
 def test_a_broker_is_chosen_automatically_or_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -400,7 +400,9 @@ class Settler:
             self.config.vee,
         )
         outcome_rows, imp, exp, status, reason = self._outcomes(batch, digests, ok, a)
-        finding = self.physics(self._claims(interval, [batch[j] for j in ok], a, imp, exp, status))
+        trafo_wh = self._trafo_wh(a)
+        volts_mv = self._voltages_mv([batch[j] for j in ok], a)
+        finding = self.physics(self._claims(interval, trafo_wh, volts_mv, imp, exp, status))
         if finding.named:
             outcome_rows = self._reject_named(outcome_rows, finding.named)
             for h in finding.named:
@@ -409,7 +411,7 @@ class Settler:
         st = self._pool(interval, imp, exp, status, asked.flex)
         st = self._hold(interval, st, finding)
         aggregate = self._aggregate(
-            interval, [batch[j] for j in ok], a, (imp, exp, st.supplied_wh), status, asked.figures
+            interval, trafo_wh, volts_mv[0], (imp, exp, st.supplied_wh), status, asked.figures
         )
         refused = [j for j, why in enumerate(reasons) if why]
         return _Plan(
@@ -453,22 +455,20 @@ class Settler:
     def _claims(
         self,
         interval: int,
-        assessed: list[SignedReading],
-        a: Assessment,
+        trafo_wh: tuple[int, int] | None,
+        volts_mv: tuple[np.ndarray, float],
         imp: np.ndarray,
         exp: np.ndarray,
         status: list[str],
     ) -> Claims:
-        """What the physics check gets of an interval: verified energies and voltages.
-
-        assessed: the readings ``a`` assessed, in its order."""
-        trafo = self._trafo_wh(a)
-        v_mv, t_v_mv = self._voltages_mv(assessed, a)
+        """What the physics check gets of an interval: verified energies and voltages
+        (``_trafo_wh``, ``_voltages_mv``)."""
+        v_mv, t_v_mv = volts_mv
         return Claims(
             interval=interval, households=self.households,  # type: ignore[arg-type]
             import_wh=imp, export_wh=exp, verified=np.array([s == "verified" for s in status]),
-            v_pu=v_mv / MV_PER_PU, trafo_import_wh=trafo[0] if trafo else None,
-            trafo_export_wh=trafo[1] if trafo else None, trafo_v_pu=t_v_mv / MV_PER_PU,
+            v_pu=v_mv / MV_PER_PU, trafo_import_wh=trafo_wh[0] if trafo_wh else None,
+            trafo_export_wh=trafo_wh[1] if trafo_wh else None, trafo_v_pu=t_v_mv / MV_PER_PU,
             dt_h=interval_hours(self.config.interval_s),
         )  # fmt: skip
 
@@ -503,23 +503,23 @@ class Settler:
     def _aggregate(
         self,
         interval: int,
-        assessed: list[SignedReading],
-        a: Assessment,
+        trafo_wh: tuple[int, int] | None,
+        v_mv: np.ndarray,
         energy_wh: tuple[np.ndarray, np.ndarray, np.ndarray],
         status: list[str],
         figures: CommunityFigures,
     ) -> AggregateRow:
-        """The interval's public aggregates (``gridctl.settlement.aggregates``): the verified
-        households' energies (after the physics check) and voltages, the transformer's and
-        ``figures``. assessed: the readings ``a`` assessed, in its order. energy_wh: each
-        household's verified import, export and energy supplied to the pool, Wh, (H,)."""
+        """The interval's public aggregates (``gridctl.settlement.aggregates``): the
+        transformer's verified energy, the verified households' energies (after the physics
+        check) and voltages, and ``figures``. v_mv: each household's reported voltage, mV, (H,)
+        (NaN: none). energy_wh: each household's verified import, export and energy supplied
+        to the pool, Wh, (H,)."""
         verified = np.array([s == "verified" for s in status], dtype=bool)
-        v_mv, _ = self._voltages_mv(assessed, a)
-        v_mv = v_mv[verified]
-        metered = tuple(int(e[verified].sum()) for e in energy_wh)
+        volts = v_mv[verified]
+        imp, exp, shared = (int(e[verified].sum()) for e in energy_wh)
         return aggregate_row(
-            interval, self.config.public_k, len(self.households), self._trafo_wh(a), metered,  # type: ignore[arg-type]
-            int(verified.sum()), [int(v) for v in v_mv[np.isfinite(v_mv)]], figures,
+            interval, self.config.public_k, len(self.households), trafo_wh, (imp, exp, shared),
+            int(verified.sum()), [int(v) for v in volts[np.isfinite(volts)]], figures,
         )  # fmt: skip
 
     def _reject_named(self, rows: list[ReadingRow], named: tuple[int, ...]) -> list[ReadingRow]:

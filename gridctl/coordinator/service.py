@@ -68,7 +68,7 @@ from gridctl.protocol import (
     parse_topic,
 )
 from gridctl.public.envelope import FEEDER, SILENT_POLLS, Envelopes
-from gridctl.public.figures import telemetry_figures
+from gridctl.public.figures import interval_figures
 from gridctl.public.flex_event import FlexEvent
 from gridctl.public.flexibility import Baseline, book_due, record_baselines
 from gridctl.public.openadr import SOURCE as OPENADR
@@ -419,7 +419,11 @@ class Coordinator:
         t0 = time.perf_counter()
         readings = self.inbox.readings(interval)
         votes = self.inbox.votes_through(interval) if self.governance is not None else []
-        figures = telemetry_figures(self.telemetry.values(), interval)
+        t0_s = interval * INTERVAL_S
+        feeder_w = self.envelopes.limits(FEEDER, t0_s, t0_s + INTERVAL_S, self.clock())
+        figures = interval_figures(
+            self.telemetry.values(), interval, feeder_w, len(self.settler.households)
+        )
         self._settling = asyncio.ensure_future(
             asyncio.to_thread(self._govern_and_settle, interval, readings, votes, figures)
         )
@@ -447,7 +451,7 @@ class Coordinator:
     ) -> IntervalOutcome:
         """Record what governance has due up to ``interval`` (with the votes that arrived),
         then settle it with the values in force (in the settling thread); figures: what the
-        telemetry showed of it (``telemetry_figures``)."""
+        telemetry showed of it and its envelope (``interval_figures``)."""
         if self.governance is not None:
             govern_settler(self.governance, self.settler, self.settlement, interval, votes)
         if self.planner is not None:

@@ -74,8 +74,8 @@ _DESCRIPTIONS = {
     "curtailed_households": "Households the curtailment covers.",
     "flex_delivered_wh": "Flexibility delivered in grid events (not yet reported by any source).",
     "flex_households": "Households the flexibility figure covers.",
-    "envelope_s": "Time an operating envelope was in force (not yet reported by any source).",
-    "envelope_households": "Households the envelope figure covers.",
+    "envelope_s": "Time the grid operator's envelope on the feeder was in force.",
+    "envelope_households": "Households the envelope covers (those on the feeder).",
 }
 _ROOT_FIELDS = {
     "interval": ("integer", "Settlement interval index (as in aggregates.csv)."),

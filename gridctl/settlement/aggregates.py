@@ -15,9 +15,10 @@ a figure about fewer than k households. All figures are magnitudes (≥ 0):
   was verified), the lowest and highest voltage their meters reported (cover those that
   reported one);
 - from the settler's caller (``CommunityFigures``; None: not known): demand, PV produced and PV
-  curtailed (the coordinator and the simulation estimate them from the controllers' telemetry,
-  ``gridctl.public.figures``), flexibility delivered and the time an envelope was in force (no
-  source yet: always None until flexibility events and envelopes pass them).
+  curtailed (the coordinator and the simulation estimate the first two from the controllers'
+  telemetry, ``gridctl.public.figures``; curtailment has no source yet), the time the feeder's
+  envelope was in force (covers the enrolled households) and flexibility delivered (no source
+  yet: None until flexibility events pass it).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class CommunityFigures:
 
     demand_wh: energy the households used (base load and EV charging), Wh (≥ 0).
     pv_wh: PV energy produced, Wh (≥ 0). curtailed_wh: PV energy held back, Wh (≥ 0).
-    flex_delivered_wh: flexibility delivered in events, Wh (≥ 0). envelope_s: time an
-    operating envelope was in force in the interval, s (≥ 0). The last two have no source yet.
+    flex_delivered_wh: flexibility delivered in events, Wh (≥ 0; no source yet). envelope_s:
+    time the feeder's operating envelope was in force in the interval, s (≥ 0).
     """
 
     demand_wh: Figure | None = None

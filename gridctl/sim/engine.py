@@ -23,7 +23,7 @@ from gridctl.core import interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
-from gridctl.public.figures import telemetry_figures
+from gridctl.public.figures import interval_figures
 from gridctl.public.flexibility import book_due, record_baselines
 from gridctl.settlement.aggregates import CommunityFigures
 from gridctl.settlement.enrol import (
@@ -172,12 +172,13 @@ def planned(
 
 
 def ended(setup: Setup, interval: int, t: int) -> CommunityFigures:
-    """The community figures of interval t (``interval``), just run, from the telemetry its
-    devices show at its end, as the coordinator takes them (``telemetry_figures``)."""
+    """The community figures of interval t (``interval``), just run, as the coordinator takes
+    them (``interval_figures``): from the telemetry its devices show at its end, and the
+    feeder envelope it was planned with."""
     households = setup.community.spec.households
     show(setup.devices, households, setup.world, setup.meters, t + 1)
     tel = telemetry(setup.devices, households, interval + 1, "plan")
-    return telemetry_figures(tel.values(), interval)
+    return interval_figures(tel.values(), interval, setup.feeder_limits_w[t], len(households))
 
 
 def simulate(

@@ -73,6 +73,7 @@ async def test_settled_aggregates_are_broadcast_retained(broker: Broker, tmp_pat
         assert (msg.demand_wh, msg.demand_households) == (900, 3)
         assert (msg.pv_wh, msg.pv_households) == (None, 1)
         assert (msg.grid_import_wh, msg.grid_households) == (None, 0)  # no transformer meter
+        assert (msg.envelope_s, msg.envelope_households) == (0, 3)  # no envelope in force
         with Ledger(tmp_path / "ledger.sqlite") as led:
             row = aggregate_at(led.db, FIRST)
         assert row is not None and msg == OpenDataMessage.of(row)

@@ -1,10 +1,11 @@
-"""Demand and PV of an interval from the telemetry the controllers reported at its end."""
+"""Demand and PV of an interval from the telemetry reported at its end; its envelope time."""
 
+import math
 from datetime import timedelta
 
 from gridctl.core import INTERVAL_S, interval_start
 from gridctl.protocol import Telemetry
-from gridctl.public.figures import demand_w, telemetry_figures
+from gridctl.public.figures import demand_w, interval_figures
 from gridctl.settlement.aggregates import Figure
 
 IV = 1_980_000
@@ -32,9 +33,11 @@ def test_figures_count_the_households_that_reported_at_the_interval_end() -> Non
         _t("f", grid_p_w=9000.0, pv_p_w=-9000.0, faulted=["battery"]),  # its powers unsure
         _t("g", pv_p_w=-1000.0),  # grid power unknown: PV only
     ]
-    f = telemetry_figures(tel, IV)
+    f = interval_figures(tel, IV, (math.inf, math.inf), 7)
     # a 1000 W, b 1000 W, c 800 W, held for 0.25 h
     assert f.demand_wh == Figure(round(2800 * 0.25), 3)
     assert f.pv_wh == Figure(round(4400 * 0.25), 3)
-    assert f.curtailed_wh is None and f.flex_delivered_wh is None and f.envelope_s is None
-    assert telemetry_figures([], IV).demand_wh == Figure(0, 0)
+    assert f.curtailed_wh is None and f.flex_delivered_wh is None
+    assert f.envelope_s == Figure(0, 7)  # no envelope on the feeder
+    none = interval_figures([], IV, (math.inf, 8000.0), 7)
+    assert none.demand_wh == Figure(0, 0) and none.envelope_s == Figure(INTERVAL_S, 7)

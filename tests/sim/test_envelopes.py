@@ -1,6 +1,7 @@
 """Grid-operator envelopes in a simulated run: the feeder's measured export stays under the
 limit once its ramp has passed; outside the window nothing changes."""
 
+import sqlite3
 from datetime import datetime
 
 import numpy as np
@@ -55,6 +56,18 @@ def test_export_stays_under_the_limit_after_its_ramp(runs) -> None:
     assert k["voltage_violations"] == k["line_overloads"] == k["trafo_overloads"] == 0
     assert np.isinf(held.feeder_export_max_w[~on]).all()
     assert "envelope_hours" not in kpis(free)
+
+
+def test_the_public_aggregates_count_the_time_under_the_envelope(runs) -> None:
+    free, held = runs
+    q = "SELECT envelope_s, envelope_households FROM public_aggregates ORDER BY interval"
+    for r in (free, held):
+        rows = sqlite3.connect(r.ledger_path).execute(q).fetchall()
+        assert len(rows) == 24 and {n for _, n in rows} == {14}  # the feeder's households
+        hours = sum(s for s, _ in rows) / 3600
+        assert hours == kpis(r).get("envelope_hours", 0.0)
+    rows = sqlite3.connect(held.ledger_path).execute(q).fetchall()
+    assert [s > 0 for s, _ in rows] == list(np.isfinite(held.feeder_export_max_w))
 
 
 def test_outside_the_window_the_plan_is_free_again(runs) -> None:

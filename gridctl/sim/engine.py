@@ -225,7 +225,6 @@ def simulate(
             if script is not None and gov is not None:
                 govern_settler(gov, settler, c.settlement, interval, script.received(interval))
             book_due(ledger, interval, settler.config.flex_tokens_per_kwh)
-            st = settler.settle(interval, readings).settlement
             st = settler.settle(interval, readings, figures=ended(s, interval, t)).settlement
             assert st is not None  # a new interval is always settled
             totals.add(st)

@@ -159,11 +159,11 @@ class FailsOnce(Settler):
 
     failed = False
 
-    def settle(self, interval, readings, flex=None):  # type: ignore[no-untyped-def, override]
+    def settle(self, interval, readings, **kw):  # type: ignore[no-untyped-def, override]
         if not FailsOnce.failed:
             FailsOnce.failed = True
             raise OSError("disk full")
-        return super().settle(interval, readings, flex)
+        return super().settle(interval, readings, **kw)
 
 
 async def test_a_failed_settlement_is_counted_and_tried_again(

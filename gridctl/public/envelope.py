@@ -7,6 +7,11 @@ limit binds from ``start_s + ramp_s``. Several sources (an OpenADR VTN, the conf
 standing envelopes, a §14a signal) may each limit a target; the most restrictive limit in force
 wins, as every other limit in gridctl combines by minimum.
 
+A limit may also cap a household's *controllable* devices (charger, battery charging) under
+§14a EnWG (``controllable_max_w``; ``gridctl.public.dimming``): the household is dimmed while it
+is in force, its connection's import is not limited by it. One on the feeder dims every
+household.
+
 A source that has fallen silent for ``SILENT_POLLS`` of its poll periods is no longer trusted
 to be current: in its place the **default envelope** applies (the configuration's, per target
 kind; CSIP-AUS calls it the default DER control), until the source is heard again.
@@ -38,9 +43,13 @@ class Limit:
     import_max_w: float = math.inf
     export_max_w: float = math.inf
     ramp_s: float = 0.0
+    controllable_max_w: float = math.inf
+    """§14a: cap on the sum of the target's controllable devices, W (0: each at its
+    guaranteed minimum; ``inf``: not dimmed)."""
 
     def __post_init__(self) -> None:
-        for name in ("start_s", "end_s", "ramp_s", "import_max_w", "export_max_w"):
+        for name in ("start_s", "end_s", "ramp_s", "import_max_w", "export_max_w",
+                     "controllable_max_w"):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
                 raise ValueError(f"{name} must be a number, got {v!r}")
@@ -48,7 +57,7 @@ class Limit:
             raise ValueError("start_s and end_s must be finite")
         if self.end_s <= self.start_s:
             raise ValueError(f"ends ({self.end_s:g}) at or before it starts ({self.start_s:g})")
-        if self.import_max_w < 0 or self.export_max_w < 0:
+        if min(self.import_max_w, self.export_max_w, self.controllable_max_w) < 0:
             raise ValueError("a limit is ≥ 0 W")
         if not 0 <= self.ramp_s < math.inf:
             raise ValueError(f"ramp_s must be finite and ≥ 0, got {self.ramp_s:g}")
@@ -149,6 +158,30 @@ class Envelopes:
             imp[k, on] = np.minimum(imp[k, on], lim.import_max_w)
             exp[k, on] = np.minimum(exp[k, on], lim.export_max_w)
         return imp, exp
+
+    def dimming(
+        self,
+        households: Sequence[str],
+        interval: int,
+        n_t: int,
+        now_s: float,
+        interval_s: int = INTERVAL_S,
+    ) -> np.ndarray:
+        """§14a caps on each household's controllable devices over ``n_t`` intervals from
+        ``interval``, W, (len(households), n_t) (``inf``: not dimmed): the smallest of the
+        household's own and the feeder's in force at any moment of each interval."""
+        cap = np.full((len(households), n_t), math.inf)
+        row = {h: k for k, h in enumerate(households)}
+        t0_s = (interval + np.arange(n_t)) * float(interval_s)
+        for lim in self._live(now_s):
+            if math.isinf(lim.controllable_max_w):
+                continue
+            rows = slice(None) if lim.target == FEEDER else row.get(lim.target)
+            if rows is None:
+                continue
+            on = (lim.start_s + lim.ramp_s < t0_s + interval_s) & (t0_s < lim.end_s)
+            cap[rows, on] = np.minimum(cap[rows, on], lim.controllable_max_w)
+        return cap
 
     def _live(self, now_s: float) -> list[Limit]:
         silent = set(self.silent(now_s))

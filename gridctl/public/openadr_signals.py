@@ -9,6 +9,7 @@ message is the reason): every signal must be one of these, with finite values in
 | ``LOAD_DISPATCH``   | setpoint    | kW                       | import limit (``Limit``)         |
 | ``x-opModImpLimW``  | setpoint    | W                        | import limit                     |
 | ``x-opModExpLimW``  | setpoint    | W                        | export limit                     |
+| ``x-14aLimW``       | setpoint    | W                        | §14a dimming (controllable cap)  |
 | ``ELECTRICITY_PRICE`` | price     | currency per kWh         | price series (``Price``)         |
 | ``BID_PRICE``       | price       | currency per kWh         | payment for the event's limits   |
 
@@ -16,6 +17,10 @@ OpenADR 2.0b has no export-limit signal; the ``x-`` names are the CSIP-AUS (IEEE
 dynamic operating envelope controls ``opModImpLimW`` / ``opModExpLimW``, as an OpenADR
 extension name (the schema allows any ``x-`` signal name). A power signal with an itemBase
 (``powerReal``, unit W, any SI scale code) is read in that unit instead.
+``x-14aLimW`` dims a household under §14a EnWG (``gridctl.public.dimming``): its value caps the
+sum of the household's controllable devices (0: each at its guaranteed 4.2 kW), never its
+connection's import, and it is never a paid flexibility request (§14a is paid for by reduced
+grid fees); on the feeder it dims every household.
 ``x-loadControlCapacity`` is not taken: it is a fraction (0–1) of a capacity the two sides
 would first have to agree on.
 
@@ -48,11 +53,12 @@ MAX_PRICE_PER_KWH = 100.0
 MAX_SPAN_S = 366 * 86_400
 """An interval (or ramp) longer than a year is refused as absurd, s."""
 
-IMPORT, EXPORT = "import", "export"
+IMPORT, EXPORT, CONTROLLABLE = "import", "export", "controllable"
 LIMIT_SIGNALS: Mapping[tuple[str, str], tuple[str, float]] = {
     ("LOAD_DISPATCH", "setpoint"): (IMPORT, 1000.0),
     ("x-opModImpLimW", "setpoint"): (IMPORT, 1.0),
     ("x-opModExpLimW", "setpoint"): (EXPORT, 1.0),
+    ("x-14aLimW", "setpoint"): (CONTROLLABLE, 1.0),
 }
 """(signal name, signal type) → (which limit, W per unit of a value without itemBase)."""
 PRICE = ("ELECTRICITY_PRICE", "price")
@@ -160,6 +166,8 @@ def map_event(
             out_limits.append(Limit(target, s.start_s - ramp, s.end_s, ramp_s=ramp, **w))
         except ValueError as e:
             raise EventRefused(f"limit on {target}: {e}") from None
+        if which == CONTROLLABLE:
+            continue
         price = next((p.value for p in payments if p.start_s <= s.start_s < p.end_s), None)
         price = flex_price_per_kwh if price is None else price
         if price is not None:

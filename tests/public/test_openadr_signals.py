@@ -130,3 +130,19 @@ def test_malformed_events_refused() -> None:
         map_event(event(signal("LOAD_DISPATCH", "setpoint", 5), ramp=timedelta(hours=-1)), H)
     with pytest.raises(EventRefused, match="not a list"):
         map_event(event(signal("LOAD_DISPATCH", "setpoint", 5), targets="h00"), H)  # type: ignore[arg-type]
+
+
+def test_a_14a_signal_dims_households_and_is_never_paid() -> None:
+    acc = map_event(
+        event(signal("x-14aLimW", "setpoint", 0, 8000), signal("BID_PRICE", "price", 0.3),
+              targets=[{"resource_id": "h01"}]),
+        H, flex_price_per_kwh=0.2,
+    )  # fmt: skip
+    assert [(lim.target, lim.controllable_max_w) for lim in acc.limits] == [
+        ("h01", 0), ("h01", 8000)]  # fmt: skip
+    # the connection's own import and export stay free, and §14a is not a paid request
+    assert all(math.isinf(lim.import_max_w) and math.isinf(lim.export_max_w)
+               for lim in acc.limits)  # fmt: skip
+    assert acc.flex == ()
+    with pytest.raises(EventRefused, match="outside 0"):
+        map_event(event(signal("x-14aLimW", "setpoint", -1)), H)

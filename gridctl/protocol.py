@@ -37,7 +37,9 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -150,6 +152,10 @@ class PlanStep(StrictModel):
 
     battery_w: battery setpoint (> 0 charging). ev_w: EV charging power (≥ 0).
     export_max_w / import_max_w: envelope at the connection (≥ 0; None = no limit).
+    controllable_max_w: §14a EnWG dimming in force: cap on the sum of the household's
+    controllable devices (≥ 0; 0: each at its guaranteed minimum; ``gridctl.public.dimming``);
+    None = not dimmed, and then left out of the message, so a controller that predates the
+    field takes every plan that dims nobody.
     """
 
     interval: Interval
@@ -157,6 +163,14 @@ class PlanStep(StrictModel):
     ev_w: Annotated[Power, Field(ge=0)] = 0.0
     export_max_w: Annotated[Power, Field(ge=0)] | None = None
     import_max_w: Annotated[Power, Field(ge=0)] | None = None
+    controllable_max_w: Annotated[Power, Field(ge=0)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_dimming_if_none(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if out.get("controllable_max_w", 0) is None:
+            del out["controllable_max_w"]
+        return out
 
 
 class PlanMessage(_Msg):

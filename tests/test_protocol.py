@@ -270,3 +270,21 @@ def test_refusals_are_logged(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_reading_with_its_voltage_is_a_version_2_reading() -> None:
     msg = decode(household_topic(C, "h01", "reading"), _reading(v_mv=229_500)).message
     assert msg.v == 2 and msg.v_mv == 229_500  # type: ignore[union-attr]
+
+
+def test_a_plan_dims_a_household_and_one_that_dims_nobody_is_the_old_format() -> None:
+    topic = household_topic(C, "h01", "plan")
+    plain = json.loads(encode(_plan()))
+    # a plan that dims nobody carries no §14a field: a controller of the previous format
+    # (unknown fields refused) takes it as before
+    assert all(set(s) == {"interval", "battery_w", "ev_w", "export_max_w", "import_max_w"}
+               for s in plain["steps"])  # fmt: skip
+    dimmed = PlanMessage(household="h01", issued=999,
+                         steps=[PlanStep(interval=1000, ev_w=4200.0, controllable_max_w=0.0)])  # fmt: skip
+    back = decode(topic, encode(dimmed)).message
+    assert isinstance(back, PlanMessage) and back.steps[0].controllable_max_w == 0.0
+    for bad in (-1.0, float("nan"), 1e12):
+        raw = {"v": 1, "household": "h01", "issued": 9,
+               "steps": [{"interval": 10, "controllable_max_w": bad}]}  # fmt: skip
+        with pytest.raises(ProtocolError, match="controllable_max_w"):
+            decode(topic, json.dumps(raw).encode())

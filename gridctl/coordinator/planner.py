@@ -25,6 +25,10 @@ Telemetry older than ``STALE_S`` counts as unknown. Then ``RollingPlanner`` plan
 feeder guard (a full plan every ``replan_every`` intervals, near re-plans in between, each
 AC-checked) and the steps of the next intervals are returned per household.
 
+A household the grid operator dims under §14a EnWG (an ``Envelopes`` limit on its controllable
+devices) gets plan steps that say so and keep its charger at no less than the §14a minimum while
+its car needs energy (``gridctl.coordinator.dimming``).
+
 Two parameters the community governs (``set_parameters``) shape the plan: the battery reserve
 kept for outages and the rule curtailment is shared by; a change makes the next plan a full one.
 
@@ -46,6 +50,7 @@ import numpy as np
 import pandapower as pp
 
 from gridctl.controller.limits import ev_min_w
+from gridctl.coordinator.dimming import dim_steps
 from gridctl.core import INTERVALS_PER_DAY as DAY
 from gridctl.core import Tariff, interval_hours, interval_start, limit_or_inf, limit_or_none
 from gridctl.dispatch.community import (
@@ -278,6 +283,7 @@ class CommunityPlanner:
         if self._export_unsafe(interval, steps, pv_w[:, 0], q_w[:, 0]):
             self.rolling.hold_exports(interval)
             steps = self.rolling.steps(self.ids, interval)
+        steps = self._dimmed(interval, steps, fleet, now_s)
         if envelope is not None:
             steps = within_envelope(steps, envelope)
         self._export_cap_w = np.array([limit_or_inf(s[0].export_max_w) for s in steps.values()])
@@ -287,6 +293,18 @@ class CommunityPlanner:
             interval, len(steps), self.rolling.rounds, self.rolling.unresolved,
         )  # fmt: skip
         return steps
+
+    def _dimmed(
+        self, interval: int, steps: dict[str, list[PlanStep]], fleet: Fleet, now_s: float | None
+    ) -> dict[str, list[PlanStep]]:
+        """``steps`` with the §14a dimming in force applied (``gridctl.coordinator.dimming``)."""
+        now = interval_start(interval).timestamp() if now_s is None else now_s
+        n_t = min(len(s) for s in steps.values())
+        cap_w = self.envelopes.dimming(self.ids, interval, n_t, now)
+        if np.isinf(cap_w).all():
+            return steps
+        ev_min_w = np.broadcast_to(self.rolling.ev_min_w, (len(self.ids),))
+        return dim_steps(steps, cap_w, fleet, ev_min_w, interval_hours())
 
     def feeder_limits_w(self) -> tuple[float, float]:
         """(import_max_w, export_max_w) of the feeder's envelope in the interval last planned

@@ -55,6 +55,9 @@ class Register(StrictModel):
     max: float | None = None
     map: dict[int, str] | None = None
     word_order: Literal["big", "little"] | None = None
+    bit: Annotated[int, Field(ge=0, le=15)] | None = None
+    """For one digital channel packed into a 16-bit register (an I/O coupler's process image):
+    its bit, 0 = least significant; the role's value is that bit, 0 or 1."""
 
     @property
     def count(self) -> int:
@@ -79,10 +82,14 @@ class Register(StrictModel):
             raise ValueError("a map needs an enum or u16 register")
         if self.scale == 0:
             raise ValueError("scale must not be 0")
+        if self.bit is not None and (self.type != RegType.U16 or self.access != "r"):
+            raise ValueError("a bit is read from a read-only u16 register")
         return self
 
 
-DeviceKind = Literal["pv_inverter", "battery", "hybrid_inverter", "ev_charger", "meter"]
+DeviceKind = Literal["pv_inverter", "battery", "hybrid_inverter", "ev_charger", "meter", "io"]
+"""What a device is; ``io``: a digital I/O coupler (e.g. the relay contact of a grid
+operator's §14a control box wired to one of its inputs)."""
 
 
 class Profile(StrictModel):

@@ -96,6 +96,9 @@ def decode_roles(profile: Profile, table: Table) -> dict[str, RoleValue]:
         if isinstance(raw, str) or raw is None:
             out[r.role] = RoleValue(raw, unit)
             continue
+        if r.bit is not None:
+            out[r.role] = RoleValue((int(raw) >> r.bit) & 1, unit)
+            continue
         exp = _scale_exponent(profile, r, table)
         value = None if exp is None else scale(raw, exp, r.scale)
         if value is not None and r.sign == "generator":
@@ -134,6 +137,8 @@ def encode_value(
         return encode(codes[0], r.type, None, word_order)
     if value is None or isinstance(value, str):
         return encode(value, r.type, r.size, word_order)
+    if r.bit is not None:  # the channel alone (its neighbours read as 0)
+        return encode((1 if value else 0) << r.bit, r.type, None, word_order)
     v = -value if r.sign == "generator" else value
     raw = v / r.scale / (10.0**sf)
     if r.type not in (RegType.F32, RegType.F64):

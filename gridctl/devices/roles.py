@@ -60,6 +60,9 @@ ROLES: dict[str, Role] = {
     "error_code": Role("1", ("1",), "vendor error code (0 = none)"),
     "serial": Role("1", ("1",), "serial number"),
     "firmware": Role("1", ("1",), "firmware version"),
+    "dim_request": Role(
+        "1", ("1",), "§14a EnWG dimming asked by the grid operator's relay (1) or not (0)"
+    ),
     "revert_s": Role("s", ("s",), "fallback time after which setpoints revert if not rewritten"),
 }
 """Every role a profile may use, by name."""

@@ -34,6 +34,7 @@ KIND_POWER_W = {
     "hybrid_inverter": -2600.0,
     "battery": 0.0,
     "ev_charger": 0.0,
+    "io": 0.0,
 }
 
 

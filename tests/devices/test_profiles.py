@@ -14,7 +14,7 @@ from gridctl.devices.virtual import serving
 from gridctl.devices.virtual_profile import ProfileVirtual
 
 NAMES = profile_names()
-KINDS = ("pv_inverter", "hybrid_inverter", "battery", "ev_charger", "meter")
+KINDS = ("pv_inverter", "hybrid_inverter", "battery", "ev_charger", "meter", "io")
 
 
 def test_library_is_broad() -> None:
@@ -126,3 +126,25 @@ def test_bad_profiles_are_named(tmp_path: Path) -> None:
             parse_profile(bad)
     with pytest.raises(ProfileError, match="no device profile"):
         load_profile("no-such-device")
+
+
+async def test_a_digital_input_reads_its_own_bit_of_the_process_image() -> None:
+    """The §14a relay on DI 1 of a WAGO coupler: on and off as served, and a neighbouring
+    channel (DI 2) that is on does not read as DI 1."""
+    profile = load_profile("wago-750-352")
+    device = ProfileVirtual(profile, clock=lambda: 1000.0)
+    async with (
+        serving(device) as port,
+        ModbusClient("127.0.0.1", port, profile.transport.unit) as client,
+    ):
+        reader = ProfileDevice(client, profile)
+        seen = []
+        for raw in (0b01, 0b00, 0b10, 0b11):
+            device.put("input", 0, [raw])
+            seen.append((await reader.poll()).values["dim_request"].value)
+        device.set_values(dim_request=1)
+        seen.append((await reader.poll()).values["dim_request"].value)
+    assert seen == [1, 0, 0, 1, 1]
+    bad = profile.registers[0].model_dump() | {"type": "u32"}
+    with pytest.raises(ValueError, match="read-only u16"):
+        type(profile.registers[0]).model_validate(bad)

@@ -606,6 +606,30 @@ def controller_roots(
                       highlight=False)  # fmt: skip
 
 
+@controller_app.command("dimming")
+def controller_dimming(
+    config: Annotated[Path, typer.Argument(help="controller YAML")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the windows as JSON")] = False,
+) -> None:
+    """Print every §14a dimming window this household's controller recorded (start, end,
+    source, cap), for the household's statement."""
+    import json
+
+    from gridctl.controller.config import load_controller_config
+    from gridctl.controller.dimming import describe, read_windows
+
+    try:
+        windows = read_windows(load_controller_config(config).state_db)
+    except GridctlError as e:
+        raise _fail(e) from None
+    if as_json:
+        typer.echo(json.dumps([w.as_dict() for w in windows], indent=1))
+        return
+    for w in windows:
+        _say(describe(w))
+    _say(f"{len(windows)} dimming windows")
+
+
 @controller_app.command("run")
 def controller_run(
     config: Annotated[Path, typer.Argument(help="controller YAML")],

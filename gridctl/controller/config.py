@@ -9,9 +9,11 @@ key_file: /var/lib/gridctl/meter.key        # Ed25519, made by `gridctl controll
 state_db: /var/lib/gridctl/controller.sqlite
 coordinator_key: 8a9c...(64 hex)            # printed by `gridctl coordinator keygen`
 limits: {fuse_a: 25, phases: 3, export_max_w: 7000}
+dimming: {source: input, device: relay}    # §14a: the grid operator's relay (default: coordinator)
 devices:
   - {name: meter,   role: meter,   profile: eastron-sdm630, host: 192.168.1.20, unit: 1}
   - {name: battery, role: battery, profile: BATTERY-PROFILE, host: 192.168.1.21, rated_w: 5000}
+  - {name: relay,   role: io,      profile: wago-750-352, host: 192.168.1.22}
 ```
 """
 
@@ -48,12 +50,13 @@ class ControllerConfigError(GridctlError):
 class DeviceConfig(StrictModel):
     """One device the controller drives, through a device profile.
 
-    role: what it is in the household. rated_w: its power rating, W (> 0), for batteries,
+    role: what it is in the household (``io``: a digital I/O device, read only for its
+    inputs, such as the §14a relay). rated_w: its power rating, W (> 0), for batteries,
     chargers and inverters.
     """
 
     name: str = Field(pattern=NAME.pattern)
-    role: Literal["meter", "pv", "battery", "ev"]
+    role: Literal["meter", "pv", "battery", "ev", "io"]
     profile: Annotated[str, Field(min_length=1, max_length=4096)]
     host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 502
@@ -81,6 +84,27 @@ class Limits(StrictModel):
         return None if self.fuse_a is None else self.phases * V_NOMINAL_V * self.fuse_a
 
 
+class DimmingConfig(StrictModel):
+    """Where the household's §14a EnWG dimming signal comes from (``gridctl.public.dimming``).
+
+    source: ``coordinator`` (the plan's steps say when and how far, from the grid operator's
+    events to the coordinator) or ``input`` (a digital input: ``device`` names an ``io``
+    device whose profile maps ``dim_request``; ``active``: ``closed``, the default, dims while
+    the input is on, ``open`` while it is off). An input dims to the guarantee alone (each
+    controllable device at most 4.2 kW), as a grid operator's control box does.
+    """
+
+    source: Literal["coordinator", "input"] = "coordinator"
+    device: str | None = Field(None, pattern=NAME.pattern)
+    active: Literal["closed", "open"] = "closed"
+
+    @model_validator(mode="after")
+    def _device_for_input(self) -> Self:
+        if (self.source == "input") != (self.device is not None):
+            raise ValueError("device: give the io device for source input, and only for it")
+        return self
+
+
 class ControllerConfig(StrictModel):
     """Everything a household controller needs. Times in s."""
 
@@ -99,6 +123,7 @@ class ControllerConfig(StrictModel):
     """Device revert timer: setpoints lapse this long after the controller stops writing."""
     resend_s: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """A reading the coordinator has not acknowledged is sent again after this long."""
+    dimming: DimmingConfig = DimmingConfig()
     home_assistant: HomeAssistantConfig | None = None
     """The household's own Home Assistant broker, for MQTT discovery (None: none)."""
     plan_grace_s: Annotated[float, Field(ge=0, le=INTERVAL_S)] = 120.0
@@ -115,6 +140,9 @@ class ControllerConfig(StrictModel):
         for d in self.devices:
             if d.role in ("battery", "ev") and d.rated_w is None:
                 raise ValueError(f"device {d.name}: a {d.role} needs rated_w")
+        dim = self.dimming.device
+        if dim is not None and not any(d.name == dim and d.role == "io" for d in self.devices):
+            raise ValueError(f"dimming.device: no device {dim!r} with role io")
         ha, b = self.home_assistant, self.broker
         if ha is not None and (ha.host, ha.port, ha.username) == (
             b.host, b.port, b.username or self.household

@@ -35,11 +35,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gridctl.controller import homeassistant
 from gridctl.controller.config import ControllerConfig, DeviceConfig
-from gridctl.controller.limits import battery_setpoint_w, envelope_w, ev_current_a, pv_limit_w
+from gridctl.controller.dimming import DimmingLog, dimmed
+from gridctl.controller.limits import (
+    EV_MIN_A,
+    battery_setpoint_w,
+    envelope_w,
+    ev_current_a,
+    pv_limit_w,
+)
 from gridctl.controller.outbox import Outbox
 from gridctl.controller.roots import RootStore
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, interval_at, raise_if_cancelled
 from gridctl.devices.client import ModbusClient, ModbusError
+from gridctl.devices.codec import RegType
 from gridctl.devices.profile import Profile, ProfileError, load_profile
 from gridctl.devices.reader import Poll, ProfileDevice
 from gridctl.protocol import (
@@ -52,6 +60,7 @@ from gridctl.protocol import (
     encode,
     household_topic,
 )
+from gridctl.public.dimming import ev_floor_w
 from gridctl.settlement.enrol import main_meter
 from gridctl.settlement.signing import I64_MAX, V_MV_MAX
 from gridctl.transport.session import Session
@@ -94,6 +103,8 @@ class Decision:
     mode: str
     step: PlanStep | None
     writes: dict[tuple[str, str], float]
+    dim_cap_w: float | None = None
+    """§14a: the cap on the controllable devices in force, W (None: not dimmed)."""
 
 
 def measured(
@@ -170,6 +181,14 @@ class Controller:
             client = ModbusClient(d.host, d.port, unit, timeout_s=1.0, retries=1)
             self.devices.append(Device(d, profile, ProfileDevice(client, profile)))
         self.meter = next(d for d in self.devices if d.config.role == "meter")
+        self.dim_device = next(
+            (d for d in self.devices if d.config.name == config.dimming.device), None
+        )
+        if self.dim_device is not None:
+            self.dim_device.profile.register("dim_request")  # ProfileError without it
+        self.dimming = DimmingLog(self.outbox.db, h)
+        self.dim_cap_w: float | None = None
+        """§14a: the cap on the controllable devices at the last poll, W (None: not dimmed)."""
 
     async def run(self) -> None:
         """Run until cancelled: the MQTT session and the poll loop."""
@@ -262,33 +281,99 @@ class Controller:
         # within the standing limits (fuse, grid operator) and its rating
         bat_imp_w, bat_exp_w = envelope_w(self.cfg.limits, None)
         grid_w = self.meter.value("p_w")
+        others = {d.config.name: self._other_w(d, grid_w) for d in self.devices}
+        wanted = {d.config.name: w for d in self.devices
+                  if (w := self._wanted(d, step, others[d.config.name])) is not None}  # fmt: skip
+        cap_w = self.dim_cap_w_of(step)
+        floors = {}
+        if cap_w is not None:
+            floors = {d.config.name: self._ev_floor_w(d) for d in self.devices
+                      if d.config.role == "ev"}  # fmt: skip
+            wanted = dimmed(wanted, floors, cap_w)
         writes: dict[tuple[str, str], float] = {}
         for d in self.devices:
-            role = d.config.role
-            own_w = d.value("p_w")
-            other_w = None if grid_w is None or own_w is None else grid_w - own_w
+            role, name = d.config.role, d.config.name
+            other_w = others[name]
             rated_w = d.config.rated_w or math.inf
             if role == "battery" and d.can_write("p_set_w"):
-                wanted = step.battery_w if step else -(other_w or 0.0)
-                writes[(d.config.name, "p_set_w")] = battery_setpoint_w(
-                    wanted, rated_w, other_w, bat_imp_w, bat_exp_w
+                writes[(name, "p_set_w")] = battery_setpoint_w(
+                    wanted[name], rated_w, other_w, bat_imp_w, bat_exp_w
                 )
             elif role == "ev" and d.can_write("charge_current_a"):
-                wanted = step.ev_w if step else rated_w
-                max_a = d.value("max_current_a")
-                if max_a is None:
-                    max_a = rated_w / (d.config.phases * V_NOMINAL_V)
-                amps = ev_current_a(wanted, max_a, other_w, imp_w, d.config.phases)
-                writes[(d.config.name, "charge_current_a")] = amps
+                max_a = self._ev_max_a(d)
+                amps = ev_current_a(wanted[name], max_a, other_w, imp_w, d.config.phases)
+                if name in floors:  # §14a: never below the guarantee, whatever the envelope
+                    amps = max(amps, self._floor_a(d, floors[name], other_w))
+                writes[(name, "charge_current_a")] = amps
                 if d.can_write("charge_enable"):
-                    writes[(d.config.name, "charge_enable")] = 1.0 if amps > 0 else 0.0
+                    writes[(name, "charge_enable")] = 1.0 if amps > 0 else 0.0
             elif role == "pv":
                 limit_w = min(pv_limit_w(other_w, exp_w), rated_w)
                 if d.can_write("p_limit_w"):
-                    writes[(d.config.name, "p_limit_w")] = min(limit_w, 1e9)
+                    writes[(name, "p_limit_w")] = min(limit_w, 1e9)
                 elif d.can_write("p_limit_pct") and d.config.rated_w:
-                    writes[(d.config.name, "p_limit_pct")] = min(limit_w / d.config.rated_w, 1.0)
-        return Decision("plan" if step else "fallback", step, writes)
+                    writes[(name, "p_limit_pct")] = min(limit_w / d.config.rated_w, 1.0)
+        return Decision("plan" if step else "fallback", step, writes, cap_w)
+
+    @staticmethod
+    def _other_w(d: Device, grid_w: float | None) -> float | None:
+        """The household's grid power without ``d``, W (None: unknown)."""
+        own_w = d.value("p_w")
+        return None if grid_w is None or own_w is None else grid_w - own_w
+
+    def _wanted(self, d: Device, step: PlanStep | None, other_w: float | None) -> float | None:
+        """What a battery or charger is asked for before the local limits, W (None: neither)."""
+        if d.config.role == "battery" and d.can_write("p_set_w"):
+            return step.battery_w if step else -(other_w or 0.0)
+        if d.config.role == "ev" and d.can_write("charge_current_a"):
+            return step.ev_w if step else d.config.rated_w or math.inf
+        return None
+
+    def _ev_max_a(self, d: Device) -> float:
+        """The station's current limit now (its own, else its rating), A per phase."""
+        max_a = d.value("max_current_a")
+        if max_a is None:
+            max_a = (d.config.rated_w or math.inf) / (d.config.phases * V_NOMINAL_V)
+        return max_a
+
+    def _ev_floor_w(self, d: Device) -> float:
+        """A charger's §14a minimum, W: min(4.2 kW, its limit) while a car is connected (the
+        car takes what it needs), else 0."""
+        status, p_w = d.poll.values.get("status") if d.poll else None, d.value("p_w")
+        connected = (status is not None and status.value in ("connected", "charging")) or (
+            p_w is not None and p_w > 0
+        )
+        volts = d.config.phases * V_NOMINAL_V
+        max_w = self._ev_max_a(d) * volts if connected else 0.0
+        return float(ev_floor_w(max_w, math.inf, EV_MIN_A * volts, 1.0))
+
+    def _floor_a(self, d: Device, floor_w: float, other_w: float | None) -> float:
+        """The charging current that gives ``floor_w`` (W), per phase, within the main fuse
+        (0 where the rest of the household leaves less than the 6 A minimum under it)."""
+        volts = d.config.phases * V_NOMINAL_V
+        reg = d.profile.register("charge_current_a")
+        # rounded up to what the register holds, so the device is told no less than the floor
+        if reg.type in (RegType.F32, RegType.F64):
+            amps = floor_w / volts * (1 + 1e-6)
+        else:
+            amps = math.ceil(floor_w / volts / reg.scale - 1e-9) * reg.scale
+        fuse_w = self.cfg.limits.fuse_w
+        if fuse_w is not None and other_w is not None:
+            amps = min(amps, (fuse_w - other_w) / volts)
+        return amps if amps >= EV_MIN_A else 0.0
+
+    def dim_cap_w_of(self, step: PlanStep | None) -> float | None:
+        """The §14a cap on the controllable devices in force, W (None: not dimmed): the plan
+        step's, or the relay's (dimmed to the guarantee alone; an input that cannot be read
+        counts as dimmed, the side the guarantee keeps safe for the household)."""
+        dim = self.cfg.dimming
+        if dim.source == "coordinator":
+            return None if step is None else step.controllable_max_w
+        assert self.dim_device is not None  # the config names it for source input
+        v = self.dim_device.value("dim_request")
+        if v is None:
+            return 0.0
+        return 0.0 if (v >= 0.5) == (dim.active == "closed") else None
 
     async def step(self) -> None:
         """One poll cycle."""
@@ -304,6 +389,8 @@ class Controller:
                 "mode household=%s from=%s to=%s", self.cfg.household, self.mode, decision.mode
             )
             self.mode = decision.mode
+        self.dimming.note(now_s, decision.dim_cap_w, self.cfg.dimming.source)
+        self.dim_cap_w = decision.dim_cap_w
         await self._write(decision, now_s)
         await self._publish(decision, now_s)
         plan = self.plan

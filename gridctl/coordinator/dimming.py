@@ -16,22 +16,7 @@ import numpy as np
 from gridctl.core import limit_or_inf, limit_or_none
 from gridctl.dispatch.community import Fleet
 from gridctl.protocol import PlanStep
-from gridctl.public.dimming import MIN_14A_W, dimmed_household_w
-
-
-def ev_floor_w(
-    max_w: np.ndarray, left_wh: np.ndarray, ev_min_w: np.ndarray | float, dt_h: float
-) -> np.ndarray:
-    """Each charger's §14a minimum, W (≥ 0): min(MIN_14A_W, what its car can take in one
-    interval), raised to the charger's own minimum (IEC 61851, ``ev_min_w``) where that is
-    more (the car takes only what it needs), within the charger's limit; 0 for no car or a
-    car that needs nothing.
-
-    max_w: charger limit now, W (0: no car). left_wh: energy the car still needs, Wh.
-    """
-    can_w = np.minimum(max_w, np.maximum(left_wh, 0.0) / dt_h)
-    floor_w = np.minimum(MIN_14A_W, can_w)
-    return np.where(floor_w > 0, np.minimum(np.maximum(floor_w, ev_min_w), max_w), 0.0)
+from gridctl.public.dimming import dimmed_household_w, ev_floor_w
 
 
 def dim_steps(

@@ -60,6 +60,26 @@ def allowed_w(wish_w: np.ndarray, cap_w: np.ndarray | float) -> np.ndarray:
     return np.minimum(wish, np.maximum(MIN_14A_W, shares_w(wish, cap_w)))
 
 
+def ev_floor_w(
+    max_w: np.ndarray | float,
+    left_wh: np.ndarray | float,
+    ev_min_w: np.ndarray | float,
+    dt_h: float,
+) -> np.ndarray:
+    """Each charger's §14a minimum, W (≥ 0): min(MIN_14A_W, what its car can take in one
+    interval), raised to the charger's own minimum (IEC 61851, ``ev_min_w``, W) where that is
+    more (the car takes only what it needs), within the charger's limit; 0 for no car or a
+    car that needs nothing.
+
+    max_w: charger limit now, W (0: no car). left_wh: energy the car still needs, Wh (``inf``:
+    unknown, as to a controller, which cannot see the car's state of charge). dt_h: h.
+    """
+    max_w = np.asarray(max_w, dtype=float)
+    can_w = np.minimum(max_w, np.maximum(left_wh, 0.0) / dt_h)
+    floor_w = np.minimum(MIN_14A_W, can_w)
+    return np.where(floor_w > 0, np.minimum(np.maximum(floor_w, ev_min_w), max_w), 0.0)
+
+
 def dimmed_household_w(
     ev_w: np.ndarray | float,
     ev_floor_w: np.ndarray | float,

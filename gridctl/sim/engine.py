@@ -19,10 +19,11 @@ import numpy as np
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
-from gridctl.core import interval_start, limit_or_inf
+from gridctl.core import interval_hours, interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
+from gridctl.public.dimming import dimmed_household_w, ev_floor_w
 from gridctl.public.figures import interval_figures
 from gridctl.public.flexibility import book_due, record_baselines
 from gridctl.settlement.aggregates import CommunityFigures
@@ -46,6 +47,8 @@ from gridctl.sim.world import World
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+DIMMING = "dimming"
+"""Envelope source name of a scenario's coordinator-sourced §14a dimming windows."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class SimResult:
     plan_violations_left: violations the AC check of planned intervals could not remove.
     feeder_import_max_w / feeder_export_max_w: the grid operator's envelope on the feeder each
     interval was planned with, W (inf: none).
+    ev_set_w: each charger's setpoint, W, (T, H); ev_demand_w: what its car could take in the
+    interval (the charger's limit, or the energy it still needed spread over the interval), W,
+    (T, H); dimmed: households under §14a dimming, (T, H) bool.
     """
 
     scenario: Scenario
@@ -95,23 +101,29 @@ class SimResult:
     ledger_head: str
     ledger_path: Path
     cheats: CheatTruth
+    """What the scenario's dishonest households claimed beyond what they measured."""
     feeder_import_max_w: np.ndarray
     feeder_export_max_w: np.ndarray
-    """What the scenario's dishonest households claimed beyond what they measured."""
+    ev_set_w: np.ndarray
+    ev_demand_w: np.ndarray
+    dimmed: np.ndarray
 
 
 @dataclass(frozen=True)
 class Setup:
     """A run's community (assembled as the coordinator assembles it), its simulated world,
-    what its meters report of it, and the devices that show it to the controllers (and so to
-    the planner)."""
+    what its meters report of it, the devices that show it to the controllers (and so to the
+    planner), and its scenario."""
 
     community: Community
     world: World
     meters: Meters
     devices: Devices
+    scenario: Scenario
     feeder_limits_w: list[tuple[float, float]] = field(default_factory=list)
     """The feeder's envelope (import, export), W, each interval was planned with."""
+    chargers: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    """Each interval's charger setpoints and car demands, W, and who was dimmed, (H,) each."""
 
     def step(
         self,
@@ -119,10 +131,16 @@ class Setup:
         battery_set_w: np.ndarray | None,
         ev_set_w: np.ndarray,
         export_max_w: np.ndarray | None = None,
+        dimmed: np.ndarray | None = None,
+        *,
         pv_limit_w: np.ndarray | None = None,
     ) -> None:
         """Run interval t in the world (``World.step``, same arguments) and have every meter
-        measure it."""
+        measure it. dimmed: the households under §14a dimming in it, (H,) bool (None: none)."""
+        w = self.world
+        demand_w = np.minimum(w.fleet.ev_max_w[:, t], w.ev_need_wh(t) / interval_hours())
+        on = np.zeros(len(demand_w), dtype=bool) if dimmed is None else dimmed
+        self.chargers.append((np.asarray(ev_set_w, dtype=float).copy(), demand_w, on))
         out = self.world.step(t, battery_set_w, ev_set_w, export_max_w, pv_limit_w)
         self.meters.step(t, out.p_w, out.ac.p_trafo_w)
         planner = self.community.planner
@@ -148,27 +166,50 @@ def prepare(scn: Scenario, dispatch: DispatchMode = "community") -> Setup:
     fleet = build_fleet(scn.households, scn.start, n_all)
     ev_min = np.array([ev_min_w(h.ev.p_max_w if h.ev else None) for h in scn.households])
     world = World(series, fleet, AcFeeder(feeder.net, feeder.buses, community.ids), ev_min)
-    return Setup(community, world, Meters(scn, community.ids), make_devices(scn.households))
+    if community.planner is not None and scn.dimming:
+        community.planner.envelopes.update(DIMMING, scn.dimming_limits(), now_s=0.0)
+    return Setup(community, world, Meters(scn, community.ids), make_devices(scn.households), scn)
 
 
 def planned(
     setup: Setup, interval: int, t: int
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """(battery W or None for the local policy, EV W, export limit W ≥ 0 or None) for interval
-    t: the first step of each household's plan, made from telemetry as in production; without
-    a planner, every home's local policy (self-consumption, the car at its charger's rating)."""
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
+    """(battery W or None for the local policy, EV W, export limit W ≥ 0 or None, dimmed
+    (H,) bool) for interval t: the first step of each household's plan, made from telemetry as
+    in production; without a planner, every home's local policy (self-consumption, the car at
+    its charger's rating). A household whose relay asks to dim (``Scenario.relays_on``) is
+    dimmed as its controller would dim it (``relay_dimmed``)."""
     planner, world = setup.community.planner, setup.world
+    relays = setup.scenario.relays_on(t)
     if planner is None:
-        return None, world.fleet.ev_max_w[:, t], None
-    households = setup.community.spec.households
-    show(setup.devices, households, world, setup.meters, t)
-    tel = telemetry(setup.devices, households, interval, "plan")
-    steps = [s[0] for s in planner.plan(interval, tel).values()]
-    return (
-        np.array([s.battery_w for s in steps]),
-        np.array([s.ev_w for s in steps]),
-        np.array([limit_or_inf(s.export_max_w) for s in steps]),
-    )
+        bat, ev, exp, dimmed = None, world.fleet.ev_max_w[:, t], None, relays
+    else:
+        households = setup.community.spec.households
+        show(setup.devices, households, world, setup.meters, t)
+        tel = telemetry(setup.devices, households, interval, "plan")
+        steps = [s[0] for s in planner.plan(interval, tel).values()]
+        bat = np.array([s.battery_w for s in steps])
+        ev = np.array([s.ev_w for s in steps])
+        exp = np.array([limit_or_inf(s.export_max_w) for s in steps])
+        dimmed = relays | np.array([s.controllable_max_w is not None for s in steps])
+    if relays.any():
+        ev, bat = relay_dimmed(world, t, relays, ev, bat)
+    return bat, ev, exp, dimmed
+
+
+def relay_dimmed(
+    world: World, t: int, relays: np.ndarray, ev_w: np.ndarray, battery_w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Charger and battery setpoints (W) with the households of ``relays`` (H,) bool dimmed as
+    a controller dims on its relay input: to the guarantee alone, each plugged-in car's charger
+    at no less than min(4.2 kW, its limit) (the controller cannot see what the car needs).
+    battery_w None (the local policy) stays None: it charges only from surplus PV."""
+    max_w = np.where(relays, world.fleet.ev_max_w[:, t], 0.0)
+    floor_w = ev_floor_w(max_w, math.inf, world.ev_min_w, 1.0)
+    bat = np.zeros_like(ev_w) if battery_w is None else battery_w
+    dim_ev, dim_bat = dimmed_household_w(ev_w, floor_w, bat, 0.0)
+    ev = np.where(relays, np.round(dim_ev), ev_w)
+    return ev, None if battery_w is None else np.where(relays, np.round(dim_bat), battery_w)
 
 
 def ended(setup: Setup, interval: int, t: int) -> CommunityFigures:
@@ -319,4 +360,7 @@ def sim_result(
         cheats=setup.meters.truth(),
         feeder_import_max_w=np.array([x[0] for x in setup.feeder_limits_w]),
         feeder_export_max_w=np.array([x[1] for x in setup.feeder_limits_w]),
+        ev_set_w=np.array([c[0] for c in setup.chargers]).reshape(len(h), len(ids)),
+        ev_demand_w=np.array([c[1] for c in setup.chargers]).reshape(len(h), len(ids)),
+        dimmed=np.array([c[2] for c in setup.chargers], dtype=bool).reshape(len(h), len(ids)),
     )

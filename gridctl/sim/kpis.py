@@ -9,6 +9,7 @@ import numpy as np
 from gridctl.core import MICRO, W_PER_KW, interval_hours, interval_start
 from gridctl.governance.state import values_in_force
 from gridctl.governance.tally import PASSED
+from gridctl.public.dimming import MIN_14A_W
 from gridctl.settlement import flex_records as rec_flex
 from gridctl.settlement import gov_records as rec
 from gridctl.settlement.cases import HELD, NAMED, case_outcomes
@@ -41,6 +42,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     Governance (``governance_kpis``), when the scenario scripts proposals.
     Envelopes (``envelope_kpis``), when the grid operator limited the feeder; flexibility
     (``flexibility_kpis``), when it asked for (and paid) flexibility.
+    §14a dimming (``dimming_kpis``), when a household was dimmed.
     """
     scn = r.scenario
     lim = scn.limits
@@ -95,6 +97,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         **governance_kpis(r),
         **envelope_kpis(r),
         **flexibility_kpis(r),
+        **dimming_kpis(r),
         "ledger_head": r.ledger_head,
     }
 
@@ -155,6 +158,30 @@ def flexibility_kpis(r: SimResult) -> dict[str, float | int]:
         "flex_paid": sum(d.payment_micro for d in done) / MICRO,
         "flex_tokens": sum(d.tokens_micro for d in done) / MICRO,
         "flex_households_paid": sum(d.payment_micro > 0 for d in done),
+    }
+
+
+def dimming_kpis(r: SimResult) -> dict[str, float | int]:
+    """How the run dimmed households under §14a EnWG (none dimmed: nothing).
+
+    dimmed_intervals: intervals in which any household was dimmed; dimmed_households: households
+    dimmed at least once; dimmed_charger_intervals: (interval, household) pairs with a dimmed
+    charger whose car wanted power; min_dimmed_charger_kw: the smallest setpoint of those, kW;
+    dimmed_chargers_short: those set below min(4.2 kW, what the car could take) (the guarantee
+    broken: should be 0).
+    """
+    if not r.dimmed.any():
+        return {}
+    wanting = r.dimmed & (r.ev_demand_w > 0)
+    guaranteed_w = np.minimum(MIN_14A_W, r.ev_demand_w)
+    return {
+        "dimmed_intervals": int(r.dimmed.any(axis=1).sum()),
+        "dimmed_households": int(r.dimmed.any(axis=0).sum()),
+        "dimmed_charger_intervals": int(wanting.sum()),
+        "min_dimmed_charger_kw": round(float(r.ev_set_w[wanting].min(initial=np.inf)) / W_PER_KW, 3)
+        if wanting.any()
+        else 0.0,
+        "dimmed_chargers_short": int((wanting & (r.ev_set_w < guaranteed_w - 1.0)).sum()),
     }
 
 

@@ -8,15 +8,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from gridctl.core import (
     INTERVAL_S,
     INTERVALS_PER_DAY,
+    W_PER_KW,
     FilePath,
     ScenarioError,
     StrictModel,
     interval_of,
+    interval_start,
     read_yaml,
     validated,
 )
@@ -24,6 +27,7 @@ from gridctl.dispatch.spec import CommunitySpec, FeederSpec, HouseholdSpec
 from gridctl.governance.book import MAX_RATIONALE, OPERATOR
 from gridctl.governance.params import GovernanceError, bounds_of, check_value, parameter
 from gridctl.governance.spec import GovernanceSpec
+from gridctl.public.envelope import Limit
 
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
@@ -80,6 +84,44 @@ class CheatSpec(StrictModel):
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError("start: must come before end")
         return self
+
+
+class DimmingWindow(StrictModel):
+    """A §14a EnWG dimming window (``gridctl.public.dimming``): ``households`` (ids, or
+    ``all``) dimmed from ``start`` to ``end`` (interval boundaries, end exclusive).
+
+    source: ``coordinator`` (the grid operator's signal reaches the coordinator, as an OpenADR
+    ``x-14aLimW`` event would: it plans with it and passes it on in the plan steps) or
+    ``input`` (a relay on each household's own I/O coupler, a WAGO 750-352: the controller
+    dims by itself; the planner does not know). cap_kw: the cap on each household's
+    controllable devices, kW (0, the default: each at its guaranteed 4.2 kW; a relay only
+    knows 0).
+    """
+
+    households: (
+        Literal["all"] | Annotated[list[HouseholdId], Field(min_length=1, max_length=10_000)]
+    )
+    start: datetime
+    end: datetime
+    source: Literal["coordinator", "input"] = "coordinator"
+    cap_kw: Annotated[float, Field(ge=0, le=1000)] = 0.0
+
+    @field_validator("start", "end")
+    @classmethod
+    def _on_boundary(cls, v: datetime) -> datetime:
+        return _utc_boundary(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end: must come after start")
+        if self.source == "input" and self.cap_kw:
+            raise ValueError("cap_kw: a relay input dims to the guarantee alone (0)")
+        return self
+
+    def ids(self, households: list[str]) -> list[str]:
+        """The households it dims, of ``households`` (all of them for ``all``)."""
+        return list(households) if self.households == "all" else list(self.households)
 
 
 class ScriptedVotes(StrictModel):
@@ -165,6 +207,8 @@ class Scenario(CommunitySpec):
     cheat: Annotated[list[CheatSpec], Field(default_factory=list, max_length=1000)]
     """Dishonest households, at most one cheat each."""
     governance: ScenarioGovernance = ScenarioGovernance()
+    dimming: Annotated[list[DimmingWindow], Field(default_factory=list, max_length=1000)]
+    """§14a dimming windows; a household has one source (its controller's configuration)."""
     base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 
@@ -244,6 +288,42 @@ class Scenario(CommunitySpec):
             if par.name == "remove" and value not in ids:
                 raise ValueError(f"{where}.value: {value!r} is not a household")
         return self
+
+    @model_validator(mode="after")
+    def _dimming_fits(self) -> Self:
+        ids = [h.id for h in self.households]
+        source: dict[str, str] = {}
+        for k, w in enumerate(self.dimming):
+            for h in w.ids(ids):
+                if h not in ids:
+                    raise ValueError(f"dimming[{k}].households: {h!r} is not a household")
+                if source.setdefault(h, w.source) != w.source:
+                    raise ValueError(f"dimming[{k}].source: {h!r} is dimmed by {source[h]} "
+                                     "elsewhere; a household has one source")  # fmt: skip
+        return self
+
+    def dimming_limits(self) -> list[Limit]:
+        """The coordinator-sourced dimming windows as envelope limits on each household."""
+        ids = [h.id for h in self.households]
+        return [
+            Limit(h, w.start.timestamp(), w.end.timestamp(), controllable_max_w=w.cap_kw * W_PER_KW)
+            for w in self.dimming if w.source == "coordinator" for h in w.ids(ids)
+        ]  # fmt: skip
+
+    def relays_on(self, t: int) -> np.ndarray:
+        """Which households' relays ask to dim in run step t (0-based), (H,) bool."""
+        ids = [h.id for h in self.households]
+        t_s = float(interval_start(self.first_interval + t).timestamp())
+        on = np.zeros(len(ids), dtype=bool)
+        for w in self.dimming:
+            if w.source == "input" and w.start.timestamp() <= t_s < w.end.timestamp():
+                on[[ids.index(h) for h in w.ids(ids)]] = True
+        return on
+
+    def relay_households(self) -> set[str]:
+        """Households whose dimming comes from a relay input."""
+        ids = [h.id for h in self.households]
+        return {h for w in self.dimming if w.source == "input" for h in w.ids(ids)}
 
     @property
     def community_id(self) -> str:

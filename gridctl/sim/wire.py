@@ -11,7 +11,9 @@ plan's setpoints to the devices, and the world runs the interval with what the d
 told (``World.step``, the same physics as the in-process run). The interval's settlement comes
 from the coordinator's ledger, through signed readings that crossed the broker. A scenario's
 scripted proposals go to the coordinator's governance, and its votes, signed with each member's
-key, cross the broker on each voter's own vote topic (``gridctl.sim.governance``).
+key, cross the broker on each voter's own vote topic (``gridctl.sim.governance``). A
+household dimmed by a relay (§14a) gets a WAGO coupler whose input the world sets during its
+window; one dimmed by the coordinator learns it from its plan.
 
 The coordinator's planner is the community's own (``gridctl.coordinator.assembly``), as in the
 in-process run and in production: it knows the world only through the telemetry the controllers
@@ -33,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gridctl.controller.config import ControllerConfig, DeviceConfig, Limits
+from gridctl.controller.config import ControllerConfig, DeviceConfig, DimmingConfig, Limits
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.assembly import DispatchMode, charter
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError, ev_phases
+from gridctl.devices.profile import load_profile
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
 from gridctl.protocol import encode, household_topic
@@ -68,6 +71,9 @@ log = logging.getLogger(__name__)
 
 FEEDER_USER = "feeder"
 """Broker user of the transformer meter's reader."""
+RELAY_PROFILE = "wago-750-352"
+"""The I/O coupler whose input carries a household's §14a relay (a ``dimming`` window with
+source ``input``)."""
 WAIT_S = 60.0
 """Longest real time any one lockstep wait may take before the run is declared stuck."""
 
@@ -117,13 +123,20 @@ class _Run:
         self.world = setup.world
 
     def show_state(self, t: int) -> None:
-        """Put the world's state at the start of interval t on the devices' registers."""
+        """Put the world's state at the start of interval t on the devices' registers, and
+        each relay's dimming request on its input."""
         show(self.setup.devices, self.scn.households, self.world, self.setup.meters, t)
+        relays = self.scn.relays_on(min(t, self.scn.intervals - 1))
+        for h in self.homes:
+            if "io" in h.devices:
+                h.devices["io"].set_values(dim_request=int(relays[h.index]))
 
-    def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(battery W, EV W, PV limit W) as the controllers left them on the devices."""
+    def setpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(battery W, EV W, PV limit W) as the controllers left them on the devices, and
+        which households their controllers have dimmed, (H,) bool."""
         n = len(self.homes)
         bat, ev, pv = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+        dimmed = np.array([h.controller.dim_cap_w is not None for h in self.homes])
         for h in self.homes:
             d = h.devices
             if "battery" in d:
@@ -136,7 +149,7 @@ class _Run:
                 )
             if "pv" in d:
                 pv[h.index] = float(d["pv"].values["p_limit_w"])
-        return bat, ev, pv
+        return bat, ev, pv, dimmed
 
     async def boundary(self, t: int, plan: bool = True) -> None:
         """Move to the start of interval t: show the state, read and settle what ended, and
@@ -201,8 +214,8 @@ class _Run:
         if self.coordinator.planner is not None:
             await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
                          f"plans of {iv} applied")  # fmt: skip
-        bat, ev, pv = self.setpoints()
-        self.setup.step(t, bat, ev, pv_limit_w=pv)
+        bat, ev, pv, dimmed = self.setpoints()
+        self.setup.step(t, bat, ev, dimmed=dimmed, pv_limit_w=pv)
 
 
 def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],
@@ -221,6 +234,11 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
             phases = ev_phases(spec.ev.p_max_w) if role == "ev" and spec.ev else 3
             cfgs.append(DeviceConfig(name=role, role=role, profile=PROFILES[role], phases=phases,
                                      port=ports[(h, role)], rated_w=rated))  # fmt: skip
+        dimming = DimmingConfig()
+        if (h, "io") in devices:  # its §14a signal comes from a relay on this input
+            cfgs.append(DeviceConfig(name="io", role="io", profile=RELAY_PROFILE,
+                                     port=ports[(h, "io")]))  # fmt: skip
+            dimming = DimmingConfig(source="input", device="io")
         conn_w = float(setup.community.connection_w[k])
         config = ControllerConfig(
             community=community, household=h,
@@ -229,7 +247,7 @@ def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: d
             key_file=tmp / f"{h}.key", state_db=tmp / f"{h}.sqlite",
             coordinator_key=public_bytes(simulated_coordinator_key(scn.seed)).hex(),
             limits=Limits(import_max_w=conn_w, export_max_w=conn_w), devices=cfgs, poll_s=5.0,
-            plan_grace_s=INTERVAL_S,
+            plan_grace_s=INTERVAL_S, dimming=dimming,
         )  # fmt: skip
         controller = Controller(config, signers[main_meter(h)].key, clock=clock)
         homes.append(Home(k, h, {r: devices[(h, r)] for (hh, r) in devices if hh == h}, controller))
@@ -254,7 +272,10 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
             Community(community=community, households=[*ids, FEEDER_USER]),
             tmp / "broker", port, run_as=getpass.getuser(),
         )  # fmt: skip
-        devices = setup.devices
+        devices = setup.devices | {
+            (h, "io"): ProfileVirtual(load_profile(RELAY_PROFILE), clock=lambda: 0.0)
+            for h in sorted(scn.relay_households())
+        }
         clock = SimClock(first * INTERVAL_S)
         totals = SettledTotals(len(ids))
         at = BrokerSettings(port=port, mqtt_version=mqtt_version(broker))

@@ -90,6 +90,13 @@ def sim(
             "broker), mosquitto or embedded"
         ),
     ] = "auto",
+    openadr: Annotated[
+        str | None,
+        typer.Option(
+            help="the grid operator's OpenADR 2.0b VTN (URL): its events, dated in the "
+            "scenario's time, set the envelopes; it gets the transformer's reports"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the KPIs as JSON")] = False,
     check: Annotated[
         bool, typer.Option("--check", help="validate scenario, feeder, buses and profiles; exit")
@@ -107,7 +114,7 @@ def sim(
         raise _fail(GridctlError("--broker goes with --wire"))
     if check:
         try:
-            scn = check_scenario(scenario, seed, intervals, dispatch)  # type: ignore[arg-type]
+            scn = check_scenario(scenario, seed, intervals, dispatch, openadr)  # type: ignore[arg-type]
         except GridctlError as e:
             raise _fail(e) from None
         _say(f"scenario {scn.name!r} is valid: {len(scn.households)} households, "
@@ -133,6 +140,7 @@ def sim(
                 dispatch,  # type: ignore[arg-type]
                 wire,
                 broker,
+                openadr,
             )
     except GridctlError as e:
         raise _fail(e) from None

@@ -5,9 +5,12 @@ community's measured import and export at the transformer go back as a telemetry
 The VEN runs in the caller's asyncio loop (``Ven.run``, until cancelled) and polls the VTN every
 ``poll_s``. Each answered poll tells the envelopes the VTN was heard; a VTN that stops answering
 is silent after ``SILENT_POLLS`` poll periods and the default envelope applies, until it answers
-again (then its last limits, kept meanwhile, return at once). Nothing the VTN sends, and no
-failure to reach it, stops the VEN: a refused event is answered ``optOut`` with its reason in the
-log, an accepted one ``optIn``, a cancelled one withdrawn.
+again (then its last limits, kept meanwhile, return at once). Silence, the age of events and
+the dates of report samples are all judged on the VEN's ``clock`` (the coordinator's; in a
+simulation the simulated one, and the simulator ``wake``s the VEN to poll as it moves the
+clock). Nothing the VTN sends, and no failure to reach it, stops the VEN: a refused event is
+answered ``optOut`` with its reason in the log, an accepted one ``optIn``, a cancelled one
+withdrawn.
 
 Security: OpenADR 2.0b asks for TLS with client certificates and XML signatures. With
 ``cert``/``key``/``ca_file`` the VEN speaks HTTPS with that client certificate, signs every
@@ -19,10 +22,11 @@ trusted network (a test, a lab) should take; the VEN logs a warning then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -148,7 +152,11 @@ class Ven:
         """Polls (and registrations) the VTN answered since start."""
         self.heard_s = clock()
         """When the VTN last answered (or the VEN started), epoch s."""
+        self.polled_s: float | None = None
+        """When (on ``clock``) the last registration or poll that has ended began, answered or
+        not, epoch s: what the VTN had queued then has been taken, or it is unheard since."""
         self.client: _Client | None = None
+        self._wake = asyncio.Event()
         for chatty in ("openleadr", "apscheduler"):  # both log every report sample at INFO
             logging.getLogger(chatty).setLevel(logging.WARNING)
 
@@ -172,22 +180,31 @@ class Ven:
         return sorted((f for a in self.accepted.values() for f in a.flex),
                       key=lambda f: (f.start_s, f.event_id, f.target))  # fmt: skip
 
+    def wake(self) -> None:
+        """Poll now rather than at the end of the current poll period (call in the VEN's loop)."""
+        self._wake.set()
+
     async def run(self) -> None:
-        """Register, then poll every ``poll_s`` until cancelled; nothing the VTN does stops it."""
+        """Register, then poll every ``poll_s`` (or when woken) until cancelled; nothing the VTN
+        does stops it."""
         if SOURCE not in self.envelopes.sources():  # from now on, its silence counts
             self.heard_s = self.clock()
             self._publish()
         self.client = self._client()
         try:
             while True:
+                self._wake.clear()
+                began = self.clock()
                 try:
                     await self._step()
                 except Exception:
                     log.exception("openadr: poll failed; going on")
                     if self.on_failure is not None:
                         self.on_failure()
+                self.polled_s = began
                 raise_if_cancelled()
-                await asyncio.sleep(self.spec.poll_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.spec.poll_s)
         finally:
             await self._close()
 
@@ -220,13 +237,15 @@ class Ven:
                 )  # fmt: skip
         return c
 
-    def _sample(self, k: int) -> Callable[[], list[tuple[Any, float]] | float]:
-        """The report callback of import (k=0) or export (k=1): W, or nothing when unknown."""
+    def _sample(self, k: int) -> Callable[[], list[tuple[datetime, float]]]:
+        """The report callback of import (k=0) or export (k=1): W dated on ``clock``, or
+        nothing when unknown."""
 
-        def sample() -> list[tuple[Any, float]] | float:
+        def sample() -> list[tuple[datetime, float]]:
             assert self.measured is not None
             value = self.measured()[k]
-            return [] if value is None else float(value)
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            return [] if value is None else [(now, float(value))]
 
         return sample
 

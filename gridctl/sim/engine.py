@@ -19,7 +19,7 @@ import numpy as np
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
-from gridctl.core import interval_hours, interval_start, limit_or_inf
+from gridctl.core import INTERVAL_S, interval_hours, interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
@@ -37,10 +37,12 @@ from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.pool import IntervalSettlement
 from gridctl.settlement.settle import IntervalOutcome, Settler
 from gridctl.settlement.signing import MeterSigner, SignedReading
+from gridctl.sim.clock import SimClock
 from gridctl.sim.devices import Devices, make_devices, meter_voltages_mv, show, telemetry
 from gridctl.sim.governance import Script
 from gridctl.sim.households import build_series
 from gridctl.sim.meters import CheatTruth, Meters
+from gridctl.sim.openadr import sim_ven
 from gridctl.sim.scenario import Scenario
 from gridctl.sim.world import World
 
@@ -240,7 +242,11 @@ def simulate(
     """
     s = prepare(scn, dispatch)
     c = s.community
-    with Ledger(ledger_path, simulated_coordinator_key(scn.seed)) as ledger:
+    clock = SimClock(scn.first_interval * INTERVAL_S)
+    with (
+        Ledger(ledger_path, simulated_coordinator_key(scn.seed)) as ledger,
+        sim_ven(scn.openadr, c, scn.base_dir, clock) as ven,
+    ):
         # every meter signs its readings; settlement verifies them as in production
         signers = enrol_simulated(
             ledger, c.ids, c.connection_w, scn.first_interval, scn.seed,
@@ -253,6 +259,9 @@ def simulate(
         gov = script.open(ledger) if script is not None else None
         for t in range(scn.intervals):
             interval = scn.first_interval + t
+            clock.t_s = interval * INTERVAL_S
+            if ven is not None:
+                ven.poll_at(clock.t_s)
             if script is not None and gov is not None:
                 script.propose_due(gov, interval)
                 if c.planner is not None:
@@ -263,6 +272,8 @@ def simulate(
             volts = meter_voltages_mv(s.world, s.meters)
             assert volts is not None  # the world has run an interval
             readings = sign_interval(interval, meters, signers[TRANSFORMER_METER], s.meters, volts)
+            if ven is not None:
+                ven.measured(readings[-1])
             if script is not None and gov is not None:
                 govern_settler(gov, settler, c.settlement, interval, script.received(interval))
             book_due(ledger, interval, settler.config.flex_tokens_per_kwh)

@@ -31,9 +31,21 @@ class SimOutput:
     """The broker a wire-mode run used (None: in-process)."""
 
 
-def with_overrides(scn: Scenario, seed: int | None, intervals: int | None) -> Scenario:
-    """The scenario with the command line's seed and interval count, validated again."""
-    update = {k: v for k, v in (("seed", seed), ("intervals", intervals)) if v is not None}
+def with_overrides(
+    scn: Scenario, seed: int | None, intervals: int | None, openadr: str | None = None
+) -> Scenario:
+    """The scenario with the command line's seed, interval count and VTN, validated again.
+
+    openadr: the VTN's URL, in place of the scenario's ``openadr.vtn_url``; a scenario without
+    an ``openadr`` section gets one (VEN named after the community, a report sample every
+    second of wall time: ``gridctl.sim.openadr``)."""
+    update: dict[str, object] = {
+        k: v for k, v in (("seed", seed), ("intervals", intervals)) if v is not None
+    }
+    if openadr is not None:
+        spec = scn.openadr.model_dump() if scn.openadr else {"ven_name": scn.community_id,
+                                                             "report_s": 1}  # fmt: skip
+        update["openadr"] = spec | {"vtn_url": openadr}
     try:
         return Scenario.model_validate({**scn.model_dump(), **update})
     except ValidationError as e:
@@ -45,10 +57,11 @@ def check_scenario(
     seed: int | None = None,
     intervals: int | None = None,
     dispatch: DispatchMode = "community",
+    openadr: str | None = None,
 ) -> Scenario:
     """The scenario with its overrides, after loading its feeder, buses and profiles as a run
     would (``gridctl sim --check``); nothing is simulated or written."""
-    scn = with_overrides(load_scenario(scenario), seed, intervals)
+    scn = with_overrides(load_scenario(scenario), seed, intervals, openadr)
     prepare(scn, dispatch)
     return scn
 
@@ -62,16 +75,17 @@ def run_sim(
     dispatch: DispatchMode = "community",
     wire: bool = False,
     broker: str = "auto",
+    openadr: str | None = None,
 ) -> SimOutput:
     """Simulate ``scenario`` (the packaged default when None) and write results into ``out``.
 
     wire: run every household as a real controller over MQTT and Modbus (``gridctl.sim.wire``).
     broker: for ``wire``, auto (Mosquitto when installed, else the embedded broker), mosquitto
-    or embedded.
+    or embedded. openadr: take the envelopes from this VTN (``with_overrides``).
     Results of an earlier run in ``out`` (the files this job writes) are replaced.
     """
     kind = choose_broker(broker) if wire else None
-    scn = with_overrides(load_scenario(scenario), seed, intervals)
+    scn = with_overrides(load_scenario(scenario), seed, intervals, openadr)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)

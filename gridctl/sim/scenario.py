@@ -28,6 +28,7 @@ from gridctl.governance.book import MAX_RATIONALE, OPERATOR
 from gridctl.governance.params import GovernanceError, bounds_of, check_value, parameter
 from gridctl.governance.spec import GovernanceSpec
 from gridctl.public.envelope import Limit
+from gridctl.public.openadr import OpenAdrSpec
 
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)
@@ -209,6 +210,9 @@ class Scenario(CommunitySpec):
     governance: ScenarioGovernance = ScenarioGovernance()
     dimming: Annotated[list[DimmingWindow], Field(default_factory=list, max_length=1000)]
     """§14a dimming windows; a household has one source (its controller's configuration)."""
+    openadr: OpenAdrSpec | None = None
+    """Take the grid operator's envelopes from this VTN and report the transformer meter to it
+    (``gridctl.sim.openadr``; the events are dated in the scenario's time)."""
     base_dir: FilePath = Path(".")
     """Directory relative paths in the scenario resolve against (set by the loader)."""
 

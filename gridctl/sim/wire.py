@@ -14,6 +14,9 @@ scripted proposals go to the coordinator's governance, and its votes, signed wit
 key, cross the broker on each voter's own vote topic (``gridctl.sim.governance``). A
 household dimmed by a relay (§14a) gets a WAGO coupler whose input the world sets during its
 window; one dimmed by the coordinator learns it from its plan.
+A scenario with an ``openadr`` VTN has the coordinator run its VEN, on the simulated clock: it
+polls the VTN at the start of each interval before the interval is planned
+(``gridctl.sim.openadr``).
 
 The coordinator's planner is the community's own (``gridctl.coordinator.assembly``), as in the
 in-process run and in production: it knows the world only through the telemetry the controllers
@@ -52,6 +55,7 @@ from gridctl.settlement.enrol import (
 )
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import public_bytes
+from gridctl.sim.clock import SimClock
 from gridctl.sim.devices import PROFILES, Devices, meter_voltages_mv, roles, show
 from gridctl.sim.engine import (
     Progress,
@@ -62,6 +66,7 @@ from gridctl.sim.engine import (
     sim_result,
 )
 from gridctl.sim.governance import Script
+from gridctl.sim.openadr import poll_at
 from gridctl.sim.scenario import Scenario
 from gridctl.transport.broker import Community, write_broker_config
 from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
@@ -80,16 +85,6 @@ WAIT_S = 60.0
 
 class WireError(GridctlError):
     """The wire-mode simulation cannot run or got stuck."""
-
-
-class SimClock:
-    """The simulated epoch clock every controller and the coordinator read (s)."""
-
-    def __init__(self, t_s: float):
-        self.t_s = t_s
-
-    def __call__(self) -> float:
-        return self.t_s
 
 
 @dataclass
@@ -183,6 +178,10 @@ class _Run:
             f"telemetry of {iv}",
         )  # fmt: skip
         if plan:
+            if c.openadr is not None:  # the VTN heard at the interval's start, as planned
+                await _until(lambda: c.ven is not None, "the VEN starting")
+                assert c.ven is not None
+                await poll_at(c.ven, start)
             await c.tick()
         else:
             await c.settle_due(self.clock(), iv)
@@ -285,15 +284,18 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                          for key, dev in devices.items()}  # fmt: skip
                 homes = _homes(scn, setup, clock, signers, creds, at, tmp, ports, devices,
                                community)  # fmt: skip
+                planner = setup.community.planner
                 coordinator = Coordinator(
                     community, at.model_copy(update={"username": "coordinator",
                                                      "password": creds["coordinator"]}),
                     ledger_path, tmp / "inbox.sqlite", setup.community.settlement,
-                    simulated_coordinator_key(scn.seed), planner=setup.community.planner,
+                    simulated_coordinator_key(scn.seed), planner=planner,
                     tariff=None, physics=setup.community.physics,
                     governance=None if script is None else charter(scn), clock=clock,
                     tick_s=None, on_settled=totals.add_outcome,
                     publish_opendata=scn.opendata.publish,
+                    envelopes=planner.envelopes if planner is not None else None,
+                    openadr=None if scn.openadr is None else scn.openadr.relative_to(scn.base_dir),
                 )  # fmt: skip
                 if script is not None and coordinator.governance is not None:
                     script.enrol(coordinator.governance)

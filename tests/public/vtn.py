@@ -1,5 +1,12 @@
 """The grid operator for the tests: openleadr's own VTN (``OpenADRServer``), a real independent
-implementation of OpenADR 2.0b, on a free port, in the test's event loop."""
+implementation of OpenADR 2.0b, on a free port, in the test's event loop.
+
+openleadr's own event queue judges an event's status by the wall clock and drops an event that
+is over once it has sent it (a lone one it never sends: its list of events to send is the queue
+it pops the event from). A simulation's events are dated in the scenario's time, mostly past:
+``archive=True`` serves them from the helper's own list through openleadr's ``on_poll`` and
+``on_request_event`` hooks instead: every event at each request for events, and at the next
+poll after one was added or cancelled (openleadr still builds, sends and parses every message)."""
 
 from __future__ import annotations
 
@@ -26,10 +33,14 @@ class Vtn:
 
     port: int = field(default_factory=free_tcp_port)
     poll_s: float = 1.0
+    archive: bool = False
+    """Serve every event, over by the wall clock or not (see the module doc)."""
     registrations: list[dict[str, Any]] = field(default_factory=list)
     opts: dict[str, str] = field(default_factory=dict)
     reports: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
     server: OpenADRServer | None = None
+    _served: list[objects.Event] = field(default_factory=list)
+    _news: bool = False
 
     @property
     def url(self) -> str:
@@ -41,6 +52,10 @@ class Vtn:
                           requested_poll_freq=timedelta(seconds=self.poll_s))  # fmt: skip
         s.add_handler("on_create_party_registration", self._register)
         s.add_handler("on_register_report", self._offer)
+        if self.archive:
+            s.add_handler("on_poll", self._poll)
+            s.add_handler("on_request_event", lambda ven_id: list(self._served) or None)
+            s.add_handler("on_created_event", self._opted)
         await s.run()
         self.server = s
 
@@ -62,6 +77,12 @@ class Vtn:
 
     def _opted(self, ven_id: str, event_id: str, opt_type: str) -> None:
         self.opts[event_id] = opt_type
+
+    def _poll(self, ven_id: str) -> tuple[str, dict[str, Any]] | None:
+        if not self._news or not self._served:
+            return None
+        self._news = False
+        return "oadrDistributeEvent", {"events": list(self._served)}
 
     def add(
         self,
@@ -95,11 +116,15 @@ class Vtn:
             event_signals=sigs,
             targets=targets or [{"ven_id": VEN_ID}],
         )  # fmt: skip
-        self.server.add_raw_event(VEN_ID, event, callback=self._opted)
+        self.server.add_raw_event(VEN_ID, event, callback=self._opted)  # (completes the event)
         if ramp_s is not None:  # openleadr's add_raw_event rebuilds the active period without it
             event.active_period["ramp_up_period"] = timedelta(seconds=ramp_s)
+        if self.archive:
+            self._served.append(event)
+            self._news = True
         return event_id
 
     def cancel(self, event_id: str) -> None:
         assert self.server is not None
         self.server.cancel_event(VEN_ID, event_id)
+        self._news = True

@@ -158,6 +158,8 @@ class Controller:
         self.applied: tuple[int, int] | None = None
         """(plan issued, interval) of the step the last completed poll applied (None: fallback)."""
         self.stepped_at: float | None = None
+        self.cycles_begun = self.cycles_done = 0
+        """Poll cycles begun and completed."""
         """Clock time of the last completed poll, s."""
         self._wake = asyncio.Event()
         self.plan_topic = household_topic(c, h, "plan")
@@ -377,6 +379,7 @@ class Controller:
 
     async def step(self) -> None:
         """One poll cycle."""
+        self.cycles_begun += 1
         now_s = self.clock()  # the time of these measurements
         polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
         for d, p in zip(self.devices, polls, strict=True):
@@ -396,6 +399,7 @@ class Controller:
         plan = self.plan
         self.applied = (plan.issued, decision.step.interval) if plan and decision.step else None
         self.stepped_at = now_s
+        self.cycles_done += 1
 
     def _sample_voltage(self, now_s: float) -> None:
         """Add the main meter's phase-mean voltage now (if known) to its interval's samples."""

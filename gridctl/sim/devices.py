@@ -22,7 +22,7 @@ from gridctl.devices.virtual_profile import ProfileVirtual
 from gridctl.dispatch.spec import HouseholdSpec
 from gridctl.protocol import Telemetry
 from gridctl.sim.meters import Meters
-from gridctl.sim.world import World
+from gridctl.sim.world import Shown, World
 
 PROFILES = {
     "meter": "eastron-sdm630",
@@ -57,17 +57,27 @@ def show(
 ) -> None:
     """Put the world's state at interval t's start on every device's registers; a main meter
     shows what it reports (its error, or its household's cheat, included)."""
-    shown = world.shown(t)
     v_mv = meter_voltages_mv(world, meters)
     for k, h in enumerate(households):
-        meter = {
-            "p_w": float(shown.p_w[k] + meters.offset_w[k]),
-            "e_import_wh": float(meters.imp_wh[k]),
-            "e_export_wh": float(meters.exp_wh[k]),
-        }
+        meter = {"e_import_wh": float(meters.imp_wh[k]), "e_export_wh": float(meters.exp_wh[k])}
         if v_mv is not None:  # whole mV, so the controller signs what the in-process run signs
             meter.update(dict.fromkeys(PHASE_V, float(v_mv[0][k]) / 1000))
         devices[(h.id, "meter")].set_values(**meter)
+    show_powers(devices, households, world, meters, t, world.shown(t))
+
+
+def show_powers(
+    devices: Devices,
+    households: list[HouseholdSpec],
+    world: World,
+    meters: Meters,
+    t: int,
+    shown: Shown,
+) -> None:
+    """Put the live values ``shown`` (powers, SoC, car plugged) of interval t on the devices'
+    registers; a main meter shows its error (or its household's cheat) too."""
+    for k, h in enumerate(households):
+        devices[(h.id, "meter")].set_values(p_w=float(shown.p_w[k] + meters.offset_w[k]))
         if h.battery:
             devices[(h.id, "battery")].set_values(
                 soc=float(shown.soc[k]), p_w=float(shown.battery_w[k])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import sqlite3
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gridctl.core import INTERVAL_S, MICRO, W_PER_KW, interval_hours
+from gridctl.core import INTERVAL_S, MICRO, W_PER_KW, interval_hours, interval_start
+from gridctl.settlement import flex_records as flex_rec
 from gridctl.sim.engine import SimResult
 
 PLOTS = {
@@ -20,6 +22,9 @@ PLOTS = {
     "voltage.png": "Lowest and highest bus voltage",
     "households.png": "Energy shared and received, tokens earned, per household",
 }
+FLEX_PLOT = "flexibility.png"
+"""Written only for a run with flexibility events."""
+FLEX_TITLE = "Flexibility events: the households' grid energy against the recorded baseline"
 
 
 def _time_axis(ax: plt.Axes) -> None:
@@ -90,17 +95,61 @@ def _households(r: SimResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _flexibility(r: SimResult, path: Path) -> bool:
+    """Plot each flexibility event's baseline, the plan with the event and the verified
+    metered grid energy of the households over its window, kW; False (nothing written) for a
+    run without events."""
+    con = sqlite3.connect(f"file:{r.ledger_path}?mode=ro", uri=True)
+    try:
+        events = flex_rec.events(con)
+        if not events:
+            return False
+        per_h = W_PER_KW * interval_hours()  # Wh in an interval -> kW
+        fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+        for ev in events:
+            base = flex_rec.baselines(con, ev.event)
+            got = dict(con.execute(
+                "SELECT interval, SUM(d_import_wh - d_export_wh) FROM readings"
+                " WHERE status = 'verified' AND interval BETWEEN ? AND ? GROUP BY interval",
+                (ev.first, ev.last),
+            ).fetchall())  # fmt: skip
+            ivs = sorted({b.interval for b in base})
+            t = [interval_start(i) for i in ivs]
+            ax.step(t, [sum(b.baseline_wh for b in base if b.interval == i) / per_h for i in ivs],
+                    where="post", label=f"{ev.event}: baseline (without the event)")  # fmt: skip
+            ax.step(t, [sum(b.planned_wh for b in base if b.interval == i) / per_h for i in ivs],
+                    where="post", ls="--", label=f"{ev.event}: plan with the event")  # fmt: skip
+            ax.step(t, [got.get(i, np.nan) / per_h for i in ivs], where="post", lw=2,
+                    label=f"{ev.event}: verified metered")  # fmt: skip
+            done = flex_rec.deliveries(con, ev.event)
+            if done:
+                kwh = sum(d.delivered_wh for d in done) / W_PER_KW
+                paid = sum(d.payment_micro for d in done) / MICRO
+                ax.set_title(f"{ev.event}: {kwh:.1f} kWh delivered, {paid:.2f} paid", fontsize=9)
+    finally:
+        con.close()
+    ax.set_ylabel("households' grid power (kW, load convention)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    _time_axis(ax)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_report(r: SimResult, kpi: dict[str, float | int | str], out: Path) -> Path:
     """Write ``report.html`` and its PNG plots into ``out``; returns the HTML path."""
     for name, draw in zip(PLOTS, (_feeder_power, _voltage, _households), strict=True):
         draw(r, out / name)
+    plots = dict(PLOTS)
+    if _flexibility(r, out / FLEX_PLOT):
+        plots[FLEX_PLOT] = FLEX_TITLE
     rows = "\n".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in kpi.items()
     )
     figs = "\n".join(
         f'<figure><img src="{n}" alt="{html.escape(t)}">'
         f"<figcaption>{html.escape(t)}</figcaption></figure>"
-        for n, t in PLOTS.items()
+        for n, t in plots.items()
     )
     scn = r.scenario
     page = f"""<!doctype html>

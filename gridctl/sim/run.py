@@ -12,11 +12,11 @@ from gridctl.coordinator.assembly import DispatchMode
 from gridctl.core import ScenarioError, describe_validation_error
 from gridctl.sim.engine import Progress, prepare, simulate
 from gridctl.sim.kpis import kpis
-from gridctl.sim.report import PLOTS, write_report
+from gridctl.sim.report import FLEX_PLOT, PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
 from gridctl.transport.launcher import BrokerKind, choose_broker
 
-OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS)
+OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS, FLEX_PLOT)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from gridctl.settlement.enrol import (
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import public_bytes
 from gridctl.sim.clock import SimClock
-from gridctl.sim.devices import PROFILES, Devices, meter_voltages_mv, roles, show
+from gridctl.sim.devices import PROFILES, Devices, meter_voltages_mv, roles, show, show_powers
 from gridctl.sim.engine import (
     Progress,
     SettledTotals,
@@ -213,8 +213,28 @@ class _Run:
         if self.coordinator.planner is not None:
             await _until(lambda: all(h.controller.applied == (iv, iv) for h in self.homes),
                          f"plans of {iv} applied")  # fmt: skip
+        await self.react(t)
         bat, ev, pv, dimmed = self.setpoints()
         self.setup.step(t, bat, ev, dimmed=dimmed, pv_limit_w=pv)
+
+    async def react(self, t: int) -> None:
+        """The controllers' next poll as interval t begins: the devices show the interval's
+        load and PV at the setpoints just written, and each controller sets them again from that
+        (as its poll loop does within seconds of a change; without it the world, stepping whole
+        intervals, ran each interval on PV limits drawn from the last one's load: 7 % over a
+        feeder export limit on stress-summer). The clock stays at the interval's start, so the
+        meter's voltage then (the last interval's, as shown) counts for the interval ended, whose
+        reading is signed already, not for this one."""
+        bat, ev, pv, _ = self.setpoints()
+        shown = self.world.preview(t, bat, ev, pv)
+        show_powers(self.setup.devices, self.scn.households, self.world, self.setup.meters, t,
+                    shown)  # fmt: skip
+        # a cycle that began before the devices showed this must not count
+        began = {h.id: h.controller.cycles_begun for h in self.homes}
+        for h in self.homes:
+            h.controller.wake()
+        await _until(lambda: all(h.controller.cycles_done > began[h.id] for h in self.homes),
+                     f"controllers reacting in interval {self.scn.first_interval + t}")  # fmt: skip
 
 
 def _homes(scn: Scenario, setup: Setup, clock: SimClock, signers: dict, creds: dict[str, str],

@@ -99,10 +99,32 @@ class World:
         else:
             load_w, pv_w = self.series.load_w[:, t], self.series.pv_w[:, t]
             p_w, battery_w, ev_w = load_w + pv_w, np.zeros_like(pv_w), np.zeros_like(pv_w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            soc = np.where(f.bat_e_max_wh > 0, self.e_bat_wh / f.bat_e_max_wh, np.nan)
         plugged = f.ev_max_w[:, t] > 0
-        return Shown(p_w - ev_w * ~plugged, pv_w, battery_w, ev_w * plugged, soc, plugged)
+        return Shown(p_w - ev_w * ~plugged, pv_w, battery_w, ev_w * plugged, self._soc(), plugged)
+
+    def preview(
+        self, t: int, battery_set_w: np.ndarray, ev_set_w: np.ndarray, pv_limit_w: np.ndarray
+    ) -> Shown:
+        """What the devices show seconds into interval t, at these setpoints (W; PV limit ≥ 0,
+        inf: none): the interval's base load and PV, the battery and charger at their setpoints
+        within their physics. Nothing runs (the world's state is unchanged)."""
+        dt_h = interval_hours()
+        f = self.fleet
+        p_ev = ev_step(ev_set_w, f.ev_max_w[:, t], self.ev_need_wh(t), dt_h, self.ev_min_w)
+        p_bat, _ = battery_step(
+            battery_set_w, self.e_bat_wh, f.bat_e_min_wh, f.bat_e_max_wh, f.bat_p_max_w,
+            f.bat_eta, dt_h,
+        )  # fmt: skip
+        p_pv = pv_step(self.series.pv_w[:, t], pv_limit_w)
+        p_w = self.series.load_w[:, t] + p_pv + p_bat + p_ev
+        plugged = f.ev_max_w[:, t] > 0
+        return Shown(p_w, p_pv, p_bat, p_ev, self._soc(), plugged)
+
+    def _soc(self) -> np.ndarray:
+        """Each battery's state of charge, 0–1 (NaN: no battery)."""
+        f = self.fleet
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(f.bat_e_max_wh > 0, self.e_bat_wh / f.bat_e_max_wh, np.nan)
 
     def step(
         self,

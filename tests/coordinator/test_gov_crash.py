@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRST = 6_000_000
 INTERVALS = 24
 MEMBERS = 400
-KILLS = 20
+KILLS = 12
 SPEC = GovernanceSpec.model_validate({"window_intervals": [1, 10], "delay_intervals": [1, 10]})
 PROPOSALS = [  # (parameter, value, submitted at FIRST + k, window, delay)
     ("community_per_kwh", 0.25, 0, 3, 1),
@@ -56,6 +56,7 @@ import random, sys
 from pathlib import Path
 from gridctl.coordinator.service import Coordinator
 from gridctl.governance.votes import sign_vote
+from gridctl.settlement.aggregates import CommunityFigures
 from gridctl.settlement.enrol import SyntheticCommunity
 from gridctl.settlement.settle import SettlementConfig
 from gridctl.settlement.signing import key_from_seed
@@ -93,7 +94,7 @@ for t in range(INTERVALS):
         continue
     if i in due:
         print("begin", i, flush=True)
-    coord._govern_and_settle(i, batches[t], coord.inbox.votes_through(i))
+    coord._govern_and_settle(i, batches[t], coord.inbox.votes_through(i), CommunityFigures())
     coord.inbox.prune_votes_through(i)
 print("done", flush=True)
 """

@@ -16,8 +16,8 @@ from gridctl.settlement.audit import verify_ledger
 ROOT = Path(__file__).resolve().parents[2]
 HOUSEHOLDS = 99  # + the transformer meter: 100 readings per interval
 INTERVALS = 100  # 10,000 readings in all
-KILLS = {0: 50, 2: 20}
-"""SIGKILLs per variant: 50 in the settling process alone (the acceptance's figure); 20 more
+KILLS = {0: 50, 2: 10}
+"""SIGKILLs per variant: 50 in the settling process alone (the acceptance's figure); 10 more
 with verification workers, which share every code path that writes but the signature check."""
 
 # Re-feeds every reading from the start, as a restarted coordinator would: settled intervals

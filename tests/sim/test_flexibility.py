@@ -12,6 +12,7 @@ from gridctl.settlement.audit import verify_ledger
 from gridctl.settlement.pool import household_account
 from gridctl.sim.engine import SimResult, simulate
 from gridctl.sim.kpis import kpis
+from gridctl.sim.report import FLEX_PLOT, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +87,8 @@ def test_delivered_flexibility_is_paid_exactly_and_only_to_those_who_delivered(
     assert k["flex_households_paid"] == sum(r.payment_micro > 0 for r in rows)
     assert k["import_limited_intervals"] == 12
     assert verify_ledger(run.ledger_path).ok
+
+
+def test_the_report_plots_the_event_against_its_baseline(run: SimResult, tmp_path: Path) -> None:
+    page = write_report(run, kpis(run), tmp_path).read_text()
+    assert FLEX_PLOT in page and (tmp_path / FLEX_PLOT).stat().st_size > 10_000

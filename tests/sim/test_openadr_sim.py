@@ -115,13 +115,8 @@ async def test_in_process_run_holds_the_vtns_export_limit(vtn: Vtn, tmp_path: Pa
 async def test_wire_run_holds_the_vtns_export_limit(vtn: Vtn, tmp_path: Path) -> None:
     require_tool("mosquitto")
     r = await asyncio.to_thread(simulate_wire, _noon(vtn), tmp_path)
-    # Not yet within +2 %: the VTN's envelope arrives exactly as in process (above), and the
-    # same limit stated in the scenario gives the same exports over the wire, but there each
-    # controller caps its PV at the interval's start from the household's load in the interval
-    # before (the world runs an interval in one step, so the controller's 5 s loop cannot
-    # follow the load as it does in a home): up to 160 kW against 150 kW. Issue 16 is open on it.
-    _held(r, tolerance=0.10)
-    _reported(vtn, r, tolerance=0.10)
+    _held(r)
+    _reported(vtn, r)
     assert len(vtn.registrations) == 1
 
 

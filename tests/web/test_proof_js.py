@@ -1,0 +1,255 @@
+"""proof.js in a real Chromium: a proof exported by `gridctl ledger proof` from a simulated
+ledger holds, and fails once one hex digit of it is altered; the Certificate Transparency
+vectors and gridctl's canonical bytes agree with the Python side."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from gridctl.settlement.canonical import canonical
+from gridctl.settlement.ledger import Entry
+from gridctl.settlement.merkle import inclusion_path, leaf_hash
+from gridctl.settlement.signing import I64_MAX
+from gridctl.settlement.statement import check_proof
+from gridctl.sim.engine import simulate
+from gridctl.sim.run import with_overrides
+from gridctl.sim.scenario import load_scenario
+from tests.settlement.test_canonical import ODD
+from tests.settlement.test_merkle import CT_EMPTY, CT_INPUTS, CT_PATHS, CT_ROOTS
+from tests.web.conftest import RecordedPage
+
+STATIC = Path(__file__).parents[2] / "gridctl" / "web" / "static"
+HARNESS = Path(__file__).parent / "harness"
+
+
+@dataclass(frozen=True)
+class Site:
+    """The static test site: proof.js, the harness page and a real proof."""
+
+    origin: str
+    proof_text: str
+    root: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, static_server: Callable[[Path], str]) -> Site:
+    """Simulate 4 intervals, export with `gridctl ledger proof` the proof of the household
+    with the most entries in the second interval, serve it beside proof.js."""
+    work = tmp_path_factory.mktemp("proof_site")
+    db = work / "ledger.sqlite"
+    simulate(with_overrides(load_scenario(None), None, 4, None), db)
+    con = sqlite3.connect(db)
+    (interval, root), *_ = con.execute(
+        "SELECT interval, root FROM interval_roots ORDER BY interval LIMIT 1 OFFSET 1"
+    ).fetchall()
+    (account,) = con.execute(
+        "SELECT account FROM entries WHERE interval = ? AND account LIKE 'household:%' "
+        "GROUP BY account ORDER BY count(*) DESC, account LIMIT 1",
+        (interval,),
+    ).fetchone()
+    con.close()
+    www = work / "www"
+    shutil.copytree(HARNESS, www)
+    shutil.copy(STATIC / "proof.js", www)
+    gridctl = shutil.which("gridctl") or "gridctl"
+    household = account.removeprefix("household:")
+    proc = subprocess.run(
+        [gridctl, "ledger", "proof", str(db), household, str(interval), "--out", str(www / "proof.json")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return Site(static_server(www), (www / "proof.json").read_text(), root)
+
+
+def _open(web_page: RecordedPage, site: Site, query: str = "") -> None:
+    web_page.page.goto(f"{site.origin}/index.html{query}")
+    web_page.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+
+
+def _verify(web_page: RecordedPage, text: str, root: str | None) -> dict:
+    return web_page.page.evaluate(
+        "([text, root]) => window.gridctlProof.verifyProof(text, root)", [text, root]
+    )
+
+
+def _flip(text: str, start: int) -> str:
+    """``text`` with the hex digit at ``start`` changed."""
+    digit = text[start]
+    return text[:start] + ("1" if digit == "0" else "0") + text[start + 1 :]
+
+
+def _altered(text: str) -> dict[str, str]:
+    """The proof with one thing changed: a sibling hash, the leaf, the root, index, size."""
+    doc = json.loads(text)
+    first, last = doc["entries"][0]["path"][0], doc["entries"][-1]["path"][-1]
+    amount = re.search(r'"amount": (-?\d+)', text)
+    index = re.search(r'"leaf_index": (\d+)', text)
+    assert amount and index
+    return {
+        "first sibling": _flip(text, text.index(first) + 5),
+        "last sibling": _flip(text, text.index(last) + 63),
+        "leaf amount": _flip(text, amount.end(1) - 1),
+        "leaf tx_id": text.replace(doc["entries"][0]["entry"]["tx_id"], doc["entries"][0]["entry"]["tx_id"] + "x", 1),
+        "root": _flip(text, text.index(doc["root"]) + 31),
+        "leaf index": text[: index.start(1)] + str(int(index[1]) ^ 1) + text[index.end(1) :],
+        "tree size": text.replace(f'"tree_size": {doc["tree_size"]}', f'"tree_size": {doc["tree_size"] + 1}'),
+    }  # fmt: skip
+
+
+def test_a_real_proof_holds_in_the_page_and_its_steps_are_gridctls(
+    web_page: RecordedPage, site: Site
+) -> None:
+    _open(web_page, site, f"?proof=proof.json&root={site.root}")
+    doc = json.loads(site.proof_text)
+    assert check_proof(doc, site.root)[0]
+    result = web_page.page.text_content("#result")
+    assert result == f"holds: {check_proof(doc, site.root)[1]}"
+    # the page lists every step: the root, then each entry's leaf, path nodes and comparison
+    steps = web_page.page.locator("#steps li").all_text_contents()
+    assert len(steps) == 1 + sum(2 + len(e["path"]) for e in doc["entries"])
+    got = _verify(web_page, site.proof_text, site.root)
+    assert got["ok"] and len(got["steps"]) == len(steps)
+    leaves = [s for s in got["steps"] if s["op"] == "leaf"]
+    assert [s["hash"] for s in leaves] == [
+        leaf_hash(canonical(Entry(**e["entry"]))).hex() for e in doc["entries"]
+    ]
+    assert [s["data"] for s in leaves] == [
+        canonical(Entry(**e["entry"])).decode() for e in doc["entries"]
+    ]
+    compares = [s for s in got["steps"] if s["op"] == "compare"]
+    assert [s["got"] for s in compares] == [site.root] * len(doc["entries"])
+    # each node step hashes its left and right: the next step's input is this one's output
+    nodes = [s for s in got["steps"] if s["op"] == "node"]
+    assert nodes and all(
+        s["hash"] in (n["left"], n["right"])
+        for s, n in itertools.pairwise(nodes)
+        if n["entry"] == s["entry"]
+    )
+    assert web_page.foreign(site.origin) == []
+    paths = sorted(urlsplit(u).path for u in web_page.requests)
+    assert paths == ["/harness.js", "/icon.svg", "/index.html", "/proof.js", "/proof.json"]
+    assert web_page.errors == []
+
+
+def test_the_proof_fails_after_one_hex_digit_is_altered(web_page: RecordedPage, site: Site) -> None:
+    _open(web_page, site)
+    assert _verify(web_page, site.proof_text, None)["ok"]
+    for what, text in _altered(site.proof_text).items():
+        assert text != site.proof_text, what
+        py_ok, py_line = check_proof(json.loads(text), site.root)
+        got = _verify(web_page, text, site.root)
+        assert not py_ok and not got["ok"], what
+        assert got["message"] == py_line, what
+        if what != "root":  # without the published root, the path no longer reaches the root
+            assert not _verify(web_page, text, None)["ok"], what
+    # the published root itself must match, whatever the proof says
+    other = _flip(site.root, 0)
+    assert not _verify(web_page, site.proof_text, other)["ok"]
+    assert _verify(web_page, site.proof_text, site.root.upper())["ok"]
+    assert web_page.foreign(site.origin) == [] and web_page.errors == []
+
+
+def test_malformed_proofs_fail_with_a_reason(web_page: RecordedPage, site: Site) -> None:
+    _open(web_page, site)
+    doc = json.loads(site.proof_text)
+    entry = doc["entries"][0]
+    cases = {
+        "not json": "{",
+        "a list": "[]",
+        "no entries": json.dumps({k: v for k, v in doc.items() if k != "entries"}),
+        "version 2": json.dumps({**doc, "version": 2}),
+        "short sibling": json.dumps({**doc, "entries": [{**entry, "path": [entry["path"][0][:-1]]}]}),
+        "float amount": json.dumps({**doc, "entries": [{**entry, "entry": {**entry["entry"], "amount": 1.5}}]}),
+        "other household": json.dumps({**doc, "household": "zz"}),
+        "index past the end": json.dumps({**doc, "entries": [{**entry, "leaf_index": doc["tree_size"]}]}),
+        "padded path": json.dumps({**doc, "entries": [{**entry, "path": [*entry["path"], doc["root"]]}]}),
+    }  # fmt: skip
+    for what, text in cases.items():
+        got = _verify(web_page, text, None)
+        assert not got["ok"] and got["message"], what
+    assert "malformed" in _verify(web_page, cases["short sibling"], None)["message"]
+    assert "version" in _verify(web_page, cases["version 2"], None)["message"]
+    assert web_page.errors == []
+
+
+CT_CHECK = """async ({inputs, roots, empty, vectors, generated}) => {
+  const p = window.gridctlProof;
+  const leaves = await Promise.all(inputs.map((x) => p.leafHash(p.fromHex(x))));
+  const rootOf = async (i, n, leaf, path) => {
+    const r = await p.rootFromPath(i, n, leaf, path);
+    return r === null ? null : p.toHex(r);
+  };
+  const out = {vectors: [], wrong: [], generated: []};
+  for (const [leaf, size, path] of vectors) {
+    const i = leaf - 1, root = roots[size - 1], h = leaves[i];
+    out.vectors.push(await rootOf(i, size, h, path) === root);
+    const wrongLeaf = await p.leafHash(new TextEncoder().encode("WrongLeaf"));
+    for (const [j, n, l, pa] of [[i + 1, size, h, path], [i, size * 2, h, path],
+        [i, size, wrongLeaf, path], [i, size, h, path.slice(0, -1)], [i, size, h, [...path, root]]]) {
+      out.wrong.push(await rootOf(j, n, l, pa) === root);
+    }
+    out.wrong.push(await rootOf(i, size, h, path) === empty);
+  }
+  for (const [i, size, path] of generated) {
+    out.generated.push(await rootOf(i, size, leaves[i], path) === roots[size - 1]);
+  }
+  return out;
+}"""
+
+
+def test_certificate_transparency_vectors_in_the_browser(
+    web_page: RecordedPage, site: Site
+) -> None:
+    """The CT reference paths, and gridctl's paths of every leaf of every CT tree (1–8)."""
+    _open(web_page, site)
+    data = [bytes.fromhex(x) for x in CT_INPUTS]
+    generated = [
+        [i, n, [h.hex() for h in inclusion_path([leaf_hash(d) for d in data[:n]], i)]]
+        for n in range(1, len(data) + 1)
+        for i in range(n)
+    ]
+    got = web_page.page.evaluate(CT_CHECK, {
+        "inputs": CT_INPUTS, "roots": CT_ROOTS, "empty": CT_EMPTY,
+        "vectors": [list(v) for v in CT_PATHS], "generated": generated,
+    })  # fmt: skip
+    assert got["vectors"] == [True] * len(CT_PATHS) == [True] * 4
+    assert got["wrong"] == [False] * 6 * len(CT_PATHS)
+    assert got["generated"] == [True] * len(generated) == [True] * 36
+    assert web_page.foreign(site.origin) == [] and web_page.errors == []
+
+
+def test_canonical_entries_are_gridctls_bytes(web_page: RecordedPage, site: Site) -> None:
+    """Odd names (quotes, controls, non-ASCII, U+2028, DEL, beyond the BMP) and integers beyond
+    2^53 hash the same in the browser as in gridctl."""
+    _open(web_page, site)
+    names = [*ODD, "\U0001d11e clef", "\x00\x1f\x80é", "/<script>"]
+    ints = [0, -1, 2**53 + 1, I64_MAX, -I64_MAX - 1]
+    entries = [
+        Entry(ints[k % len(ints)], names[k], ints[(k + 1) % len(ints)], names[(k + 1) % len(names)],
+              names[(k + 2) % len(names)], names[(k + 3) % len(names)], ints[(k + 2) % len(ints)])
+        for k in range(len(names))
+    ]  # fmt: skip
+    texts = [json.dumps(e._asdict(), ensure_ascii=k % 2 == 0) for k, e in enumerate(entries)]
+    got = web_page.page.evaluate(
+        """async (texts) => {
+          const p = window.gridctlProof;
+          return Promise.all(texts.map(async (t) => {
+            const data = p.canonicalEntry(p.parseProof(t));
+            return [data, p.toHex(await p.leafHash(new TextEncoder().encode(data)))];
+          }));
+        }""",
+        texts,
+    )
+    assert got == [[canonical(e).decode(), leaf_hash(canonical(e)).hex()] for e in entries]
+    assert web_page.errors == []

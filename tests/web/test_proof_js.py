@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -27,7 +28,9 @@ from gridctl.sim.run import with_overrides
 from gridctl.sim.scenario import load_scenario
 from tests.settlement.test_canonical import ODD
 from tests.settlement.test_merkle import CT_EMPTY, CT_INPUTS, CT_PATHS, CT_ROOTS
-from tests.web.conftest import RecordedPage
+from tests.web.conftest import CSP, RecordedPage
+
+pytestmark = pytest.mark.slow  # the module's simulated ledger takes 12–18 s to make
 
 STATIC = Path(__file__).parents[2] / "gridctl" / "web" / "static"
 HARNESS = Path(__file__).parent / "harness"
@@ -38,6 +41,7 @@ class Site:
     """The static test site: proof.js, the harness page and a real proof."""
 
     origin: str
+    www: Path
     proof_text: str
     root: str
 
@@ -69,7 +73,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, static_server: Callable[[Path
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    return Site(static_server(www), (www / "proof.json").read_text(), root)
+    return Site(static_server(www), www, (www / "proof.json").read_text(), root)
 
 
 def _open(web_page: RecordedPage, site: Site, query: str = "") -> None:
@@ -151,8 +155,31 @@ def test_the_proof_fails_after_one_hex_digit_is_altered(web_page: RecordedPage, 
         got = _verify(web_page, text, site.root)
         assert not py_ok and not got["ok"], what
         assert got["message"] == py_line, what
-        if what != "root":  # without the published root, the path no longer reaches the root
-            assert not _verify(web_page, text, None)["ok"], what
+        # without the published root too: the path no longer reaches the proof's root
+        assert not _verify(web_page, text, None)["ok"], what
+    # gridctl's command line agrees, on the exported file and on an altered copy
+    for what, text, code in [
+        ("exported", site.proof_text, 0),
+        ("first sibling", _altered(site.proof_text)["first sibling"], 1),
+    ]:
+        path = site.www.parent / f"{what}.json"
+        path.write_text(text)
+        proc = subprocess.run(
+            [
+                shutil.which("gridctl") or "gridctl",
+                "ledger",
+                "check-proof",
+                str(path),
+                "--root",
+                site.root,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "400"},
+        )
+        assert proc.returncode == code, proc.stderr
+        assert _verify(web_page, text, site.root)["message"] in proc.stdout + proc.stderr, what
     # the published root itself must match, whatever the proof says
     other = _flip(site.root, 0)
     assert not _verify(web_page, site.proof_text, other)["ok"]
@@ -181,6 +208,25 @@ def test_malformed_proofs_fail_with_a_reason(web_page: RecordedPage, site: Site)
     assert "malformed" in _verify(web_page, cases["short sibling"], None)["message"]
     assert "version" in _verify(web_page, cases["version 2"], None)["message"]
     assert web_page.errors == []
+
+
+def test_without_a_secure_context_the_page_says_why(web_page: RecordedPage, site: Site) -> None:
+    """Plain http on a name other than localhost has no WebCrypto: the check fails, saying so."""
+    origin = "http://community.test"
+    web_page.page.route(
+        f"{origin}/**",
+        lambda route: route.fulfill(
+            path=site.www / urlsplit(route.request.url).path.lstrip("/"),
+            headers={"Content-Security-Policy": CSP},
+        ),
+    )
+    web_page.page.goto(f"{origin}/index.html?proof=proof.json&root={site.root}")
+    web_page.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    assert web_page.page.evaluate("window.isSecureContext") is False
+    assert web_page.page.text_content("#result") == (
+        "fails: WebCrypto is unavailable: open this page over https (or on localhost)"
+    )
+    assert web_page.foreign(origin) == [] and web_page.errors == []
 
 
 CT_CHECK = """async ({inputs, roots, empty, vectors, generated}) => {

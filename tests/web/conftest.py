@@ -2,9 +2,13 @@
 
 Playwright's own browser download is not used (``playwright install`` is never run): it
 launches the system Chromium by ``executable_path``. Without Chromium or Playwright the tests
-skip locally and fail in CI (env var CI set; ``.ci/run`` installs both). The browser is
-module-scoped: Playwright's sync API runs its own event loop, which must be gone before an
-asyncio test of another module runs in the same worker.
+skip locally and fail in CI (env var CI set; ``.ci/run`` installs both).
+
+The browser is module-scoped and driven by Playwright's sync API, whose event loop counts as
+running in the main thread while the browser is open: in a module that uses ``chromium`` or
+``web_page``, write sync tests (run a coroutine in a thread of its own, e.g. the web server's);
+an asyncio test there fails with "cannot be called from a running event loop". Other modules'
+asyncio tests are unaffected (the browser closes when its module ends).
 """
 
 from __future__ import annotations

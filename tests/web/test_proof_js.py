@@ -65,7 +65,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, static_server: Callable[[Path
     con.close()
     www = work / "www"
     shutil.copytree(HARNESS, www)
-    shutil.copy(STATIC / "proof.js", www)
+    for asset in ("proof.js", "proof-view.js", "proof.css"):
+        shutil.copy(STATIC / asset, www)
     gridctl = shutil.which("gridctl") or "gridctl"
     household = account.removeprefix("household:")
     proc = subprocess.run(
@@ -111,17 +112,38 @@ def _altered(text: str) -> dict[str, str]:
     }  # fmt: skip
 
 
+def _check_in_page(
+    web_page: RecordedPage, site: Site, proof: str, origin: str | None = None
+) -> tuple[str, list[str]]:
+    """Open the page for ``proof``, click its button: the outcome line and the steps shown."""
+    web_page.page.goto(f"{origin or site.origin}/index.html?proof={proof}&root={site.root}")
+    web_page.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    web_page.page.get_by_role("button", name="Check the proof").click()
+    outcome = web_page.page.wait_for_selector(".proof-outcome", timeout=10_000)
+    assert outcome is not None
+    return outcome.text_content() or "", web_page.page.locator(
+        ".proof-steps li"
+    ).all_text_contents()
+
+
 def test_a_real_proof_holds_in_the_page_and_its_steps_are_gridctls(
     web_page: RecordedPage, site: Site
 ) -> None:
-    _open(web_page, site, f"?proof=proof.json&root={site.root}")
+    web_page.page.set_viewport_size({"width": 390, "height": 844})
     doc = json.loads(site.proof_text)
-    assert check_proof(doc, site.root)[0]
-    result = web_page.page.text_content("#result")
-    assert result == f"holds: {check_proof(doc, site.root)[1]}"
+    ok, line = check_proof(doc, site.root)
+    assert ok
+    outcome, steps = _check_in_page(web_page, site, "proof.json")
+    assert outcome == f"Proof holds: {line}"
     # the page lists every step: the root, then each entry's leaf, path nodes and comparison
-    steps = web_page.page.locator("#steps li").all_text_contents()
     assert len(steps) == 1 + sum(2 + len(e["path"]) for e in doc["entries"])
+    assert (
+        steps[0] == f"Root in the proof: {site.root}; root the coordinator published: {site.root}"
+    )
+    assert steps[-1] == f"Reached {site.root}: equals the root {site.root}"
+    # on a phone's width every hash wraps: nothing scrolls sideways
+    assert web_page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    web_page.page.screenshot(path=site.www.parent / "proof-390px.png", full_page=True)
     got = _verify(web_page, site.proof_text, site.root)
     assert got["ok"] and len(got["steps"]) == len(steps)
     leaves = [s for s in got["steps"] if s["op"] == "leaf"]
@@ -142,8 +164,22 @@ def test_a_real_proof_holds_in_the_page_and_its_steps_are_gridctls(
     )
     assert web_page.foreign(site.origin) == []
     paths = sorted(urlsplit(u).path for u in web_page.requests)
-    assert paths == ["/harness.js", "/icon.svg", "/index.html", "/proof.js", "/proof.json"]
+    assert paths == [
+        "/harness.js", "/icon.svg", "/index.html", "/proof-view.js", "/proof.css", "/proof.js", "/proof.json"
+    ]  # fmt: skip
     assert web_page.errors == []
+
+
+def test_the_page_shows_an_altered_proof_fail(web_page: RecordedPage, site: Site) -> None:
+    """The proof the page downloads with one sibling digit changed: it fails, saying where."""
+    text = _altered(site.proof_text)["first sibling"]
+    (site.www / "altered.json").write_text(text)
+    outcome, steps = _check_in_page(web_page, site, "altered.json")
+    assert outcome == f"Proof fails: {check_proof(json.loads(text), site.root)[1]}"
+    assert steps[-1].startswith("Reached ") and "does not equal the root" in steps[-1]
+    outcome, _ = _check_in_page(web_page, site, "missing.json")
+    assert outcome == "Proof fails: the server answered 404 for the proof"
+    assert web_page.foreign(site.origin) == []
 
 
 def test_the_proof_fails_after_one_hex_digit_is_altered(web_page: RecordedPage, site: Site) -> None:
@@ -220,12 +256,13 @@ def test_without_a_secure_context_the_page_says_why(web_page: RecordedPage, site
             headers={"Content-Security-Policy": CSP},
         ),
     )
-    web_page.page.goto(f"{origin}/index.html?proof=proof.json&root={site.root}")
-    web_page.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    outcome, steps = _check_in_page(web_page, site, "proof.json", origin)
     assert web_page.page.evaluate("window.isSecureContext") is False
-    assert web_page.page.text_content("#result") == (
-        "fails: WebCrypto is unavailable: open this page over https (or on localhost)"
+    assert (
+        outcome
+        == "Proof fails: WebCrypto is unavailable: open this page over https (or on localhost)"
     )
+    assert steps == []
     assert web_page.foreign(origin) == [] and web_page.errors == []
 
 

@@ -160,6 +160,27 @@ def sim(
     console.print(f"ledger: {res.ledger_path.resolve()}")
 
 
+@app.command()
+def web(
+    run: Annotated[
+        Path, typer.Option("--run", help="a simulation's output directory (`gridctl sim --out`)")
+    ],
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """Serve the community web app over a finished simulation: public community and open-data
+    pages, household statements and proofs behind logins printed at start."""
+    from gridctl.web.serve import serve_run
+
+    try:
+        _in_range("--port", port, 1, 65535)
+        serve_run(run, host, port, _say)
+    except GridctlError as e:
+        raise _fail(e) from None
+    except KeyboardInterrupt:
+        pass
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     db: Annotated[Path, typer.Argument(help="ledger.sqlite file")],

@@ -1,0 +1,185 @@
+"""What the web app reads of a finished simulation's output directory (``gridctl sim --out``):
+the ledger (read-only), ``kpis.json`` and the community plots. Only community-level figures
+leave ``community``; a household's figures leave only ``statement_days`` and ``proof``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from gridctl.core import MAX_FILE_BYTES, MICRO, LedgerError, interval_start
+from gridctl.settlement.aggregates import COVERS, aggregate_rows
+from gridctl.settlement.roots import root_row
+from gridctl.settlement.statement import inclusion_proof, statement
+
+COMMUNITY_KPIS = (
+    "scenario", "households", "intervals", "self_sufficiency", "demand_kwh", "pv_kwh",
+    "shared_kwh", "grid_import_kwh", "grid_export_kwh", "peak_import_kw", "curtailed_kwh",
+    "min_voltage_pu", "max_voltage_pu", "max_line_loading_pct", "max_trafo_loading_pct",
+    "voltage_violations", "line_overloads", "trafo_overloads", "tokens_issued",
+)  # fmt: skip
+"""KPIs of ``kpis.json`` shown publicly: each covers the whole community (not a household)."""
+FIGURES = ("feeder_power.png", "voltage.png")
+"""The run's plots shown publicly (``households.png`` shows single households: not public)."""
+
+
+@dataclass(frozen=True)
+class Community:
+    """The public summary: households enrolled, intervals settled, the last one and its root,
+    each aggregate summed over the run with the fewest households it covered (None: withheld
+    in some interval), and the community KPIs."""
+
+    households: int
+    settled: int
+    first: int | None
+    last: int | None
+    last_root: str | None
+    totals: dict[str, tuple[int | None, int]]
+    kpis: dict[str, object]
+
+
+@dataclass
+class Day:
+    """A household's day: energy drawn / fed in at its meter (Wh), currency paid into / earned
+    from the pool and with the grid (units), tokens earned, currency held, flexibility
+    delivered (Wh), and one plain-language line per case."""
+
+    day: date
+    import_wh: int = 0
+    export_wh: int = 0
+    paid: float = 0.0
+    earned: float = 0.0
+    grid: float = 0.0
+    tokens: float = 0.0
+    held: float = 0.0
+    flex_wh: int = 0
+    intervals: list[int] = field(default_factory=list)
+    cases: list[str] = field(default_factory=list)
+
+
+class RunView:
+    """Read-only view of a run directory. LedgerError when it holds no readable ledger."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.ledger = self.dir / "ledger.sqlite"
+        if not self.ledger.is_file():
+            raise LedgerError(f"no ledger.sqlite in {self.dir} (run `gridctl sim --out DIR`)")
+        with self._db() as db:
+            q = "SELECT DISTINCT household FROM meters WHERE household IS NOT NULL"
+            self.households = sorted(h for (h,) in db.execute(q))
+            self.first, self.last = db.execute(
+                "SELECT MIN(interval), MAX(interval) FROM interval_roots"
+            ).fetchone()
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open {self.ledger}: {e}") from None
+        try:
+            yield db
+        except sqlite3.Error as e:
+            raise LedgerError(f"{self.ledger} is not a gridctl ledger: {e}") from None
+        finally:
+            db.close()
+
+    def settled(self, interval: int) -> bool:
+        """True when ``interval`` has a Merkle root in this ledger."""
+        return self.first is not None and self.first <= interval <= self.last
+
+    def community(self) -> Community:
+        """The public summary (community-level figures only)."""
+        with self._db() as db:
+            settled, last_root = db.execute(
+                "SELECT COUNT(*), (SELECT root FROM interval_roots ORDER BY interval DESC LIMIT 1)"
+                " FROM interval_roots"
+            ).fetchone()
+            rows = [r for _, r in aggregate_rows(db)]
+        totals: dict[str, tuple[int | None, int]] = {}
+        for fig, count in COVERS.items():
+            values = [getattr(r, fig) for r in rows]
+            least = min((getattr(r, count) for r in rows), default=0)
+            total = None if not values or None in values else sum(values)
+            if fig.startswith("v_"):
+                total = None if total is None else (min if fig == "v_min_mv" else max)(values)
+            totals[fig] = (total, least)
+        return Community(
+            len(self.households), settled, self.first, self.last, last_root, totals,
+            self._kpis(),
+        )  # fmt: skip
+
+    def _kpis(self) -> dict[str, object]:
+        path = self.dir / "kpis.json"
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                return {}
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {k: doc[k] for k in COMMUNITY_KPIS if isinstance(doc.get(k), str | int | float)}
+
+    def statement_days(self, household: str) -> list[Day]:
+        """The household's statement summed per UTC day, with its flexibility and cases."""
+        days: dict[date, Day] = {}
+        for r in statement(self.ledger, household):
+            day = interval_start(r.interval).date()
+            d = days.setdefault(day, Day(day))
+            d.intervals.append(r.interval)
+            d.import_wh += r.import_wh or 0
+            d.export_wh += r.export_wh or 0
+            d.paid += r.paid / MICRO
+            d.earned += r.earned / MICRO
+            d.grid += r.grid / MICRO
+            d.tokens += r.tokens / MICRO
+            d.held += r.held / MICRO
+        with self._db() as db:
+            for booked, wh in db.execute(
+                "SELECT booked, delivered_wh FROM flex_deliveries WHERE household = ?", (household,)
+            ):
+                day = interval_start(booked).date()
+                days.setdefault(day, Day(day)).flex_wh += wh
+            for iv, outcome, method, dev in db.execute(
+                "SELECT interval, outcome, method, deviation_w FROM cases WHERE household = ?"
+                " ORDER BY interval", (household,),
+            ):  # fmt: skip
+                day = interval_start(iv).date()
+                days.setdefault(day, Day(day)).cases.append(case_line(iv, outcome, method, dev))
+        return [days[d] for d in sorted(days)]
+
+    def root(self, interval: int) -> dict[str, object]:
+        """A settled interval's published root: interval, tree size, root (hex)."""
+        with self._db() as db:
+            row = root_row(db, interval)
+        if row is None:
+            raise LedgerError(f"interval {interval} is not settled (no Merkle root)")
+        return {"interval": row.interval, "tree_size": row.size, "root": row.root}
+
+    def proof(self, household: str, interval: int) -> dict[str, object]:
+        """The inclusion proof of the household's entries in a settled interval."""
+        return inclusion_proof(self.ledger, household, interval)
+
+
+def case_line(interval: int, outcome: str, method: str, deviation_w: float | None) -> str:
+    """One plain-language sentence about a physics case of a household."""
+    at = interval_start(interval).strftime("%d %b %H:%M UTC")
+    off = (
+        f" (your meter's figure was {abs(deviation_w) / 1000:.1f} kW "
+        f"{'above' if deviation_w < 0 else 'below'} what the feeder's physics supports)"
+        if deviation_w is not None
+        else ""
+    )
+    if outcome == "named":
+        return f"{at}: the {method} check did not accept your meter's reading{off}, so no reward."
+    return (
+        f"{at}: your reward is held while the {method} check cannot confirm your "
+        f"reading{off}; it is paid back once confirmed."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,5 +39,6 @@ def serve_run(run_dir: Path, host: str, port: int, say: Callable[[str], None]) -
     say(f"household logins of this simulation: {len(view.households)} in {path} (mode 0600); "
         "a coordinator will set them at enrolment instead (not yet)")  # fmt: skip
     say(f"serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)")
+    sys.stdout.flush()  # the logins now, also when standard output is a pipe or a file
     uvicorn.run(create_app(view, accounts), host=host, port=port, log_level="warning",
                 server_header=False)  # fmt: skip

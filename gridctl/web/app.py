@@ -135,7 +135,7 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await _checked_form(web, request)
-        user, password = str(form.get("username", "")), str(form.get("password", ""))
+        user, password = str(form.get("username", ""))[:64], str(form.get("password", ""))
         client = f"client:{request.client.host if request.client else '?'}"
         if web.limiter.locked(f"user:{user}", client):
             return web.render(request, "login.html", 429, error="Too many wrong passwords: "

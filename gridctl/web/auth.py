@@ -25,6 +25,8 @@ MAX_SESSIONS = 10_000
 """Sessions kept at most (the oldest is dropped first): anonymous visitors cannot fill memory."""
 SESSION_S = 12 * 3600
 """A session's lifetime, s."""
+MAX_LIMITED = 100_000
+"""Keys the login limiter tracks at most (the oldest is forgotten first)."""
 
 
 def new_password() -> str:
@@ -127,6 +129,8 @@ class LoginLimiter:
         for k in keys:
             self._fails.setdefault(k, []).append(now)
             del self._fails[k][: -self.limit]
+        while len(self._fails) > MAX_LIMITED:
+            del self._fails[next(iter(self._fails))]
 
     def succeeded(self, key: str) -> None:
         """A right password: forget the key's wrong ones."""

@@ -5,6 +5,7 @@ response carries the security headers, and bad input gets a 4xx page."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -17,6 +18,7 @@ from gridctl import web
 from gridctl.core import MICRO
 from gridctl.settlement.statement import check_proof, statement
 from gridctl.web.auth import OPERATOR
+from gridctl.web.run_view import case_line
 from gridctl.web.security import CSP
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
 
@@ -150,3 +152,27 @@ def test_bad_input_gets_a_clear_4xx(site: Site, url: str, status: int, says: str
     assert r.status_code == status, r.text
     assert says in r.text
     assert "Traceback" not in r.text and "<script" not in r.text
+
+
+def test_serving_leaves_the_ledger_untouched(site: Site) -> None:
+    before = hashlib.sha256(site.view.ledger.read_bytes()).hexdigest()
+    client = site.client()
+    login(client, OPERATOR, site.passwords[OPERATOR])
+    for url in (*PUBLIC, *(f"/households/{h}" for h in site.view.households),
+                f"/households/h01/proofs/{site.view.last}.json", f"/roots/{site.view.first}.json"):  # fmt: skip
+        assert client.get(url).status_code == 200, url
+    assert hashlib.sha256(site.view.ledger.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize(
+    ("outcome", "deviation_w", "says"),
+    [
+        ("named", -1500.0, "did not accept your meter's reading (your meter's figure was 1.5 kW above"),
+        ("held", 800.0, "held while the physics check cannot confirm your reading (your meter's figure was 0.8 kW below"),
+        ("held", None, "cannot confirm your reading; it is paid back"),
+    ],
+)
+def test_a_case_in_plain_language(outcome: str, deviation_w: float | None, says: str) -> None:
+    line = case_line(1_980_004, outcome, "physics", deviation_w)
+    assert line.startswith("21 Jun 01:00 UTC: ")
+    assert says in line

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridctl.core import GridctlError, interval_start
 from gridctl.public.opendata import export
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
-from gridctl.web.run_view import FIGURES, RunView
+from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
 from gridctl.web.security import COOKIE, HEADERS, add_headers, set_session_cookie
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
         last = interval_start(c.last).isoformat() if c.last is not None else None
         return web.render(
             request, "community.html", c=c, last_start=last, figures=FIGURES,
-            households=view.households,
+            households=view.households, labels=LABELS, shown=shown,
         )  # fmt: skip
 
     @app.get("/how")

@@ -24,6 +24,21 @@ COMMUNITY_KPIS = (
     "voltage_violations", "line_overloads", "trafo_overloads", "tokens_issued",
 )  # fmt: skip
 """KPIs of ``kpis.json`` shown publicly: each covers the whole community (not a household)."""
+LABELS = {
+    "grid_import_wh": "Energy from the grid (transformer)",
+    "grid_export_wh": "Energy to the grid (transformer)",
+    "households_import_wh": "Energy the homes drew",
+    "households_export_wh": "Energy the homes fed in",
+    "shared_wh": "Energy shared between homes",
+    "v_min_mv": "Lowest voltage at a meter",
+    "v_max_mv": "Highest voltage at a meter",
+    "demand_wh": "Energy the homes used",
+    "pv_wh": "Solar energy produced",
+    "curtailed_wh": "Solar energy held back",
+    "flex_delivered_wh": "Flexibility delivered",
+    "envelope_s": "Time the grid operator's limit was in force",
+}
+"""Plain names of the public aggregates (``public_aggregates`` columns)."""
 FIGURES = ("feeder_power.png", "voltage.png")
 """The run's plots shown publicly (``households.png`` shows single households: not public)."""
 
@@ -166,6 +181,17 @@ class RunView:
     def proof(self, household: str, interval: int) -> dict[str, object]:
         """The inclusion proof of the household's entries in a settled interval."""
         return inclusion_proof(self.ledger, household, interval)
+
+
+def shown(figure: str, value: int | None) -> str:
+    """An aggregate for people: kWh, V or h, or ``withheld`` (covering too few households)."""
+    if value is None:
+        return "withheld"
+    if figure.endswith("_wh"):
+        return f"{value / 1000:.1f} kWh"
+    if figure.endswith("_mv"):
+        return f"{value / 1000:.1f} V"
+    return f"{value / 3600:.1f} h"
 
 
 def case_line(interval: int, outcome: str, method: str, deviation_w: float | None) -> str:

@@ -48,7 +48,8 @@ def test_community_page_shows_the_ledger_summary(site: Site) -> None:
     assert f">{last} (starting" in page.text
     kpis = json.loads((site.view.dir / "kpis.json").read_text())
     shared_wh = round(kpis["shared_kwh"] * 1000)
-    assert re.search(rf"<th scope=\"row\">shared_wh</th><td>{shared_wh}</td>", page.text)
+    shown = re.search(r'id="shared_wh">[^<]+</th><td>([\d.]+) kWh</td>', page.text)
+    assert shown and float(shown.group(1)) == round(shared_wh / 1000, 1)
 
 
 def test_public_pages_show_no_household_figure(site: Site) -> None:

@@ -227,9 +227,10 @@ def _error_pages(app: FastAPI, web: WebApp) -> None:
         return page(request, 400, f"Bad request: invalid {where}.")
 
     @app.exception_handler(GridctlError)
-    async def gridctl_error(request: Request, exc: GridctlError) -> Response:
+    async def unreadable(request: Request, exc: GridctlError) -> Response:
+        # input is checked before the ledger is read: what is left is the ledger itself
         log.warning("web: %s: %s", request.url.path, exc)
-        return page(request, 404, str(exc))
+        return page(request, 503, "The ledger cannot be read right now; the error is logged.")
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gridctl import web
 from gridctl.core import MICRO
 from gridctl.settlement.statement import check_proof, statement
 from gridctl.web.auth import OPERATOR
-from gridctl.web.run_view import case_line
+from gridctl.web.run_view import RunView, case_line
 from gridctl.web.security import CSP
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
 
@@ -177,3 +178,17 @@ def test_a_case_in_plain_language(outcome: str, deviation_w: float | None, says:
     line = case_line(1_980_004, outcome, "physics", deviation_w)
     assert line.startswith("21 Jun 01:00 UTC: ")
     assert says in line
+
+
+def test_an_unreadable_ledger_gets_a_503_without_a_trace(site: Site, tmp_path: Path) -> None:
+    shutil.copytree(site.view.dir, tmp_path / "run")
+    view = RunView(tmp_path / "run")
+    client = Site(view, site.accounts, site.passwords).client()
+    login(client, "h01", site.passwords["h01"])
+    for f in (tmp_path / "run").glob("ledger.sqlite*"):
+        f.write_bytes(b"not a database" * 100)
+    for url in ("/", "/households/h01", f"/households/h01/proofs/{view.last}.json"):
+        r = client.get(url)
+        assert r.status_code == 503, url
+        assert "cannot be read" in r.text and "Traceback" not in r.text and "sqlite" not in r.text
+        assert r.headers["content-security-policy"] == CSP

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 HOUSEHOLD_ID = r"^[A-Za-z0-9_-]{1,32}$"
 OPEN_DATA_FILES = ("aggregates.csv", "aggregates.parquet", "roots.csv", "datapackage.json")
+PROOF_VIEW = "proof-view.js"
+"""The in-browser proof check (binds every ``button[data-proof-url]``), when the app ships it."""
 MAX_FORM_BYTES = 4096
 """Largest login or logout form body read, bytes."""
 HouseholdId = Annotated[str, PathParam(pattern=HOUSEHOLD_ID)]
@@ -165,7 +167,7 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
         web.authorize(request, household)
         return web.render(
             request, "household.html", household=household, days=view.statement_days(household),
-            proof_js=(HERE / "static" / "proof.js").is_file(), last=view.last,
+            roots=view.roots(), proof_js=(HERE / "static" / PROOF_VIEW).is_file(),
         )  # fmt: skip
 
     @app.get("/households/{household}/proofs/{interval}.json")

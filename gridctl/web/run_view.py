@@ -170,6 +170,11 @@ class RunView:
                 days.setdefault(day, Day(day)).cases.append(case_line(iv, outcome, method, dev))
         return [days[d] for d in sorted(days)]
 
+    def roots(self) -> dict[int, str]:
+        """Every settled interval's published Merkle root (hex)."""
+        with self._db() as db:
+            return dict(db.execute("SELECT interval, root FROM interval_roots"))
+
     def root(self, interval: int) -> dict[str, object]:
         """A settled interval's published root: interval, tree size, root (hex)."""
         with self._db() as db:

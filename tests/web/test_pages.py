@@ -18,6 +18,7 @@ import pytest
 from gridctl import web
 from gridctl.core import MICRO
 from gridctl.settlement.statement import check_proof, statement
+from gridctl.web.app import PROOF_VIEW
 from gridctl.web.auth import OPERATOR
 from gridctl.web.run_view import RunView, case_line
 from gridctl.web.security import CSP
@@ -92,10 +93,15 @@ def test_household_statement_equals_the_ledger(site: Site) -> None:
     paid = sum(r.paid for r in rows) / MICRO
     assert f"<td>{imported} Wh</td>" in page.text
     assert f"<td>{paid:.4f}</td>" in page.text
-    assert page.text.count('data-proof-url="/households/h03/proofs/') == len(rows) == 8
-    # the in-browser proof check is loaded as a file when the app ships it
-    shipped = (Path(web.__file__).parent / "static" / "proof.js").is_file()
-    assert ('<script src="/static/proof.js" defer></script>' in page.text) == shipped
+    assert page.text.count('<a href="/households/h03/proofs/') == len(rows) == 8
+    # the in-browser proof check is loaded as a module file when the app ships it, with one
+    # button per interval carrying the proof's URL and the interval's published root
+    shipped = (Path(web.__file__).parent / "static" / PROOF_VIEW).is_file()
+    module = '<script type="module" src="/static/proof-view.js"></script>'
+    assert (module in page.text) == shipped
+    buttons = re.findall(r'<button type="button" data-proof-url="([^"]+)" data-proof-root="([^"]+)"', page.text)
+    roots = site.view.roots()
+    assert buttons == ([(f"/households/h03/proofs/{r.interval}.json", roots[r.interval]) for r in rows] if shipped else [])
     assert "<script>" not in page.text  # no inline script (the CSP would block it)
 
 

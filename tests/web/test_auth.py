@@ -59,11 +59,15 @@ def test_forms_without_the_csrf_token_are_refused(site: Site) -> None:
     client = site.client()
     token = csrf_of(client.get("/login").text)
     for data in ({}, {"csrf": ""}, {"csrf": token[:-1] + ("A" if token[-1] != "A" else "B")}):
-        r = client.post("/login", data={"username": "h01", "password": site.passwords["h01"], **data})
+        r = client.post(
+            "/login", data={"username": "h01", "password": site.passwords["h01"], **data}
+        )
         assert r.status_code == 403 and "security token" in r.text
     # a token from another browser's session does not do either
     other = csrf_of(site.client().get("/login").text)
-    r = client.post("/login", data={"username": "h01", "password": site.passwords["h01"], "csrf": other})
+    r = client.post(
+        "/login", data={"username": "h01", "password": site.passwords["h01"], "csrf": other}
+    )
     assert r.status_code == 403
     assert client.get("/households/h01").status_code == 401
     assert login(client, "h01", site.passwords["h01"]).status_code == 303

@@ -99,9 +99,15 @@ def test_household_statement_equals_the_ledger(site: Site) -> None:
     shipped = (Path(web.__file__).parent / "static" / PROOF_VIEW).is_file()
     module = '<script type="module" src="/static/proof-view.js"></script>'
     assert (module in page.text) == shipped
-    buttons = re.findall(r'<button type="button" data-proof-url="([^"]+)" data-proof-root="([^"]+)"', page.text)
+    buttons = re.findall(
+        r'<button type="button" data-proof-url="([^"]+)" data-proof-root="([^"]+)"', page.text
+    )
     roots = site.view.roots()
-    assert buttons == ([(f"/households/h03/proofs/{r.interval}.json", roots[r.interval]) for r in rows] if shipped else [])
+    assert buttons == (
+        [(f"/households/h03/proofs/{r.interval}.json", roots[r.interval]) for r in rows]
+        if shipped
+        else []
+    )
     assert "<script>" not in page.text  # no inline script (the CSP would block it)
 
 
@@ -175,8 +181,16 @@ def test_serving_leaves_the_ledger_untouched(site: Site) -> None:
 @pytest.mark.parametrize(
     ("outcome", "deviation_w", "says"),
     [
-        ("named", -1500.0, "did not accept your meter's reading (your meter's figure was 1.5 kW above"),
-        ("held", 800.0, "held while the physics check cannot confirm your reading (your meter's figure was 0.8 kW below"),
+        (
+            "named",
+            -1500.0,
+            "did not accept your meter's reading (your meter's figure was 1.5 kW above",
+        ),
+        (
+            "held",
+            800.0,
+            "held while the physics check cannot confirm your reading (your meter's figure was 0.8 kW below",
+        ),
         ("held", None, "cannot confirm your reading; it is paid back"),
     ],
 )

@@ -20,7 +20,7 @@ delivered it, exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,6 @@ from gridctl.public.flex_event import FlexEvent
 from gridctl.settlement import flex_records as rec
 from gridctl.settlement.ledger import Ledger, Posting, Transaction
 from gridctl.settlement.pool import CURRENCY, ISSUANCE, TOKEN, allocate, household_account
-from gridctl.settlement.readings import VERIFIED
 from gridctl.settlement.tables import insert_rows
 
 OPERATOR = "grid_operator"
@@ -91,11 +90,6 @@ def event_row(ev: FlexEvent, source: str, recorded: int) -> rec.FlexEventRow:
     )
 
 
-def recorded(ledger: Ledger) -> set[str]:
-    """Keys of the events already recorded."""
-    return {r.event for r in rec.events(ledger.db)}
-
-
 def record(
     ledger: Ledger,
     ev: FlexEvent,
@@ -113,7 +107,7 @@ def record(
     row = event_row(ev, source, interval)
     if row.first <= interval:
         raise ValueError(f"{row.event}: its window began before a baseline could be recorded")
-    if row.event in recorded(ledger):
+    if rec.has_event(ledger.db, row.event):
         raise ValueError(f"{row.event} is recorded already")
     n = min(baseline_w.shape[1], row.last - row.first + 1)
     to_wh = interval_hours()
@@ -138,12 +132,8 @@ def book_due(ledger: Ledger, interval: int, flex_tokens_per_kwh: float) -> list[
     closed = ledger.last_closed()
     if closed is None:
         return []
-    db = ledger.db
-    booked = {r.event for r in rec.deliveries(db)}
     out: list[rec.DeliveryRow] = []
-    for ev in rec.events(db):
-        if ev.event in booked or ev.last >= interval or ev.last > closed:
-            continue
+    for ev in rec.unbooked(ledger.db, min(interval - 1, closed)):
         out += _book(ledger, ev, interval, flex_tokens_per_kwh)
     return out
 
@@ -153,7 +143,7 @@ def _book(
 ) -> list[rec.DeliveryRow]:
     base = rec.baselines(ledger.db, ev.event)
     households = sorted({b.household for b in base})
-    measured = _verified_net_wh(ledger, households, ev.first, ev.last)
+    measured = rec.verified_net_wh(ledger.db, households, ev.first, ev.last)
     sign = 1 if ev.direction == IMPORT else -1
     asked = dict.fromkeys(households, 0)
     response = dict.fromkeys(households, 0)
@@ -184,16 +174,3 @@ def _book(
         insert_rows(db, "flex_deliveries", rows)
         ledger.append(txs)
     return rows
-
-
-def _verified_net_wh(
-    ledger: Ledger, households: Sequence[str], first: int, last: int
-) -> Mapping[tuple[str, int], int]:
-    """(household, interval) → verified net energy, Wh, load convention (absent: none)."""
-    marks = ",".join("?" * len(households))
-    cur = ledger.db.execute(
-        "SELECT household, interval, d_import_wh - d_export_wh FROM readings"
-        f" WHERE status = ? AND interval BETWEEN ? AND ? AND household IN ({marks})",
-        (VERIFIED, first, last, *households),
-    )
-    return {(h, i): int(wh) for h, i, wh in cur}

@@ -7,8 +7,10 @@ each interval's signed root (``settlement.roots.COVERED``).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import NamedTuple
 
+from gridctl.settlement.readings import VERIFIED
 from gridctl.settlement.tables import Table, select_rows
 
 
@@ -73,6 +75,35 @@ TABLES: dict[str, Table] = {
 def events(db: sqlite3.Connection) -> list[FlexEventRow]:
     """Every recorded event, in the order recorded."""
     return select_rows(db, FlexEventRow, "FROM flex_events ORDER BY rowid")
+
+
+def has_event(db: sqlite3.Connection, event: str) -> bool:
+    """Whether an event of that key is recorded."""
+    return db.execute("SELECT 1 FROM flex_events WHERE event = ?", (event,)).fetchone() is not None
+
+
+def unbooked(db: sqlite3.Connection, through: int) -> list[FlexEventRow]:
+    """Recorded events whose window ends at or before interval ``through`` and that have no
+    delivery rows yet, in the order recorded."""
+    tail = (
+        "FROM flex_events WHERE last <= ?"
+        " AND event NOT IN (SELECT DISTINCT event FROM flex_deliveries) ORDER BY rowid"
+    )
+    return select_rows(db, FlexEventRow, tail, (through,))
+
+
+def verified_net_wh(
+    db: sqlite3.Connection, households: Sequence[str], first: int, last: int
+) -> dict[tuple[str, int], int]:
+    """(household, interval) → verified net energy of its main meter, Wh, load convention, over
+    intervals ``first`` … ``last`` (absent: no verified reading)."""
+    marks = ",".join("?" * len(households))
+    cur = db.execute(
+        "SELECT household, interval, d_import_wh - d_export_wh FROM readings"
+        f" WHERE status = ? AND interval BETWEEN ? AND ? AND household IN ({marks})",
+        (VERIFIED, first, last, *households),
+    )
+    return {(h, i): int(wh) for h, i, wh in cur}
 
 
 def baselines(db: sqlite3.Connection, event: str) -> list[BaselineRow]:

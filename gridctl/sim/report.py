@@ -108,11 +108,12 @@ def _flexibility(r: SimResult, path: Path) -> bool:
         fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
         for ev in events:
             base = flex_rec.baselines(con, ev.event)
-            got = dict(con.execute(
-                "SELECT interval, SUM(d_import_wh - d_export_wh) FROM readings"
-                " WHERE status = 'verified' AND interval BETWEEN ? AND ? GROUP BY interval",
-                (ev.first, ev.last),
-            ).fetchall())  # fmt: skip
+            measured = flex_rec.verified_net_wh(
+                con, sorted({b.household for b in base}), ev.first, ev.last
+            )
+            got: dict[int, int] = {}
+            for (_, i), wh in measured.items():
+                got[i] = got.get(i, 0) + wh
             ivs = sorted({b.interval for b in base})
             t = [interval_start(i) for i in ivs]
             ax.step(t, [sum(b.baseline_wh for b in base if b.interval == i) / per_h for i in ivs],

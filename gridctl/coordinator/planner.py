@@ -218,7 +218,9 @@ class CommunityPlanner:
         self._envelope: EnvelopeLimits | None = None  # the last plan's, from _envelope_t0
         self._envelope_t0 = 0
         self._expected: dict[str, tuple[FlexEvent, str]] = {}  # requests awaiting a baseline
-        self._seen: set[str] = set()  # every request expected so far
+        # every request expected (key -> last interval of its window), kept a day after it
+        # ends so a source still listing an ended request does not bring it back
+        self._seen: dict[str, int] = {}
         self._baselines: list[Baseline] = []  # made, not yet taken
 
     @property
@@ -344,7 +346,7 @@ class CommunityPlanner:
         sees its window (once; a request whose window has begun gets none)."""
         k = flex_key(ev)
         if k not in self._seen:
-            self._seen.add(k)
+            self._seen[k] = flex_window(ev)[1]
             self._expected[k] = (ev, source)
 
     def take_baselines(self) -> list[Baseline]:
@@ -358,6 +360,7 @@ class CommunityPlanner:
         """For every expected request whose window lies ahead within the horizon: the plan
         without it (the baseline) and with it, over its window."""
         n_t = problem.load_w.shape[1]
+        self._seen = {k: last for k, last in self._seen.items() if last >= interval - DAY}
         for k, (ev, source) in list(self._expected.items()):
             first, last = flex_window(ev)
             if first <= interval:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from gridctl.core import W_PER_KW, FeederError
 from gridctl.grid import W_PER_MW
+from gridctl.grid.simbench_cache import cached_net
 
 DEFAULT_PROFILE_SOURCE = "1-LV-rural1--0-sw"
 """SimBench code whose profiles serve feeders that carry none (pandapower JSON files)."""
@@ -37,6 +38,11 @@ class Profiles:
 
 @functools.lru_cache(maxsize=4)
 def _simbench_net_cached(code: str) -> pp.pandapowerNet:
+    return cached_net(code, _read_simbench)
+
+
+def _read_simbench(code: str) -> pp.pandapowerNet:
+    """The SimBench network ``code`` read from simbench's own CSV set."""
     import simbench as sb
 
     try:
@@ -48,7 +54,8 @@ def _simbench_net_cached(code: str) -> pp.pandapowerNet:
 
 
 def _simbench_net(code: str) -> pp.pandapowerNet:
-    """A fresh copy of a SimBench network (reading one from the CSV set takes seconds)."""
+    """A fresh copy of a SimBench network (kept in memory, and on disk by
+    ``gridctl.grid.simbench_cache``: reading one from the CSV set takes seconds)."""
     return copy.deepcopy(_simbench_net_cached(code))
 
 

@@ -109,12 +109,27 @@ def charter(spec: CommunitySpec) -> Charter:
     return Charter(spec.governance, base, t.import_per_kwh, t.feed_in_per_kwh)
 
 
+def pv_rating_w(household: HouseholdSpec) -> float:
+    """``household``'s PV rating, W (the inverter's AC rating is about its kWp; 0: no PV)."""
+    return household.pv.peak_w if household.pv is not None else 0.0
+
+
 def export_capability_w(household: HouseholdSpec) -> float:
-    """The most ``household`` can export, W (> 0 export): its PV's peak (the inverter's AC
-    rating is about its kWp) plus its battery's power limit; an EV charger only draws."""
-    pv_w = household.pv.peak_w if household.pv is not None else 0.0
+    """The most ``household`` can export in full sun, W (> 0 export): its PV's rating plus its
+    battery's power limit; an EV charger only draws."""
     battery_w = household.battery.p_max_w if household.battery is not None else 0.0
-    return pv_w + battery_w
+    return pv_rating_w(household) + battery_w
+
+
+def export_capability(spec: CommunitySpec) -> ExportCapability:
+    """Every household's export capability, its PV bounded by the sun where the spec says
+    where the community is."""
+    hh = spec.households
+    return ExportCapability(
+        {h.id: export_capability_w(h) for h in hh},
+        pv_w={h.id: pv_rating_w(h) for h in hh},
+        place=spec.location.place() if spec.location is not None else None,
+    )
 
 
 def assemble(
@@ -146,7 +161,7 @@ def assemble(
         public_k=spec.opendata.k,
     )
     ids = [h.id for h in spec.households]
-    capability = ExportCapability({h.id: export_capability_w(h) for h in spec.households})
+    capability = export_capability(spec)
     physics: PhysicsCheck = BalanceCheck(balance, capability)
     if feeder is not None:
         estimator = StateEstimator(feeder.net, feeder.buses, ids, np.zeros(len(ids)))

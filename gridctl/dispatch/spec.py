@@ -30,6 +30,7 @@ from gridctl.governance.spec import GovernanceSpec
 from gridctl.public.envelope import FEEDER
 from gridctl.public.spec import EnvelopesSpec, unknown_targets
 from gridctl.settlement.aggregates import DEFAULT_K, MIN_K
+from gridctl.sun import Place
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0, le=100)]
@@ -215,6 +216,24 @@ class MeterClasses(StrictModel):
     transformer_class: AccuracyClass = "C"
 
 
+Degrees = Annotated[float, Field(strict=True)]
+"""An angle, degrees (a number: no text, no boolean)."""
+
+
+class LocationSpec(StrictModel):
+    """Where the community is, for the sun: latitude_deg (−90..90, north > 0), longitude_deg
+    (−180..180, east > 0), altitude_m (above sea level, m; −450 m at the Dead Sea to 6,000 m).
+    Settlement bounds each household's PV export by the sun there (``gridctl.sun``)."""
+
+    latitude_deg: Annotated[Degrees, Field(ge=-90, le=90)]
+    longitude_deg: Annotated[Degrees, Field(ge=-180, le=180)]
+    altitude_m: Annotated[float, Field(strict=True, ge=-450, le=6000)] = 0.0
+
+    def place(self) -> Place:
+        """The location as ``gridctl.sun`` takes it."""
+        return Place(self.latitude_deg, self.longitude_deg, self.altitude_m)
+
+
 class OpenDataSpec(StrictModel):
     """What the community publishes (``gridctl.settlement.aggregates``): k, the fewest
     households a published figure may cover, and whether the coordinator broadcasts each
@@ -225,11 +244,14 @@ class OpenDataSpec(StrictModel):
 
 
 class CommunitySpec(StrictModel):
-    """A community as planning and settlement see it: feeder (None: no plans), households,
+    """A community as planning and settlement see it: feeder (None: no plans), location,
+    households,
     prices, reward rate, feeder limits, dispatch settings, the meters' accuracy classes, how
     its members govern it and what it publishes."""
 
     feeder: FeederSpec | None = None
+    location: LocationSpec | None = None
+    """Where the community is (None: unknown; PV exports are then bounded by kWp alone)."""
     households: list[HouseholdSpec] = Field(default_factory=list)
     tariff: TariffSpec
     reward_tokens_per_kwh: RewardRate = 1.0

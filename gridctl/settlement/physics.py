@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from gridctl.core import ACCURACY_CLASS_MPE
+from gridctl.sun import Place, pv_share_max
 
 Z_DEFAULT = 4.0
 """Standard deviations a residual may reach before it counts as a breach (normal errors:
@@ -129,28 +130,49 @@ MAX_CAPABILITY_W = 100e6
 class ExportCapability:
     """What each household can export at most, W (> 0 export, here only): its PV inverters'
     AC rating plus its batteries' power limit (plus any other exporting device); 0 for a
-    household with neither. Keys are household ids; a finite number in [0, MAX_CAPABILITY_W]."""
+    household with neither. Keys are household ids; a finite number in [0, MAX_CAPABILITY_W].
+
+    pv_w: the part of a household's capability that is PV, W (missing: none), at most its
+    capability. place: where the community is (None: unknown); with it, PV counts only as
+    much as the sun allows in the interval (``gridctl.sun.pv_share_max``: nothing at night),
+    batteries their full power at any hour."""
 
     capability_w: Mapping[str, float]
+    pv_w: Mapping[str, float] = field(default_factory=dict)
+    place: Place | None = None
 
     def __post_init__(self) -> None:
-        for h, v in self.capability_w.items():
-            if not isinstance(h, str):
-                raise ValueError(f"capability_w: household ids are strings, not {h!r}")
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ValueError(f"capability_w[{h}]: a number of W, not {v!r}")
-            if not math.isfinite(v) or not 0 <= v <= MAX_CAPABILITY_W:
-                raise ValueError(
-                    f"capability_w[{h}]: a finite W in [0, {MAX_CAPABILITY_W:g}], not {v}"
-                )
-        object.__setattr__(self, "capability_w", MappingProxyType(dict(self.capability_w)))
+        for name in ("capability_w", "pv_w"):
+            for h, v in getattr(self, name).items():
+                if not isinstance(h, str):
+                    raise ValueError(f"{name}: household ids are strings, not {h!r}")
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise ValueError(f"{name}[{h}]: a number of W, not {v!r}")
+                if not math.isfinite(v) or not 0 <= v <= MAX_CAPABILITY_W:
+                    raise ValueError(
+                        f"{name}[{h}]: a finite W in [0, {MAX_CAPABILITY_W:g}], not {v}"
+                    )
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        for h, v in self.pv_w.items():
+            if v > self.capability_w.get(h, 0.0):
+                raise ValueError(f"pv_w[{h}]: {v:g} W exceeds the household's capability_w")
 
-    def of(self, households: list[str]) -> np.ndarray:
-        """Capabilities of ``households`` in their order, W (a household unknown is an error)."""
+    def sun_share(self, interval: int, dt_h: float) -> float:
+        """Share of its PV rating a household's PV may deliver in ``interval`` (0–1; 1 where
+        the place is unknown)."""
+        if self.place is None:
+            return 1.0
+        dt_s = dt_h * 3600.0
+        return float(pv_share_max(self.place, interval * dt_s, dt_s)[0])
+
+    def of(self, households: list[str], sun_share: float = 1.0) -> np.ndarray:
+        """Capabilities of ``households`` in their order, W, their PV at ``sun_share`` of its
+        rating (a household unknown is an error)."""
         missing = [h for h in households if h not in self.capability_w]
         if missing:
             raise ValueError(f"no export capability for {', '.join(missing)}")
-        return np.array([float(self.capability_w[h]) for h in households])
+        pv_off_w = [(1.0 - sun_share) * self.pv_w.get(h, 0.0) for h in households]
+        return np.array([float(self.capability_w[h]) for h in households]) - pv_off_w
 
 
 def capability_finding(
@@ -163,8 +185,10 @@ def capability_finding(
     (not the net energy): no instant's export exceeds generation, so neither does its sum, and
     a claim exporting and importing in one interval cannot hide export behind import. Each named
     household's ``deviation_w`` is its claimed export power beyond capability, W, load
-    convention (< 0)."""
-    cap_w = capability.of(claims.households)
+    convention (< 0). With the community's place known, PV counts only as far as the sun
+    allows in the interval (``ExportCapability.sun_share``, in the case as ``sun_share``)."""
+    share = capability.sun_share(claims.interval, claims.dt_h)
+    cap_w = capability.of(claims.households, share)
     mpe = ACCURACY_CLASS_MPE[config.household_class]
     export_wh = claims.export_wh.astype(float)
     gross_wh = export_wh + claims.import_wh.astype(float)
@@ -177,7 +201,7 @@ def capability_finding(
     named = tuple(int(h) for h in over)
     deviation_w = cap_w - export_wh / claims.dt_h
     per = {h: {"deviation_w": round(float(deviation_w[h]), 1)} for h in named}
-    case = {
+    case: dict[str, object] = {
         "check": "capability",
         "why": "the claimed export exceeds what the household's generation and storage can "
         "deliver: physics rejects the claim",
@@ -191,6 +215,8 @@ def capability_finding(
             for h in named
         ],
     }
+    if capability.place is not None:
+        case["sun_share"] = round(share, 4)
     return Finding(named=named, case=case, per_household=per)
 
 

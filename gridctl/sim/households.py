@@ -20,6 +20,8 @@ LOAD_NOISE_SIGMA = 0.15
 """Standard deviation of the log-normal load noise per household and interval."""
 CLOUD_NOISE_SIGMA = 0.08
 """Innovation of the AR(1) community-wide PV cloud factor, per interval."""
+CLOUD_FACTOR_RANGE = (0.2, 1.1)
+"""Least and most the cloud factor scales the PV profile's output by."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,6 @@ def build_series(
     for t, shock in enumerate(rng.normal(0.0, CLOUD_NOISE_SIGMA, n_t)):
         level = 0.9 * level + shock
         cloud[t] = level
-    pv = pv_fc * np.clip(1.0 + cloud, 0.2, 1.1)[None, :]
+    pv = pv_fc * np.clip(1.0 + cloud, *CLOUD_FACTOR_RANGE)[None, :]
     return HouseholdSeries(load_fc_w=load_fc, load_w=load, pv_fc_w=pv_fc, pv_w=pv,
                            tan_phi=tan_phi(scn.households))  # fmt: skip

@@ -2,13 +2,14 @@
 so such a claim is named, and with a feeder its claim leaves the estimation so that the
 transformer balance no longer holds its honest neighbours."""
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gridctl.coordinator.assembly import assemble, export_capability_w
+from gridctl.coordinator.assembly import assemble, export_capability, export_capability_w
 from gridctl.grid.ac import AcFeeder
 from gridctl.settlement.feeder_check import FeederCheck
 from gridctl.settlement.physics import (
@@ -19,6 +20,7 @@ from gridctl.settlement.physics import (
     capability_finding,
 )
 from gridctl.sim.scenario import load_scenario
+from gridctl.sun import Place
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 2_000_000
@@ -104,6 +106,65 @@ def test_a_household_without_a_capability_is_refused() -> None:
         capability_finding(_claims([0, 0], [0, 0]), ExportCapability({"h0": 0.0}), B)
     with pytest.raises(ValueError, match="ids are strings"):
         ExportCapability({3: 0.0})  # type: ignore[dict-item]
+
+
+KASSEL = Place(51.32, 9.50, 160.0)
+MIDNIGHT = 1_776_816_000 // 900  # 2026-04-22 00:00 UTC, an interval index
+NOON = MIDNIGHT + 11 * 4  # 11:00 UTC
+
+
+def _at(interval: int, exp: list[int]) -> Claims:
+    return dataclasses.replace(_claims([0] * len(exp), exp), interval=interval)
+
+
+def test_with_the_place_known_pv_exports_nothing_at_night_and_batteries_still_their_kw() -> None:
+    # h0: 9.5 kWp, no battery (community-20's h09); h1: 5.5 kWp + 5 kW battery
+    kw = {"h0": 9500.0, "h1": 10_500.0}
+    pv = {"h0": 9500.0, "h1": 5500.0}
+    sunny, blind = ExportCapability(kw, pv, KASSEL), ExportCapability(kw, pv)
+    night = _at(MIDNIGHT, [250, 1400])  # 1 kW from h0; 5.6 kW from h1 at midnight
+    assert capability_finding(night, blind, B).named == ()  # kWp at every hour: both pass
+    f = capability_finding(night, sunny, B)
+    assert f.named == (0, 1) and f.case is not None and f.case["sun_share"] == 0.0
+    assert f.case["exceeded"][0]["capability_wh"] == 0.0
+    assert f.case["exceeded"][1]["capability_wh"] == 1250.0  # the battery's 5 kW
+    assert capability_finding(_at(MIDNIGHT, [10, 1325]), sunny, B).named == ()
+    # at 11:00 UTC the sun allows the full rating: the same as without the place
+    day = _at(NOON, [2400, 2600])
+    assert capability_finding(day, sunny, B) == capability_finding(day, blind, B)
+    assert capability_finding(_at(NOON, [2520, 0]), sunny, B).named == (0,)  # 2,517.5 Wh
+
+
+def test_the_place_never_makes_the_bound_weaker() -> None:
+    kw, pv = {"h0": 9500.0, "h1": 10_500.0}, {"h0": 9500.0, "h1": 5500.0}
+    sunny, blind = ExportCapability(kw, pv, KASSEL), ExportCapability(kw, pv)
+    for interval in range(MIDNIGHT, MIDNIGHT + 96, 3):
+        share = sunny.sun_share(interval, 0.25)
+        assert 0.0 <= share <= 1.0
+        assert (sunny.of(["h0", "h1"], share) <= blind.of(["h0", "h1"])).all()
+        assert sunny.of(["h0", "h1"], share)[1] >= 5000.0  # the battery at any hour
+
+
+@pytest.mark.parametrize("value", [-1.0, math.nan, math.inf, 1e9, True, "5000", None])
+def test_hostile_pv_ratings_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=r"pv_w\[h0\]"):
+        ExportCapability({"h0": 5000.0}, {"h0": value})  # type: ignore[dict-item]
+
+
+def test_a_pv_rating_beyond_the_capability_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"pv_w\[h1\].*exceeds"):
+        ExportCapability({"h0": 5000.0}, {"h1": 100.0})
+    with pytest.raises(ValueError, match=r"pv_w\[h0\].*exceeds"):
+        ExportCapability({"h0": 5000.0}, {"h0": 5000.5})
+
+
+def test_the_spec_s_location_reaches_the_check() -> None:
+    scn = load_scenario(ROOT / "sim" / "community-20.yaml")
+    cap = export_capability(scn)
+    assert cap.place == Place(51.32, 9.5, 160.0)
+    assert cap.pv_w["h09"] == 9500.0 and cap.pv_w["h10"] == 0.0  # h10: battery only
+    no_place = export_capability(scn.model_copy(update={"location": None}))
+    assert no_place.place is None and no_place.sun_share(MIDNIGHT, 0.25) == 1.0
 
 
 @pytest.fixture(scope="module")

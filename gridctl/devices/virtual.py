@@ -9,6 +9,7 @@ address); a write to a read-only register or an out-of-range setpoint answers ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import socket
 import time
@@ -16,11 +17,13 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gridctl.devices.codec import MAX_READ_REGISTERS
+from gridctl.sun import STC_W_PER_M2, Place, clear_sky_w_per_m2
 
 Clock = Callable[[], float]
 ILLEGAL_ADDRESS = 2
@@ -154,7 +157,27 @@ async def serving(
         task.cancel()
 
 
+VIRTUAL_PLACE = Place(51.32, 9.50, 160.0)
+"""Where a virtual inverter's panels are (Kassel, as the scenarios' communities)."""
+SUN_STEP_S = 300
+"""A virtual inverter's availability holds for this long, s (the sun's position is computed
+once per step)."""
+
+
+def clear_sky_share(t_s: np.ndarray) -> np.ndarray:
+    """A horizontal panel's clear-sky output at ``VIRTUAL_PLACE`` (share of its rating, 0–1)
+    at each step start ``t_s`` (UTC epoch s): the cleanest sky's global irradiance over the
+    panels' rated 1,000 W/m²; 0 at night."""
+    ghi = clear_sky_w_per_m2(VIRTUAL_PLACE, np.asarray(t_s, dtype=float))["ghi"]
+    return np.minimum(ghi / STC_W_PER_M2, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _share_at_step(step: int) -> float:
+    return float(clear_sky_share(np.array([step * SUN_STEP_S]))[0])
+
+
 def clear_sky(t_s: float) -> float:
-    """A clear-sky PV availability (0–1) by UTC time of day: a sine from 05:00 to 19:00 UTC."""
-    hour = (t_s / 3600.0) % 24.0
-    return max(0.0, math.sin(math.pi * (hour - 5.0) / 14.0)) if 5.0 <= hour <= 19.0 else 0.0
+    """A clear-sky PV availability (0–1) at UTC epoch ``t_s``: ``clear_sky_share`` at the
+    start of its ``SUN_STEP_S`` step (the real sun: nothing at night)."""
+    return _share_at_step(math.floor(t_s / SUN_STEP_S))

@@ -27,6 +27,7 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
     self_sufficiency: 1 - transformer import / demand (base load + EV), 0–1.
     shared_kwh: verified energy shared through the community pool.
     grid_import_kwh / grid_export_kwh / peak_import_kw: at the transformer (feeder losses included).
+    voltage_band_min_pu / voltage_band_max_pu: the scenario's voltage band, p.u.
     voltage_violations: intervals in which any bus leaves the scenario's voltage band.
     line_overloads / trafo_overloads: intervals in which any line / transformer exceeds its limit.
     grid_cost: the community's bill at the transformer, import at the tariff minus feed-in,
@@ -78,6 +79,8 @@ def kpis(r: SimResult) -> dict[str, float | int | str]:
         ),
         "min_voltage_pu": round(float(r.vm_min_pu.min()), 4),
         "max_voltage_pu": round(float(r.vm_max_pu.max()), 4),
+        "voltage_band_min_pu": lim.v_min_pu,
+        "voltage_band_max_pu": lim.v_max_pu,
         "max_line_loading_pct": round(float(r.line_loading_max_pct.max()), 2),
         "max_trafo_loading_pct": round(float(r.trafo_loading_max_pct.max()), 2),
         "voltage_violations": int(voltage_bad.sum()),

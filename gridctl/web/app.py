@@ -1,7 +1,7 @@
 """The FastAPI application: routes, authorization on every request, and error pages.
 
-Public: ``/`` (community), ``/open-data`` (+ its files), ``/how``, ``/figures/NAME``,
-``/roots/{interval}.json`` (an interval's published root), ``/static``.
+Public: ``/`` (community), ``/timeline`` (``timeline_page``), ``/open-data`` (+ its files),
+``/how``, ``/figures/NAME``, ``/roots/{interval}.json`` (an interval's published root), ``/static``.
 Logged in: ``/households/{id}`` (statement) and ``/households/{id}/proofs/{interval}.json``; a
 household reads its own only, the operator any. Forms (login, logout) carry a CSRF token.
 """
@@ -27,6 +27,7 @@ from gridctl.public.opendata import export
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
 from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
 from gridctl.web.security import COOKIE, HEADERS, add_headers, set_session_cookie
+from gridctl.web.timeline_page import router as timeline_router
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -86,6 +87,7 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
     app.middleware("http")(add_headers)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _error_pages(app, web)
+    app.include_router(timeline_router(web))
 
     @app.get("/")
     def community(request: Request) -> Response:

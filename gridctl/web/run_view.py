@@ -13,14 +13,15 @@ from datetime import date
 from pathlib import Path
 
 from gridctl.core import MAX_FILE_BYTES, MICRO, LedgerError, interval_start
-from gridctl.settlement.aggregates import COVERS, aggregate_rows
+from gridctl.settlement.aggregates import COVERS, AggregateRow, aggregate_rows
 from gridctl.settlement.roots import root_row
 from gridctl.settlement.statement import inclusion_proof, statement
 
 COMMUNITY_KPIS = (
     "scenario", "households", "intervals", "self_sufficiency", "demand_kwh", "pv_kwh",
     "shared_kwh", "grid_import_kwh", "grid_export_kwh", "peak_import_kw", "curtailed_kwh",
-    "min_voltage_pu", "max_voltage_pu", "max_line_loading_pct", "max_trafo_loading_pct",
+    "min_voltage_pu", "max_voltage_pu", "voltage_band_min_pu", "voltage_band_max_pu",
+    "max_line_loading_pct", "max_trafo_loading_pct",
     "voltage_violations", "line_overloads", "trafo_overloads", "tokens_issued",
 )  # fmt: skip
 """KPIs of ``kpis.json`` shown publicly: each covers the whole community (not a household)."""
@@ -127,10 +128,19 @@ class RunView:
             totals[fig] = (total, least)
         return Community(
             len(self.households), settled, self.first, self.last, last_root, totals,
-            self._kpis(),
+            self.kpis(),
         )  # fmt: skip
 
-    def _kpis(self) -> dict[str, object]:
+    def aggregates(self, first: int, last: int) -> list[AggregateRow]:
+        """The public aggregates of the settled intervals first…last, in interval order."""
+        names = ", ".join(AggregateRow._fields)
+        q = f"SELECT {names} FROM public_aggregates WHERE interval BETWEEN ? AND ?"
+        q += " ORDER BY interval"
+        with self._db() as db:
+            return [AggregateRow(*r) for r in db.execute(q, (first, last))]
+
+    def kpis(self) -> dict[str, object]:
+        """The community KPIs of ``kpis.json`` (community-level only; {} when unreadable)."""
         path = self.dir / "kpis.json"
         try:
             if path.stat().st_size > MAX_FILE_BYTES:

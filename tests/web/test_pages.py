@@ -25,7 +25,8 @@ from gridctl.web.security import CSP
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
 
 PUBLIC = ("/", "/how", "/open-data", "/open-data/aggregates.csv", "/open-data/roots.csv",
-          "/open-data/datapackage.json")  # fmt: skip
+          "/open-data/datapackage.json", "/timeline", "/timeline?span=week",
+          "/timeline?span=month")  # fmt: skip
 
 
 def _ledger(site: Site, q: str) -> list[tuple]:

@@ -2,8 +2,9 @@
 
 Public: ``/`` (community), ``/timeline`` (``timeline_page``), ``/open-data`` (+ its files),
 ``/how``, ``/figures/NAME``, ``/roots/{interval}.json`` (an interval's published root), ``/static``.
-Logged in: ``/households/{id}`` (statement) and ``/households/{id}/proofs/{interval}.json``; a
-household reads its own only, the operator any. Forms (login, logout) carry a CSRF token.
+Logged in: ``/households/{id}`` (statement, ``household_page``) and
+``/households/{id}/proofs/{interval}.json``; a household reads its own only, the operator any.
+Forms (login, logout) carry a CSRF token.
 """
 
 from __future__ import annotations
@@ -25,19 +26,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridctl.core import GridctlError, interval_start
 from gridctl.public.opendata import export
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
+from gridctl.web.household_page import HouseholdId
+from gridctl.web.household_page import router as household_router
 from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
 from gridctl.web.security import COOKIE, HEADERS, add_headers, set_session_cookie
 from gridctl.web.timeline_page import router as timeline_router
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-HOUSEHOLD_ID = r"^[A-Za-z0-9_-]{1,32}$"
 OPEN_DATA_FILES = ("aggregates.csv", "aggregates.parquet", "roots.csv", "datapackage.json")
-PROOF_VIEW = "proof-view.js"
-"""The in-browser proof check (binds every ``button[data-proof-url]``), when the app ships it."""
 MAX_FORM_BYTES = 4096
 """Largest login or logout form body read, bytes."""
-HouseholdId = Annotated[str, PathParam(pattern=HOUSEHOLD_ID)]
 IntervalIx = Annotated[int, PathParam(ge=0, le=2**62)]
 
 
@@ -88,6 +87,7 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _error_pages(app, web)
     app.include_router(timeline_router(web))
+    app.include_router(household_router(web))
 
     @app.get("/")
     def community(request: Request) -> Response:
@@ -163,14 +163,6 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
-
-    @app.get("/households/{household}")
-    def household_page(request: Request, household: HouseholdId) -> Response:
-        web.authorize(request, household)
-        return web.render(
-            request, "household.html", household=household, days=view.statement_days(household),
-            roots=view.roots(), proof_js=(HERE / "static" / PROOF_VIEW).is_file(),
-        )  # fmt: skip
 
     @app.get("/households/{household}/proofs/{interval}.json")
     def proof(request: Request, household: HouseholdId, interval: IntervalIx) -> Response:

@@ -1,6 +1,7 @@
 """What the web app reads of a finished simulation's output directory (``gridctl sim --out``):
 the ledger (read-only), ``kpis.json`` and the community plots. Only community-level figures
-leave ``community``; a household's figures leave only ``statement_days`` and ``proof``."""
+leave ``community``, ``aggregates`` and ``kpis``; a household's figures leave only
+``statements``, ``flex``, ``cases``, ``intervals`` and ``proof``."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from pathlib import Path
 
-from gridctl.core import MAX_FILE_BYTES, MICRO, LedgerError, interval_start
+from gridctl.core import MAX_FILE_BYTES, LedgerError
 from gridctl.settlement.aggregates import COVERS, AggregateRow, aggregate_rows
+from gridctl.settlement.flex_records import DeliveryRow, FlexEventRow
+from gridctl.settlement.flex_records import events as flex_events
 from gridctl.settlement.roots import root_row
-from gridctl.settlement.statement import inclusion_proof, statement
+from gridctl.settlement.statement import StatementRow, inclusion_proof, statement
+from gridctl.settlement.tables import select_rows
+from gridctl.web.statements import StatementIndex
 
 COMMUNITY_KPIS = (
     "scenario", "households", "intervals", "self_sufficiency", "demand_kwh", "pv_kwh",
@@ -59,25 +63,6 @@ class Community:
     kpis: dict[str, object]
 
 
-@dataclass
-class Day:
-    """A household's day: energy drawn / fed in at its meter (Wh), currency paid into / earned
-    from the pool and with the grid (units), tokens earned, currency held, flexibility
-    delivered (Wh), and one plain-language line per case."""
-
-    day: date
-    import_wh: int = 0
-    export_wh: int = 0
-    paid: float = 0.0
-    earned: float = 0.0
-    grid: float = 0.0
-    tokens: float = 0.0
-    held: float = 0.0
-    flex_wh: int = 0
-    intervals: list[int] = field(default_factory=list)
-    cases: list[str] = field(default_factory=list)
-
-
 class RunView:
     """Read-only view of a run directory. LedgerError when it holds no readable ledger."""
 
@@ -92,6 +77,8 @@ class RunView:
             self.first, self.last = db.execute(
                 "SELECT MIN(interval), MAX(interval) FROM interval_roots"
             ).fetchone()
+        self.statements = StatementIndex(self.ledger)
+        """Every household's totals per day (``household``'s page reads them)."""
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -152,38 +139,32 @@ class RunView:
             return {}
         return {k: doc[k] for k in COMMUNITY_KPIS if isinstance(doc.get(k), str | int | float)}
 
-    def statement_days(self, household: str) -> list[Day]:
-        """The household's statement summed per UTC day, with its flexibility and cases."""
-        days: dict[date, Day] = {}
-        for r in statement(self.ledger, household):
-            day = interval_start(r.interval).date()
-            d = days.setdefault(day, Day(day))
-            d.intervals.append(r.interval)
-            d.import_wh += r.import_wh or 0
-            d.export_wh += r.export_wh or 0
-            d.paid += r.paid / MICRO
-            d.earned += r.earned / MICRO
-            d.grid += r.grid / MICRO
-            d.tokens += r.tokens / MICRO
-            d.held += r.held / MICRO
+    def flex(self, household: str) -> list[tuple[FlexEventRow, DeliveryRow]]:
+        """The flexibility requests the household's deliveries were booked for, by window."""
         with self._db() as db:
-            for booked, wh in db.execute(
-                "SELECT booked, delivered_wh FROM flex_deliveries WHERE household = ?", (household,)
-            ):
-                day = interval_start(booked).date()
-                days.setdefault(day, Day(day)).flex_wh += wh
-            for iv, outcome, method, dev in db.execute(
+            events = {e.event: e for e in flex_events(db)}
+            rows = select_rows(db, DeliveryRow, "FROM flex_deliveries WHERE household = ?",
+                               (household,))  # fmt: skip
+        pairs = [(events[d.event], d) for d in rows if d.event in events]
+        return sorted(pairs, key=lambda p: p[0].first)
+
+    def cases(self, household: str) -> list[tuple[int, str, str, float | None]]:
+        """The household's physics cases: interval, outcome, method, deviation (W)."""
+        with self._db() as db:
+            return db.execute(
                 "SELECT interval, outcome, method, deviation_w FROM cases WHERE household = ?"
                 " ORDER BY interval", (household,),
-            ):  # fmt: skip
-                day = interval_start(iv).date()
-                days.setdefault(day, Day(day)).cases.append(case_line(iv, outcome, method, dev))
-        return [days[d] for d in sorted(days)]
+            ).fetchall()  # fmt: skip
 
-    def roots(self) -> dict[int, str]:
-        """Every settled interval's published Merkle root (hex)."""
+    def intervals(self, household: str, first: int, last: int) -> list[StatementRow]:
+        """The household's statement per interval, first…last."""
+        return statement(self.ledger, household, first, last)
+
+    def roots(self, first: int = 0, last: int = 2**62) -> dict[int, str]:
+        """The published Merkle root (hex) of every settled interval first…last."""
         with self._db() as db:
-            return dict(db.execute("SELECT interval, root FROM interval_roots"))
+            q = "SELECT interval, root FROM interval_roots WHERE interval BETWEEN ? AND ?"
+            return dict(db.execute(q, (first, last)))
 
     def root(self, interval: int) -> dict[str, object]:
         """A settled interval's published root: interval, tree size, root (hex)."""
@@ -207,20 +188,3 @@ def shown(figure: str, value: int | None) -> str:
     if figure.endswith("_mv"):
         return f"{value / 1000:.1f} V"
     return f"{value / 3600:.1f} h"
-
-
-def case_line(interval: int, outcome: str, method: str, deviation_w: float | None) -> str:
-    """One plain-language sentence about a physics case of a household."""
-    at = interval_start(interval).strftime("%d %b %H:%M UTC")
-    off = (
-        f" (your meter's figure was {abs(deviation_w) / 1000:.1f} kW "
-        f"{'above' if deviation_w < 0 else 'below'} what the feeder's physics supports)"
-        if deviation_w is not None
-        else ""
-    )
-    if outcome == "named":
-        return f"{at}: the {method} check did not accept your meter's reading{off}, so no reward."
-    return (
-        f"{at}: your reward is held while the {method} check cannot confirm your "
-        f"reading{off}; it is paid back once confirmed."
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+from gridctl.core import interval_start
 from gridctl.web.auth import OPERATOR, LoginLimiter
 from gridctl.web.security import COOKIE
 from tests.web.helpers import Site, csrf_of, login, sim_dir_fixture, site_fixture  # noqa: F401
@@ -15,8 +16,11 @@ FIVE = ("h01", "h02", "h03", "h04", "h05")
 def _urls(site: Site, household: str) -> list[str]:
     """Every URL that shows something of ``household``, in the spellings a router might take."""
     iv = site.view.last
+    day = interval_start(iv).date()
     return [
         f"/households/{household}",
+        f"/households/{household}?day={day}",
+        f"/households/{household}?month={day:%Y-%m}",
         f"/households/{household}/",
         f"/households/{household}?household=h01",
         f"/households/{household}/proofs/{iv}.json",
@@ -43,7 +47,7 @@ def test_no_household_reads_another_by_any_url(site: Site) -> None:
             for r in (mine, anon):
                 assert f"Statement of {b}" not in r.text and '"entries"' not in r.text
             checked += 1
-    assert checked == 20 * 7
+    assert checked == 20 * 9
 
 
 def test_operator_reads_every_household(site: Site) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from gridctl import web
-from gridctl.core import MICRO
+from gridctl.core import MICRO, interval_start
 from gridctl.settlement.statement import check_proof, statement
-from gridctl.web.app import PROOF_VIEW
 from gridctl.web.auth import OPERATOR
-from gridctl.web.run_view import RunView, case_line
+from gridctl.web.explain import case_line
+from gridctl.web.household_page import PROOF_VIEW
+from gridctl.web.run_view import RunView
 from gridctl.web.security import CSP
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
 
@@ -92,12 +92,16 @@ def test_household_statement_equals_the_ledger(site: Site) -> None:
     rows = statement(site.view.ledger, "h03")
     imported = sum(r.import_wh or 0 for r in rows)
     paid = sum(r.paid for r in rows) / MICRO
-    assert f"<td>{imported} Wh</td>" in page.text
-    assert f"<td>{paid:.4f}</td>" in page.text
+    day = interval_start(rows[0].interval).date()
+    assert f"<td>{imported / 1000:.2f} kWh</td>" in page.text
+    assert f"<td>{paid:.2f}</td>" in page.text
+    assert f'href="/households/h03?day={day}"' in page.text
+    assert "proofs/" not in page.text, "the month's page links its days, not every interval"
+    page = client.get(f"/households/h03?day={day}")
     assert page.text.count('<a href="/households/h03/proofs/') == len(rows) == 8
     # the in-browser proof check is loaded as a module file when the app ships it, with one
     # button per interval carrying the proof's URL and the interval's published root
-    shipped = (Path(web.__file__).parent / "static" / PROOF_VIEW).is_file()
+    shipped = PROOF_VIEW.is_file()
     module = '<script type="module" src="/static/proof-view.js"></script>'
     assert (module in page.text) == shipped
     buttons = re.findall(

@@ -1,0 +1,131 @@
+"""``/households/{id}``: a household's own statement, per month (``?month=YYYY-MM``, default the
+last settled) with a row per day, or one day (``?day=YYYY-MM-DD``) with its intervals and their
+inclusion proofs; the plain-language line of each case and flexibility request; what it would
+have paid on its own when the run has it. Only that household or the operator (``authorize``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from gridctl.core import INTERVALS_PER_DAY, MICRO, W_PER_KW, interval_start
+from gridctl.web.explain import case_line, flex_line
+from gridctl.web.run_view import RunView
+from gridctl.web.statements import Totals
+
+if TYPE_CHECKING:
+    from gridctl.web.app import WebApp
+
+HOUSEHOLD_ID = r"^[A-Za-z0-9_-]{1,32}$"
+HouseholdId = Annotated[str, PathParam(pattern=HOUSEHOLD_ID)]
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PROOF_VIEW = Path(__file__).parent / "static" / "proof-view.js"
+"""The in-browser proof check (binds every ``button[data-proof-url]``), when the app ships it."""
+ON_ITS_OWN = (
+    "What your home would have paid on its own is not known for this run: that needs the same "
+    "scenario simulated with every home optimised alone (gridctl sim --dispatch home), and this "
+    "run directory holds only the community's run. gridctl does not guess it."
+)
+"""Said in place of the ``home`` counterfactual, which a run directory does not hold."""
+
+
+def money(micro: int) -> str:
+    """Micro-units as currency units with 2 decimals."""
+    return f"{micro / MICRO:.2f}"
+
+
+def kwh(wh: int) -> str:
+    """Wh as kWh with 2 decimals."""
+    return f"{wh / W_PER_KW:.2f} kWh"
+
+
+def figures(t: Totals) -> list[tuple[str, str]]:
+    """A statement's lines in plain words: (what, value); lines that are zero and rare left out."""
+    rows = [
+        ("Energy you drew from the grid", kwh(t.import_wh)),
+        ("Energy you fed in (shared with neighbours first)", kwh(t.export_wh)),
+        ("Paid for energy received from neighbours", money(t.pool_paid)),
+        ("Earned for energy you shared", money(t.pool_earned)),
+        ("Tokens for sharing", money(t.tokens_shared)),
+        ("Flexibility delivered", kwh(t.flex_wh)),
+        ("Paid to you for flexibility", money(t.flex_paid)),
+        ("Tokens for flexibility", money(t.tokens_flex)),
+    ]
+    rare = [("With the grid (positive: received)", t.grid), ("Held until physics confirms "
+            "your reading (negative: paid back)", t.held), ("Tokens held", t.held_tokens),
+            ("Other", t.other)]  # fmt: skip
+    return rows + [(what, money(v)) for what, v in rare if v]
+
+
+def router(web: WebApp) -> APIRouter:
+    """The household page's route over ``web``'s run."""
+    r = APIRouter()
+
+    @r.get("/households/{household}")
+    def household_page(
+        request: Request,
+        household: HouseholdId,
+        month: Annotated[str | None, Query(pattern=MONTH)] = None,
+        day: Annotated[date | None, Query()] = None,
+    ) -> Response:
+        web.authorize(request, household)
+        view = web.view
+        days = view.statements.household(household)
+        ctx: dict[str, object] = {
+            "household": household, "figures": figures, "months": _months(days),
+            "on_its_own": ON_ITS_OWN, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
+        }  # fmt: skip
+        if day is not None:
+            if day not in days:
+                raise HTTPException(404, f"{household} has no settled statement on {day}.")
+            first = _interval(day)
+            rows = view.intervals(household, first, first + INTERVALS_PER_DAY - 1)
+            roots = view.roots(first, first + INTERVALS_PER_DAY - 1)
+            return web.render(
+                request, "household.html", **ctx, day=day, total=days[day], rows=rows,
+                roots=roots, lines=_lines(view, household, day, day), month=day.strftime("%Y-%m"),
+            )  # fmt: skip
+        if not days:
+            return web.render(request, "household.html", **ctx, day=None, month=None, total=None)
+        month = month or max(days).strftime("%Y-%m")
+        in_month = {d: t for d, t in days.items() if d.strftime("%Y-%m") == month}
+        if not in_month:
+            raise HTTPException(404, f"{household} has no settled statement in {month}.")
+        total = Totals()
+        for t in in_month.values():
+            total.add(t)
+        return web.render(
+            request, "household.html", **ctx, day=None, month=month, total=total,
+            month_days=in_month, lines=_lines(view, household, min(in_month), max(in_month)),
+        )  # fmt: skip
+
+    return r
+
+
+def _interval(d: date) -> int:
+    return (d - date(1970, 1, 1)).days * INTERVALS_PER_DAY
+
+
+def _hhmm(interval: int) -> str:
+    return interval_start(interval).strftime("%H:%M")
+
+
+def _months(days: dict[date, Totals]) -> list[str]:
+    return sorted({d.strftime("%Y-%m") for d in days})
+
+
+def _lines(view: RunView, household: str, first: date, last: date) -> list[tuple[date, str]]:
+    """The plain-language lines of the household's cases and flexibility requests whose
+    interval (a request: the start of its window) falls on a day first…last, in time order."""
+    lo, hi = _interval(first), _interval(last + timedelta(days=1)) - 1
+    out = [(ev.first, flex_line(ev, d)) for ev, d in view.flex(household)
+           if lo <= ev.first <= hi]  # fmt: skip
+    out += [(iv, case_line(iv, o, m, dev)) for iv, o, m, dev in view.cases(household)
+            if lo <= iv <= hi]  # fmt: skip
+    return [(interval_start(iv).date(), line) for iv, line in sorted(out)]

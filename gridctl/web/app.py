@@ -215,6 +215,8 @@ def _error_pages(app: FastAPI, web: WebApp) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # the router's: no such route
+            return page(request, 404, "There is no page at this address.")
         return page(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)

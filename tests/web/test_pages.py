@@ -160,7 +160,7 @@ def test_session_cookie_flags(site: Site) -> None:
         (f"/households/h01/proofs/{2**70}.json", 400, "invalid interval"),
         ("/households/%3Cscript%3E", 400, "invalid household"),
         ("/roots/99.json", 404, "not settled"),
-        ("/open-data/../ledger.sqlite", 404, "Not Found"),
+        ("/open-data/../ledger.sqlite", 404, "no page at this address"),
         ("/figures/report.html", 404, "No figure"),
     ],
 )

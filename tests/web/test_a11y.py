@@ -1,0 +1,131 @@
+"""Every page in a real Chromium: axe-core finds nothing serious or critical, the page fits a
+390 px wide phone (no horizontal scrolling), and a screenshot of it at that width is kept in
+``tests/artefacts/web/`` (git-ignored) to look at.
+
+axe-core comes vendored in ``axe-playwright-python`` (nothing is fetched at test time); it is
+injected with Playwright's ``evaluate``, which the page's CSP does not govern, so the app's own
+policy stays as served. Sync tests: the browser fixtures drive Playwright's sync API.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from gridctl.core import interval_start
+from gridctl.web.app import create_app
+from gridctl.web.auth import OPERATOR
+from tests.web.conftest import RecordedPage
+from tests.web.helpers import Site, sim_dir_fixture, site_fixture  # noqa: F401
+
+ARTEFACTS = Path(__file__).resolve().parents[1] / "artefacts" / "web"
+PHONE = {"width": 390, "height": 844}
+BLOCKING = ("serious", "critical")
+
+
+@pytest.fixture(scope="module")
+def origin(site: Site) -> Iterator[str]:
+    """The app over the test run, served by uvicorn on a free port of 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(site.view, site.accounts), host="127.0.0.1", port=port,
+                            log_level="warning")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the web app did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _axe():  # type: ignore[no-untyped-def]
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        from tests.web.conftest import _unavailable
+
+        _unavailable("axe-playwright-python is not installed (pip install -e '.[dev]')")
+    return Axe()
+
+
+def _log_in(page: RecordedPage, origin: str, user: str, password: str) -> None:
+    page.page.goto(f"{origin}/login")
+    page.page.fill("#username", user)
+    page.page.fill("#password", password)
+    page.page.click("main button[type=submit]")
+    page.page.wait_for_load_state()
+
+
+def _check(page: RecordedPage, origin: str, path: str, name: str) -> list[str]:
+    """Open ``path`` at 390 px, every <details> open; returns axe's serious/critical findings
+    and saves the screenshot as ``name``.png."""
+    p = page.page
+    if path:
+        p.goto(origin + path)
+    p.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=ARTEFACTS / f"{name}.png", full_page=True)
+    width = p.evaluate("document.scrollingElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name}: the page is {width} px wide at a 390 px viewport"
+    results = _axe().run(p)
+    found = results.response["violations"]
+    print(f"axe {name}: {len(found)} findings "
+          f"{[(v['id'], v['impact']) for v in found]}")  # fmt: skip
+    return [f"{name}: {v['id']} ({v['impact']}): {v['help']} at "
+            f"{[n['target'] for n in v['nodes']][:3]}" for v in found if v["impact"] in BLOCKING]
+
+
+@pytest.mark.slow
+def test_public_pages(web_page: RecordedPage, origin: str) -> None:
+    web_page.page.set_viewport_size(PHONE)
+    pages = {
+        "community": "/", "timeline-day": "/timeline", "timeline-week": "/timeline?span=week",
+        "timeline-month": "/timeline?span=month", "open-data": "/open-data", "how": "/how",
+        "login": "/login", "error-404": "/nope", "error-400": "/timeline?span=year",
+        "error-401": "/households/h01",
+    }  # fmt: skip
+    bad = [f for name, path in pages.items() for f in _check(web_page, origin, path, name)]
+    assert not bad, "\n".join(bad)
+    assert not web_page.foreign(origin), web_page.foreign(origin)
+    assert not [e for e in web_page.errors if "status of 40" not in e], web_page.errors
+
+
+@pytest.mark.slow
+def test_logged_in_pages(web_page: RecordedPage, origin: str, site: Site) -> None:
+    web_page.page.set_viewport_size(PHONE)
+    day = interval_start(site.view.last).date()
+    _log_in(web_page, origin, "h03", "wrong password")
+    bad = _check(web_page, origin, "", "login-wrong-password")
+    assert re.search("Wrong user name or password", web_page.page.content())
+    _log_in(web_page, origin, "h03", site.passwords["h03"])
+    pages = {"household-month": "/households/h03", "household-day": f"/households/h03?day={day}",
+             "error-403": "/households/h01"}  # fmt: skip
+    bad += [f for name, path in pages.items() for f in _check(web_page, origin, path, name)]
+    web_page.page.context.clear_cookies()
+    _log_in(web_page, origin, OPERATOR, site.passwords[OPERATOR])
+    bad += _check(web_page, origin, "/", "community-operator")
+    assert not bad, "\n".join(bad)
+    assert not web_page.foreign(origin), web_page.foreign(origin)
+
+
+def test_axe_finds_what_it_should(web_page: RecordedPage, origin: str) -> None:
+    """The check can fail: an image without a text alternative is a critical finding."""
+    web_page.page.goto(f"{origin}/how")
+    web_page.page.evaluate(
+        "document.querySelector('main').append(Object.assign(document.createElement('img'),"
+        " {src: '/static/favicon.svg'}))"
+    )
+    found = {v["id"]: v["impact"] for v in _axe().run(web_page.page).response["violations"]}
+    assert found.get("image-alt") == "critical", found

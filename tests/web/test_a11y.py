@@ -83,8 +83,11 @@ def _check(page: RecordedPage, origin: str, path: str, name: str) -> list[str]:
     found = results.response["violations"]
     print(f"axe {name}: {len(found)} findings "
           f"{[(v['id'], v['impact']) for v in found]}")  # fmt: skip
-    return [f"{name}: {v['id']} ({v['impact']}): {v['help']} at "
-            f"{[n['target'] for n in v['nodes']][:3]}" for v in found if v["impact"] in BLOCKING]
+    return [
+        f"{name}: {v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in found
+        if v["impact"] in BLOCKING
+    ]
 
 
 @pytest.mark.slow

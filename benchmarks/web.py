@@ -1,0 +1,197 @@
+"""Web app benchmark: server time of the community, timeline and household pages over a big ledger.
+
+    python benchmarks/web.py [--households 1000] [--days 30] [--requests 40] [--json FILE]
+                             [--keep DIR]
+
+A ledger of ``--households`` synthetic households (``SyntheticCommunity``: signed readings,
+physically consistent, a transformer meter) settled for ``--days`` UTC days of 96 intervals by
+the real ``Settler`` is built first (a few minutes for 1,000 × 30 days; progress shown). With
+``--keep DIR`` it is built once into DIR and reused by later runs.
+
+Then the app (``create_app`` over a ``RunView`` of that directory, the code ``gridctl web --run``
+serves) answers ``--requests`` requests of each page in this process (Starlette's TestClient:
+no network; the time is the server's plus a fraction of a millisecond of in-process transport):
+``/`` (community), ``/timeline`` (the last day, and a month), ``/households/ID`` (its month, the
+figure ``household_p95_s``) and ``/households/ID?day=`` (a day's 96 intervals with their proofs),
+each logged in as that household, a different household each request. The first request of
+each page is reported apart (``*_first_s``: what a cache costs to build); p95 is over the
+others.
+
+Baseline, measured in the same run: ``/how``, a page that reads nothing but its template; the
+table gives each page's p95 as a multiple of it. ``live_update_s`` is null: the app has no
+live-update (server-sent events) endpoint yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+TARGET_S = 0.200
+"""Server time p95 each page must stay within, s."""
+FIRST_DAY = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def build(run_dir: Path, households: int, days: int) -> None:
+    """Settle ``days`` days of ``households`` synthetic households into ``run_dir``'s ledger."""
+    from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY
+    from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
+    from gridctl.settlement.ledger import Ledger
+    from gridctl.settlement.settle import SettlementConfig, Settler
+    from gridctl.settlement.verify import ParallelVerifier
+
+    first = int(FIRST_DAY.timestamp()) // INTERVAL_S
+    n = days * INTERVALS_PER_DAY
+    path = run_dir / "ledger.sqlite"
+    path.unlink(missing_ok=True)
+    with Ledger(path, simulated_coordinator_key(0)) as ledger:
+        community = SyntheticCommunity(households, first, seed=7)
+        community.enrol(ledger)
+        verifier = ParallelVerifier()
+        verifier.start()
+        try:
+            settler = Settler(ledger, SettlementConfig(0.20, 1.0), verifier)
+            with _progress() as bar:
+                what = f"settling {households:,} households × {n:,} intervals"
+                task = bar.add_task(what, total=n)
+                for t in range(n):
+                    settler.settle(first + t, community.readings(first + t))
+                    bar.advance(task)
+        finally:
+            verifier.close()
+    (run_dir / "built.json").write_text(
+        json.dumps({"households": households, "days": days}) + "\n", encoding="utf-8"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+
+
+def measure(run_dir: Path, requests: int) -> dict[str, float | None]:
+    """Time each page ``requests`` times; returns first-request and p95 times, s."""
+    from fastapi.testclient import TestClient
+
+    from gridctl.web.app import create_app
+    from gridctl.web.auth import HOUSEHOLD, Accounts
+    from gridctl.web.run_view import RunView
+
+    view = RunView(run_dir)
+    accounts = Accounts()
+    users = view.households[: requests + 1]
+    for h in users:
+        accounts.add(h, HOUSEHOLD, f"benchmark-password-{h}")
+    app = create_app(view, accounts)
+    month = f"/timeline?span=month&start={FIRST_DAY.date().isoformat()}"
+    day = FIRST_DAY.date().isoformat()
+    clients = {h: _logged_in(TestClient(app), h) for h in users}
+    anon = TestClient(app)
+    pages = {
+        "baseline": [(anon, "/how")] * (requests + 1),
+        "community": [(anon, "/")] * (requests + 1),
+        "timeline": [(anon, "/timeline")] * (requests + 1),
+        "timeline_month": [(anon, month)] * (requests + 1),
+        "household": [(clients[h], f"/households/{h}") for h in users],
+        "household_day": [(clients[h], f"/households/{h}?day={day}") for h in users],
+    }
+    out: dict[str, float | None] = {}
+    for name, calls in pages.items():
+        times = []
+        for client, url in calls:
+            t0 = time.perf_counter()
+            r = client.get(url)
+            times.append(time.perf_counter() - t0)
+            assert r.status_code == 200, (url, r.status_code, r.text[:300])
+        out[f"{name}_first_s"] = round(times[0], 4)
+        out[f"{name}_p95_s"] = round(_p95(times[1:]), 4)
+    return out
+
+
+def _logged_in(client, user: str):  # type: ignore[no-untyped-def]
+    import re
+
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert token
+    data = {"username": user, "password": f"benchmark-password-{user}", "csrf": token.group(1)}
+    r = client.post("/login", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text[:300]
+    return client
+
+
+def _p95(times: list[float]) -> float:
+    return statistics.quantiles(times, n=20, method="inclusive")[-1]
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    """Build (or reuse) the ledger, time the pages, print the table; returns the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--households", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--requests", type=int, default=40)
+    ap.add_argument("--keep", type=Path, default=None, help="build the ledger here once, reuse it")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    args = ap.parse_args(argv)
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = args.keep or Path(tmp)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        want = {"households": args.households, "days": args.days}
+        built = run_dir / "built.json"
+        t0 = time.perf_counter()
+        if not built.is_file() or json.loads(built.read_text(encoding="utf-8")) != want:
+            build(run_dir, args.households, args.days)
+        build_s = time.perf_counter() - t0
+        size_mb = (run_dir / "ledger.sqlite").stat().st_size / 1e6
+        figures = measure(run_dir, args.requests)
+    result: dict[str, object] = {
+        "community_p95_s": figures["community_p95_s"],
+        "timeline_p95_s": figures["timeline_p95_s"],
+        "household_p95_s": figures["household_p95_s"],
+        "live_update_s": None,
+        "live_update_note": "no live-update (SSE) endpoint in the app yet",
+        **figures,
+        "households": args.households,
+        "days": args.days,
+        "requests": args.requests,
+        "ledger_mb": round(size_mb, 1),
+        "build_s": round(build_s, 1),
+        "cores": os.cpu_count(),
+    }
+    base = figures["baseline_p95_s"] or 1e-9
+    table = Table(title=f"web pages over {args.households:,} households × {args.days} days "
+                  f"(ledger {size_mb:,.0f} MB), {args.requests} requests each")  # fmt: skip
+    for col in ("page", "first request", "p95", "× baseline", "target"):
+        table.add_column(col, justify="left" if col == "page" else "right")
+    for name, label in (("baseline", "/how (baseline)"), ("community", "/ community"),
+                        ("timeline", "/timeline (day)"), ("timeline_month", "/timeline (month)"),
+                        ("household", "/households/ID (month)"),
+                        ("household_day", "/households/ID?day= (intervals)")):  # fmt: skip
+        p95 = figures[f"{name}_p95_s"] or 0.0
+        target = "" if name == "baseline" else (
+            f"≤ {TARGET_S * 1000:.0f} ms: {'met' if p95 <= TARGET_S else 'MISSED'}")  # fmt: skip
+        table.add_row(label, f"{figures[f'{name}_first_s'] * 1000:,.1f} ms",  # type: ignore[operator]
+                      f"{p95 * 1000:,.1f} ms", f"{p95 / base:,.1f}", target)  # fmt: skip
+    table.add_row("live update (SSE)", "", "n/a", "", "no endpoint yet")
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

@@ -1,0 +1,26 @@
+"""The web benchmark runs as a user runs it (small: 20 households, 2 days) and reports what it
+measured."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_web_benchmark_times_the_pages_as_a_user_runs_it(tmp_path: Path) -> None:
+    out = tmp_path / "w.json"
+    cmd = [sys.executable, "benchmarks/web.py", "--households", "20", "--days", "2",
+           "--requests", "8", "--json", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert (figures["households"], figures["days"]) == (20, 2)
+    for key in ("community_p95_s", "timeline_p95_s", "household_p95_s", "household_day_p95_s",
+                "baseline_p95_s", "household_first_s"):  # fmt: skip
+        assert 0 < figures[key] < 60, key
+    assert figures["live_update_s"] is None and figures["live_update_note"]
+    assert "web pages over 20 households × 2 days" in run.stdout and "≤ 200 ms" in run.stdout

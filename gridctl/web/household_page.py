@@ -76,7 +76,7 @@ def router(web: WebApp) -> APIRouter:
     ) -> Response:
         web.authorize(request, household)
         view = web.view
-        days = view.statements.household(household)
+        days = view.statements.days(household)
         ctx: dict[str, object] = {
             "household": household, "figures": figures, "months": _months(days),
             "on_its_own": ON_ITS_OWN, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
@@ -85,7 +85,7 @@ def router(web: WebApp) -> APIRouter:
             if day not in days:
                 raise HTTPException(404, f"{household} has no settled statement on {day}.")
             first = _interval(day)
-            rows = view.intervals(household, first, first + INTERVALS_PER_DAY - 1)
+            rows = view.statements.intervals(household, first, first + INTERVALS_PER_DAY - 1)
             roots = view.roots(first, first + INTERVALS_PER_DAY - 1)
             return web.render(
                 request, "household.html", **ctx, day=day, total=days[day], rows=rows,

@@ -1,7 +1,7 @@
 """What the web app reads of a finished simulation's output directory (``gridctl sim --out``):
 the ledger (read-only), ``kpis.json`` and the community plots. Only community-level figures
 leave ``community``, ``aggregates`` and ``kpis``; a household's figures leave only
-``statements``, ``flex``, ``cases``, ``intervals`` and ``proof``."""
+``statements``, ``flex``, ``cases`` and ``proof``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gridctl.settlement.aggregates import COVERS, AggregateRow, aggregate_rows
 from gridctl.settlement.flex_records import DeliveryRow, FlexEventRow
 from gridctl.settlement.flex_records import events as flex_events
 from gridctl.settlement.roots import root_row
-from gridctl.settlement.statement import StatementRow, inclusion_proof, statement
+from gridctl.settlement.statement import inclusion_proof
 from gridctl.settlement.tables import select_rows
 from gridctl.web.statements import StatementIndex
 
@@ -155,10 +155,6 @@ class RunView:
                 "SELECT interval, outcome, method, deviation_w FROM cases WHERE household = ?"
                 " ORDER BY interval", (household,),
             ).fetchall()  # fmt: skip
-
-    def intervals(self, household: str, first: int, last: int) -> list[StatementRow]:
-        """The household's statement per interval, first…last."""
-        return statement(self.ledger, household, first, last)
 
     def roots(self, first: int = 0, last: int = 2**62) -> dict[int, str]:
         """The published Merkle root (hex) of every settled interval first…last."""

@@ -38,7 +38,7 @@ def serve_run(run_dir: Path, host: str, port: int, say: Callable[[str], None]) -
     say(f"operator login (this start only): user {OPERATOR}, password {operator}")
     say(f"household logins of this simulation: {len(view.households)} in {path} (mode 0600); "
         "a coordinator will set them at enrolment instead (not yet)")  # fmt: skip
-    say("summing every household's statement per day (once; then only new intervals)")
+    say("indexing every household's postings (once; then only new intervals)")
     view.statements.refresh()
     say(f"serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)")
     sys.stdout.flush()  # the logins now, also when standard output is a pipe or a file

@@ -34,15 +34,20 @@ def test_the_index_sums_every_households_statement(site: Site) -> None:
     idx.refresh()  # nothing new: nothing counted twice
     for h in site.view.households:
         rows = statement(site.view.ledger, h)
-        (day,) = idx.household(h)
-        t = idx.household(h)[day]
+        (day,) = idx.days(h)
+        t = idx.days(h)[day]
+        per_interval = idx.intervals(h, site.view.first, site.view.last)
+        assert list(per_interval) == [r.interval for r in rows]
+        for r in rows:
+            i = per_interval[r.interval]
+            assert (i.import_wh, i.pool_paid, i.tokens_shared) == (r.import_wh, r.paid, r.tokens)
         assert day == interval_start(rows[0].interval).date()
         assert t.import_wh == sum(r.import_wh or 0 for r in rows)
         assert t.export_wh == sum(r.export_wh or 0 for r in rows)
         assert t.pool_paid == sum(r.paid for r in rows)
         assert t.pool_earned + t.flex_paid + t.other == sum(r.earned for r in rows)
         assert t.tokens_shared + t.tokens_flex == sum(r.tokens for r in rows)
-    assert any(idx.household(h)[day].tokens_shared > 0 for h in site.view.households)
+    assert any(idx.days(h)[day].tokens_shared > 0 for h in site.view.households)
 
 
 @pytest.mark.parametrize(

@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         table.add_column(col, justify="left" if col == "page" else "right")
     for name, label in (("baseline", "/how (baseline)"), ("community", "/ community"),
                         ("timeline", "/timeline (day)"), ("timeline_month", "/timeline (month)"),
-                        ("household", "/households/ID (month)"),
-                        ("household_day", "/households/ID?day= (intervals)")):  # fmt: skip
+                        ("household", "/households/ID"),
+                        ("household_day", "/households/ID?day=")):  # fmt: skip
         p95 = figures[f"{name}_p95_s"] or 0.0
         target = "" if name == "baseline" else (
             f"≤ {TARGET_S * 1000:.0f} ms: {'met' if p95 <= TARGET_S else 'MISSED'}")  # fmt: skip

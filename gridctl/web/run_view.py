@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from gridctl.settlement.flex_records import events as flex_events
 from gridctl.settlement.roots import root_row
 from gridctl.settlement.statement import inclusion_proof
 from gridctl.settlement.tables import select_rows
-from gridctl.web.statements import StatementIndex
+from gridctl.web.statements import StatementIndex, read_ledger
 
 COMMUNITY_KPIS = (
     "scenario", "households", "intervals", "self_sufficiency", "demand_kwh", "pv_kwh",
@@ -80,18 +79,8 @@ class RunView:
         self.statements = StatementIndex(self.ledger)
         """Every household's totals per day (``household``'s page reads them)."""
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True)
-        except sqlite3.Error as e:
-            raise LedgerError(f"cannot open {self.ledger}: {e}") from None
-        try:
-            yield db
-        except sqlite3.Error as e:
-            raise LedgerError(f"{self.ledger} is not a gridctl ledger: {e}") from None
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return read_ledger(self.ledger)
 
     def settled(self, interval: int) -> bool:
         """True when ``interval`` has a Merkle root in this ledger."""

@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -86,6 +86,26 @@ class Totals:
             self.other += amount
 
 
+@contextmanager
+def read_ledger(ledger: Path, index: Path | None = None) -> Iterator[sqlite3.Connection]:
+    """A connection to ``ledger`` read-only, or to ``index`` with the ledger attached read-only
+    as ``l``; LedgerError when it cannot be opened or read."""
+    try:
+        if index is None:
+            db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        else:
+            db = sqlite3.connect(f"file:{index}", uri=True, check_same_thread=False)
+            db.execute("ATTACH DATABASE ? AS l", (f"file:{ledger}?mode=ro",))
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot open {ledger}: {e}") from None
+    try:
+        yield db
+    except sqlite3.Error as e:
+        raise LedgerError(f"{ledger} is not a gridctl ledger: {e}") from None
+    finally:
+        db.close()
+
+
 class StatementIndex:
     """Every household's postings summed per interval, kind and asset, in a SQLite file of the
     web app's own (a temporary directory) indexed by account: ``refresh`` adds what was settled
@@ -100,20 +120,9 @@ class StatementIndex:
         self._path = Path(self._dir.name) / "postings.sqlite"
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         """The index, with the ledger attached read-only as ``l``."""
-        try:
-            db = sqlite3.connect(f"file:{self._path}", uri=True, check_same_thread=False)
-            db.execute("ATTACH DATABASE ? AS l", (f"file:{self.ledger}?mode=ro",))
-        except sqlite3.Error as e:
-            raise LedgerError(f"cannot open {self.ledger}: {e}") from None
-        try:
-            yield db
-        except sqlite3.Error as e:
-            raise LedgerError(f"{self.ledger} is not a gridctl ledger: {e}") from None
-        finally:
-            db.close()
+        return read_ledger(self.ledger, self._path)
 
     def refresh(self) -> None:
         """Sum the intervals settled since the last refresh (every one at the first)."""

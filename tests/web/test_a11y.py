@@ -1,6 +1,7 @@
 """Every page in a real Chromium: axe-core finds nothing serious or critical, the page fits a
 390 px wide phone (no horizontal scrolling), and a screenshot of it at that width is kept in
-``tests/artefacts/web/`` (git-ignored) to look at.
+``tests/artefacts/web/`` (git-ignored) to look at. And on a household's day page at that width,
+a proof is checked in the page (proof-view.js) against the published root.
 
 axe-core comes vendored in ``axe-playwright-python`` (nothing is fetched at test time); it is
 injected with Playwright's ``evaluate``, which the page's CSP does not govern, so the app's own
@@ -132,3 +133,31 @@ def test_axe_finds_what_it_should(web_page: RecordedPage, origin: str) -> None:
     )
     found = {v["id"]: v["impact"] for v in _axe().run(web_page.page).response["violations"]}
     assert found.get("image-alt") == "critical", found
+
+
+@pytest.mark.slow
+def test_a_proof_is_checked_on_the_household_day_page(
+    web_page: RecordedPage, origin: str, site: Site
+) -> None:
+    """The day page's "check" buttons run proof-view.js against the published root: the proof
+    holds; with a root one hex digit off, the same proof fails."""
+    web_page.page.set_viewport_size(PHONE)
+    _log_in(web_page, origin, "h03", site.passwords["h03"])
+    day = interval_start(site.view.last).date()
+    web_page.page.goto(f"{origin}/households/h03?day={day}")
+    buttons = web_page.page.get_by_role("button", name=re.compile("check the proof of"))
+    assert buttons.count() == 8
+    buttons.first.click()
+    outcome = web_page.page.wait_for_selector(".proof-outcome", timeout=10_000)
+    assert outcome is not None and outcome.inner_text().startswith("Proof holds"), (
+        outcome and outcome.inner_text()
+    )
+    web_page.page.evaluate(
+        "(() => { const b = document.querySelector('button[data-proof-root]');"
+        " const r = b.dataset.proofRoot;"
+        " b.dataset.proofRoot = (r[0] === '0' ? '1' : '0') + r.slice(1); })()"
+    )
+    buttons.first.click()
+    web_page.page.wait_for_selector(".proof-fails", timeout=10_000)
+    assert "Proof fails" in web_page.page.inner_text("#proof-out")
+    assert not web_page.foreign(origin) and not web_page.errors, web_page.errors

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from gridctl.core import INTERVALS_PER_DAY, MICRO, W_PER_KW, interval_start
 from gridctl.web.explain import case_line, flex_line
@@ -63,6 +64,15 @@ def figures(t: Totals) -> list[tuple[str, str]]:
     return rows + [(what, money(v)) for what, v in rare if v]
 
 
+def cells(t: Totals) -> Markup:
+    """A row's cells for a month's or a day's totals: drew and fed in (kWh), paid, earned
+    (pool and flexibility), tokens, flexibility delivered (kWh)."""
+    values = (kwh(t.import_wh)[:-4], kwh(t.export_wh)[:-4], money(t.pool_paid),
+              money(t.pool_earned + t.flex_paid), money(t.tokens_shared + t.tokens_flex),
+              kwh(t.flex_wh)[:-4])  # fmt: skip
+    return Markup("".join(f"<td>{v}</td>" for v in values))
+
+
 def router(web: WebApp) -> APIRouter:
     """The household page's route over ``web``'s run."""
     r = APIRouter()
@@ -77,8 +87,9 @@ def router(web: WebApp) -> APIRouter:
         web.authorize(request, household)
         view = web.view
         days = view.statements.days(household)
+        months = _months(days)
         ctx: dict[str, object] = {
-            "household": household, "figures": figures, "months": _months(days),
+            "household": household, "figures": figures, "months": months, "cells": cells,
             "on_its_own": ON_ITS_OWN, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
         }  # fmt: skip
         if day is not None:
@@ -97,9 +108,7 @@ def router(web: WebApp) -> APIRouter:
         in_month = {d: t for d, t in days.items() if d.strftime("%Y-%m") == month}
         if not in_month:
             raise HTTPException(404, f"{household} has no settled statement in {month}.")
-        total = Totals()
-        for t in in_month.values():
-            total.add(t)
+        total = months[month]
         return web.render(
             request, "household.html", **ctx, day=None, month=month, total=total,
             month_days=in_month, lines=_lines(view, household, min(in_month), max(in_month)),
@@ -116,8 +125,12 @@ def _hhmm(interval: int) -> str:
     return interval_start(interval).strftime("%H:%M")
 
 
-def _months(days: dict[date, Totals]) -> list[str]:
-    return sorted({d.strftime("%Y-%m") for d in days})
+def _months(days: dict[date, Totals]) -> dict[str, Totals]:
+    """The household's totals per month (YYYY-MM), in month order."""
+    out: dict[str, Totals] = {}
+    for d, t in days.items():
+        out.setdefault(d.strftime("%Y-%m"), Totals()).add(t)
+    return {m: out[m] for m in sorted(out)}
 
 
 def _lines(view: RunView, household: str, first: date, last: date) -> list[tuple[date, str]]:

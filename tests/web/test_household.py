@@ -4,14 +4,15 @@ stress-evening), no invented counterfactual, and bad input answered with a 4xx p
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gridctl.core import MICRO, interval_start
+from gridctl.core import INTERVAL_S, MICRO, interval_start
 from gridctl.settlement import flex_records as rec
 from gridctl.settlement.flex_records import DeliveryRow, FlexEventRow
 from gridctl.settlement.statement import statement
@@ -133,3 +134,47 @@ def test_each_request_is_explained_with_the_ledgers_figures(flex_run: Site) -> N
     client = flex_run.client()
     login(client, idle.household, flex_run.passwords[idle.household])
     assert flex_line(ev, paid) not in client.get(f"/households/{idle.household}").text
+
+
+@pytest.fixture(scope="module")
+def two_months(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """6 synthetic households settled from 31 May 23:00 to 1 June 01:00 UTC (8 intervals)."""
+    from gridctl.settlement.enrol import SyntheticCommunity, simulated_coordinator_key
+    from gridctl.settlement.ledger import Ledger
+    from gridctl.settlement.settle import SettlementConfig, Settler
+
+    run = tmp_path_factory.mktemp("two_months")
+    first = int(datetime(2026, 5, 31, 23, tzinfo=UTC).timestamp()) // INTERVAL_S
+    with Ledger(run / "ledger.sqlite", simulated_coordinator_key(0)) as ledger:
+        community = SyntheticCommunity(6, first, seed=3)
+        community.enrol(ledger)
+        settler = Settler(ledger, SettlementConfig(0.20, 1.0))
+        for t in range(8):
+            settler.settle(first + t, community.readings(first + t))
+    view = RunView(run)
+    accounts, operator, path = run_logins(view)
+    return Site(view, accounts, {**read_passwords(path), "operator": operator})
+
+
+def test_a_statement_per_month_and_per_day(two_months: Site) -> None:
+    h = two_months.view.households[0]
+    client = two_months.client()
+    login(client, h, two_months.passwords[h])
+    rows = statement(two_months.view.ledger, h)
+    by_month: dict[str, list] = {}
+    for r in rows:
+        by_month.setdefault(f"{interval_start(r.interval):%Y-%m}", []).append(r)
+    assert sorted(by_month) == ["2026-05", "2026-06"] and len(rows) == 8
+    page = client.get(f"/households/{h}").text
+    assert "Month 2026-06" in page and "Month by month" in page
+    months = re.findall(r'\?month=(\d{4}-\d\d)">\1</a></th>((?:<td>[^<]*</td>)+)', page)
+    assert [m for m, _ in months] == ["2026-05", "2026-06"]
+    for m, cells in months:
+        drew, _, paid, earned, *_ = re.findall(r"<td>([^<]*)</td>", cells)
+        assert drew == f"{sum(r.import_wh or 0 for r in by_month[m]) / 1000:.2f}"
+        assert paid == f"{sum(r.paid for r in by_month[m]) / MICRO:.2f}"
+        assert earned == f"{sum(r.earned for r in by_month[m]) / MICRO:.2f}"
+    may = client.get(f"/households/{h}?month=2026-05").text
+    assert "Month 2026-05" in may and "?day=2026-05-31" in may and "?day=2026-06-01" not in may
+    day = client.get(f"/households/{h}?day=2026-05-31").text
+    assert day.count(f'href="/households/{h}/proofs/') == len(by_month["2026-05"]) == 4

@@ -554,7 +554,7 @@ def broker_config(
         if tls_generate is not None:
             ca, tls_cert, tls_key = community_tls(out / "tls", members.community, tls_generate)
         tls = None if tls_cert is None or tls_key is None else Tls(tls_cert, tls_key, tls_ca)
-        creds = write_broker_config(members, out, port, bind, tls, insecure=insecure)
+        write_broker_config(members, out, port, bind, tls, insecure=insecure)
         shut = unreachable_folder(out)
     except GridctlError as e:
         raise _fail(e) from None
@@ -566,7 +566,7 @@ def broker_config(
             highlight=False, soft_wrap=True,
         )  # fmt: skip
     console.print(
-        f"broker for {len(creds) - 1} households written to {out}/ (passwords in "
+        f"broker for {len(members.households)} households written to {out}/ (passwords in "
         f"{out}/credentials.json, readable by you only); run: mosquitto -c {out}/mosquitto.conf"
         + ("" if ca is None else f"; clients trust {ca} (broker: {{tls: true, cafile: …}})"),
         soft_wrap=True,

@@ -7,7 +7,9 @@
     passwd             one PBKDF2-SHA512 hash per user (Mosquitto 2 ``$7$`` format)
     acl                the coordinator reads and writes the community; a household writes only its
                        own telemetry / reading / status / vote and reads only its own plan and the
-                       community broadcasts (a household's consumption is personal data)
+                       community broadcasts (a household's consumption is personal data); the
+                       web app (user ``web``) reads the broadcasts and the households' online
+                       status and writes only vote topics (it relays members' signed votes)
     credentials.json   user → password, for handing to each controller (mode 0600)
 
 Each client's id is its user name (``use_username_as_clientid``): a household that connects
@@ -54,6 +56,9 @@ from gridctl.core import INTERVAL_S, GridctlError, describe_validation_error, re
 from gridctl.protocol import COORDINATOR, MAX_PAYLOAD_BYTES, NAME, ROOT, check_name
 from gridctl.transport.tls import load_pair
 
+WEB = "web"
+"""The community web app's broker user (``gridctl web CONFIG``): no household may take the name."""
+
 PBKDF2_ITERATIONS = 101
 """Mosquitto 2's default for ``$7$`` hashes."""
 MAX_PACKET_BYTES = 2 * MAX_PAYLOAD_BYTES
@@ -87,6 +92,8 @@ class Community(BaseModel):
     def model_post_init(self, _: object) -> None:
         for h in self.households:
             check_name(h)
+            if h == WEB:
+                raise ValueError(f"household id {WEB!r} is the web app's broker user")
         if len(set(self.households)) != len(self.households):
             raise ValueError("a household id appears twice")
 
@@ -152,6 +159,11 @@ def acl_text(community: str) -> str:
             f"# gridctl ACL for community {community} (generated; anonymous clients get nothing)",
             f"user {COORDINATOR}",
             f"topic readwrite {base}/#",
+            "",
+            "# the web app: households online (status) and members' signed votes, nothing else",
+            f"user {WEB}",
+            f"topic read {base}/+/status",
+            f"topic write {base}/+/vote",
             "",
             "# every household, by its user name (%u): its own subtree, its own plan, broadcasts",
             f"pattern write {base}/%u/telemetry",
@@ -397,9 +409,9 @@ def write_broker_config(
             creds = {str(k): str(v) for k, v in old["users"].items()}
         except (OSError, ValueError, KeyError, AttributeError) as e:
             raise BrokerConfigError(f"{cred_path}: unreadable ({e}); move it away first") from None
-    for user in [COORDINATOR, *community.households]:
+    users = [COORDINATOR, WEB, *community.households]
+    for user in users:
         creds.setdefault(user, secrets.token_urlsafe(24))
-    users = [COORDINATOR, *community.households]
     hashes = "".join(f"{u}:{password_hash(creds[u])}\n" for u in users)
     _write_private(out / "passwd", hashes, broker_user)
     _write_private(out / "acl", acl_text(community.community), broker_user)

@@ -127,6 +127,39 @@ async def test_households_read_only_their_plan_and_write_only_their_subtree(brok
 
 
 @BOTH_BROKERS
+async def test_the_web_user_reads_status_and_broadcasts_and_writes_only_votes(
+    broker: Broker,
+) -> None:
+    c, hh = broker.community, broker.households[:3]
+    async with _client(broker, "coordinator") as coord:
+        await coord.subscribe(f"gridctl/v1/{c}/#", qos=1)
+        for h in hh:  # retained personal data the web must not see, and the status it may
+            await coord.publish(household_topic(c, h, "telemetry"), _telemetry(h, 1.0), qos=1,
+                                retain=True)  # fmt: skip
+            plan = PlanMessage(household=h, issued=1, steps=[PlanStep(interval=2)])
+            await coord.publish(household_topic(c, h, "plan"), encode(plan), qos=1, retain=True)
+            await coord.publish(household_topic(c, h, "status"), b"online", qos=1, retain=True)
+        async with _client(broker, "web") as web:
+            await web.subscribe(f"gridctl/v1/{c}/+/status", qos=1)
+            await web.subscribe(f"gridctl/v1/{c}/+/telemetry", qos=1)  # refused or filtered
+            await web.subscribe(coordinator_topic(c, "#"), qos=1)
+            prices = coordinator_topic(c, "prices")
+            await coord.publish(prices, b"end", qos=1)
+            seen = await _collect_until(web, prices, b"end")
+            assert {t for t, _ in seen} == {household_topic(c, h, "status") for h in hh}, seen
+            for h in hh:  # it may write every vote topic, nothing else of a household
+                for kind in HOUSEHOLD_KINDS:
+                    await web.publish(household_topic(c, h, kind), b"offline", qos=1)
+            for name in BROADCASTS:
+                await web.publish(coordinator_topic(c, name), b"forged", qos=1)
+            await web.publish(household_topic(c, hh[0], "vote"), b"end", qos=1)
+        got = await _collect_until(coord, household_topic(c, hh[0], "vote"), b"end")
+    assert sorted(t for t, p in got if p in (b"offline", b"forged")) == sorted(
+        household_topic(c, h, "vote") for h in hh
+    ), got
+
+
+@BOTH_BROKERS
 async def test_anonymous_unknown_and_wrong_passwords_are_refused(broker: Broker) -> None:
     for user, password in (
         (None, None),
@@ -144,7 +177,7 @@ async def test_anonymous_unknown_and_wrong_passwords_are_refused(broker: Broker)
 def test_config_files_are_private_and_regeneration_keeps_passwords(tmp_path: Path) -> None:
     out = tmp_path / "b"
     first = write_broker_config(Community(community="oak", households=["h1", "h2"]), out, 1884)
-    assert set(first) == {"coordinator", "h1", "h2"} and len(set(first.values())) == 3
+    assert set(first) == {"coordinator", "web", "h1", "h2"} and len(set(first.values())) == 4
     for name in ("passwd", "acl", "credentials.json"):
         assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600, name
     assert "allow_anonymous false" in (out / "mosquitto.conf").read_text()
@@ -165,6 +198,7 @@ def test_community_files_and_bad_ones(tmp_path: Path) -> None:
     for text, needle in (
         ("community: oak\nhouseholds: [h1, h1]\n", "twice"),
         ("community: oak\nhouseholds: [coordinator]\n", "coordinator"),
+        ("community: oak\nhouseholds: [h1, web]\n", "web app"),
         ("community: o/k\nhouseholds: [h1]\n", "community"),
         ("households: [h1]\n", "community"),
         ("community: oak\nhouseholds: []\n", "households"),
@@ -292,6 +326,10 @@ def test_acl_rules_read_back_as_mosquitto_applies_them() -> None:
     assert acl.allows("h1", f"{base}/coordinator/prices", "read")
     assert not acl.allows("h1", f"{base}/coordinator/prices", "write")
     assert acl.allows("coordinator", f"{base}/h1/reading", "read")
+    assert acl.allows("web", f"{base}/h1/vote", "write")
+    assert acl.allows("web", f"{base}/h1/status", "read")
+    assert not acl.allows("web", f"{base}/h1/telemetry", "read")
+    assert not acl.allows("web", f"{base}/h1/status", "write")
     assert not acl.allows("h+", f"{base}/h1/plan", "read")  # a wildcard name gets no pattern
     # a subscription is within a user's reads only if every topic it can match is
     assert acl.covers("h1", f"{base}/h1/plan") and acl.covers("h1", f"{base}/coordinator/#")

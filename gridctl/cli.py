@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import re
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -162,19 +163,36 @@ def sim(
 
 @app.command()
 def web(
+    config: Annotated[
+        Path | None, typer.Argument(help="a coordinator's YAML (serve its running community)")
+    ] = None,
     run: Annotated[
-        Path, typer.Option("--run", help="a simulation's output directory (`gridctl sim --out`)")
-    ],
+        Path | None,
+        typer.Option("--run", help="a simulation's output directory (`gridctl sim --out`)"),
+    ] = None,
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    broker_secret: Annotated[
+        Path | None,
+        typer.Option(
+            help="the broker user web's password file (default: web.secret beside CONFIG)"
+        ),
+    ] = None,
 ) -> None:
-    """Serve the community web app over a finished simulation: public community and open-data
-    pages, household statements and proofs behind logins printed at start."""
-    from gridctl.web.serve import serve_run
+    """Serve the community web app: for a running coordinator (CONFIG; live values, governance
+    and votes, households' logins set by `gridctl coordinator web-login`), or over a finished
+    simulation (--run DIR; household logins printed at start)."""
+    from gridctl.web.serve import serve_coordinator, serve_run
 
     try:
+        if (config is None) == (run is None):
+            raise GridctlError("give a coordinator CONFIG or --run DIR (one of them)")
         _in_range("--port", port, 1, 65535)
-        serve_run(run, host, port, _say)
+        if config is not None:
+            serve_coordinator(config, host, port, _say, broker_secret)
+        else:
+            assert run is not None
+            serve_run(run, host, port, _say)
     except GridctlError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
@@ -756,6 +774,26 @@ def coordinator_keys_revoke(
         return
     console.print(f"household {household}: key {', '.join(revoked)} revoked from interval "
                   f"{interval} on", highlight=False)  # fmt: skip
+
+
+@coordinator_app.command("web-login")
+def coordinator_web_login(
+    config: Annotated[Path, typer.Argument(help="coordinator YAML")],
+    household: Annotated[str, typer.Argument(help="household id, e.g. h07")],
+) -> None:
+    """Set a household's password for the web app (`gridctl web CONFIG`), read from standard
+    input (one line) or asked for twice at a terminal; kept only as an argon2id hash."""
+    from gridctl.web.logins import set_household_login
+
+    if sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline(4096).rstrip("\r\n")
+    try:
+        path = set_household_login(config, household, password)
+    except GridctlError as e:
+        raise _fail(e) from None
+    _say(f"web login of {household} set in {path} (argon2id hash, mode 0600)")
 
 
 @coordinator_app.command("run")

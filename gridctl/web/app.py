@@ -25,9 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridctl.core import GridctlError, interval_start
 from gridctl.public.opendata import export
+from gridctl.web import gov_routes, live_routes
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
 from gridctl.web.household_page import HouseholdId
 from gridctl.web.household_page import router as household_router
+from gridctl.web.live import Live
 from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
 from gridctl.web.security import COOKIE, HEADERS, add_headers, set_session_cookie
 from gridctl.web.timeline_page import router as timeline_router
@@ -79,12 +81,19 @@ class WebApp:
         return Path(self._open_data.name)
 
 
-def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None = None) -> FastAPI:
-    """The web app over a run directory's view, accepting ``accounts``."""
+def create_app(
+    view: RunView, accounts: Accounts, limiter: LoginLimiter | None = None, live: Live | None = None
+) -> FastAPI:
+    """The web app over a run directory's (or a coordinator's) view, accepting ``accounts``;
+    ``live``: the coordinator's MQTT state (coordinator mode), kept while the app runs."""
     web = WebApp(view, accounts, limiter or LoginLimiter())
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=live.running if live is not None else None)  # fmt: skip
+    app.state.web, app.state.live = web, live
     app.middleware("http")(add_headers)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(live_routes.router)
+    app.include_router(gov_routes.router)
     _error_pages(app, web)
     app.include_router(timeline_router(web))
     app.include_router(household_router(web))
@@ -94,8 +103,9 @@ def create_app(view: RunView, accounts: Accounts, limiter: LoginLimiter | None =
         c = view.community()
         last = interval_start(c.last).isoformat() if c.last is not None else None
         return web.render(
-            request, "community.html", c=c, last_start=last, figures=FIGURES,
-            households=view.households, labels=LABELS, shown=shown,
+            request, "community.html", c=c, last_start=last, labels=LABELS, shown=shown,
+            figures=[f for f in FIGURES if (view.dir / f).is_file()],
+            households=view.households, live=live.snapshot() if live is not None else None,
         )  # fmt: skip
 
     @app.get("/how")

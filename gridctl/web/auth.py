@@ -54,7 +54,15 @@ class Accounts:
 
     def add(self, user: str, role: str, password: str) -> None:
         """Add (or replace) a login; the password is hashed at once and not kept."""
-        self._accounts[user] = Account(user, role, self._hasher.hash(password))
+        self.add_hash(user, role, self._hasher.hash(password))
+
+    def add_hash(self, user: str, role: str, hashed: str) -> None:
+        """Add (or replace) a login by its argon2 hash (from a logins file)."""
+        self._accounts[user] = Account(user, role, hashed)
+
+    def remove(self, user: str) -> None:
+        """Remove a login (if any)."""
+        self._accounts.pop(user, None)
 
     def check(self, user: str, password: str) -> Account | None:
         """The account when ``password`` is right for ``user``, else None (same work either way)."""

@@ -86,6 +86,10 @@ class RunView:
         """True when ``interval`` has a Merkle root in this ledger."""
         return self.first is not None and self.first <= interval <= self.last
 
+    def current_interval(self) -> int:
+        """The interval the pages speak of as now: the one after the run's last."""
+        return 0 if self.last is None else self.last + 1
+
     def community(self) -> Community:
         """The public summary (community-level figures only)."""
         with self._db() as db:

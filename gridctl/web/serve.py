@@ -1,14 +1,23 @@
-"""``gridctl web --run DIR``: the logins of a simulation's web app, and serving it on uvicorn."""
+"""``gridctl web --run DIR`` and ``gridctl web CONFIG``: the logins of the web app over a
+simulation or a running coordinator, and serving it on uvicorn."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gridctl.web.auth import HOUSEHOLD, OPERATOR, Accounts, new_password, write_passwords
 from gridctl.web.run_view import RunView
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+WEB_SECRET = "web.secret"
+"""The web app's broker password file, beside the coordinator's config (default)."""
+SHUTDOWN_S = 1.0
+"""How long a stopping server waits for open requests (live event streams never end), s."""
 PASSWORDS_FILE = "web-passwords.txt"
 """The file in the run directory with the simulation's household logins (mode 0600)."""
 
@@ -29,18 +38,54 @@ def run_logins(view: RunView) -> tuple[Accounts, str, Path]:
 
 def serve_run(run_dir: Path, host: str, port: int, say: Callable[[str], None]) -> None:
     """Serve a run directory until interrupted, after printing how to log in."""
-    import uvicorn
-
     from gridctl.web.app import create_app
 
     view = RunView(run_dir)
     accounts, operator, path = run_logins(view)
     say(f"operator login (this start only): user {OPERATOR}, password {operator}")
-    say(f"household logins of this simulation: {len(view.households)} in {path} (mode 0600); "
-        "a coordinator will set them at enrolment instead (not yet)")  # fmt: skip
+    say(
+        f"household logins of this simulation: {len(view.households)} in {path} (mode 0600; "
+        "a coordinator's households set theirs at enrolment: `gridctl coordinator web-login`)"
+    )
     say("indexing every household's postings (once; then only new intervals)")
     view.statements.refresh()
     say(f"serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)")
+    _serve(create_app(view, accounts), host, port)
+
+
+def serve_coordinator(config: Path, host: str, port: int, say: Callable[[str], None],
+                      broker_secret: Path | None = None) -> None:  # fmt: skip
+    """Serve a running coordinator's community until interrupted: its ledger read-only, its
+    retained MQTT state as the broker user ``web`` (password in ``broker_secret``, default
+    ``web.secret`` beside the config), the households' logins of its logins file."""
+    from gridctl.coordinator.config import load_coordinator_config
+    from gridctl.core import GridctlError, service_clock
+    from gridctl.transport.broker import WEB
+    from gridctl.web.app import create_app
+    from gridctl.web.coord_view import CoordinatorView
+    from gridctl.web.live import Live
+    from gridctl.web.logins import LOGINS_FILE, FileAccounts
+
+    cfg = load_coordinator_config(config)
+    secret = broker_secret or config.parent / WEB_SECRET
+    # the web user, without the coordinator's client certificate (its key is not the web's)
+    broker = cfg.broker.model_copy(update={
+        "username": WEB, "password": None, "password_file": secret, "certfile": None,
+        "keyfile": None,
+    }).settings(WEB, GridctlError)  # fmt: skip
+    view = CoordinatorView(cfg.ledger, service_clock())
+    accounts = FileAccounts(cfg.ledger.parent / LOGINS_FILE)
+    operator = new_password()
+    accounts.add(OPERATOR, OPERATOR, operator)
+    say(f"operator login (this start only): user {OPERATOR}, password {operator}")
+    say(f"household logins: {accounts.path} (`gridctl coordinator web-login CONFIG HOUSEHOLD`)")
+    say(f"serving community {cfg.community} on http://{host}:{port}/ (Ctrl-C stops)")
+    _serve(create_app(view, accounts, live=Live(cfg.community, broker)), host, port)
+
+
+def _serve(app: FastAPI, host: str, port: int) -> None:
+    import uvicorn
+
     sys.stdout.flush()  # the logins now, also when standard output is a pipe or a file
-    uvicorn.run(create_app(view, accounts), host=host, port=port, log_level="warning",
-                server_header=False)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
+                timeout_graceful_shutdown=SHUTDOWN_S)  # fmt: skip

@@ -1,0 +1,131 @@
+"""A running community for the web app's coordinator mode, every part a real process as the
+README deploys it: Mosquitto (`gridctl broker config`), `gridctl coordinator run` on a clock
+sped up ``SPEED`` times (GRIDCTL_TIME_SCALE) and `gridctl web CONFIG`. No controllers run:
+the coordinator settles each interval once it is overdue, and publishes its root.
+
+A test module imports ``community_fixture`` and asks for ``community``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gridctl.controller.keys import generate_key_file
+from gridctl.core import TIME_SCALE_ENV
+from gridctl.devices.virtual import free_tcp_port
+from tests.deployment import (
+    GRIDCTL,
+    Processes,
+    gridctl,
+    listening,
+    processes,
+    reachable_dir,
+    start_mosquitto,
+)
+
+SPEED = 300
+"""Clock speed of every process: a 15-minute interval in 3 s."""
+HOMES = ("h01", "h02", "h03")
+PASSWORDS = {h: f"{h}-web-password" for h in HOMES}
+
+
+@dataclass
+class Community:
+    """The running community: its folder, processes, broker users, member key files and the
+    web app's port (``start_web`` / ``stop_web``)."""
+
+    top: Path
+    procs: Processes
+    mqtt_port: int
+    users: dict[str, str]
+    member_keys: dict[str, Path]
+    web_port: int
+
+    @property
+    def config(self) -> Path:
+        """The coordinator's YAML."""
+        return self.top / "coordinator.yaml"
+
+    @property
+    def base(self) -> str:
+        """The web app's origin."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_web(self, timeout_s: float = 60.0) -> float:
+        """``gridctl web CONFIG --port P``; returns the seconds until it answered."""
+        t0 = time.monotonic()
+        self.procs.start("web", "gridctl", "web", self.config, "--port", str(self.web_port))
+        self.procs.wait_for(lambda: _answers(f"{self.base}/how"), timeout_s, "the web app")
+        return time.monotonic() - t0
+
+    def stop_web(self) -> None:
+        """Stop the web app (SIGINT, as Ctrl-C) and wait until it has ended."""
+        proc = self.procs.procs.pop("web")
+        proc.send_signal(2)
+        assert proc.wait(timeout=15) == 0, (self.top / "logs" / "web.log").read_text()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module", name="community")
+def community_fixture() -> Iterator[Community]:
+    """Broker, coordinator (with its ledger made and members enrolled) and web app running;
+    each household's web login set by `gridctl coordinator web-login`."""
+    mqtt_port = free_tcp_port()
+    with pytest.MonkeyPatch.context() as mp, reachable_dir() as top, \
+            processes(top / "logs") as procs:  # fmt: skip
+        mp.setenv(TIME_SCALE_ENV, f"{SPEED}@{time.time():.3f}")
+        (top / "community.yaml").write_text(f"community: oak\nhouseholds: [{', '.join(HOMES)}]\n")
+        gridctl("broker", "config", top / "community.yaml", "--out", top / "broker",
+                "--port", str(mqtt_port))  # fmt: skip
+        users = json.loads((top / "broker" / "credentials.json").read_text())["users"]
+        start_mosquitto(procs, top / "broker", mqtt_port)
+        (top / "coordinator.secret").write_text(users["coordinator"] + "\n")
+        (top / "web.secret").write_text(users["web"] + "\n")
+        keys = {h: top / f"{h}-member.pem" for h in HOMES}
+        gridctl("member", "keygen", keys["h01"])  # as a member does; the others alike
+        member_hex = {h: generate_key_file(keys[h]).hex() for h in HOMES[1:]}
+        from gridctl.controller.keys import load_key_file
+        from gridctl.settlement.signing import public_bytes
+
+        member_hex["h01"] = public_bytes(load_key_file(keys["h01"])).hex()
+        households = "".join(
+            f"  - {{id: {h}, public_key: {generate_key_file(top / f'{h}.key').hex()}, "
+            f"member_key: {member_hex[h]}, connection_kw: 17.25}}\n"
+            for h in HOMES
+        )
+        (top / "coordinator.yaml").write_text(
+            f"community: oak\nbroker: {{port: {mqtt_port}, password_file: coordinator.secret}}\n"
+            "ledger: ledger.sqlite\ninbox: inbox.sqlite\nhealth_port: null\n"
+            "tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}\n"
+            "reward_tokens_per_kwh: 1.0\n"
+            f"households:\n{households}"
+        )
+        gridctl("coordinator", "keygen", top / "coordinator.yaml")
+        procs.start("coordinator", "gridctl", "coordinator", "run", top / "coordinator.yaml")
+        procs.wait_for(lambda: (top / "ledger.sqlite").exists(), 60, "the coordinator's ledger")
+        for h in HOMES:
+            r = subprocess.run([GRIDCTL, "coordinator", "web-login", str(top / "coordinator.yaml"),
+                                h], input=PASSWORDS[h] + "\n", capture_output=True, text=True,
+                               timeout=60, env=os.environ)  # fmt: skip
+            assert r.returncode == 0 and "argon2id" in r.stdout, r.stderr
+        community = Community(top, procs, mqtt_port, users, keys, free_tcp_port())
+        community.start_web()
+        yield community
+        procs.check_alive()
+        procs.stop()
+        for name in procs.procs:
+            assert "Traceback" not in procs.log(name), procs.logs_text()

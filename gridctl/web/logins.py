@@ -109,9 +109,9 @@ class FileAccounts(Accounts):
 def set_household_login(config: Path, household: str, password: str) -> Path:
     """Set a household's web password for the coordinator config ``config`` (the household
     must be listed in it); returns the logins file (beside the coordinator's ledger)."""
-    from gridctl.coordinator.config import load_coordinator_config
+    from gridctl.web.coord_config import load_web_side
 
-    cfg = load_coordinator_config(config)
+    cfg = load_web_side(config)
     if household not in {h.id for h in cfg.households}:
         raise GridctlError(f"household {household!r:.40} is not in {config.name}")
     path = cfg.ledger.parent / LOGINS_FILE

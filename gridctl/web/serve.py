@@ -58,15 +58,15 @@ def serve_coordinator(config: Path, host: str, port: int, say: Callable[[str], N
     """Serve a running coordinator's community until interrupted: its ledger read-only, its
     retained MQTT state as the broker user ``web`` (password in ``broker_secret``, default
     ``web.secret`` beside the config), the households' logins of its logins file."""
-    from gridctl.coordinator.config import load_coordinator_config
     from gridctl.core import GridctlError, service_clock
     from gridctl.transport.broker import WEB
     from gridctl.web.app import create_app
+    from gridctl.web.coord_config import load_web_side
     from gridctl.web.coord_view import CoordinatorView
     from gridctl.web.live import Live
     from gridctl.web.logins import LOGINS_FILE, FileAccounts
 
-    cfg = load_coordinator_config(config)
+    cfg = load_web_side(config)
     secret = broker_secret or config.parent / WEB_SECRET
     # the web user, without the coordinator's client certificate (its key is not the web's)
     broker = cfg.broker.model_copy(update={

@@ -7,7 +7,6 @@ A test module imports ``community_fixture`` and asks for ``community``."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -21,15 +20,10 @@ import pytest
 from gridctl.controller.keys import generate_key_file
 from gridctl.core import TIME_SCALE_ENV
 from gridctl.devices.virtual import free_tcp_port
-from tests.deployment import (
-    GRIDCTL,
-    Processes,
-    gridctl,
-    listening,
-    processes,
-    reachable_dir,
-    start_mosquitto,
-)
+from gridctl.transport.broker import Community as Members
+from gridctl.transport.broker import write_broker_config
+from gridctl.web.logins import set_household_login
+from tests.deployment import GRIDCTL, Processes, processes, reachable_dir, start_mosquitto
 
 SPEED = 300
 """Clock speed of every process: a 15-minute interval in 3 s."""
@@ -88,20 +82,15 @@ def community_fixture() -> Iterator[Community]:
     with pytest.MonkeyPatch.context() as mp, reachable_dir() as top, \
             processes(top / "logs") as procs:  # fmt: skip
         mp.setenv(TIME_SCALE_ENV, f"{SPEED}@{time.time():.3f}")
-        (top / "community.yaml").write_text(f"community: oak\nhouseholds: [{', '.join(HOMES)}]\n")
-        gridctl("broker", "config", top / "community.yaml", "--out", top / "broker",
-                "--port", str(mqtt_port))  # fmt: skip
-        users = json.loads((top / "broker" / "credentials.json").read_text())["users"]
+        # the commands other tests run as processes, in process here (each costs seconds)
+        users = write_broker_config(Members(community="oak", households=list(HOMES)),
+                                    top / "broker", mqtt_port)  # fmt: skip
         start_mosquitto(procs, top / "broker", mqtt_port)
         (top / "coordinator.secret").write_text(users["coordinator"] + "\n")
         (top / "web.secret").write_text(users["web"] + "\n")
-        keys = {h: top / f"{h}-member.pem" for h in HOMES}
-        gridctl("member", "keygen", keys["h01"])  # as a member does; the others alike
-        member_hex = {h: generate_key_file(keys[h]).hex() for h in HOMES[1:]}
-        from gridctl.controller.keys import load_key_file
-        from gridctl.settlement.signing import public_bytes
-
-        member_hex["h01"] = public_bytes(load_key_file(keys["h01"])).hex()
+        keys = {h: top / f"{h}-member.pem" for h in HOMES}  # as `gridctl member keygen`
+        member_hex = {h: generate_key_file(keys[h]).hex() for h in HOMES}
+        generate_key_file(top / "coordinator.key")  # as `gridctl coordinator keygen`
         households = "".join(
             f"  - {{id: {h}, public_key: {generate_key_file(top / f'{h}.key').hex()}, "
             f"member_key: {member_hex[h]}, connection_kw: 17.25}}\n"
@@ -114,14 +103,14 @@ def community_fixture() -> Iterator[Community]:
             "reward_tokens_per_kwh: 1.0\n"
             f"households:\n{households}"
         )
-        gridctl("coordinator", "keygen", top / "coordinator.yaml")
         procs.start("coordinator", "gridctl", "coordinator", "run", top / "coordinator.yaml")
         procs.wait_for(lambda: (top / "ledger.sqlite").exists(), 60, "the coordinator's ledger")
-        for h in HOMES:
-            r = subprocess.run([GRIDCTL, "coordinator", "web-login", str(top / "coordinator.yaml"),
-                                h], input=PASSWORDS[h] + "\n", capture_output=True, text=True,
-                               timeout=60, env=os.environ)  # fmt: skip
-            assert r.returncode == 0 and "argon2id" in r.stdout, r.stderr
+        r = subprocess.run([GRIDCTL, "coordinator", "web-login", str(top / "coordinator.yaml"),
+                            "h01"], input=PASSWORDS["h01"] + "\n", capture_output=True,
+                           text=True, timeout=60, env=os.environ)  # fmt: skip
+        assert r.returncode == 0 and "argon2id" in r.stdout, r.stderr
+        for h in HOMES[1:]:
+            set_household_login(top / "coordinator.yaml", h, PASSWORDS[h])
         community = Community(top, procs, mqtt_port, users, keys, free_tcp_port())
         community.start_web()
         yield community

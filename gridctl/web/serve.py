@@ -44,8 +44,8 @@ def serve_run(run_dir: Path, host: str, port: int, say: Callable[[str], None]) -
     accounts, operator, path = run_logins(view)
     say(f"operator login (this start only): user {OPERATOR}, password {operator}")
     say(
-        f"household logins of this simulation: {len(view.households)} in {path} (mode 0600; "
-        "a coordinator's households set theirs at enrolment: `gridctl coordinator web-login`)"
+        f"household logins of this simulation: {len(view.households)} in {path} (mode 0600); "
+        "a coordinator's households set theirs at enrolment (`gridctl coordinator web-login`)"
     )
     say("indexing every household's postings (once; then only new intervals)")
     view.statements.refresh()

@@ -75,3 +75,13 @@ def test_gridctl_web_without_a_run(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 2
     assert "no ledger.sqlite in" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gridctl_web_wants_a_config_or_a_run(tmp_path: Path) -> None:
+    for args in ([], [str(tmp_path / "c.yaml"), "--run", str(tmp_path)]):
+        r = subprocess.run([*GRIDCTL, "web", *args], capture_output=True, text=True, timeout=120,
+                           env={"COLUMNS": "200", **os.environ})  # fmt: skip
+        assert r.returncode == 2 and "CONFIG or --run DIR" in r.stderr, r.stderr
+    r = subprocess.run([*GRIDCTL, "web", str(tmp_path / "missing.yaml")], capture_output=True,
+                       text=True, timeout=120, env={"COLUMNS": "200", **os.environ})  # fmt: skip
+    assert r.returncode == 2 and "missing.yaml" in r.stderr and "Traceback" not in r.stderr

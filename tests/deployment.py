@@ -126,6 +126,20 @@ def gridctl(*argv: str | Path, cwd: Path | None = None) -> str:
     return res.stdout + res.stderr
 
 
+def write_coordinator_config(top: Path, mqtt_port: int, households: str) -> Path:
+    """``top/coordinator.yaml`` for community oak on the broker at ``mqtt_port`` (password in
+    ``coordinator.secret``), no health port; ``households``: its YAML list items."""
+    path = top / "coordinator.yaml"
+    path.write_text(
+        f"community: oak\nbroker: {{port: {mqtt_port}, password_file: coordinator.secret}}\n"
+        "ledger: ledger.sqlite\ninbox: inbox.sqlite\nhealth_port: null\n"
+        "tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}\n"
+        "reward_tokens_per_kwh: 1.0\n"
+        f"households:\n{households}"
+    )
+    return path
+
+
 def listening(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:

@@ -14,7 +14,14 @@ import pytest
 
 from gridctl.core import TIME_SCALE_ENV
 from gridctl.devices.virtual import free_tcp_port
-from tests.deployment import gridctl, processes, reachable_dir, serve_device, start_mosquitto
+from tests.deployment import (
+    gridctl,
+    processes,
+    reachable_dir,
+    serve_device,
+    start_mosquitto,
+    write_coordinator_config,
+)
 
 HOMES = ("h01", "h02")
 SPEED = 300  # one 15-minute interval in 3 s, for every process (GRIDCTL_TIME_SCALE)
@@ -65,13 +72,7 @@ def test_the_readme_deployment_settles_an_interval_whose_root_reaches_both_contr
         households = "".join(
             f"  - {{id: {h}, public_key: {keys[h]}, connection_kw: 17.25}}\n" for h in HOMES
         )
-        (top / "coordinator.yaml").write_text(
-            f"community: oak\nbroker: {{port: {mqtt_port}, password_file: coordinator.secret}}\n"
-            "ledger: ledger.sqlite\ninbox: inbox.sqlite\nhealth_port: null\n"
-            "tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}\n"
-            "reward_tokens_per_kwh: 1.0\n"
-            f"households:\n{households}"
-        )
+        write_coordinator_config(top, mqtt_port, households)
         coordinator_key = _public_key(gridctl("coordinator", "keygen", top / "coordinator.yaml"))
         for h in HOMES:  # every household enrols the coordinator's key
             with open(top / f"{h}.yaml", "a") as f:

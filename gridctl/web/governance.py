@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +59,12 @@ class ProposalLine:
 
 @contextmanager
 def _ledger(path: Path) -> Iterator[sqlite3.Connection]:
-    db = open_read_only(path)
-    try:
-        yield db
-    except sqlite3.Error as e:
-        raise LedgerError(f"{path}: cannot read its governance records: {e}") from None
-    finally:
-        db.close()
+    """The ledger read-only; a failing read as LedgerError (the app answers 503)."""
+    with closing(open_read_only(path)) as db:
+        try:
+            yield db
+        except sqlite3.Error as e:
+            raise LedgerError(f"{path}: cannot read its governance records: {e}") from None
 
 
 def proposal_lines(path: Path, interval: int, viewer: str | None) -> list[ProposalLine]:

@@ -23,7 +23,14 @@ from gridctl.devices.virtual import free_tcp_port
 from gridctl.transport.broker import Community as Members
 from gridctl.transport.broker import write_broker_config
 from gridctl.web.logins import set_household_login
-from tests.deployment import GRIDCTL, Processes, processes, reachable_dir, start_mosquitto
+from tests.deployment import (
+    GRIDCTL,
+    Processes,
+    processes,
+    reachable_dir,
+    start_mosquitto,
+    write_coordinator_config,
+)
 
 SPEED = 300
 """Clock speed of every process: a 15-minute interval in 3 s."""
@@ -96,13 +103,7 @@ def community_fixture() -> Iterator[Community]:
             f"member_key: {member_hex[h]}, connection_kw: 17.25}}\n"
             for h in HOMES
         )
-        (top / "coordinator.yaml").write_text(
-            f"community: oak\nbroker: {{port: {mqtt_port}, password_file: coordinator.secret}}\n"
-            "ledger: ledger.sqlite\ninbox: inbox.sqlite\nhealth_port: null\n"
-            "tariff: {import_per_kwh: 0.32, feed_in_per_kwh: 0.08, community_per_kwh: 0.20}\n"
-            "reward_tokens_per_kwh: 1.0\n"
-            f"households:\n{households}"
-        )
+        write_coordinator_config(top, mqtt_port, households)
         procs.start("coordinator", "gridctl", "coordinator", "run", top / "coordinator.yaml")
         procs.wait_for(lambda: (top / "ledger.sqlite").exists(), 60, "the coordinator's ledger")
         r = subprocess.run([GRIDCTL, "coordinator", "web-login", str(top / "coordinator.yaml"),

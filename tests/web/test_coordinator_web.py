@@ -46,6 +46,12 @@ def _wait_text(page: RecordedPage, element_id: str, want: str, timeout_s: float)
     return time.monotonic()
 
 
+def _live_page(page: RecordedPage, base: str) -> None:
+    """Open the community page and wait until its live values stream."""
+    page.page.goto(f"{base}/")
+    _wait_text(page, "live-state", "Live.", 10)
+
+
 def _browser_login(page: RecordedPage, base: str, user: str, password: str) -> None:
     page.page.goto(f"{base}/login")
     page.page.fill("#username", user)
@@ -97,9 +103,8 @@ def test_the_live_json_holds_community_values_only(community: Community) -> None
 def test_live_values_show_within_2_s_of_their_publication(
     community: Community, web_page: RecordedPage
 ) -> None:
-    page, base = web_page.page, community.base
-    page.goto(f"{base}/")
-    _wait_text(web_page, "live-state", "Live.", 10)
+    base = community.base
+    _live_page(web_page, base)
     root_topic = coordinator_topic("oak", "root")
     watcher = Watcher(community.mqtt_port, "h03", community.users["h03"], [root_topic])
     latencies = []
@@ -220,8 +225,7 @@ def test_the_page_recovers_after_the_web_server_restarts(
     community: Community, web_page: RecordedPage
 ) -> None:
     page, base = web_page.page, community.base
-    page.goto(f"{base}/")
-    _wait_text(web_page, "live-state", "Live.", 10)
+    _live_page(web_page, base)
     page.evaluate("window.notReloaded = true")
     community.stop_web()
     page.wait_for_function(

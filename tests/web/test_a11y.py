@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -23,12 +22,9 @@ import uvicorn
 from gridctl.core import interval_start
 from gridctl.web.app import create_app
 from gridctl.web.auth import OPERATOR
+from tests.web.a11y import PHONE, axe, check_page
 from tests.web.conftest import RecordedPage
 from tests.web.helpers import Site, sim_dir_fixture, site_fixture  # noqa: F401
-
-ARTEFACTS = Path(__file__).resolve().parents[1] / "artefacts" / "web"
-PHONE = {"width": 390, "height": 844}
-BLOCKING = ("serious", "critical")
 
 
 @pytest.fixture(scope="module")
@@ -51,44 +47,12 @@ def origin(site: Site) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _axe():  # type: ignore[no-untyped-def]
-    try:
-        from axe_playwright_python.sync_playwright import Axe
-    except ImportError:
-        from tests.web.conftest import _unavailable
-
-        _unavailable("axe-playwright-python is not installed (pip install -e '.[dev]')")
-    return Axe()
-
-
 def _log_in(page: RecordedPage, origin: str, user: str, password: str) -> None:
     page.page.goto(f"{origin}/login")
     page.page.fill("#username", user)
     page.page.fill("#password", password)
     page.page.click("main button[type=submit]")
     page.page.wait_for_load_state()
-
-
-def _check(page: RecordedPage, origin: str, path: str, name: str) -> list[str]:
-    """Open ``path`` at 390 px, every <details> open; returns axe's serious/critical findings
-    and saves the screenshot as ``name``.png."""
-    p = page.page
-    if path:
-        p.goto(origin + path)
-    p.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    p.screenshot(path=ARTEFACTS / f"{name}.png", full_page=True)
-    width = p.evaluate("document.scrollingElement.scrollWidth")
-    assert width <= PHONE["width"], f"{name}: the page is {width} px wide at a 390 px viewport"
-    results = _axe().run(p)
-    found = results.response["violations"]
-    print(f"axe {name}: {len(found)} findings "
-          f"{[(v['id'], v['impact']) for v in found]}")  # fmt: skip
-    return [
-        f"{name}: {v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in found
-        if v["impact"] in BLOCKING
-    ]
 
 
 @pytest.mark.slow
@@ -100,7 +64,7 @@ def test_public_pages(web_page: RecordedPage, origin: str) -> None:
         "login": "/login", "error-404": "/nope", "error-400": "/timeline?span=year",
         "error-401": "/households/h01",
     }  # fmt: skip
-    bad = [f for name, path in pages.items() for f in _check(web_page, origin, path, name)]
+    bad = [f for name, path in pages.items() for f in check_page(web_page, origin, path, name)]
     assert not bad, "\n".join(bad)
     assert not web_page.foreign(origin), web_page.foreign(origin)
     assert not [e for e in web_page.errors if "status of 40" not in e], web_page.errors
@@ -111,15 +75,15 @@ def test_logged_in_pages(web_page: RecordedPage, origin: str, site: Site) -> Non
     web_page.page.set_viewport_size(PHONE)
     day = interval_start(site.view.last).date()
     _log_in(web_page, origin, "h03", "wrong password")
-    bad = _check(web_page, origin, "", "login-wrong-password")
+    bad = check_page(web_page, origin, "", "login-wrong-password")
     assert re.search("Wrong user name or password", web_page.page.content())
     _log_in(web_page, origin, "h03", site.passwords["h03"])
     pages = {"household-month": "/households/h03", "household-day": f"/households/h03?day={day}",
              "error-403": "/households/h01"}  # fmt: skip
-    bad += [f for name, path in pages.items() for f in _check(web_page, origin, path, name)]
+    bad += [f for name, path in pages.items() for f in check_page(web_page, origin, path, name)]
     web_page.page.context.clear_cookies()
     _log_in(web_page, origin, OPERATOR, site.passwords[OPERATOR])
-    bad += _check(web_page, origin, "/", "community-operator")
+    bad += check_page(web_page, origin, "/", "community-operator")
     assert not bad, "\n".join(bad)
     assert not web_page.foreign(origin), web_page.foreign(origin)
 
@@ -131,7 +95,7 @@ def test_axe_finds_what_it_should(web_page: RecordedPage, origin: str) -> None:
         "document.querySelector('main').append(Object.assign(document.createElement('img'),"
         " {src: '/static/favicon.svg'}))"
     )
-    found = {v["id"]: v["impact"] for v in _axe().run(web_page.page).response["violations"]}
+    found = {v["id"]: v["impact"] for v in axe().run(web_page.page).response["violations"]}
     assert found.get("image-alt") == "critical", found
 
 

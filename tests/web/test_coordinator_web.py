@@ -23,6 +23,7 @@ from gridctl.protocol import coordinator_topic, household_topic
 from gridctl.settlement.roots import RootMessage
 from gridctl.web.logins import LOGINS_FILE
 from tests.deployment import Watcher
+from tests.web.a11y import PHONE, check_page
 from tests.web.community import HOMES, PASSWORDS, Community, community_fixture  # noqa: F401
 from tests.web.conftest import RecordedPage
 from tests.web.helpers import login
@@ -218,6 +219,15 @@ def test_a_member_votes_in_the_browser_and_the_coordinator_counts_it(
     r = page.request.post(f"{base}/governance/vote.json", data=forged.model_dump_json(),
                           headers={"Content-Type": "application/json"})  # fmt: skip
     assert r.status == 403 and "security token" in r.json()["error"]
+
+    # the governance pages (a member's, with its open proposal and vote form, and the public
+    # one) and the live community page: nothing serious for axe, usable at 390 px
+    page.set_viewport_size(PHONE)
+    bad = check_page(web_page, base, "/governance", "governance-household")
+    page.context.clear_cookies()
+    bad += check_page(web_page, base, "/governance", "governance-public")
+    bad += check_page(web_page, base, "/", "community-live")
+    assert not bad, "\n".join(bad)
     assert web_page.foreign(base) == []
 
 

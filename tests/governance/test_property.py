@@ -75,6 +75,9 @@ CLASS = {
 GOVERNED = sorted(CLASS)
 HOUSEHOLD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 EXAMPLES = 10_000
+SHARDS = 2
+"""The examples run as this many tests of EXAMPLES / SHARDS distinct streams each (in parallel
+under xdist): shard k takes the streams of seeds 2·s + k, s drawn by hypothesis."""
 STEPS = 12
 """Intervals in a stream."""
 T = TypeVar("T")
@@ -605,7 +608,8 @@ def test_the_model_covers_every_governed_parameter() -> None:
 
 
 @pytest.mark.slow
-def test_random_streams_keep_bounds_safety_and_tallies(shm: Path) -> None:
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_random_streams_keep_bounds_safety_and_tallies(shm: Path, shard: int) -> None:
     template_path = shm / "template.sqlite"
     with Ledger(template_path, COORDINATOR_KEY) as t:
         add_exports(t, {h: [] for h in POOL})  # main meters registered, no readings yet
@@ -613,11 +617,13 @@ def test_random_streams_keep_bounds_safety_and_tallies(shm: Path) -> None:
     ledger = Ledger(shm / "stream.sqlite", COORDINATOR_KEY)
     seen: Counter[str] = Counter()
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None)
+    examples = EXAMPLES // SHARDS
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None)
     @given(st.integers(0, 2**63 - 1))
     def check(seed: int) -> None:
         seen["examples"] += 1
-        seen.update(run_stream(ledger, template, stream(seed)))
+        seen.update(run_stream(ledger, template, stream(SHARDS * seed + shard)))
 
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -628,6 +634,6 @@ def test_random_streams_keep_bounds_safety_and_tallies(shm: Path) -> None:
     wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     print(f"governance streams: {seen['examples']} examples in {wall_s:.1f} s ({cpu_s:.1f} s "
           f"CPU): {dict(seen)}")  # fmt: skip
-    assert seen["examples"] >= EXAMPLES
+    assert seen["examples"] >= examples
     # the streams reach every outcome, often (else the properties would hold vacuously)
-    assert min(seen[k] for k in ("passed", "failed", "expired")) >= EXAMPLES // 100
+    assert min(seen[k] for k in ("passed", "failed", "expired")) >= examples // 100

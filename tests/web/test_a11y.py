@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
@@ -25,6 +26,9 @@ from gridctl.web.auth import OPERATOR
 from tests.web.a11y import PHONE, axe, check_page
 from tests.web.conftest import RecordedPage
 from tests.web.helpers import Site, sim_dir_fixture, site_fixture  # noqa: F401
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 
 @pytest.fixture(scope="module")
@@ -124,4 +128,20 @@ def test_a_proof_is_checked_on_the_household_day_page(
     buttons.first.click()
     web_page.page.wait_for_selector(".proof-fails", timeout=10_000)
     assert "Proof fails" in web_page.page.inner_text("#proof-out")
+
+    # the right root again, but the proof as downloaded altered: one entry's amount raised by
+    # one micro-unit (a household claiming more than the ledger booked) -> it fails
+    def raised(route: Route) -> None:
+        doc = route.fetch().json()
+        doc["entries"][0]["entry"]["amount"] += 1
+        route.fulfill(json=doc)
+
+    web_page.page.goto(f"{origin}/households/h03?day={day}")
+    web_page.page.route("**/proofs/*.json", raised)
+    buttons.first.click()
+    web_page.page.wait_for_selector(".proof-fails", timeout=10_000)
+    assert "Proof fails" in web_page.page.inner_text("#proof-out")
+    web_page.page.unroute("**/proofs/*.json")
+    buttons.first.click()  # as served: holds again
+    web_page.page.wait_for_selector(".proof-holds", timeout=10_000)
     assert not web_page.foreign(origin) and not web_page.errors, web_page.errors

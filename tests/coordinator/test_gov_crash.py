@@ -3,6 +3,7 @@ enacts, restart it, and compare with a run that was never killed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -51,8 +52,7 @@ def _charter() -> Charter:
 # advances with the votes that arrived, then the interval is settled with the values in force),
 # from the first interval not yet closed; prints "begin i" before an interval in which a
 # proposal closes or is enacted and "governed i" once governance has recorded it.
-CHILD = """
-import random, sys
+IMPORTS = """import os, random, sys
 from pathlib import Path
 from gridctl.coordinator.service import Coordinator
 from gridctl.governance.votes import sign_vote
@@ -64,40 +64,57 @@ from gridctl.transport.session import BrokerSettings
 from tests.coordinator.test_gov_crash import FIRST, INTERVALS, MEMBERS, _charter
 from tests.keys import COORDINATOR_KEY
 
-c = SyntheticCommunity(30, FIRST, seed=3)
-coord = Coordinator("oak", BrokerSettings(port=1), Path(sys.argv[1]), Path(sys.argv[2]),
-                    SettlementConfig(0.20, 1.0), COORDINATOR_KEY, governance=_charter(),
-                    tick_s=None, health_port=None)
-c.enrol(coord.ledger)
-batches = [c.readings(FIRST + t) for t in range(INTERVALS)]
-gov = coord.governance
-rng = random.Random(7)
-for p in gov.proposals():  # every member votes once, on a day of the window, as it arrives
-    for m in range(MEMBERS):
-        h = f"m{m:04d}"
-        key = key_from_seed(f"member/{h}".encode())
-        choice = rng.choice(["yes", "yes", "no", "abstain"] if p.proposal % 3 else ["no", "yes"])
-        at = p.opens + rng.randrange(p.closes - p.opens)
-        coord.inbox.add_vote(h, sign_vote(key, "oak", p.proposal, h, choice, 1), at)
-due = {p.closes for p in gov.proposals()} | {p.enact_at for p in gov.proposals()}
-advance = gov.advance
-def traced(interval, received=()):
-    out = advance(interval, received)
-    print("governed", interval, flush=True)
-    return out
-gov.advance = traced
-closed = coord.ledger.last_closed()
-print("ready", flush=True)
-for t in range(INTERVALS):
-    i = FIRST + t
-    if closed is not None and i <= closed:
-        continue
-    if i in due:
-        print("begin", i, flush=True)
-    coord._govern_and_settle(i, batches[t], coord.inbox.votes_through(i), CommunityFigures())
-    coord.inbox.prune_votes_through(i)
-print("done", flush=True)
+
+def run():
+    c = SyntheticCommunity(30, FIRST, seed=3)
+    coord = Coordinator("oak", BrokerSettings(port=1), Path(sys.argv[1]), Path(sys.argv[2]),
+                        SettlementConfig(0.20, 1.0), COORDINATOR_KEY, governance=_charter(),
+                        tick_s=None, health_port=None)
+    c.enrol(coord.ledger)
+    batches = [c.readings(FIRST + t) for t in range(INTERVALS)]
+    gov = coord.governance
+    rng = random.Random(7)
+    for p in gov.proposals():  # every member votes once, on a day of the window, as it arrives
+        for m in range(MEMBERS):
+            h = f"m{m:04d}"
+            key = key_from_seed(f"member/{h}".encode())
+            choice = rng.choice(["yes", "yes", "no", "abstain"] if p.proposal % 3 else ["no", "yes"])
+            at = p.opens + rng.randrange(p.closes - p.opens)
+            coord.inbox.add_vote(h, sign_vote(key, "oak", p.proposal, h, choice, 1), at)
+    due = {p.closes for p in gov.proposals()} | {p.enact_at for p in gov.proposals()}
+    advance = gov.advance
+    def traced(interval, received=()):
+        out = advance(interval, received)
+        print("governed", interval, flush=True)
+        return out
+    gov.advance = traced
+    closed = coord.ledger.last_closed()
+    print("ready", os.getpid(), flush=True)
+    for t in range(INTERVALS):
+        i = FIRST + t
+        if closed is not None and i <= closed:
+            continue
+        if i in due:
+            print("begin", i, flush=True)
+        coord._govern_and_settle(i, batches[t], coord.inbox.votes_through(i), CommunityFigures())
+        coord.inbox.prune_votes_through(i)
+    print("done", flush=True)
 """
+CHILD = IMPORTS + "run()\n"
+"""A settling process, cold: imports, community, votes, ledger."""
+ZYGOTE = (
+    IMPORTS
+    + """
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        run()
+        os._exit(0)
+    print("exit", os.waitpid(pid, 0)[1], flush=True)
+"""
+)
+"""Imports once (the coordinator's modules take seconds), then forks a settling process per
+line read: each fork a process of its own on the ledger (its SIGKILL a real crash)."""
 
 
 def _setup(db: Path) -> None:
@@ -112,12 +129,12 @@ def _setup(db: Path) -> None:
             gov.propose(name, value, "", "operator", window, delay, FIRST + k)
 
 
-def _start(db: Path) -> subprocess.Popen:
+def _start(db: Path, code: str = CHILD) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     inbox = db.with_suffix(".inbox")
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db), str(inbox)], stdout=subprocess.PIPE, text=True,
-        env=env,
+        [sys.executable, "-c", code, str(db), str(inbox)], stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE if code == ZYGOTE else None, env=env,
     )  # fmt: skip
 
 
@@ -170,28 +187,39 @@ def test_sigkill_while_tallying_or_enacting_loses_and_doubles_nothing(tmp_path: 
     rng = random.Random(2026)
     mid_governance = 0
     t_end = time.monotonic() + 300
-    for _ in range(KILLS):
-        proc = _start(db)
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline()]
-        begins = rng.randrange(1, 4)  # the 1st to 3rd interval with a close or an enactment
-        while begins and lines[-1] and not lines[-1].startswith("done"):
-            lines.append(proc.stdout.readline())
-            begins -= lines[-1].startswith("begin")
-        time.sleep(rng.uniform(0.0, 0.01))
-        proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=30)
-        started = lines[-1].split()
-        if started and started[0] == "begin":
-            mid_governance += f"governed {started[1]}" not in rest
-        assert time.monotonic() < t_end, "crash test too slow"
-        _check(db)  # whatever the moment of the kill, what is on disk is whole and verifies
-        if (
-            Path(db).exists()
-            and sqlite3.connect(db).execute("SELECT COUNT(*) FROM interval_roots").fetchone()[0]
-        ):
-            assert set(_states(db).values()) <= {"draft", "open", "closed", "passed",
-                                                  "enacted", "failed", "expired"}  # fmt: skip
+    zygote = _start(db, ZYGOTE)
+    assert zygote.stdin is not None and zygote.stdout is not None
+    try:
+        for _ in range(KILLS):
+            zygote.stdin.write("go\n")
+            zygote.stdin.flush()
+            lines = [zygote.stdout.readline()]  # "ready"
+            pid = int(lines[0].split()[1])
+            begins = rng.randrange(1, 4)  # the 1st to 3rd interval with a close or an enactment
+            while begins and lines[-1] and not lines[-1].startswith("done"):
+                lines.append(zygote.stdout.readline())
+                begins -= lines[-1].startswith("begin")
+            time.sleep(rng.uniform(0.0, 0.01))
+            with contextlib.suppress(ProcessLookupError):  # finished and reaped already
+                os.kill(pid, signal.SIGKILL)
+            rest = []
+            while not (rest and rest[-1].startswith("exit")):
+                rest.append(zygote.stdout.readline())
+                assert rest[-1], "the zygote ended"
+            started = lines[-1].split()
+            if started and started[0] == "begin":
+                mid_governance += f"governed {started[1]}\n" not in rest
+            assert time.monotonic() < t_end, "crash test too slow"
+            _check(db)  # whatever the moment of the kill, what is on disk is whole and verifies
+            if (
+                Path(db).exists()
+                and sqlite3.connect(db).execute("SELECT COUNT(*) FROM interval_roots").fetchone()[0]
+            ):
+                assert set(_states(db).values()) <= {"draft", "open", "closed", "passed",
+                                                      "enacted", "failed", "expired"}  # fmt: skip
+    finally:
+        zygote.kill()
+        zygote.wait(timeout=30)
     proc = _start(db)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0 and "done" in out

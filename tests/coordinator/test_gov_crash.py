@@ -3,10 +3,8 @@ enacts, restart it, and compare with a run that was never killed."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from gridctl.settlement.enrol import SyntheticCommunity
 from gridctl.settlement.ledger import Ledger
 from gridctl.settlement.signing import key_from_seed, public_bytes
 from tests.keys import COORDINATOR_KEY
+from tests.zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST = 6_000_000
@@ -102,19 +101,6 @@ def run():
 """
 CHILD = IMPORTS + "run()\n"
 """A settling process, cold: imports, community, votes, ledger."""
-ZYGOTE = (
-    IMPORTS
-    + """
-for line in sys.stdin:
-    pid = os.fork()
-    if pid == 0:
-        run()
-        os._exit(0)
-    print("exit", os.waitpid(pid, 0)[1], flush=True)
-"""
-)
-"""Imports once (the coordinator's modules take seconds), then forks a settling process per
-line read: each fork a process of its own on the ledger (its SIGKILL a real crash)."""
 
 
 def _setup(db: Path) -> None:
@@ -129,12 +115,12 @@ def _setup(db: Path) -> None:
             gov.propose(name, value, "", "operator", window, delay, FIRST + k)
 
 
-def _start(db: Path, code: str = CHILD) -> subprocess.Popen:
+def _start(db: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     inbox = db.with_suffix(".inbox")
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(db), str(inbox)], stdout=subprocess.PIPE, text=True,
-        stdin=subprocess.PIPE if code == ZYGOTE else None, env=env,
+        [sys.executable, "-c", CHILD, str(db), str(inbox)], stdout=subprocess.PIPE, text=True,
+        env=env,
     )  # fmt: skip
 
 
@@ -187,25 +173,18 @@ def test_sigkill_while_tallying_or_enacting_loses_and_doubles_nothing(tmp_path: 
     rng = random.Random(2026)
     mid_governance = 0
     t_end = time.monotonic() + 300
-    zygote = _start(db, ZYGOTE)
-    assert zygote.stdin is not None and zygote.stdout is not None
+    # each settling process forked from a zygote that imported the coordinator's modules once
+    zygote = Zygote(IMPORTS, [str(db), str(db.with_suffix(".inbox"))], ROOT)
     try:
         for _ in range(KILLS):
-            zygote.stdin.write("go\n")
-            zygote.stdin.flush()
-            lines = [zygote.stdout.readline()]  # "ready"
-            pid = int(lines[0].split()[1])
+            pid = zygote.start()
+            lines = ["ready"]
             begins = rng.randrange(1, 4)  # the 1st to 3rd interval with a close or an enactment
             while begins and lines[-1] and not lines[-1].startswith("done"):
-                lines.append(zygote.stdout.readline())
+                lines.append(zygote.readline())
                 begins -= lines[-1].startswith("begin")
             time.sleep(rng.uniform(0.0, 0.01))
-            with contextlib.suppress(ProcessLookupError):  # finished and reaped already
-                os.kill(pid, signal.SIGKILL)
-            rest = []
-            while not (rest and rest[-1].startswith("exit")):
-                rest.append(zygote.stdout.readline())
-                assert rest[-1], "the zygote ended"
+            rest = zygote.kill(pid)
             started = lines[-1].split()
             if started and started[0] == "begin":
                 mid_governance += f"governed {started[1]}\n" not in rest
@@ -218,8 +197,7 @@ def test_sigkill_while_tallying_or_enacting_loses_and_doubles_nothing(tmp_path: 
                 assert set(_states(db).values()) <= {"draft", "open", "closed", "passed",
                                                       "enacted", "failed", "expired"}  # fmt: skip
     finally:
-        zygote.kill()
-        zygote.wait(timeout=30)
+        zygote.close()
     proc = _start(db)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0 and "done" in out

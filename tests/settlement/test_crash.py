@@ -1,9 +1,7 @@
 """Crash safety: SIGKILL the settling process at random points, restart it, and compare."""
 
-import contextlib
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridctl.settlement.audit import verify_ledger
+from tests.zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUSEHOLDS = 99  # + the transformer meter: 100 readings per interval
@@ -54,49 +53,16 @@ def settle(db, workers):
 """
 CHILD = SETTLE + "settle(sys.argv[1], int(sys.argv[2]))\n"
 """A whole settling process, cold: imports, readings, ledger."""
-ZYGOTE = (
-    SETTLE
-    + """
-for line in sys.stdin:
-    pid = os.fork()
-    if pid == 0:
-        settle(sys.argv[1], int(sys.argv[2]))
-        os._exit(0)
-    print("exit", os.waitpid(pid, 0)[1], flush=True)
-"""
-)
-"""Imports and signs the readings once, then forks a settling process per line read: each
-fork is a process of its own on the ledger file (its SIGKILL is a real crash), without the
-two seconds a cold start spends importing and signing."""
 
 
-def _start(db: Path, workers: int, code: str = CHILD) -> subprocess.Popen:
+def _start(db: Path, workers: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(db), str(workers)],
-        stdin=subprocess.PIPE if code == ZYGOTE else None,
+        [sys.executable, "-c", CHILD, str(db), str(workers)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
     )
-
-
-def _kill_one(zygote: subprocess.Popen, delay_s: float) -> bool:
-    """Have the zygote fork a settling process, SIGKILL it ``delay_s`` after it is ready;
-    True when it was killed before it had settled everything."""
-    assert zygote.stdin is not None and zygote.stdout is not None
-    zygote.stdin.write("go\n")
-    zygote.stdin.flush()
-    ready = zygote.stdout.readline().split()
-    assert ready[:1] == ["ready"], ready
-    time.sleep(delay_s)
-    with contextlib.suppress(ProcessLookupError):  # it may have finished and been reaped
-        os.kill(int(ready[1]), signal.SIGKILL)
-    lines = []
-    while not (lines and lines[-1].startswith("exit")):
-        lines.append(zygote.stdout.readline())
-        assert lines[-1], "the zygote ended"
-    return "done\n" not in lines
 
 
 def _summary(db: Path) -> tuple:
@@ -131,17 +97,20 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     rng = random.Random(2026)
     killed_mid_settling = 0
     t_end = time.monotonic() + 240
-    zygote = _start(db, workers, ZYGOTE)
+    # each settling process forked from a zygote that imported and signed the readings once
+    run = "def run():\n    settle(sys.argv[1], int(sys.argv[2]))\n"
+    zygote = Zygote(SETTLE + run, [str(db), str(workers)], ROOT)
     try:
         for _ in range(KILLS[workers]):
-            killed_mid_settling += _kill_one(zygote, rng.uniform(0.0, 0.25))
+            pid = zygote.start()
+            time.sleep(rng.uniform(0.0, 0.25))
+            killed_mid_settling += "done\n" not in zygote.kill(pid)
             assert time.monotonic() < t_end, "crash test too slow"
             # whatever the moment of the kill, what is on disk is whole and verifies
             check = verify_ledger(db)
             assert check.ok, check.problem
     finally:
-        zygote.kill()
-        zygote.wait(timeout=30)
+        zygote.close()
     proc = _start(db, workers)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "done" in out

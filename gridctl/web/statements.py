@@ -127,15 +127,18 @@ class StatementIndex:
     def refresh(self) -> None:
         """Sum the intervals settled since the last refresh (every one at the first)."""
         with self._lock, self._db() as db:
+            if self.upto is None:  # the table exists before the first interval is settled
+                db.execute("PRAGMA journal_mode=WAL")  # pages read while a refresh writes
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS postings (account TEXT NOT NULL, interval"
+                    " INTEGER NOT NULL, kind TEXT NOT NULL, asset TEXT NOT NULL,"
+                    " amount INTEGER NOT NULL)"
+                )
+                db.execute("CREATE INDEX IF NOT EXISTS by_account ON postings (account, interval)")
+                db.commit()
             (last,) = db.execute("SELECT MAX(interval) FROM l.interval_roots").fetchone()
             if last is None or (self.upto is not None and last <= self.upto):
                 return
-            db.execute("PRAGMA journal_mode=WAL")  # pages read while a refresh writes
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS postings (account TEXT NOT NULL, interval INTEGER"
-                " NOT NULL, kind TEXT NOT NULL, asset TEXT NOT NULL, amount INTEGER NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS by_account ON postings (account, interval)")
             lo = -(2**62) if self.upto is None else self.upto + 1
             # "household;" is the first string after every "household:…" (';' follows ':')
             db.execute(

@@ -178,3 +178,18 @@ def test_a_statement_per_month_and_per_day(two_months: Site) -> None:
     assert "Month 2026-05" in may and "?day=2026-05-31" in may and "?day=2026-06-01" not in may
     day = client.get(f"/households/{h}?day=2026-05-31").text
     assert day.count(f'href="/households/{h}/proofs/') == len(by_month["2026-05"]) == 4
+
+
+def test_a_household_page_before_the_first_interval_is_settled(tmp_path: Path) -> None:
+    """A coordinator's ledger with its meters enrolled and nothing settled yet: the statement
+    is empty, not an error (the page answered 503 when the index had no table yet)."""
+    from gridctl.settlement.enrol import SyntheticCommunity
+    from gridctl.settlement.ledger import Ledger
+    from tests.keys import COORDINATOR_KEY
+
+    ledger = tmp_path / "ledger.sqlite"
+    with Ledger(ledger, COORDINATOR_KEY) as db:
+        SyntheticCommunity(3, 5_000_000, seed=1).enrol(db)
+    index = StatementIndex(ledger)
+    assert index.days("h00000") == {} and index.intervals("h00000", 0, 2**40) == {}
+    assert index.upto is None

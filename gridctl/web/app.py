@@ -31,7 +31,7 @@ from gridctl.web.household_page import HouseholdId
 from gridctl.web.household_page import router as household_router
 from gridctl.web.live import Live
 from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
-from gridctl.web.security import COOKIE, HEADERS, add_headers, set_session_cookie
+from gridctl.web.security import COOKIE, HEADERS, add_headers, bounded_body, set_session_cookie
 from gridctl.web.timeline_page import router as timeline_router
 
 log = logging.getLogger(__name__)
@@ -198,11 +198,7 @@ def _settled(view: RunView, interval: int) -> None:
 
 async def _checked_form(web: WebApp, request: Request) -> dict[str, object]:
     """The form of a POST whose CSRF token matches its session's; 403 otherwise, 413 too big."""
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        raise HTTPException(413, "The form is too large.")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "The form is too large.")
+    await bounded_body(request, MAX_FORM_BYTES, "form")
     form = dict(await request.form(max_files=0, max_fields=8))
     s = web.session(request)
     token = str(form.get("csrf", ""))

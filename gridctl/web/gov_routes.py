@@ -15,6 +15,7 @@ from gridctl.governance.votes import VoteMessage
 from gridctl.web.auth import HOUSEHOLD, OPERATOR, LoginLimiter, Session
 from gridctl.web.governance import REASONS, proposal_lines, vote_refusal
 from gridctl.web.live import Live
+from gridctl.web.security import bounded_body
 
 MAX_VOTE_BYTES = 2048
 """Largest vote body read, bytes (a signed vote is ~330)."""
@@ -64,11 +65,7 @@ async def vote(request: Request) -> Response:
     household = _voter(request).account.user  # type: ignore[union-attr]
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise HTTPException(415, "Send the vote as application/json.")
-    if int(request.headers.get("content-length") or 0) > MAX_VOTE_BYTES:
-        raise HTTPException(413, "The vote is too large.")
-    body = await request.body()
-    if len(body) > MAX_VOTE_BYTES:
-        raise HTTPException(413, "The vote is too large.")
+    body = await bounded_body(request, MAX_VOTE_BYTES, "vote")
     try:
         v = VoteMessage.model_validate_json(body)
     except ValidationError as e:

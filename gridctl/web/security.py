@@ -1,9 +1,11 @@
-"""HTTP hardening shared by every response: security headers and the session cookie's flags."""
+"""HTTP hardening shared by every response: security headers, the session cookie's flags, and
+request bodies read only up to a bound."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,3 +44,18 @@ def set_session_cookie(request: Request, response: Response, sid: str) -> None:
         COOKIE, sid, httponly=True, samesite="strict", secure=request.url.scheme == "https",
         path="/",
     )  # fmt: skip
+
+
+async def bounded_body(request: Request, max_bytes: int, what: str) -> bytes:
+    """The request's body, at most ``max_bytes``: 413 naming ``what`` beyond (by its declared
+    length before reading, and by what arrived), 400 for a declared length that is no number."""
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise HTTPException(400, "The request's length is not a number.") from None
+    if declared > max_bytes:
+        raise HTTPException(413, f"The {what} is too large.")
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise HTTPException(413, f"The {what} is too large.")
+    return body

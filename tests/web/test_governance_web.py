@@ -82,6 +82,13 @@ def test_a_vote_passes_every_check_before_it_is_relayed(ledger: Path) -> None:
         assert _post(c, good, "wrong").status_code == 403
         assert _post(c, good, csrf, "application/x-www-form-urlencoded").status_code == 415
         assert _post(c, "x" * 4000, csrf).status_code == 413
+        assert _post(c, "x" * 100_000, csrf).status_code == 413
+        for length, status in (("2" + "0" * 19, 413), ("2048x", 400), ("1e308", 400)):
+            r = c.post("/governance/vote.json", content=good, headers={
+                "Content-Type": "application/json", "X-CSRF-Token": csrf,
+                "Content-Length": length})  # fmt: skip
+            assert r.status_code == status, (length, r.text)
+            assert ("too large" if status == 413 else "not a number") in r.json()["error"]
         r = _post(c, '{"v": 1, "proposal": 1}', csrf)
         assert r.status_code == 400 and "malformed" in r.json()["error"]
         cases = {

@@ -158,9 +158,11 @@ class Controller:
         self.applied: tuple[int, int] | None = None
         """(plan issued, interval) of the step the last completed poll applied (None: fallback)."""
         self.stepped_at: float | None = None
-        self.cycles_begun = self.cycles_done = 0
-        """Poll cycles begun and completed."""
         """Clock time of the last completed poll, s."""
+        self.cycles_begun = self.cycles_done = 0
+        """Poll cycles begun and ended (completed or failed)."""
+        self.telemetry_sent: Telemetry | None = None
+        """The last telemetry handed to the broker."""
         self._wake = asyncio.Event()
         self.plan_topic = household_topic(c, h, "plan")
         broker = config.broker_settings()
@@ -380,6 +382,13 @@ class Controller:
     async def step(self) -> None:
         """One poll cycle."""
         self.cycles_begun += 1
+        try:
+            await self._cycle()
+        finally:
+            self.cycles_done += 1
+
+    async def _cycle(self) -> None:
+        """Poll, sign the readings at a boundary, decide, write and publish (``step``)."""
         now_s = self.clock()  # the time of these measurements
         polls = await asyncio.gather(*(d.reader.poll() for d in self.devices))
         for d, p in zip(self.devices, polls, strict=True):
@@ -399,7 +408,6 @@ class Controller:
         plan = self.plan
         self.applied = (plan.issued, decision.step.interval) if plan and decision.step else None
         self.stepped_at = now_s
-        self.cycles_done += 1
 
     def _sample_voltage(self, now_s: float) -> None:
         """Add the main meter's phase-mean voltage now (if known) to its interval's samples."""
@@ -461,7 +469,9 @@ class Controller:
             [d.config.name for d in self.devices if d.reader.faulted],
         )  # fmt: skip
         c, h = self.cfg.community, self.cfg.household
-        await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0, True)
+        if await self.session.publish(household_topic(c, h, "telemetry"), encode(telemetry), 0,
+                                      True):  # fmt: skip
+            self.telemetry_sent = telemetry
         if self.ha is not None:
             await self._home_assistant(telemetry)
         # while the coordinator is away its broker session queues what we send: send each

@@ -150,6 +150,14 @@ class _Run:
         """Move to the start of interval t: show the state, read and settle what ended, and
         (with ``plan``) have interval t planned."""
         iv = self.scn.first_interval + t
+        c = self.coordinator
+        # no poll under way and the coordinator holds each controller's last telemetry: sent
+        # QoS 0 and dated by the clock, it would otherwise arrive after the clock moved on and
+        # be refused as too old
+        await _until(lambda: all(h.controller.cycles_begun == h.controller.cycles_done
+                                 and c.telemetry.get(h.id) == h.controller.telemetry_sent
+                                 for h in self.homes),
+                     f"the controllers' telemetry before interval {iv}")  # fmt: skip
         self.show_state(t)
         self.clock.t_s = iv * INTERVAL_S
         for h in self.homes:
@@ -168,7 +176,6 @@ class _Run:
             lambda: all((h.controller.stepped_at or -1) >= start for h in self.homes),
             f"controllers polled interval {iv}",
         )
-        c = self.coordinator
         if t > 0:
             everyone = set(c.meters)
             await _until(lambda: c.inbox.meters_in(iv - 1) >= everyone, f"readings of {iv - 1}")

@@ -4,6 +4,7 @@ same energy, tokens and ledger as the in-process run."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -19,12 +20,18 @@ ENERGY = ("demand_kwh", "pv_kwh", "shared_kwh", "grid_import_kwh", "grid_export_
 
 
 @pytest.mark.slow
-def test_community_20_over_the_wire_matches_the_in_process_run(tmp_path: Path) -> None:
+def test_community_20_over_the_wire_matches_the_in_process_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     require_tool("mosquitto")
     scenario = ROOT / "sim" / "community-20.yaml"
     assert len(load_scenario(scenario).households) == 20
     inproc = run_sim(scenario, tmp_path / "inproc").kpis
-    wire = run_sim(scenario, tmp_path / "wire", wire=True)
+    with caplog.at_level(logging.WARNING):
+        wire = run_sim(scenario, tmp_path / "wire", wire=True)
+    # every controller's telemetry reached the coordinator before the simulated clock moved on
+    refused = [r.getMessage() for r in caplog.records if "message refused" in r.getMessage()]
+    assert refused == []
     kpis = json.loads(wire.kpis_path.read_text())
     assert kpis["intervals"] == 96 and kpis["households"] == 20
     for k in ENERGY:

@@ -860,11 +860,11 @@ def _when(interval: int) -> str:
 
 
 def _now_interval() -> int:
-    import time
-
+    """The interval the services are in: the wall clock's, or the sped-up one of
+    ``GRIDCTL_TIME_SCALE`` as the coordinator runs it (GridctlError if that is malformed)."""
     from gridctl.core import interval_at
 
-    return interval_at(time.time())
+    return interval_at(service_clock()())
 
 
 def _proposal_id(text: str) -> int:
@@ -967,8 +967,8 @@ def gov_status(
     from gridctl.coordinator.gov_commands import ledger_of
     from gridctl.governance.report import open_read_only, proposal_views
 
-    now = _now_interval()
     try:
+        now = _now_interval()
         db = open_read_only(ledger_of(source))
         try:
             views = proposal_views(db, now)

@@ -23,7 +23,7 @@ from gridctl.cli import app
 from gridctl.controller.keys import load_key_file
 from gridctl.coordinator.assembly import charter
 from gridctl.coordinator.config import enrol, load_coordinator_config
-from gridctl.core import interval_at
+from gridctl.core import TIME_SCALE_ENV, interval_at
 from gridctl.governance.book import Governance, Received
 from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import decode, household_topic
@@ -37,9 +37,11 @@ from tests.governance.helpers import cast, member_key
 HOMES = ["h00", "h01", "h02"]
 
 
-def gridctl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``gridctl ARGS`` as a user would, in a fresh interpreter."""
-    env = {**os.environ, "COLUMNS": "200"}
+def gridctl(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``gridctl ARGS`` as a user would, in a fresh interpreter (``env``: added to ours)."""
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "gridctl", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
@@ -115,6 +117,23 @@ def test_member_keygen_prints_the_key_to_enrol_and_never_overwrites(tmp_path: Pa
     assert (tmp_path / "member.key").stat().st_mode & 0o077 == 0
     one_line_error(gridctl("member", "keygen", "member.key", cwd=tmp_path), "never overwritten")
     assert public_bytes(load_key_file(tmp_path / "member.key")) == public
+
+
+def test_propose_takes_the_services_sped_up_clock(community: Community) -> None:
+    """With GRIDCTL_TIME_SCALE (as the coordinator runs it) a proposal is dated by that clock,
+    not the wall clock; a malformed value is a one-line error."""
+    origin = time.time() - 3600
+    scale = {TIME_SCALE_ENV: f"100@{origin:.3f}"}
+    before = interval_at(origin + 100 * (time.time() - origin))  # ~396 intervals ahead of now
+    proc = gridctl("gov", "propose", community.config, "community_per_kwh", "0.22",
+                   "--rationale", "sped up", "--window", "96", "--delay", "4", env=scale)  # fmt: skip
+    after = interval_at(origin + 100 * (time.time() - origin))
+    assert proc.returncode == 0, proc.stderr
+    with Ledger(community.ledger) as ledger:
+        p = rec.proposals(ledger.db)[-1]
+    assert before <= p.submitted <= after and p.submitted > community.now + 390
+    bad = {TIME_SCALE_ENV: "fast"}
+    one_line_error(gridctl("gov", "status", community.ledger, env=bad), TIME_SCALE_ENV)
 
 
 def test_propose_status_tally_verify(community: Community) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pvlib
 
 STC_W_PER_M2 = 1000.0
 """Irradiance at which a panel delivers its rated power (standard test conditions), W/m²."""
@@ -60,6 +59,8 @@ def clear_sky_w_per_m2(place: Place, t_s: np.ndarray) -> dict[str, np.ndarray]:
     """The cleanest possible clear sky's irradiance at ``place`` at instants ``t_s`` (UTC
     epoch s): ``ghi``, ``dni``, ``dhi``, W/m² (0 with the sun below the horizon), and the sun's
     apparent ``elevation_deg``."""
+    import pvlib  # here, not at the top: 0.8 s that configuration readers need not wait for
+
     t_s = np.asarray(t_s, dtype=float)
     times = pd.DatetimeIndex(pd.to_datetime(t_s.ravel(), unit="s", utc=True))
     pos = pvlib.solarposition.get_solarposition(

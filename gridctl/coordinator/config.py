@@ -47,18 +47,20 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, model_validator
 
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit
-from gridctl.coordinator.service import Coordinator
 from gridctl.core import FilePath, GridctlError, StrictModel, read_yaml, validated
 from gridctl.dispatch.spec import Bus, CommunitySpec, HouseholdSpec
 from gridctl.protocol import COORDINATOR, NAME
-from gridctl.public.openadr import OpenAdrSpec
+from gridctl.public.openadr_spec import OpenAdrSpec
 from gridctl.transport.session import BrokerConfig, BrokerSettings
+
+if TYPE_CHECKING:  # the service (planner, pandapower: seconds to import) only to run one
+    from gridctl.coordinator.service import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,7 @@ def coordinator_from_config(
     """The coordinator a configuration describes, after enrolling its new households (from
     the current interval on); returns it and the ids newly enrolled. clock: epoch s."""
     from gridctl.coordinator.assembly import assemble, charter
+    from gridctl.coordinator.service import Coordinator
     from gridctl.core import interval_at
 
     key = coordinator_key(cfg)  # before anything is enrolled

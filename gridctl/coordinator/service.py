@@ -72,7 +72,8 @@ from gridctl.public.figures import interval_figures
 from gridctl.public.flex_event import FlexEvent
 from gridctl.public.flexibility import Baseline, book_due, record_baselines
 from gridctl.public.openadr import SOURCE as OPENADR
-from gridctl.public.openadr import OpenAdrSpec, Ven
+from gridctl.public.openadr import Ven
+from gridctl.public.openadr_spec import OpenAdrSpec
 from gridctl.settlement.aggregates import CommunityFigures, OpenDataMessage, aggregate_at
 from gridctl.settlement.enrol import TRANSFORMER_METER, main_meter
 from gridctl.settlement.ledger import Ledger

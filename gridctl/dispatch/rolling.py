@@ -25,6 +25,7 @@ from gridctl.dispatch.community import CommunityProblem, Plan
 from gridctl.dispatch.feeder_guard import FeederGuard
 from gridctl.dispatch.home import solve_each_home
 from gridctl.dispatch.horizon import DEFAULT_HORIZON, Horizon
+from gridctl.dispatch.spec import DEFAULT_NEAR
 from gridctl.protocol import PlanStep
 
 
@@ -63,8 +64,6 @@ def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> 
     return replace(p, load_w=p.load_w[:, :n], pv_w=p.pv_w[:, :n], fleet=fleet, envelope=envelope)
 
 
-DEFAULT_NEAR = 12
-"""Intervals a near re-plan covers (3 h): at 1,000 homes it solves in about a second."""
 
 STEPS_AHEAD = 4
 """Plan steps sent to each household per interval (its controller falls back after the last)."""

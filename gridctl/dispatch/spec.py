@@ -25,13 +25,14 @@ from gridctl.core import (
     Tariff,
     ev_phases,
 )
-from gridctl.dispatch.rolling import DEFAULT_NEAR
 from gridctl.governance.spec import GovernanceSpec
 from gridctl.public.envelope import FEEDER
 from gridctl.public.spec import EnvelopesSpec, unknown_targets
 from gridctl.settlement.aggregates import DEFAULT_K, MIN_K
 from gridctl.sun import Place
 
+DEFAULT_NEAR = 12
+"""Intervals a near re-plan covers (3 h): at 1,000 homes it solves in about a second."""
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0, le=100)]
 """Currency per kWh; the bound keeps ledger amounts (micro-units) far inside 64 bits."""

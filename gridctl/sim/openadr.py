@@ -37,7 +37,8 @@ from gridctl.coordinator.assembly import Community
 from gridctl.coordinator.flow import MeterFlow
 from gridctl.core import GridctlError
 from gridctl.public.envelope import Envelopes
-from gridctl.public.openadr import OpenAdrSpec, Ven
+from gridctl.public.openadr import Ven
+from gridctl.public.openadr_spec import OpenAdrSpec
 from gridctl.settlement.signing import SignedReading
 from gridctl.sim.clock import SimClock
 

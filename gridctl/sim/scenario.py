@@ -28,7 +28,7 @@ from gridctl.governance.book import MAX_RATIONALE, OPERATOR
 from gridctl.governance.params import GovernanceError, bounds_of, check_value, parameter
 from gridctl.governance.spec import GovernanceSpec
 from gridctl.public.envelope import Limit
-from gridctl.public.openadr import OpenAdrSpec
+from gridctl.public.openadr_spec import OpenAdrSpec
 
 FIRST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LAST_START = datetime(2100, 1, 1, tzinfo=UTC)

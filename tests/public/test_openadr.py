@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gridctl.public.envelope import FEEDER, SILENT_POLLS, DefaultEnvelope, Envelopes
-from gridctl.public.openadr import SOURCE, OpenAdrSpec, Ven
+from gridctl.public.openadr import SOURCE, Ven
+from gridctl.public.openadr_spec import OpenAdrSpec
 from tests.conftest import stop_tasks, until
 from tests.public.vtn import Vtn
 

@@ -20,6 +20,14 @@ from gridctl.transport.launcher import BrokerKind, mqtt_version, running_broker
 from gridctl.transport.session import BrokerSettings
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a slow test first, each module's tests kept together (its module fixtures
+    are made once), otherwise in collection order: the xdist workers then share the long tests
+    from the start instead of one finishing a long test alone at the end."""
+    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.module not in slow)
+
+
 @pytest.fixture(scope="session")
 def default_day(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
     """The packaged default scenario (96 intervals), simulated into a fresh ledger."""

@@ -7,8 +7,8 @@ Topics (DESIGN.md)::
     gridctl/v1/<community>/<household>/plan        coordinator → controller, QoS 1, retained
     gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
     gridctl/v1/<community>/<household>/vote        a member's signed vote → coordinator, QoS 1
-    gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters, opendata
-                                                   (broadcasts)
+    gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters, opendata,
+                                                   plan (the community's plan: broadcasts)
 
 An interval's root (``RootMessage``, ``gridctl.settlement.roots``) is signed by the
 coordinator's key and chained to the previous root; its public aggregates (``OpenDataMessage``,
@@ -70,7 +70,7 @@ COORDINATOR = "coordinator"
 
 HouseholdKind = Literal["telemetry", "reading", "plan", "status", "vote"]
 HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status", "vote")
-BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters", "opendata")
+BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters", "opendata", "plan")
 REASONS = (
     "too_large",
     "bad_topic",
@@ -234,9 +234,78 @@ class ParametersMessage(_Msg):
     scheduled: Annotated[list[ScheduledChange], Field(default_factory=list, max_length=256)]
 
 
+# --- the community's plan (coordinator/plan) -------------------------------------------------
+MAX_COMMUNITY_W = 10**9
+"""Largest community-level power a message or plan log row may state, W (1 GW)."""
+MAX_IN_FORCE = 32
+"""Envelopes and events in force one community plan may list."""
+MAX_EPOCH_S = 2**40
+CommunityW = Annotated[int, Field(ge=-MAX_COMMUNITY_W, le=MAX_COMMUNITY_W)]
+LimitW = Annotated[int, Field(ge=0, le=MAX_COMMUNITY_W)]
+EpochS = Annotated[int, Field(ge=0, le=MAX_EPOCH_S)]
+PLAN_FIGURES = ("load_w", "pv_w", "trafo_w", "battery_w", "ev_w", "shared_w", "curtail_w")
+"""A community plan's sums, withheld together when they cover fewer than k households."""
+
+
+class InForce(StrictModel):
+    """A grid-operator envelope or flexibility event in force in a planned interval.
+
+    kind: "envelope" (a limit) or "event" (a flexibility request, which also sets a limit).
+    source: where it came from (an OpenADR VTN, the configuration, a §14a signal).
+    households: 0 for the feeder (its transformer); else how many households' own connections
+    it limits (their limits are theirs: only feeder limits are stated).
+    import_max_w / export_max_w / controllable_max_w: the feeder's limit, W ≥ 0 (None: none
+    that way; controllable: §14a dimming of every household's controllable devices).
+    start_s / end_s: when it binds (after any ramp), epoch s, UTC.
+    """
+
+    kind: Literal["envelope", "event"]
+    source: Annotated[str, Field(max_length=64)]
+    event_id: Annotated[str, Field(max_length=64)] | None = None
+    households: Annotated[int, Field(ge=0, le=10**6)] = 0
+    import_max_w: LimitW | None = None
+    export_max_w: LimitW | None = None
+    controllable_max_w: LimitW | None = None
+    start_s: EpochS
+    end_s: EpochS
+
+
+class CommunityPlanMessage(_Msg):
+    """The community's plan for ``interval`` (MQTT ``coordinator/plan``, retained), summed over
+    its ``households``: W, integers, load convention; None: withheld (covering fewer than ``k``
+    households) or not known.
+
+    load_w: forecast base load (≥ 0). pv_w: forecast PV (≤ 0). trafo_w: planned transformer
+    power (> 0 drawn from the grid). battery_w / ev_w: planned battery (> 0 charging) and EV
+    charging power. shared_w: planned power one household uses of another's (≥ 0).
+    curtail_w: PV the plan holds back (≥ 0). feeder_import_max_w / feeder_export_max_w: the
+    feeder's envelope (None: none). in_force: the envelopes and events in force.
+    """
+
+    interval: Interval
+    households: Annotated[int, Field(ge=0, le=10**6)]
+    k: Annotated[int, Field(ge=1, le=10**6)]
+    load_w: Annotated[int, Field(ge=0, le=MAX_COMMUNITY_W)] | None = None
+    pv_w: Annotated[int, Field(ge=-MAX_COMMUNITY_W, le=0)] | None = None
+    trafo_w: CommunityW | None = None
+    battery_w: CommunityW | None = None
+    ev_w: Annotated[int, Field(ge=0, le=MAX_COMMUNITY_W)] | None = None
+    shared_w: Annotated[int, Field(ge=0, le=MAX_COMMUNITY_W)] | None = None
+    curtail_w: Annotated[int, Field(ge=0, le=MAX_COMMUNITY_W)] | None = None
+    feeder_import_max_w: LimitW | None = None
+    feeder_export_max_w: LimitW | None = None
+    in_force: Annotated[list[InForce], Field(default_factory=list, max_length=MAX_IN_FORCE)]
+
+    def public(self) -> CommunityPlanMessage:
+        """This plan as it may be published: the sums None when they cover fewer than k."""
+        if self.households >= self.k:
+            return self
+        return self.model_copy(update=dict.fromkeys(PLAN_FIGURES))
+
+
 Message = (
     Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | ParametersMessage
-    | VoteMessage | OpenDataMessage | str
+    | VoteMessage | OpenDataMessage | CommunityPlanMessage | str
 )  # fmt: skip
 
 _SCHEMAS: dict[str, type[BaseModel]] = {
@@ -301,8 +370,9 @@ def decode(topic: str, payload: bytes) -> Decoded:
         raise ProtocolError(
             "bad_version", f"v={str(raw.get('v'))[:20]} ({kind} versions: {versions})"
         )
+    schema = CommunityPlanMessage if household is None and kind == "plan" else _SCHEMAS[kind]
     try:
-        msg = _SCHEMAS[kind].model_validate(raw)
+        msg = schema.model_validate(raw)
     except ValidationError as e:
         raise ProtocolError("bad_field", describe_validation_error(e)[:200]) from None
     if household is not None and kind != "vote":

@@ -65,15 +65,17 @@ from gridctl.dispatch.community import (
 from gridctl.dispatch.feeder_guard import TRAFO_HEADROOM, FeederGuard, FeederLimits
 from gridctl.dispatch.fleet import build_fleet, profile_forecast, tan_phi, window
 from gridctl.dispatch.home import solve_each_home
+from gridctl.dispatch.plan_log import community_plan
 from gridctl.dispatch.rolling import STEPS_AHEAD, RollingPlanner
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
 from gridctl.grid.feeder import Profiles
-from gridctl.protocol import PlanStep, Telemetry
+from gridctl.protocol import CommunityPlanMessage, PlanStep, Telemetry
 from gridctl.public.envelope import FEEDER, Envelopes, Limit
 from gridctl.public.flex_event import FlexEvent
 from gridctl.public.flexibility import Baseline
 from gridctl.public.flexibility import key as flex_key
 from gridctl.public.flexibility import window as flex_window
+from gridctl.public.in_force import in_force
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,9 @@ class CommunityPlanner:
         # ends so a source still listing an ended request does not bring it back
         self._seen: dict[str, int] = {}
         self._baselines: list[Baseline] = []  # made, not yet taken
+        self._events: dict[str, tuple[FlexEvent, str]] = {}  # every request until it ends
+        # the interval last planned, its time and its forecast (base load, PV), W, (H,) each
+        self._forecast: tuple[int, float, np.ndarray, np.ndarray] | None = None
 
     @property
     def battery_reserve_soc(self) -> float:
@@ -266,6 +271,9 @@ class CommunityPlanner:
         judged at (a silent source gives way to the default), s; default the interval's start."""
         tel = [fresh(telemetry.get(h), interval) for h in self.ids]
         load_w, pv_w = self.forecast(interval, tel)
+        now = interval_start(interval).timestamp() if now_s is None else now_s
+        self._forecast = (interval, now, load_w[:, 0].copy(), pv_w[:, 0].copy())
+        self._events = {k: e for k, e in self._events.items() if flex_window(e[0])[1] >= interval}
         fleet = self.fleet(interval, tel)
         envelope = self._envelope_at(interval, load_w.shape[1], now_s)
         problem = CommunityProblem(
@@ -295,6 +303,22 @@ class CommunityPlanner:
             interval, len(steps), self.rolling.rounds, self.rolling.unresolved,
         )  # fmt: skip
         return steps
+
+    def community_plan(self, interval: int, k: int) -> CommunityPlanMessage:
+        """The community's plan of ``interval``, the one ``plan`` made last: its forecast and
+        plan summed over the households, with the envelopes and events in force
+        (``gridctl.dispatch.plan_log``). k: fewest households a published sum may cover.
+        ValueError when ``interval`` is not the interval last planned."""
+        r = self.rolling
+        if self._forecast is None or self._forecast[0] != interval or r.plan is None:
+            raise ValueError(f"interval {interval} is not the interval last planned")
+        _, now, load_w, pv_w = self._forecast
+        events = [(ev, src) for ev, src in self._events.values()
+                  if flex_window(ev)[0] <= interval <= flex_window(ev)[1]]  # fmt: skip
+        return community_plan(
+            interval, r.plan, interval - r.plan_t0, load_w, pv_w, k, self.feeder_limits_w(),
+            in_force(self.envelopes.binding(interval, now), events),
+        )  # fmt: skip
 
     def _dimmed(
         self, interval: int, steps: dict[str, list[PlanStep]], fleet: Fleet, now_s: float | None
@@ -345,6 +369,8 @@ class CommunityPlanner:
         """Make a baseline for flexibility request ``ev`` (from ``source``) at the next plan that
         sees its window (once; a request whose window has begun gets none)."""
         k = flex_key(ev)
+        if flex_window(ev)[1] >= (self._forecast[0] if self._forecast else 0):
+            self._events[k] = (ev, source)
         if k not in self._seen:
             self._seen[k] = flex_window(ev)[1]
             self._expected[k] = (ev, source)

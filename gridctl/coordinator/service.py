@@ -45,6 +45,7 @@ from gridctl.coordinator.inbox import Inbox
 from gridctl.coordinator.limits import OTHER, READINGS, RateLimit, RateLimiter
 from gridctl.coordinator.metrics import Metrics, serve_http
 from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, Tariff, interval_at, raise_if_cancelled
+from gridctl.dispatch.plan_log import PLANS_FILE, PlanLog
 from gridctl.governance.book import Charter, Governance, Received
 from gridctl.governance.effect import (
     govern_planner,
@@ -55,6 +56,7 @@ from gridctl.governance.effect import (
 from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import (
     COORDINATOR,
+    CommunityPlanMessage,
     PlanMessage,
     PlanStep,
     PriceMessage,
@@ -111,6 +113,10 @@ class Planner(Protocol):
 
     def take_baselines(self) -> list[Baseline]: ...
 
+    def community_plan(self, interval: int, k: int) -> CommunityPlanMessage:
+        """The community-level sums of the plan ``plan`` made last, for ``interval``."""
+        ...
+
 
 class Coordinator:
     """One community's coordinator.
@@ -133,6 +139,9 @@ class Coordinator:
     openadr: run an OpenADR VEN putting the grid operator's limits into ``envelopes``.
     publish_opendata: publish each settled interval's public aggregates (retained, on
     ``coordinator/opendata``; ``gridctl.settlement.aggregates``).
+    plans_path: the plan log (``gridctl.dispatch.plan_log``; default ``plans.sqlite`` beside
+    the ledger): each interval's community plan is added to it and published, as far as it
+    may be (``CommunityPlanMessage.public``), retained on ``coordinator/plan``.
     """
 
     def __init__(
@@ -160,6 +169,7 @@ class Coordinator:
         envelopes: Envelopes | None = None,
         openadr: OpenAdrSpec | None = None,
         publish_opendata: bool = False,
+        plans_path: Path | None = None,
     ):
         self.community = community
         self.planner = planner
@@ -188,7 +198,8 @@ class Coordinator:
         self.last_planned: int | None = None
         self.last_closed = self.ledger.last_closed()
         self.outcomes: deque[IntervalOutcome] = deque(maxlen=outcome_window)
-        self.failures = {"tick": 0, "settle": 0, "plan": 0, "openadr": 0}
+        self.plan_log = PlanLog(plans_path or Path(ledger_path).parent / PLANS_FILE)
+        self.failures = {"tick": 0, "settle": 0, "plan": 0, "openadr": 0, "plan_log": 0}
         """Failed ticks, settlements, plans and VEN polls since start (each logged with its
         traceback)."""
         self.envelopes = envelopes if envelopes is not None else Envelopes()
@@ -243,6 +254,7 @@ class Coordinator:
                 await asyncio.wait([self._settling])
             self.inbox.close()
             self.ledger.close()
+            self.plan_log.close()
 
     async def _ticks(self, tick_s: float) -> None:
         await self.session.connected.wait()
@@ -519,3 +531,17 @@ class Coordinator:
             topic = household_topic(self.community, h, "plan")
             if not await self.session.publish(topic, encode(msg), 1, True):
                 log.warning("plan not published household=%s interval=%d", h, interval)
+        await self._publish_community_plan(interval)
+
+    async def _publish_community_plan(self, interval: int) -> None:
+        """Add the community's plan of ``interval`` to the plan log and publish it (retained);
+        one that fails is counted and logged, the households' plans stand."""
+        assert self.planner is not None
+        try:
+            msg = self.planner.community_plan(interval, self.settlement.public_k)
+            self.plan_log.add(msg)
+        except Exception:
+            self._failed("plan_log")
+            return
+        topic = coordinator_topic(self.community, "plan")
+        await self.session.publish(topic, encode(msg.public()), 1, True)

@@ -131,6 +131,23 @@ class Envelopes:
                 imp, exp = min(imp, lim.import_max_w), min(exp, lim.export_max_w)
         return imp, exp
 
+    def binding(
+        self, interval: int, now_s: float, interval_s: int = INTERVAL_S
+    ) -> list[tuple[str, Limit]]:
+        """(source, limit) of every limit in force at any moment of ``interval`` as known at
+        ``now_s``; a silent source's place taken by the default envelope (source "default")."""
+        t0, t1 = interval * interval_s, (interval + 1) * interval_s
+        out = []
+        if self.silent(now_s):
+            imp, exp = self.default.of(FEEDER)
+            if math.isfinite(imp) or math.isfinite(exp):
+                out.append(("default", Limit(FEEDER, t0, t1, imp, exp)))
+        silent = set(self.silent(now_s))
+        for name, s in self._sources.items():
+            if name not in silent:
+                out += [(name, lim) for lim in s.limits if lim.binds(t0, t1)]
+        return out
+
     def series(
         self,
         targets: Sequence[str],

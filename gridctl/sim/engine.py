@@ -8,6 +8,7 @@ only simulated parts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
 from gridctl.core import INTERVAL_S, interval_hours, interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
+from gridctl.dispatch.plan_log import PlanLog
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
 from gridctl.public.dimming import dimmed_household_w, ev_floor_w
@@ -229,12 +231,15 @@ def simulate(
     ledger_path: Path,
     progress: Progress | None = None,
     dispatch: DispatchMode = "community",
+    plans_path: Path | None = None,
 ) -> SimResult:
     """Run ``scn`` end to end, booking settlement into a new ledger at ``ledger_path``.
 
     dispatch: "none" (every home self-consumes, no coordination), "home" (each household
     optimised alone, no sharing) or "community" (gridctl's feeder-aware dispatch).
     progress: called with (intervals done, intervals total) after each interval.
+    plans_path: the plan log to add each interval's community plan to, as the coordinator
+    does (``gridctl.dispatch.plan_log``; None: none).
     A scenario that scripts proposals is governed as the coordinator governs
     (``gridctl.sim.governance``): each interval planned with the reserve and fairness rule in
     force, the scripted proposals submitted and votes received, governance advanced before the
@@ -243,9 +248,11 @@ def simulate(
     s = prepare(scn, dispatch)
     c = s.community
     clock = SimClock(scn.first_interval * INTERVAL_S)
+    plans = PlanLog(plans_path) if plans_path is not None and c.planner is not None else None
     with (
         Ledger(ledger_path, simulated_coordinator_key(scn.seed)) as ledger,
         sim_ven(scn.openadr, c, scn.base_dir, clock) as ven,
+        contextlib.closing(plans) if plans is not None else contextlib.nullcontext(),
     ):
         # every meter signs its readings; settlement verifies them as in production
         signers = enrol_simulated(
@@ -269,6 +276,8 @@ def simulate(
             s.step(t, *planned(s, interval, t))
             if c.planner is not None:
                 record_baselines(ledger, c.planner, interval)
+            if plans is not None and c.planner is not None:
+                plans.add(c.planner.community_plan(interval, c.settlement.public_k))
             volts = meter_voltages_mv(s.world, s.meters)
             assert volts is not None  # the world has run an interval
             readings = sign_interval(interval, meters, signers[TRANSFORMER_METER], s.meters, volts)

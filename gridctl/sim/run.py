@@ -10,13 +10,14 @@ from pydantic import ValidationError
 
 from gridctl.coordinator.assembly import DispatchMode
 from gridctl.core import ScenarioError, describe_validation_error
+from gridctl.dispatch.plan_log import PLANS_FILE
 from gridctl.sim.engine import Progress, prepare, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import FLEX_PLOT, PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
 from gridctl.transport.launcher import BrokerKind, choose_broker
 
-OUTPUTS = ("kpis.json", "ledger.sqlite", "report.html", *PLOTS, FLEX_PLOT)
+OUTPUTS = ("kpis.json", "ledger.sqlite", PLANS_FILE, "report.html", *PLOTS, FLEX_PLOT)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def run_sim(
 
         result = simulate_wire(scn, out, progress, dispatch, kind)
     else:
-        result = simulate(scn, out / "ledger.sqlite", progress, dispatch)
+        result = simulate(scn, out / "ledger.sqlite", progress, dispatch, out / PLANS_FILE)
     kpi = kpis(result)
     kpis_path = out / "kpis.json"
     kpis_path.write_text(json.dumps(kpi, indent=2) + "\n", encoding="utf-8")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gridctl.coordinator.service import Coordinator
-from gridctl.protocol import PlanStep, Telemetry
+from gridctl.protocol import CommunityPlanMessage, PlanStep, Telemetry
 from gridctl.settlement.settle import SettlementConfig
 from gridctl.transport.session import BrokerSettings
 from tests.controller.test_controller import FastClock
@@ -24,6 +24,9 @@ class ChargeAKilowatt:
 
     def take_baselines(self) -> list:
         return []  # it plans no flexibility events
+
+    def community_plan(self, interval: int, k: int) -> CommunityPlanMessage:
+        return CommunityPlanMessage(interval=interval, households=len(self.ids), k=k)
 
     def plan(
         self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None

@@ -14,6 +14,7 @@ from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S
 from gridctl.protocol import (
     REASONS,
+    CommunityPlanMessage,
     PlanMessage,
     PlanStep,
     RootMessage,
@@ -55,6 +56,9 @@ class FlatPlanner:
 
     def take_baselines(self) -> list:
         return []  # it plans no flexibility events
+
+    def community_plan(self, interval: int, k: int) -> CommunityPlanMessage:
+        return CommunityPlanMessage(interval=interval, households=len(self.ids), k=k)
 
     def plan(
         self, interval: int, telemetry: Mapping[str, Telemetry], now_s: float | None = None

@@ -30,6 +30,7 @@ from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
 from gridctl.web.household_page import HouseholdId
 from gridctl.web.household_page import router as household_router
 from gridctl.web.live import Live
+from gridctl.web.plan_view import section as plan_section
 from gridctl.web.run_view import FIGURES, LABELS, RunView, shown
 from gridctl.web.security import COOKIE, HEADERS, add_headers, bounded_body, set_session_cookie
 from gridctl.web.timeline_page import router as timeline_router
@@ -106,6 +107,7 @@ def create_app(
             request, "community.html", c=c, last_start=last, labels=LABELS, shown=shown,
             figures=[f for f in FIGURES if (view.dir / f).is_file()],
             households=view.households, live=live.snapshot() if live is not None else None,
+            plan=plan_section(view, live.plan if live is not None else None),
         )  # fmt: skip
 
     @app.get("/how")

@@ -5,7 +5,8 @@ The web app connects as the broker user ``web`` (``gridctl broker config`` makes
 reads only the coordinator's broadcasts and the households' online status and writes only vote
 topics. What it keeps is public: whether the coordinator is online, how many households are,
 the last settled interval and its root, the prices and governed parameters in force and the
-changes scheduled. No household's own figure is kept (its status only counts).
+changes scheduled, the community's plan of the current interval with the envelopes and events
+in force. No household's own figure is kept (its status only counts).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gridctl.core import interval_start
 from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import (
     ROOT,
+    CommunityPlanMessage,
     ParametersMessage,
     PriceMessage,
     RejectCounter,
@@ -30,6 +32,7 @@ from gridctl.protocol import (
 from gridctl.settlement.roots import RootMessage
 from gridctl.transport.broker import WEB
 from gridctl.transport.session import BrokerSettings, Session
+from gridctl.web.plan_view import plan_facts
 
 log = logging.getLogger(__name__)
 MAX_STATUSES = 100_000
@@ -51,6 +54,8 @@ class Live:
         self.root: RootMessage | None = None
         self.prices: PriceMessage | None = None
         self.parameters: ParametersMessage | None = None
+        self.plan: CommunityPlanMessage | None = None
+        """The community's latest plan, its sums withheld below k households."""
         self._changed: asyncio.Event | None = None
 
     @asynccontextmanager
@@ -69,7 +74,10 @@ class Live:
         if not payload:
             return  # a retained message cleared
         d = self.rejects.decode(topic, payload)
-        if d is None or d.community != self.community:
+        if d is None:
+            return
+        if d.community != self.community:
+            self.rejects.refuse("wrong_community", topic, f"not community {self.community}")
             return
         m = d.message
         if d.kind == "status" and d.household is None:
@@ -84,6 +92,9 @@ class Live:
             self.prices = m
         elif isinstance(m, ParametersMessage):
             self.parameters = m
+        elif isinstance(m, CommunityPlanMessage):
+            if self.plan is None or m.interval >= self.plan.interval:
+                self.plan = m.public()
         else:
             return
         self._wake()
@@ -117,6 +128,7 @@ class Live:
             "scheduled": [] if params is None else [
                 s.model_dump() for s in params.scheduled
             ],
+            "plan": plan_facts(self.plan),
         }  # fmt: skip
 
     async def relay_vote(self, vote: VoteMessage) -> bool:

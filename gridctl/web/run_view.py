@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridctl.core import MAX_FILE_BYTES, LedgerError
+from gridctl.dispatch.plan_log import PLANS_FILE, read_plans
+from gridctl.protocol import CommunityPlanMessage
 from gridctl.settlement.aggregates import COVERS, AggregateRow, aggregate_rows
 from gridctl.settlement.flex_records import DeliveryRow, FlexEventRow
 from gridctl.settlement.flex_records import events as flex_events
@@ -118,6 +120,16 @@ class RunView:
         q += " ORDER BY interval"
         with self._db() as db:
             return [AggregateRow(*r) for r in db.execute(q, (first, last))]
+
+    @property
+    def plans_path(self) -> Path:
+        """The plan log beside the ledger (``gridctl.dispatch.plan_log``; older runs have none)."""
+        return self.dir / PLANS_FILE
+
+    def plans(self, first: int, last: int) -> list[CommunityPlanMessage]:
+        """The community's plans of intervals first…last (community-level sums, withheld below
+        k households), in interval order; [] without a plan log."""
+        return [p.public() for p in read_plans(self.plans_path, first, last)]
 
     def kpis(self) -> dict[str, object]:
         """The community KPIs of ``kpis.json`` (community-level only; {} when unreadable)."""

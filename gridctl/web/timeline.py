@@ -1,7 +1,9 @@
 """The public timeline: the community's figures over a day, a week or a month.
 
 Everything comes from the ledger's ``public_aggregates`` (community-level, each figure covering
-at least k households, else withheld) and the run's voltage band; nothing about one household.
+at least k households, else withheld), the plan log's community plans (``plans.sqlite``: the
+forecast and plan each interval was run with, summed over the households, withheld below k) and
+the run's voltage band; nothing about one household.
 Energies are shown as the average power over each slot (15 min for a day, 1 h for a week, a
 day for a month), kW; voltages as the lowest / highest a meter reported in the slot, V.
 """
@@ -9,11 +11,12 @@ day for a month), kW; voltages as the lowest / highest a meter reported in the s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY, MV_PER_PU, W_PER_KW, interval_hours
+from gridctl.protocol import CommunityPlanMessage
 from gridctl.settlement.aggregates import AggregateRow
 
 Span = Literal["day", "week", "month"]
@@ -29,6 +32,13 @@ POWER_SERIES = {
     "curtailed_kw": "Solar held back",
 }
 """Each average-power series of a slot, kW, and its plain name."""
+PLAN_SERIES = {
+    "plan_grid_kw": "At the transformer, planned",
+    "plan_pv_kw": "Solar, forecast",
+    "plan_demand_kw": "Use, forecast (with planned car charging)",
+    "plan_curtailed_kw": "Solar held back, planned",
+}
+"""Each series of the community's plans, kW (average over the slot's planned intervals)."""
 
 
 @dataclass(frozen=True)
@@ -87,15 +97,50 @@ class Slot:
     curtailed_kw: float | None
     v_min_v: float | None
     v_max_v: float | None
+    plan_grid_kw: float | None = None
+    plan_pv_kw: float | None = None
+    plan_demand_kw: float | None = None
+    plan_curtailed_kw: float | None = None
 
 
-def slots(w: Window, rows: Sequence[AggregateRow]) -> list[Slot]:
-    """The window's slots from its settled rows (a slot without rows: every figure None)."""
+def slots(
+    w: Window, rows: Sequence[AggregateRow], plans: Sequence[CommunityPlanMessage] = ()
+) -> list[Slot]:
+    """The window's slots from its settled rows (a slot without rows: every figure None) and
+    its plans (a slot without plans: every plan figure None)."""
     by_slot: dict[int, list[AggregateRow]] = {}
     for r in rows:
         if w.first <= r.interval <= w.last:
             by_slot.setdefault((r.interval - w.first) // w.per_slot, []).append(r)
-    return [_slot(w, k, by_slot.get(k, [])) for k in range(w.slots)]
+    planned: dict[int, list[CommunityPlanMessage]] = {}
+    for p in plans:
+        if w.first <= p.interval <= w.last:
+            planned.setdefault((p.interval - w.first) // w.per_slot, []).append(p)
+    return [
+        replace(_slot(w, k, by_slot.get(k, [])), **_planned(planned.get(k, [])))
+        for k in range(w.slots)
+    ]
+
+
+def _planned(plans: list[CommunityPlanMessage]) -> dict[str, float | None]:
+    """The plan series of one slot: averages over its planned intervals, kW (None: none, or
+    a sum withheld)."""
+
+    def avg_kw(get: Callable[[CommunityPlanMessage], int | None]) -> float | None:
+        values = [get(p) for p in plans]
+        if not values or None in values:
+            return None
+        return sum(v for v in values if v is not None) / len(values) / W_PER_KW
+
+    def use(p: CommunityPlanMessage) -> int | None:
+        return None if p.load_w is None or p.ev_w is None else p.load_w + p.ev_w
+
+    return {
+        "plan_grid_kw": avg_kw(lambda p: p.trafo_w),
+        "plan_pv_kw": avg_kw(lambda p: None if p.pv_w is None else -p.pv_w),
+        "plan_demand_kw": avg_kw(use),
+        "plan_curtailed_kw": avg_kw(lambda p: p.curtail_w),
+    }
 
 
 def _slot(w: Window, k: int, rows: list[AggregateRow]) -> Slot:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from gridctl.core import interval_start
 from gridctl.web.svg import Series, line_chart
 from gridctl.web.timeline import (
+    PLAN_SERIES,
     POWER_SERIES,
     Slot,
     Span,
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from gridctl.web.app import WebApp
 
 FORECAST_NOTE = (
-    "This run's ledger records no community forecast, so there is no forecast to set against "
-    "what happened."
+    "This run has no plan log (plans.sqlite: runs made before it was added have none), so "
+    "there is no forecast to set against what happened."
 )
-"""Said in place of a forecast-vs-actual chart (the ledger holds forecasts only per household,
-as flexibility baselines, which are not public)."""
+"""Said in place of the forecast-vs-actual charts without a plan log (the ledger holds
+forecasts only per household, as flexibility baselines, which are not public)."""
+NO_PLANS_NOTE = "No plan was recorded for these days."
+"""Said in place of the forecast-vs-actual charts when the plan log has none in the window."""
 
 
 def router(web: WebApp) -> APIRouter:
@@ -60,36 +63,37 @@ def router(web: WebApp) -> APIRouter:
             raise HTTPException(404, f"No settled intervals on {day.isoformat()}: this run "
                                 f"settled {settled}.")  # fmt: skip
         w = window(span, day)
-        data = slots(w, view.aggregates(w.first, w.last))
+        data = slots(w, view.aggregates(w.first, w.last), view.plans(w.first, w.last))
+        planned = any(getattr(s, k) is not None for s in data for k in PLAN_SERIES)
         return web.render(
             request, "timeline.html", w=w, span=span, day=day, title=title(w), charts=charts(
-                w, data, view.kpis()), rows=[(slot_label(w, s), s) for s in data],
+                w, data, view.kpis(), view.plans_path.is_file()),
+            rows=[(slot_label(w, s), s) for s in data],
             prev=w.shifted(-1) if w.first > view.first else None,
-            next=w.shifted(1) if w.last < view.last else None, series=POWER_SERIES, fmt=cell,
+            next=w.shifted(1) if w.last < view.last else None,
+            series=POWER_SERIES | PLAN_SERIES if planned else POWER_SERIES, fmt=cell,
         )  # fmt: skip
 
     return r
 
 
-def charts(w: Window, data: list[Slot], kpis: dict[str, object]) -> list[dict[str, object]]:
-    """The page's charts: heading, SVG and a note each."""
+def charts(
+    w: Window, data: list[Slot], kpis: dict[str, object], logged: bool
+) -> list[dict[str, object]]:
+    """The page's charts: heading, SVG and a note each. logged: the run has a plan log."""
     labels = axis_labels(w)
     n = len(data)
+    names = POWER_SERIES | PLAN_SERIES
 
-    def series(*names: str) -> list[Series]:
-        return [Series(POWER_SERIES[k], [getattr(s, k) for s in data]) for k in names]
+    def series(*keys: str) -> list[Series]:
+        return [Series(names[k], [getattr(s, k) for s in data]) for k in keys]
 
-    def extremes(ss: list[Series], unit: str) -> str:
-        parts = []
-        for s in ss:
-            known = [v for v in s.values if v is not None]
-            parts.append(f"{s.name}: from {min(known):.1f} to {max(known):.1f} {unit}"
-                         if known else f"{s.name}: not known")  # fmt: skip
-        return "; ".join(parts) + "."
+    def known(ss: list[Series]) -> list[Series]:
+        return [s for s in ss if any(v is not None for v in s.values)]
 
     grid = series("grid_kw")
     energy = series("pv_kw", "demand_kw", "shared_kw")
-    held = series("curtailed_kw")
+    held = known(series("curtailed_kw", "plan_curtailed_kw"))
     (lo, hi), recorded = band_v(kpis)
     volts = [Series("Lowest at a meter", [s.v_min_v for s in data]),
              Series("Highest at a meter", [s.v_max_v for s in data])]  # fmt: skip
@@ -105,12 +109,13 @@ def charts(w: Window, data: list[Slot], kpis: dict[str, object]) -> list[dict[st
          "note": "Average power over each slot. Gaps: a figure withheld because it would cover "
                  "too few homes, or not recorded."},
     ]  # fmt: skip
-    if any(v is not None for v in held[0].values):
+    if held:
         out.append({"heading": "Solar held back (curtailment)", "series": held,
                     "svg": line_chart(held, labels, n, "kW", "Solar held back",
                                       extremes(held, "kW")),
                     "note": "Solar power the community asked panels to hold back to keep the "
-                            "cable within its limits."})  # fmt: skip
+                            "cable within its limits (what the plan held back, and what was "
+                            "recorded where the ledger has it)."})  # fmt: skip
     else:
         out.append({"heading": "Solar held back (curtailment)", "series": [], "svg": None,
                     "note": "Not recorded in this run's ledger for these days."})  # fmt: skip
@@ -123,6 +128,38 @@ def charts(w: Window, data: list[Slot], kpis: dict[str, object]) -> list[dict[st
          "note": f"Lowest and highest voltage the homes' meters reported; the shaded band is "
                  f"{band_note}, {lo:.1f} to {hi:.1f} V."}
     )  # fmt: skip
-    out.append({"heading": "Forecast and what happened", "series": [], "svg": None,
-                "note": FORECAST_NOTE})  # fmt: skip
+    return out + forecast_charts(w, data, logged)
+
+
+def forecast_charts(w: Window, data: list[Slot], logged: bool) -> list[dict[str, object]]:
+    """The forecast and plan of each interval against what was settled: the transformer, and
+    solar and use; a note in their place without plans."""
+    labels, n = axis_labels(w), len(data)
+    if not any(getattr(s, k) is not None for s in data for k in PLAN_SERIES):
+        return [{"heading": "Forecast and what happened", "series": [], "svg": None,
+                 "note": NO_PLANS_NOTE if logged else FORECAST_NOTE}]  # fmt: skip
+    names = POWER_SERIES | PLAN_SERIES
+    out = []
+    for heading, keys in (
+        ("Forecast and what happened: the transformer", ("plan_grid_kw", "grid_kw")),
+        ("Forecast and what happened: solar and use",
+         ("plan_pv_kw", "pv_kw", "plan_demand_kw", "demand_kw")),
+    ):  # fmt: skip
+        ss = [Series(names[k], [getattr(s, k) for s in data]) for k in keys]
+        desc = extremes(ss, "kW")
+        out.append({"heading": heading, "series": ss,
+                    "svg": line_chart(ss, labels, n, "kW", heading, desc),
+                    "note": "The forecast and plan made as each interval began, summed over "
+                            "every home, against what was settled (solar: what the panels "
+                            "could give; use: with the cars' planned charging)."})  # fmt: skip
     return out
+
+
+def extremes(ss: list[Series], unit: str) -> str:
+    """Each series' lowest and highest value in words (a chart's description)."""
+    parts = []
+    for s in ss:
+        known = [v for v in s.values if v is not None]
+        parts.append(f"{s.name}: from {min(known):.1f} to {max(known):.1f} {unit}"
+                     if known else f"{s.name}: not known")  # fmt: skip
+    return "; ".join(parts) + "."

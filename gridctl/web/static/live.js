@@ -25,6 +25,15 @@ function price(prices, key) {
   return prices && Number.isFinite(prices[key]) ? `${prices[key].toFixed(4)} per kWh` : "unknown";
 }
 
+// the community's plan of the current interval (section#plan, plan_actual.html)
+function showPlan(p) {
+  if (!p) return;
+  text("plan-when", `Planned, ${p.start}`);
+  for (const [key, value] of Object.entries(p.figures)) text(`plan-${key}`, value);
+  text("plan-note", "");
+  list("plan-in-force", p.in_force, "None in this interval.");
+}
+
 function show(s) {
   text("live-state", s.broker ? "Live." : "The community's broker cannot be reached; showing the last values.");
   text("live-coordinator", s.coordinator ?? "unknown");
@@ -37,6 +46,7 @@ function show(s) {
   list("live-parameters", Object.entries(s.parameters ?? {}).map(([k, v]) => `${k}: ${v}`), "none published yet");
   list("live-scheduled", (s.scheduled ?? []).map(
     (c) => `${c.parameter} becomes ${c.value} from interval ${c.enact_at} (proposal ${c.proposal})`), "none");
+  showPlan(s.plan);
 }
 
 function connect() {

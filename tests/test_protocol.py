@@ -13,6 +13,7 @@ from gridctl.core import GridctlError
 from gridctl.protocol import (
     MAX_PAYLOAD_BYTES,
     REASONS,
+    CommunityPlanMessage,
     PlanMessage,
     PlanStep,
     PriceMessage,
@@ -111,7 +112,7 @@ def test_every_valid_message_round_trips() -> None:
         ("gridctl/v2/oak/h01/plan", b"{}", "bad_topic"),
         ("gridctl/v1/oak/h01/plan/extra", b"{}", "bad_topic"),
         ("gridctl/v1/oak/h01/secrets", b"{}", "bad_topic"),
-        ("gridctl/v1/oak/coordinator/plan", b"{}", "bad_topic"),
+        ("gridctl/v1/oak/coordinator/telemetry", b"{}", "bad_topic"),
         ("gridctl/v1/o+k/h01/plan", b"{}", "bad_topic"),
         (household_topic(C, "h01", "plan"), b"\xff\xfe", "not_json"),
         (household_topic(C, "h01", "plan"), b"[1, 2]", "not_json"),
@@ -288,3 +289,20 @@ def test_a_plan_dims_a_household_and_one_that_dims_nobody_is_the_old_format() ->
                "steps": [{"interval": 10, "controllable_max_w": bad}]}  # fmt: skip
         with pytest.raises(ProtocolError, match="controllable_max_w"):
             decode(topic, json.dumps(raw).encode())
+
+
+def test_the_community_plan_is_its_own_broadcast_with_strict_bounds() -> None:
+    good = CommunityPlanMessage(interval=7, households=9, k=5, load_w=4000, pv_w=-9000,
+                                trafo_w=-5000, battery_w=0, ev_w=0, shared_w=1000, curtail_w=0)  # fmt: skip
+    got = decode("gridctl/v1/oak/coordinator/plan", encode(good))
+    assert got.household is None and got.message == good
+    doc = json.loads(encode(good))
+    for bad in ({"trafo_w": float("nan")}, {"trafo_w": float("inf")}, {"pv_w": 5},
+                {"load_w": 10**10}, {"trafo_w": 1.5}, {"in_force": [{"kind": "envelope"}]},
+                {"households": -1}, {"k": 0}, {"extra": 1}):  # fmt: skip
+        with pytest.raises(ProtocolError) as err:
+            decode("gridctl/v1/oak/coordinator/plan", json.dumps(doc | bad).encode())
+        assert err.value.reason == "bad_field", bad
+    with pytest.raises(ProtocolError) as err:  # a household's plan topic still wants its plan
+        decode("gridctl/v1/oak/h01/plan", encode(good))
+    assert err.value.reason == "bad_field"

@@ -26,6 +26,8 @@ ROWS = {
 }
 """The figures of the plan-and-actual table, by key (element ids ``plan-KEY``, ``actual-KEY``)."""
 WITHHELD = "withheld (too few homes)"
+STANDING_S = 10 * 365 * 86_400
+"""A limit ending further ahead than this is a standing one ("until further notice"), s."""
 UNKNOWN = "–"
 
 
@@ -91,7 +93,8 @@ def _at(t_s: int, day: datetime) -> str:
 def in_force_words(item: InForce, interval: int) -> str:
     """One envelope or event in force in ``interval``, in plain words."""
     day = interval_start(interval)
-    until = f"until {_at(item.end_s, day)}"
+    standing = item.end_s - day.timestamp() > STANDING_S
+    until = "until further notice" if standing else f"until {_at(item.end_s, day)}"
     src = f" (source: {item.source})"
     if item.households:
         homes = f"{item.households} home{'s' if item.households > 1 else ''}"

@@ -93,7 +93,10 @@ def charts(
 
     grid = series("grid_kw")
     energy = series("pv_kw", "demand_kw", "shared_kw")
-    held = known(series("curtailed_kw", "plan_curtailed_kw"))
+    # planned curtailment only where the plan held some back (a line at zero says nothing)
+    held = known(series("curtailed_kw")) + [
+        s for s in series("plan_curtailed_kw") if any(v for v in s.values)
+    ]
     (lo, hi), recorded = band_v(kpis)
     volts = [Series("Lowest at a meter", [s.v_min_v for s in data]),
              Series("Highest at a meter", [s.v_max_v for s in data])]  # fmt: skip

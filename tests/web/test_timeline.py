@@ -73,8 +73,10 @@ def test_timeline_page_shows_the_ledgers_figures(site: Site) -> None:
     page = client.get("/timeline")
     assert page.status_code == 200
     html = page.text
-    assert html.count('<svg class="chart"') == 3, "transformer, energy, voltage (no curtailment)"
-    assert "no community forecast" in html
+    assert html.count('<svg class="chart"') == 5, (
+        "transformer, energy, voltage, forecast and what happened at the transformer and of "
+        "solar and use (nothing curtailed: no curtailment chart)")  # fmt: skip
+    assert "Forecast and what happened: the transformer" in html
     day = interval_start(site.view.last).date()
     assert re.search(r'aria-current="page">Day<', html) and day.strftime("%d %B %Y") in html
     rows = re.findall(r"<tr><th scope=\"row\">(\d\d:\d\d)</th>((?:<td>[^<]*</td>)+)</tr>", html)
@@ -84,7 +86,7 @@ def test_timeline_page_shows_the_ledgers_figures(site: Site) -> None:
     first = agg[0]
     cells = by_time[interval_start(first.interval).strftime("%H:%M")]
     kw = (first.grid_import_wh - first.grid_export_wh) / 0.25 / 1000
-    assert cells[0] == f"{kw:.2f}" and cells[5] == f"{first.v_min_mv / 1000:.1f}"
+    assert cells[0] == f"{kw:.2f}" and cells[-2] == f"{first.v_min_mv / 1000:.1f}"
     settled = {interval_start(r.interval).strftime("%H:%M") for r in agg}
     assert all(c[0] == "–" for t, c in by_time.items() if t not in settled)
     assert 'rel="prev"' not in html and 'rel="next"' not in html, "a one-day run"

@@ -17,15 +17,17 @@ from gridctl.settlement.aggregates import AggregateRow
 from gridctl.web.run_view import RunView
 
 ROWS = {
-    "trafo": "Power through the transformer",
-    "pv": "Solar produced",
-    "use": "Used by the homes (with car charging)",
-    "shared": "Shared between homes",
+    "trafo": "Transformer",
+    "pv": "Solar",
+    "use": "Use (with cars)",
+    "shared": "Shared",
     "curtail": "Solar held back",
-    "battery": "Home batteries",
+    "battery": "Batteries",
 }
 """The figures of the plan-and-actual table, by key (element ids ``plan-KEY``, ``actual-KEY``)."""
 WITHHELD = "withheld (too few homes)"
+WHEN = "%d %b %H:%M"
+"""How the table's head dates an interval (UTC, as the caption says)."""
 STANDING_S = 10 * 365 * 86_400
 """A limit ending further ahead than this is a standing one ("until further notice"), s."""
 UNKNOWN = "–"
@@ -126,7 +128,7 @@ def plan_facts(p: CommunityPlanMessage | None) -> dict[str, object] | None:
     p = p.public()
     return {
         "interval": p.interval,
-        "start": interval_start(p.interval).strftime("%d %b %Y %H:%M UTC"),
+        "start": interval_start(p.interval).strftime(WHEN),
         "households": p.households,
         "figures": plan_figures(p),
         "in_force": [in_force_words(i, p.interval) for i in p.in_force],
@@ -143,7 +145,7 @@ def section(view: RunView, live: CommunityPlanMessage | None) -> dict[str, objec
         "plan": plan_facts(plan),
         "actual": None if not rows else {
             "interval": last,
-            "start": interval_start(rows[0].interval).strftime("%d %b %Y %H:%M UTC"),
+            "start": interval_start(rows[0].interval).strftime(WHEN),
             "figures": actual_figures(rows[0]),
         },
         "rows": ROWS,

@@ -59,8 +59,8 @@ def test_a_runs_page_sets_its_last_plan_beside_its_last_settled_interval(site: S
     net_kw = (row.grid_import_wh - row.grid_export_wh) / interval_hours() / W_PER_KW  # type: ignore[operator]
     assert actual["trafo"] == f"{abs(net_kw):.1f} kW {'from' if net_kw > 0 else 'to'} the grid"
     assert actual["pv"] == f"{row.pv_wh / interval_hours() / W_PER_KW:.1f} kW"  # type: ignore[operator]
-    start = interval_start(plan.interval).strftime("%d %b %Y %H:%M UTC")
-    assert f'id="plan-when">Planned, {start}<' in html
+    start = interval_start(plan.interval).strftime("%d %b %H:%M")
+    assert f'<span id="plan-when">{start}</span>' in html
     assert _in_force(html) == ["None in this interval."]
     for h in site.view.households:
         assert h not in html

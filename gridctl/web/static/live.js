@@ -28,7 +28,7 @@ function price(prices, key) {
 // the community's plan of the current interval (section#plan, plan_actual.html)
 function showPlan(p) {
   if (!p) return;
-  text("plan-when", `Planned, ${p.start}`);
+  text("plan-when", p.start);
   for (const [key, value] of Object.entries(p.figures)) text(`plan-${key}`, value);
   text("plan-note", "");
   list("plan-in-force", p.in_force, "None in this interval.");

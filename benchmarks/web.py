@@ -73,9 +73,37 @@ def build(run_dir: Path, households: int, days: int) -> None:
                     bar.advance(task)
         finally:
             verifier.close()
+    _plans(run_dir, households, first, n)
     (run_dir / "built.json").write_text(
         json.dumps({"households": households, "days": days}) + "\n", encoding="utf-8"
     )
+
+
+def _plans(run_dir: Path, households: int, first: int, n: int) -> None:
+    """A plan log beside the ledger as a coordinator writes it: a community plan per interval
+    (sums that follow the sun, a feeder export limit at midday), so the pages read one."""
+    import math
+
+    from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY
+    from gridctl.dispatch.plan_log import PLANS_FILE, PlanLog
+    from gridctl.protocol import CommunityPlanMessage, InForce
+
+    log = PlanLog(run_dir / PLANS_FILE)
+    for t in range(n):
+        i = first + t
+        sun = max(math.sin(math.pi * ((t % INTERVALS_PER_DAY) / INTERVALS_PER_DAY * 2 - 0.5)), 0)
+        pv_w, load_w = -round(3000 * households * sun), 500 * households
+        limited = sun > 0.8
+        cap = 500 * households
+        trafo_w = max(load_w + pv_w, -cap) if limited else load_w + pv_w
+        held = [InForce(kind="envelope", source="openadr", export_max_w=cap, start_s=i * INTERVAL_S,
+                        end_s=(i + 1) * INTERVAL_S)] if limited else []  # fmt: skip
+        log.add(CommunityPlanMessage(
+            interval=i, households=households, k=5, load_w=load_w, pv_w=pv_w, trafo_w=trafo_w,
+            battery_w=0, ev_w=0, shared_w=min(load_w, -pv_w), curtail_w=trafo_w - load_w - pv_w,
+            feeder_export_max_w=cap if limited else None, in_force=held,
+        ))  # fmt: skip
+    log.close()
 
 
 def _progress() -> Progress:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gridctl.dispatch.plan_log import PLANS_FILE, read_plans
 from gridctl.sim.run import run_sim
 from gridctl.sim.scenario import load_scenario
 from tests.conftest import require_tool
@@ -77,6 +78,10 @@ def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
         wire_rows = sqlite3.connect(tmp_path / "wire" / "ledger.sqlite").execute(q).fetchall()
         assert len(wire_rows) == 8
         assert wire_rows == sqlite3.connect(inproc_run.ledger_path).execute(q).fetchall()
+    # and the coordinator logs the community's plans as the in-process run does: the same ones
+    wire_plans = read_plans(tmp_path / "wire" / PLANS_FILE, 0, 2**40)
+    assert len(wire_plans) == 8 and wire_plans[0].households == 14
+    assert wire_plans == read_plans(tmp_path / "inproc" / PLANS_FILE, 0, 2**40)
 
 
 def test_a_broker_is_chosen_automatically_or_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -195,6 +195,15 @@ class Watcher:
         with self._lock:
             return list(self.messages.get(topic, []))
 
+    def next(self, topic: str, timeout_s: float) -> object:
+        """Wait for a message on ``topic`` after those received so far; returns it."""
+        seen = len(self.on(topic))
+        deadline = time.monotonic() + timeout_s
+        while len(self.on(topic)) == seen:
+            assert time.monotonic() < deadline, f"no new message on {topic} in {timeout_s} s"
+            time.sleep(0.002)
+        return self.on(topic)[-1]
+
     def close(self) -> None:
         """Disconnect and stop the client's thread."""
         self.client.disconnect()

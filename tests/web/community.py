@@ -81,6 +81,18 @@ def _answers(url: str) -> bool:
         return False
 
 
+def start_broker(procs: Processes, top: Path, port: int, homes: tuple[str, ...]) -> dict[str, str]:
+    """Mosquitto for community oak of ``homes`` on ``port`` (`gridctl broker config`, in
+    process), the coordinator's and the web app's passwords in ``coordinator.secret`` and
+    ``web.secret`` beside their config; returns every user's password."""
+    users = write_broker_config(Members(community="oak", households=list(homes)),
+                                top / "broker", port)  # fmt: skip
+    start_mosquitto(procs, top / "broker", port)
+    (top / "coordinator.secret").write_text(users["coordinator"] + "\n")
+    (top / "web.secret").write_text(users["web"] + "\n")
+    return users
+
+
 @pytest.fixture(scope="module", name="community")
 def community_fixture() -> Iterator[Community]:
     """Broker, coordinator (with its ledger made and members enrolled) and web app running;
@@ -90,11 +102,7 @@ def community_fixture() -> Iterator[Community]:
             processes(top / "logs") as procs:  # fmt: skip
         mp.setenv(TIME_SCALE_ENV, f"{SPEED}@{time.time():.3f}")
         # the commands other tests run as processes, in process here (each costs seconds)
-        users = write_broker_config(Members(community="oak", households=list(HOMES)),
-                                    top / "broker", mqtt_port)  # fmt: skip
-        start_mosquitto(procs, top / "broker", mqtt_port)
-        (top / "coordinator.secret").write_text(users["coordinator"] + "\n")
-        (top / "web.secret").write_text(users["web"] + "\n")
+        users = start_broker(procs, top, mqtt_port, HOMES)
         keys = {h: top / f"{h}-member.pem" for h in HOMES}  # as `gridctl member keygen`
         member_hex = {h: generate_key_file(keys[h]).hex() for h in HOMES}
         generate_key_file(top / "coordinator.key")  # as `gridctl coordinator keygen`

@@ -16,8 +16,6 @@ from gridctl.controller.keys import generate_key_file
 from gridctl.core import TIME_SCALE_ENV, interval_start
 from gridctl.devices.virtual import free_tcp_port
 from gridctl.protocol import CommunityPlanMessage, coordinator_topic
-from gridctl.transport.broker import Community as Members
-from gridctl.transport.broker import write_broker_config
 from gridctl.web.plan_view import plan_figures
 from tests.coordinator.test_planner import BUSES, FEEDER, _household
 from tests.deployment import (
@@ -25,12 +23,12 @@ from tests.deployment import (
     Watcher,
     processes,
     reachable_dir,
-    start_mosquitto,
     write_coordinator_config,
 )
 from tests.web.a11y import PHONE, check_page
-from tests.web.community import SPEED, _answers
+from tests.web.community import SPEED, _answers, start_broker
 from tests.web.conftest import RecordedPage
+from tests.web.test_coordinator_web import _text, _wait_text
 
 pytestmark = pytest.mark.slow  # a coordinator that plans, and the web app, as processes
 HOMES = ("h00", "h01", "h02")
@@ -55,11 +53,7 @@ def planning() -> Iterator[Planning]:
     with pytest.MonkeyPatch.context() as mp, reachable_dir() as top, \
             processes(top / "logs") as procs:  # fmt: skip
         mp.setenv(TIME_SCALE_ENV, f"{SPEED}@{time.time():.3f}")
-        users = write_broker_config(Members(community="oak", households=list(HOMES)),
-                                    top / "broker", mqtt_port)  # fmt: skip
-        start_mosquitto(procs, top / "broker", mqtt_port)
-        (top / "coordinator.secret").write_text(users["coordinator"] + "\n")
-        (top / "web.secret").write_text(users["web"] + "\n")
+        users = start_broker(procs, top, mqtt_port, HOMES)
         generate_key_file(top / "coordinator.key")
         households = "".join(
             f"  - {json.dumps(_household(k, b) | {'public_key': generate_key_file(top / f'h{k:02d}.key').hex()})}\n"
@@ -82,14 +76,6 @@ def planning() -> Iterator[Planning]:
             assert "Traceback" not in procs.log(name), procs.logs_text()
 
 
-def _wait_text(page: RecordedPage, element_id: str, want: str, timeout_s: float) -> float:
-    page.page.wait_for_function(
-        "([id, want]) => document.getElementById(id)?.textContent.trim() === want",
-        arg=[element_id, want], timeout=timeout_s * 1000, polling="raf",
-    )  # fmt: skip
-    return time.monotonic()
-
-
 def test_the_plan_and_the_limit_show_within_2_s_of_their_publication(
     planning: Planning, web_page: RecordedPage
 ) -> None:
@@ -105,19 +91,14 @@ def test_the_plan_and_the_limit_show_within_2_s_of_their_publication(
             assert time.monotonic() < deadline, planning.procs.logs_text()
             time.sleep(0.05)
         for _ in range(3):  # three plans as the coordinator publishes them, each interval
-            seen = len(watcher.on(topic))
-            deadline = time.monotonic() + 20
-            while len(watcher.on(topic)) == seen:
-                assert time.monotonic() < deadline, "no new plan from the coordinator"
-                time.sleep(0.002)
+            plan = watcher.next(topic, 20)
             t0 = time.monotonic()
-            plan = watcher.on(topic)[-1]
             assert isinstance(plan, CommunityPlanMessage) and plan.households == 3
             start = interval_start(plan.interval).strftime("%d %b %H:%M")
             latencies.append(_wait_text(web_page, "plan-when", start, 5) - t0)
             figures = plan_figures(plan)
             for key in ("trafo", "use", "pv"):
-                assert _text(web_page, f"plan-{key}") == figures[key]
+                assert _text(web_page, f"#plan-{key}") == figures[key]
             assert plan.feeder_export_max_w == 40_000 and plan.trafo_w >= -40_000  # type: ignore[operator]
             assert _items(web_page) == [WORDS]
     finally:
@@ -126,10 +107,6 @@ def test_the_plan_and_the_limit_show_within_2_s_of_their_publication(
     assert max(latencies) < LIVE_S, latencies
     assert check_page(web_page, planning.base, "", "community-plan-live") == []
     assert web_page.foreign(planning.base) == [] and web_page.errors == []
-
-
-def _text(page: RecordedPage, element_id: str) -> str:
-    return page.page.evaluate("id => document.getElementById(id).textContent.trim()", element_id)
 
 
 def _items(page: RecordedPage) -> list[str]:

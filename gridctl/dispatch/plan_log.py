@@ -17,12 +17,15 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import ValidationError
 
-from gridctl.dispatch.community import Plan
 from gridctl.protocol import MAX_COMMUNITY_W, CommunityPlanMessage, InForce
+
+if TYPE_CHECKING:  # readers (the web app) need not load the LP solvers
+    from gridctl.dispatch.community import Plan
 
 log = logging.getLogger(__name__)
 

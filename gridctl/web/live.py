@@ -29,10 +29,11 @@ from gridctl.protocol import (
     encode,
     household_topic,
 )
+from gridctl.settlement.aggregates import AggregateRow, OpenDataMessage
 from gridctl.settlement.roots import RootMessage
 from gridctl.transport.broker import WEB
 from gridctl.transport.session import BrokerSettings, Session
-from gridctl.web.plan_view import plan_facts
+from gridctl.web.plan_view import actual_facts, plan_facts
 
 log = logging.getLogger(__name__)
 MAX_STATUSES = 100_000
@@ -56,6 +57,9 @@ class Live:
         self.parameters: ParametersMessage | None = None
         self.plan: CommunityPlanMessage | None = None
         """The community's latest plan, its sums withheld below k households."""
+        self.settled: AggregateRow | None = None
+        """The public aggregates of the last settled interval (when the coordinator publishes
+        them: ``opendata.publish``)."""
         self._changed: asyncio.Event | None = None
 
     @asynccontextmanager
@@ -95,6 +99,9 @@ class Live:
         elif isinstance(m, CommunityPlanMessage):
             if self.plan is None or m.interval >= self.plan.interval:
                 self.plan = m.public()
+        elif isinstance(m, OpenDataMessage):
+            if self.settled is None or m.interval >= self.settled.interval:
+                self.settled = AggregateRow(**m.model_dump(exclude={"v"}))
         else:
             return
         self._wake()
@@ -129,6 +136,7 @@ class Live:
                 s.model_dump() for s in params.scheduled
             ],
             "plan": plan_facts(self.plan),
+            "actual": actual_facts(self.settled),
         }  # fmt: skip
 
     async def relay_vote(self, vote: VoteMessage) -> bool:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from gridctl.core import W_PER_KW, interval_hours, interval_start
 from gridctl.dispatch.plan_log import last_plan
 from gridctl.protocol import CommunityPlanMessage, InForce
-from gridctl.settlement.aggregates import AggregateRow
+from gridctl.settlement.aggregates import COVERS, AggregateRow
 from gridctl.web.run_view import RunView
 
 ROWS = {
@@ -70,21 +70,33 @@ def plan_figures(p: CommunityPlanMessage) -> dict[str, str]:
 
 
 def actual_figures(r: AggregateRow) -> dict[str, str]:
-    """What a settled interval did, as average powers over it, by ``ROWS`` key."""
+    """What a settled interval did, as average powers over it, by ``ROWS`` key: a figure
+    covering no household is unknown ("–"), one covering fewer than k withheld."""
     h = interval_hours()
 
-    def kw(wh: int | None) -> str:
-        return WITHHELD if wh is None else _kw(wh / h)
+    def kw(name: str) -> str:
+        wh = getattr(r, name)
+        if wh is None:
+            return UNKNOWN if getattr(r, COVERS[name]) == 0 else WITHHELD
+        return _kw(wh / h)
 
     trafo = (
-        WITHHELD if r.grid_import_wh is None or r.grid_export_wh is None
+        kw("grid_import_wh") if r.grid_import_wh is None or r.grid_export_wh is None
         else _trafo((r.grid_import_wh - r.grid_export_wh) / h)
     )  # fmt: skip
     return {
-        "trafo": trafo, "pv": kw(r.pv_wh), "use": kw(r.demand_wh), "shared": kw(r.shared_wh),
-        "curtail": UNKNOWN if r.curtailed_wh is None and r.curtailed_households == 0
-        else kw(r.curtailed_wh), "battery": UNKNOWN,
+        "trafo": trafo, "pv": kw("pv_wh"), "use": kw("demand_wh"), "shared": kw("shared_wh"),
+        "curtail": kw("curtailed_wh"), "battery": UNKNOWN,
     }  # fmt: skip
+
+
+def actual_facts(row: AggregateRow | None) -> dict[str, object] | None:
+    """A settled interval as the page and ``/live`` show it (JSON-ready; None without one):
+    its interval and start and its figures (``actual_figures``)."""
+    if row is None:
+        return None
+    start = interval_start(row.interval).strftime(WHEN)
+    return {"interval": row.interval, "start": start, "figures": actual_figures(row)}
 
 
 def _at(t_s: int, day: datetime) -> str:
@@ -143,11 +155,7 @@ def section(view: RunView, live: CommunityPlanMessage | None) -> dict[str, objec
     rows = view.aggregates(last, last) if last is not None else []
     return {
         "plan": plan_facts(plan),
-        "actual": None if not rows else {
-            "interval": last,
-            "start": interval_start(rows[0].interval).strftime(WHEN),
-            "figures": actual_figures(rows[0]),
-        },
+        "actual": actual_facts(rows[0] if rows else None),
         "rows": ROWS,
         "logged": view.plans_path.is_file(),
     }  # fmt: skip

@@ -1,7 +1,7 @@
 """The community's plan, live, in a real Chromium: Mosquitto, `gridctl coordinator run` with a
 feeder (it plans every interval, 3 s at ``SPEED``) and a standing export limit, and `gridctl
 web CONFIG` as real processes; the page's "Plan and actual" follows each published plan within
-2 s, says the limit in words, passes axe at 390 px and asks nothing of another origin."""
+2 s (and the last settled interval beside it), says the limit in words, passes axe at 390 px and asks nothing of another origin."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gridctl.controller.keys import generate_key_file
 from gridctl.core import TIME_SCALE_ENV, interval_start
 from gridctl.devices.virtual import free_tcp_port
 from gridctl.protocol import CommunityPlanMessage, coordinator_topic
+from gridctl.settlement.aggregates import OpenDataMessage
 from gridctl.web.plan_view import plan_figures
 from tests.coordinator.test_planner import BUSES, FEEDER, _household
 from tests.deployment import (
@@ -62,7 +63,7 @@ def planning() -> Iterator[Planning]:
         cfg = write_coordinator_config(top, mqtt_port, households)
         with cfg.open("a") as f:  # a feeder: the coordinator plans; k = 2: its sums are public
             f.write(f"feeder: {{simbench: {FEEDER}}}\ndispatch: {{horizon: 32}}\n"
-                    "opendata: {k: 2}\n"
+                    "opendata: {k: 2, publish: true}\n"
                     "envelopes: {limits: [{target: feeder, export_max_kw: 40}]}\n")  # fmt: skip
         procs.start("coordinator", "gridctl", "coordinator", "run", cfg)
         procs.wait_for(lambda: (top / "ledger.sqlite").exists(), 60, "the coordinator's ledger")
@@ -79,8 +80,8 @@ def planning() -> Iterator[Planning]:
 def test_the_plan_and_the_limit_show_within_2_s_of_their_publication(
     planning: Planning, web_page: RecordedPage
 ) -> None:
-    topic = coordinator_topic("oak", "plan")
-    watcher = Watcher(planning.mqtt_port, "h01", planning.users["h01"], [topic])
+    topic, settled = coordinator_topic("oak", "plan"), coordinator_topic("oak", "opendata")
+    watcher = Watcher(planning.mqtt_port, "h01", planning.users["h01"], [topic, settled])
     web_page.page.set_viewport_size(PHONE)
     web_page.page.goto(f"{planning.base}/")
     _wait_text(web_page, "live-state", "Live.", 20)
@@ -101,6 +102,12 @@ def test_the_plan_and_the_limit_show_within_2_s_of_their_publication(
                 assert _text(web_page, f"#plan-{key}") == figures[key]
             assert plan.feeder_export_max_w == 40_000 and plan.trafo_w >= -40_000  # type: ignore[operator]
             assert _items(web_page) == [WORDS]
+        # the last settled interval beside it, from the coordinator's opendata broadcast
+        row = watcher.next(settled, 20)
+        t0 = time.monotonic()
+        assert isinstance(row, OpenDataMessage)
+        start = interval_start(row.interval).strftime("%d %b %H:%M")
+        latencies.append(_wait_text(web_page, "actual-when", start, 5) - t0)
     finally:
         watcher.close()
     print(f"plan shown, ms after publication: {[round(1000 * s) for s in latencies]}")

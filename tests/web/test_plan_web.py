@@ -9,17 +9,19 @@ import re
 import shutil
 from pathlib import Path
 
+import anyio
 from fastapi.testclient import TestClient
 
 from gridctl.core import INTERVAL_S, W_PER_KW, interval_hours, interval_start
 from gridctl.dispatch.plan_log import PLANS_FILE, PlanLog, last_plan, read_plans
 from gridctl.protocol import CommunityPlanMessage, InForce
+from gridctl.settlement.aggregates import AggregateRow, OpenDataMessage
 from gridctl.transport.session import BrokerSettings
 from gridctl.web.app import create_app
 from gridctl.web.auth import Accounts
 from gridctl.web.coord_view import CoordinatorView
 from gridctl.web.live import Live
-from gridctl.web.plan_view import ROWS, WITHHELD, plan_facts
+from gridctl.web.plan_view import ROWS, WITHHELD, actual_facts, actual_figures, plan_facts
 from gridctl.web.run_view import RunView
 from gridctl.web.timeline_page import FORECAST_NOTE
 from tests.sim.test_plan_log_sim import NoonRun, noon_run_fixture  # noqa: F401
@@ -142,3 +144,23 @@ def test_a_coordinators_live_plan_is_on_the_page_and_in_live_json(site: Site) ->
     assert _in_force(html) == [said]
     snap = client.get("/live.json").json()
     assert snap["plan"] == plan_facts(live.plan) and snap["plan"]["in_force"] == [said]
+    # the coordinator's opendata broadcast: the last settled interval, live
+    assert snap["actual"] is None
+    (row,) = site.view.aggregates(site.view.last, site.view.last)
+    topic = "gridctl/v1/oak/coordinator/opendata"
+    anyio.run(live._on_message, topic, OpenDataMessage.of(row).model_dump_json().encode())
+    assert client.get("/live.json").json()["actual"] == actual_facts(row)
+    assert actual_facts(row)["figures"] == _cells(client.get("/").text, "actual")  # type: ignore[index]
+
+
+def test_an_actual_figure_is_unknown_without_homes_and_withheld_below_k() -> None:
+    row = AggregateRow(**(dict.fromkeys(AggregateRow._fields, 0) | {
+        "interval": 1, "k": 5, "households": 9, "grid_import_wh": 1500, "grid_export_wh": 250,
+        "grid_households": 9, "pv_wh": None, "pv_households": 0, "demand_wh": None,
+        "demand_households": 3, "shared_wh": 500, "metered_households": 9,
+        "curtailed_wh": None, "curtailed_households": 0,
+    }))  # fmt: skip
+    assert actual_figures(row) == {
+        "trafo": "5.0 kW from the grid", "pv": "–", "use": WITHHELD, "shared": "2.0 kW",
+        "curtail": "–", "battery": "–",
+    }  # fmt: skip

@@ -34,6 +34,13 @@ function showPlan(p) {
   list("plan-in-force", p.in_force, "None in this interval.");
 }
 
+// the last settled interval's public aggregates beside it (when the coordinator publishes them)
+function showActual(a) {
+  if (!a) return;
+  text("actual-when", a.start);
+  for (const [key, value] of Object.entries(a.figures)) text(`actual-${key}`, value);
+}
+
 function show(s) {
   text("live-state", s.broker ? "Live." : "The community's broker cannot be reached; showing the last values.");
   text("live-coordinator", s.coordinator ?? "unknown");
@@ -47,6 +54,7 @@ function show(s) {
   list("live-scheduled", (s.scheduled ?? []).map(
     (c) => `${c.parameter} becomes ${c.value} from interval ${c.enact_at} (proposal ${c.proposal})`), "none");
   showPlan(s.plan);
+  showActual(s.actual);
 }
 
 function connect() {

@@ -6,7 +6,8 @@ reads only the coordinator's broadcasts and the households' online status and wr
 topics. What it keeps is public: whether the coordinator is online, how many households are,
 the last settled interval and its root, the prices and governed parameters in force and the
 changes scheduled, the community's plan of the current interval with the envelopes and events
-in force. No household's own figure is kept (its status only counts).
+in force, and the last settled interval's public aggregates. No household's own figure is kept
+(its status only counts).
 """
 
 from __future__ import annotations

@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 
 from gridctl.core import GridctlError
 from gridctl.protocol import (
+    MAX_COMMUNITY_W,
+    MAX_EPOCH_S,
+    MAX_IN_FORCE,
     MAX_PAYLOAD_BYTES,
     REASONS,
     CommunityPlanMessage,
+    InForce,
     PlanMessage,
     PlanStep,
     PriceMessage,
@@ -306,3 +310,15 @@ def test_the_community_plan_is_its_own_broadcast_with_strict_bounds() -> None:
     with pytest.raises(ProtocolError) as err:  # a household's plan topic still wants its plan
         decode("gridctl/v1/oak/h01/plan", encode(good))
     assert err.value.reason == "bad_field"
+
+
+def test_the_largest_community_plan_fits_a_message() -> None:
+    big = InForce(kind="envelope", source="s" * 64, event_id="e" * 64, households=10**6,
+                  import_max_w=MAX_COMMUNITY_W, export_max_w=MAX_COMMUNITY_W,
+                  controllable_max_w=MAX_COMMUNITY_W, start_s=MAX_EPOCH_S, end_s=MAX_EPOCH_S)  # fmt: skip
+    w = -MAX_COMMUNITY_W
+    msg = CommunityPlanMessage(interval=2**40, households=10**6, k=10**6, load_w=0, pv_w=w,
+                               trafo_w=w, battery_w=w, ev_w=0, shared_w=0, curtail_w=0,
+                               in_force=[big] * MAX_IN_FORCE)  # fmt: skip
+    assert len(encode(msg)) <= MAX_PAYLOAD_BYTES
+    assert decode("gridctl/v1/oak/coordinator/plan", encode(msg)).message == msg

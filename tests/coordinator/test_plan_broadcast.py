@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gridctl.coordinator.config import coordinator_from_config, load_coordinator_config
 from gridctl.coordinator.planner import CommunityPlanner
+from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, interval_of
 from gridctl.dispatch.plan_log import PLANS_FILE, read_plans
 from gridctl.protocol import (
@@ -58,16 +59,24 @@ def _hostile(good: CommunityPlanMessage) -> list[bytes]:
     ]
 
 
+def _coordinator(
+    broker: Broker, tmp_path: Path, clock_s: list[float], extra: str = ""
+) -> Coordinator:
+    """The coordinator of every household of ``broker`` on the test feeder, with the config's
+    export limit (and ``extra`` YAML), ticking every 50 ms on the clock ``clock_s[0]``."""
+    cfg_path = write_config(tmp_path, broker, len(broker.households))
+    with cfg_path.open("a") as f:
+        f.write(f"envelopes: {{limits: [{LIMIT}]}}\n{extra}")
+    coord, _ = coordinator_from_config(load_coordinator_config(cfg_path), clock=lambda: clock_s[0])
+    coord.tick_s = 0.05
+    return coord
+
+
 async def test_the_coordinator_logs_and_publishes_the_community_plan(
     broker: Broker, tmp_path: Path
 ) -> None:
-    cfg_path = write_config(tmp_path, broker, len(broker.households))
-    with cfg_path.open("a") as f:
-        f.write(f"envelopes: {{limits: [{LIMIT}]}}\n")
-    cfg = load_coordinator_config(cfg_path)
     clock_s = [NOON.timestamp() + 1]
-    coord, _ = coordinator_from_config(cfg, clock=lambda: clock_s[0])
-    coord.tick_s = 0.05
+    coord = _coordinator(broker, tmp_path, clock_s)
     planner = coord.planner
     assert isinstance(planner, CommunityPlanner)
     topic = coordinator_topic(broker.community, "plan")
@@ -120,3 +129,22 @@ async def test_the_coordinator_logs_and_publishes_the_community_plan(
         ("envelope", "config", 20_000)]  # fmt: skip
     assert snap is not None and snap["in_force"] == [WORDS]
     assert snap["figures"]["trafo"].endswith("to the grid")
+
+
+async def test_sums_over_fewer_than_k_households_are_logged_but_not_published(
+    broker: Broker, tmp_path: Path
+) -> None:
+    coord = _coordinator(broker, tmp_path, [NOON.timestamp() + 1], "opendata: {k: 11}\n")
+    heard = Plans()
+    home = Session(broker.settings("h03"), "home-h03", [coordinator_topic(broker.community,
+                                                                          "plan")], heard)  # fmt: skip
+    tasks = [asyncio.create_task(x.run()) for x in (coord, home)]
+    try:
+        await _until(lambda: bool(heard.got))
+    finally:
+        await stop_tasks(*tasks)
+    (logged,) = read_plans(tmp_path / PLANS_FILE, 0, 2**40)
+    (published,) = heard.got
+    assert (logged.households, logged.k) == (10, 11) and logged.trafo_w is not None
+    assert published == logged.public() != logged
+    assert published.trafo_w is None and published.feeder_export_max_w == 20_000

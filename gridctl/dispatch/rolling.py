@@ -64,7 +64,6 @@ def near_problem(p: CommunityProblem, previous: Plan, shift: int, near: int) -> 
     return replace(p, load_w=p.load_w[:, :n], pv_w=p.pv_w[:, :n], fleet=fleet, envelope=envelope)
 
 
-
 STEPS_AHEAD = 4
 """Plan steps sent to each household per interval (its controller falls back after the last)."""
 

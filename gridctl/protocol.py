@@ -8,7 +8,7 @@ Topics (DESIGN.md)::
     gridctl/v1/<community>/<household>/status     "online" / "offline" (last will), retained
     gridctl/v1/<community>/<household>/vote        a member's signed vote → coordinator, QoS 1
     gridctl/v1/<community>/coordinator/<name>      status, prices, roots, parameters, opendata,
-                                                   plan (the community's plan: broadcasts)
+                                                   plan (the community's plan), feeder (broadcasts)
 
 An interval's root (``RootMessage``, ``gridctl.settlement.roots``) is signed by the
 coordinator's key and chained to the previous root; its public aggregates (``OpenDataMessage``,
@@ -45,6 +45,7 @@ from pydantic import (
 
 from gridctl.core import GridctlError, StrictModel, describe_validation_error
 from gridctl.governance.votes import VoteMessage
+from gridctl.grid import LOADING_PPM_MAX, V_UPU_MAX
 from gridctl.settlement.aggregates import OpenDataMessage
 from gridctl.settlement.roots import RootMessage
 from gridctl.settlement.signing import ReadingMessage
@@ -70,7 +71,15 @@ COORDINATOR = "coordinator"
 
 HouseholdKind = Literal["telemetry", "reading", "plan", "status", "vote"]
 HOUSEHOLD_KINDS: tuple[str, ...] = ("telemetry", "reading", "plan", "status", "vote")
-BROADCASTS: tuple[str, ...] = ("status", "prices", "root", "parameters", "opendata", "plan")
+BROADCASTS: tuple[str, ...] = (
+    "status",
+    "prices",
+    "root",
+    "parameters",
+    "opendata",
+    "plan",
+    "feeder",
+)
 REASONS = (
     "too_large",
     "bad_topic",
@@ -303,9 +312,34 @@ class CommunityPlanMessage(_Msg):
         return self.model_copy(update=dict.fromkeys(PLAN_FIGURES))
 
 
+MAX_FEEDER_ELEMENTS = 600
+"""Most buses (and most branches) a feeder message describes (so it stays within
+``MAX_PAYLOAD_BYTES``)."""
+
+
+class FeederMessage(_Msg):
+    """The feeder in the interval the coordinator is executing, as it planned it and checked it
+    with an AC power flow (not measured): each bus's voltage (µp.u.) and each branch's loading
+    (ppm of its rating) in the order of the coordinator's drawing (``grid.sqlite``, whose
+    ``topology`` id it names); None where fewer than the community's k households are
+    downstream (the figure would reveal theirs)."""
+
+    interval: Interval
+    kind: Literal["planned"] = "planned"
+    topology: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    v_upu: Annotated[
+        list[Annotated[int, Field(strict=True, ge=0, le=V_UPU_MAX)] | None],
+        Field(min_length=1, max_length=MAX_FEEDER_ELEMENTS),
+    ]
+    loading_ppm: Annotated[
+        list[Annotated[int, Field(strict=True, ge=0, le=LOADING_PPM_MAX)] | None],
+        Field(max_length=MAX_FEEDER_ELEMENTS),
+    ]
+
+
 Message = (
     Telemetry | ReadingMessage | PlanMessage | PriceMessage | RootMessage | ParametersMessage
-    | VoteMessage | OpenDataMessage | CommunityPlanMessage | str
+    | VoteMessage | OpenDataMessage | CommunityPlanMessage | FeederMessage | str
 )  # fmt: skip
 
 _SCHEMAS: dict[str, type[BaseModel]] = {
@@ -317,6 +351,7 @@ _SCHEMAS: dict[str, type[BaseModel]] = {
     "parameters": ParametersMessage,
     "vote": VoteMessage,
     "opendata": OpenDataMessage,
+    "feeder": FeederMessage,
 }
 
 

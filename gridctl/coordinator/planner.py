@@ -68,6 +68,7 @@ from gridctl.dispatch.home import solve_each_home
 from gridctl.dispatch.plan_log import community_plan
 from gridctl.dispatch.rolling import STEPS_AHEAD, RollingPlanner
 from gridctl.dispatch.spec import DispatchSpec, HouseholdSpec
+from gridctl.grid.ac import AcResult
 from gridctl.grid.feeder import Profiles
 from gridctl.protocol import CommunityPlanMessage, PlanStep, Telemetry
 from gridctl.public.envelope import FEEDER, Envelopes, Limit
@@ -227,6 +228,7 @@ class CommunityPlanner:
         self._events: dict[str, tuple[FlexEvent, str]] = {}  # every request until it ends
         # the interval last planned, its time and its forecast (base load, PV), W, (H,) each
         self._forecast: tuple[int, float, np.ndarray, np.ndarray] | None = None
+        self._q_w0 = np.zeros(len(self.ids))  # the last plan's reactive power forecast, var
 
     @property
     def battery_reserve_soc(self) -> float:
@@ -283,6 +285,7 @@ class CommunityPlanner:
             envelope=envelope,
         )  # fmt: skip
         q_w = load_w * self.tan_phi[:, None]
+        self._q_w0 = q_w[:, 0]
         if self._expected:
             self._make_baselines(interval, problem, q_w, now_s)
         if self.rolling.due(interval):
@@ -319,6 +322,18 @@ class CommunityPlanner:
             interval, r.plan, interval - r.plan_t0, load_w, pv_w, k, self.feeder_limits_w(),
             in_force(self.envelopes.binding(interval, now), events),
         )  # fmt: skip
+
+    def planned_flow(self, interval: int) -> AcResult | None:
+        """The AC power flow of the current plan's ``interval`` as the households can hold it
+        (``held_w``; reactive power as forecast), or None without a feeder-checked plan
+        reaching it. Blocking (a power flow): the coordinator runs it in a worker thread."""
+        r = self.rolling
+        if r.guard is None or r.plan is None:
+            return None
+        j = interval - r.plan_t0
+        if not 0 <= j < r.plan.net_w.shape[1]:
+            return None
+        return r.guard.ac.run(held_w(r.plan, j), self._q_w0)
 
     def _dimmed(
         self, interval: int, steps: dict[str, list[PlanStep]], fleet: Fleet, now_s: float | None

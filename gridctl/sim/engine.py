@@ -20,6 +20,7 @@ import numpy as np
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
+from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.core import INTERVAL_S, interval_hours, interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.dispatch.plan_log import PlanLog
@@ -42,6 +43,7 @@ from gridctl.settlement.signing import MeterSigner, SignedReading
 from gridctl.sim.clock import SimClock
 from gridctl.sim.devices import Devices, make_devices, meter_voltages_mv, show, telemetry
 from gridctl.sim.governance import Script
+from gridctl.sim.grid_record import record_run
 from gridctl.sim.households import build_series
 from gridctl.sim.meters import CheatTruth, Meters
 from gridctl.sim.openadr import sim_ven
@@ -291,6 +293,7 @@ def simulate(
             totals.add(st)
             if progress:
                 progress(t + 1, scn.intervals)
+        record_run(ledger_path.parent / GRID_FILE, scn, s.world, c.ids, scn.first_interval)
         return sim_result(scn, s, totals, ledger.head, ledger.path)
 
 

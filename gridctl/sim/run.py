@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gridctl.coordinator.assembly import DispatchMode
+from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.core import ScenarioError, describe_validation_error
 from gridctl.dispatch.plan_log import PLANS_FILE
 from gridctl.sim.engine import Progress, prepare, simulate
@@ -17,7 +18,7 @@ from gridctl.sim.report import FLEX_PLOT, PLOTS, write_report
 from gridctl.sim.scenario import Scenario, load_scenario
 from gridctl.transport.launcher import BrokerKind, choose_broker
 
-OUTPUTS = ("kpis.json", "ledger.sqlite", PLANS_FILE, "report.html", *PLOTS, FLEX_PLOT)
+OUTPUTS = ("kpis.json", "ledger.sqlite", PLANS_FILE, GRID_FILE, "report.html", *PLOTS, FLEX_PLOT)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 from gridctl.controller.config import ControllerConfig, DeviceConfig, DimmingConfig, Limits
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.assembly import DispatchMode, charter
+from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError, ev_phases
 from gridctl.devices.profile import load_profile
@@ -66,6 +67,7 @@ from gridctl.sim.engine import (
     sim_result,
 )
 from gridctl.sim.governance import Script
+from gridctl.sim.grid_record import record_run
 from gridctl.sim.openadr import poll_at
 from gridctl.sim.scenario import Scenario
 from gridctl.transport.broker import Community, write_broker_config
@@ -354,6 +356,7 @@ async def _simulate(scn: Scenario, out: Path, progress: Progress | None,
                            and not isinstance(r, asyncio.CancelledError)]  # fmt: skip
                 if crashed:
                     raise WireError(f"a wire-mode task failed: {crashed[0]!r}")
+    record_run(out / GRID_FILE, scn, setup.world, ids, first)
     return sim_result(scn, setup, totals, head, ledger_path)
 
 

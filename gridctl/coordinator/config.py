@@ -198,6 +198,7 @@ def coordinator_from_config(
     """The coordinator a configuration describes, after enrolling its new households (from
     the current interval on); returns it and the ids newly enrolled. clock: epoch s."""
     from gridctl.coordinator.assembly import assemble, charter
+    from gridctl.coordinator.feeder_state import feeder_state
     from gridctl.coordinator.service import Coordinator
     from gridctl.core import interval_at
 
@@ -220,5 +221,6 @@ def coordinator_from_config(
         other_limit=RateLimit(cfg.ingest.other_per_s, cfg.ingest.other_burst),
         envelopes=envelopes, openadr=cfg.openadr,
         publish_opendata=cfg.opendata.publish,
+        feeder=feeder_state(cfg, cfg.ledger, community.planner),
     )  # fmt: skip
     return coordinator, new

@@ -87,3 +87,11 @@ class FeederState:
     def close(self) -> None:
         """Close ``grid.sqlite``."""
         self.record.close()
+
+
+def feeder_state(
+    spec: CommunitySpec, ledger: Path, planner: CommunityPlanner | None
+) -> FeederState | None:
+    """The feeder recorder of a coordinator of ``spec`` keeping its ledger at ``ledger``; None
+    when nothing is planned against a feeder."""
+    return None if planner is None else FeederState.open(ledger, spec, planner)

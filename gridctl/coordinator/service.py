@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -83,6 +83,9 @@ from gridctl.settlement.physics import PhysicsCheck
 from gridctl.settlement.settle import IntervalOutcome, SettlementConfig, Settler
 from gridctl.settlement.signing import ReadingMessage, SignedReading, from_message
 from gridctl.transport.session import BrokerSettings, Session
+
+if TYPE_CHECKING:  # its module imports the planner (pandapower): seconds a test need not wait
+    from gridctl.coordinator.feeder_state import FeederState
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,8 @@ class Coordinator:
     plans_path: the plan log (``gridctl.dispatch.plan_log``; default ``plans.sqlite`` beside
     the ledger): each interval's community plan is added to it and published, as far as it
     may be (``CommunityPlanMessage.public``), retained on ``coordinator/plan``.
+    feeder: record each planned interval's power flow in ``grid.sqlite`` and publish it
+    (retained, on ``coordinator/feeder``; ``gridctl.coordinator.feeder_state``).
     """
 
     def __init__(
@@ -170,6 +175,7 @@ class Coordinator:
         openadr: OpenAdrSpec | None = None,
         publish_opendata: bool = False,
         plans_path: Path | None = None,
+        feeder: FeederState | None = None,
     ):
         self.community = community
         self.planner = planner
@@ -183,6 +189,7 @@ class Coordinator:
         self.limiter = RateLimiter(readings_limit, other_limit)
         self.on_settled = on_settled
         self.publish_opendata = publish_opendata
+        self.feeder = feeder
         self.http_port: int | None = None
         self.ledger = Ledger(ledger_path, root_key)
         self.settler = Settler(self.ledger, settlement, physics=physics)
@@ -199,7 +206,14 @@ class Coordinator:
         self.last_closed = self.ledger.last_closed()
         self.outcomes: deque[IntervalOutcome] = deque(maxlen=outcome_window)
         self.plan_log = PlanLog(plans_path or Path(ledger_path).parent / PLANS_FILE)
-        self.failures = {"tick": 0, "settle": 0, "plan": 0, "openadr": 0, "plan_log": 0}
+        self.failures = {
+            "tick": 0,
+            "settle": 0,
+            "plan": 0,
+            "openadr": 0,
+            "plan_log": 0,
+            "feeder": 0,
+        }
         """Failed ticks, settlements, plans and VEN polls since start (each logged with its
         traceback)."""
         self.envelopes = envelopes if envelopes is not None else Envelopes()
@@ -255,6 +269,8 @@ class Coordinator:
             self.inbox.close()
             self.ledger.close()
             self.plan_log.close()
+            if self.feeder is not None:
+                self.feeder.close()
 
     async def _ticks(self, tick_s: float) -> None:
         await self.session.connected.wait()
@@ -532,6 +548,8 @@ class Coordinator:
             if not await self.session.publish(topic, encode(msg), 1, True):
                 log.warning("plan not published household=%s interval=%d", h, interval)
         await self._publish_community_plan(interval)
+        if self.feeder is not None:
+            await self._publish_feeder(interval)
 
     async def _publish_community_plan(self, interval: int) -> None:
         """Add the community's plan of ``interval`` to the plan log and publish it (retained);
@@ -545,3 +563,16 @@ class Coordinator:
             return
         topic = coordinator_topic(self.community, "plan")
         await self.session.publish(topic, encode(msg.public()), 1, True)
+
+    async def _publish_feeder(self, interval: int) -> None:
+        """Record the planned interval's power flow and publish it (retained), in a worker
+        thread (a power flow); a failure is counted and logged, the plans stand."""
+        assert self.feeder is not None
+        try:
+            msg = await asyncio.to_thread(self.feeder.planned, interval)
+        except Exception:
+            self._failed("feeder")
+            return
+        if msg is not None:
+            topic = coordinator_topic(self.community, "feeder")
+            await self.session.publish(topic, encode(msg), 1, True)

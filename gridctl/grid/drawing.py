@@ -171,14 +171,12 @@ def state(d: Drawing, net: pp.pandapowerNet, interval: int, res: AcResult) -> St
     line_at = {int(i): k for k, i in enumerate(net.line.index[net.line.in_service])}
     trafo_at = {int(i): k for k, i in enumerate(net.trafo.index)}
     v = [_stored(res.vm_pu[bus_at[b.index]] * 1e6, V_UPU_MAX) for b in d.buses]
-    loading = [
-        _stored(
-            (res.line_loading_pct[line_at[r.index]] if r.kind == "line"
-             else res.trafo_loading_pct[trafo_at[r.index]]) * 1e4,
-            LOADING_PPM_MAX,
-        )  # fmt: skip
+    pct = [
+        res.line_loading_pct[line_at[r.index]] if r.kind == "line"
+        else res.trafo_loading_pct[trafo_at[r.index]]
         for r in d.branches
-    ]
+    ]  # fmt: skip
+    loading = [_stored(x * 1e4, LOADING_PPM_MAX) for x in pct]
     return State(interval, v, loading)
 
 

@@ -16,12 +16,10 @@ from gridctl.core import INTERVALS_PER_DAY, FeederError
 from gridctl.dispatch.spec import CommunitySpec
 from gridctl.grid.ac import AcResult
 from gridctl.grid.drawing import drawing, shown, state
-from gridctl.grid.record import GridRecord, Limits
+from gridctl.grid.record import GRID_FILE, GridRecord, Limits
 from gridctl.protocol import MAX_FEEDER_ELEMENTS, FeederMessage
 
 log = logging.getLogger(__name__)
-GRID_FILE = "grid.sqlite"
-"""The feeder states' file, beside the ledger (and in a simulation's output folder)."""
 KEEP_INTERVALS = 35 * INTERVALS_PER_DAY
 """Planned states the coordinator keeps in ``grid.sqlite`` (older ones are dropped), intervals."""
 

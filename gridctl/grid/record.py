@@ -22,6 +22,8 @@ from gridctl.core import FeederError
 from gridctl.grid import LOADING_PPM_MAX, V_UPU_MAX
 from gridctl.grid.drawing import Branch, Bus, Drawing, State
 
+GRID_FILE = "grid.sqlite"
+"""The feeder states' file, beside the ledger (and in a simulation's output folder)."""
 Kind = Literal["actual", "planned"]
 KINDS: tuple[str, ...] = ("actual", "planned")
 MAX_ELEMENTS = 5000

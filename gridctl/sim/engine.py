@@ -20,12 +20,12 @@ import numpy as np
 
 from gridctl.controller.limits import ev_min_w
 from gridctl.coordinator.assembly import Community, DispatchMode, Feeder, assemble
-from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.core import INTERVAL_S, interval_hours, interval_start, limit_or_inf
 from gridctl.dispatch.fleet import build_fleet
 from gridctl.dispatch.plan_log import PlanLog
 from gridctl.governance.effect import govern_planner, govern_settler
 from gridctl.grid.ac import AcFeeder
+from gridctl.grid.record import GRID_FILE
 from gridctl.public.dimming import dimmed_household_w, ev_floor_w
 from gridctl.public.figures import interval_figures
 from gridctl.public.flexibility import book_due, record_baselines

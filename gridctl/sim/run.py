@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gridctl.coordinator.assembly import DispatchMode
-from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.core import ScenarioError, describe_validation_error
 from gridctl.dispatch.plan_log import PLANS_FILE
+from gridctl.grid.record import GRID_FILE
 from gridctl.sim.engine import Progress, prepare, simulate
 from gridctl.sim.kpis import kpis
 from gridctl.sim.report import FLEX_PLOT, PLOTS, write_report

@@ -41,12 +41,12 @@ import numpy as np
 from gridctl.controller.config import ControllerConfig, DeviceConfig, DimmingConfig, Limits
 from gridctl.controller.loop import Controller
 from gridctl.coordinator.assembly import DispatchMode, charter
-from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.coordinator.service import Coordinator
 from gridctl.core import INTERVAL_S, V_NOMINAL_V, GridctlError, ev_phases
 from gridctl.devices.profile import load_profile
 from gridctl.devices.virtual import free_tcp_port, serving
 from gridctl.devices.virtual_profile import ProfileVirtual
+from gridctl.grid.record import GRID_FILE
 from gridctl.protocol import encode, household_topic
 from gridctl.settlement.enrol import (
     TRANSFORMER_METER,

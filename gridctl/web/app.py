@@ -27,6 +27,7 @@ from gridctl.core import GridctlError, interval_start
 from gridctl.public.opendata import export
 from gridctl.web import gov_routes, live_routes
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
+from gridctl.web.feeder_svg import STATES, feeder_figure
 from gridctl.web.household_page import HouseholdId
 from gridctl.web.household_page import router as household_router
 from gridctl.web.live import Live
@@ -103,11 +104,16 @@ def create_app(
     def community(request: Request) -> Response:
         c = view.community()
         last = interval_start(c.last).isoformat() if c.last is not None else None
+        s = web.session(request)
+        operator = s is not None and s.account is not None and s.account.role == OPERATOR
+        # a run shows its last settled interval; a coordinator the one it plans now
+        feeder = feeder_figure(view.dir, operator, c.last if live is None else None)
         return web.render(
             request, "community.html", c=c, last_start=last, labels=LABELS, shown=shown,
             figures=[f for f in FIGURES if (view.dir / f).is_file()],
             households=view.households, live=live.snapshot() if live is not None else None,
             plan=plan_section(view, live.plan if live is not None else None),
+            feeder=feeder, operator=operator, states=STATES,
         )  # fmt: skip
 
     @app.get("/how")

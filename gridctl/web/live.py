@@ -6,8 +6,9 @@ reads only the coordinator's broadcasts and the households' online status and wr
 topics. What it keeps is public: whether the coordinator is online, how many households are,
 the last settled interval and its root, the prices and governed parameters in force and the
 changes scheduled, the community's plan of the current interval with the envelopes and events
-in force, and the last settled interval's public aggregates. No household's own figure is kept
-(its status only counts).
+in force, the last settled interval's public aggregates and the feeder as planned. No
+household's own figure is kept (its status only counts; the feeder message carries no figure
+the public diagram withholds).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gridctl.governance.votes import VoteMessage
 from gridctl.protocol import (
     ROOT,
     CommunityPlanMessage,
+    FeederMessage,
     ParametersMessage,
     PriceMessage,
     RejectCounter,
@@ -61,6 +63,9 @@ class Live:
         self.settled: AggregateRow | None = None
         """The public aggregates of the last settled interval (when the coordinator publishes
         them: ``opendata.publish``)."""
+        self.feeder: FeederMessage | None = None
+        """The feeder as the coordinator planned its current interval (public figures only:
+        the coordinator leaves out those covering fewer than k households)."""
         self._changed: asyncio.Event | None = None
 
     @asynccontextmanager
@@ -103,6 +108,10 @@ class Live:
         elif isinstance(m, OpenDataMessage):
             if self.settled is None or m.interval >= self.settled.interval:
                 self.settled = AggregateRow(**m.model_dump(exclude={"v"}))
+        elif isinstance(m, FeederMessage):
+            if self.feeder is not None and m.interval < self.feeder.interval:
+                return  # an older plan arriving late
+            self.feeder = m
         else:
             return
         self._wake()
@@ -138,6 +147,7 @@ class Live:
             ],
             "plan": plan_facts(self.plan),
             "actual": actual_facts(self.settled),
+            "feeder": None if self.feeder is None else self.feeder.model_dump(exclude={"v"}),
         }  # fmt: skip
 
     async def relay_vote(self, vote: VoteMessage) -> bool:

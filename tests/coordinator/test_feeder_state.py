@@ -8,9 +8,8 @@ import asyncio
 from pathlib import Path
 
 from gridctl.coordinator.config import coordinator_from_config, load_coordinator_config
-from gridctl.coordinator.feeder_state import GRID_FILE
 from gridctl.core import INTERVAL_S, interval_of
-from gridctl.grid.record import read_drawing, read_state
+from gridctl.grid.record import GRID_FILE, read_drawing, read_state
 from gridctl.protocol import FeederMessage, coordinator_topic, decode
 from gridctl.transport.session import Session
 from tests.conftest import Broker, stop_tasks, until

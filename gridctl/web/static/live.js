@@ -55,6 +55,7 @@ function show(s) {
     (c) => `${c.parameter} becomes ${c.value} from interval ${c.enact_at} (proposal ${c.proposal})`), "none");
   showPlan(s.plan);
   showActual(s.actual);
+  feeder(s.feeder);
 }
 
 function connect() {
@@ -73,3 +74,45 @@ function connect() {
 }
 
 if (section) connect();
+
+// The feeder diagram (gridctl/web/feeder_svg.py): the coordinator's planned power flow of the
+// interval it executes. Only figures the message carries change (the coordinator leaves out
+// those covering fewer than k homes); the classes are feeder_svg.py's, the thresholds its data-.
+const STATES = {
+  "v-ok": "within the band", "v-near": "near a limit", "v-out": "outside the band",
+  "ld-ok": "below 80 %", "ld-high": "80 to 100 %", "ld-over": "above 100 %",
+};
+
+function vClass(v, d) {
+  if (v < +d.vMin || v > +d.vMax) return "v-out";
+  if (v < +d.vMin + +d.near || v > +d.vMax - +d.near) return "v-near";
+  return "v-ok";
+}
+
+function loadingClass(pct, d) {
+  return pct > +d.over ? "ld-over" : pct >= +d.high ? "ld-high" : "ld-ok";
+}
+
+function element(key, cls, figure) {
+  const el = document.getElementById(`fd-${key}`);
+  if (!el) return;
+  const kind = el.classList.contains("trafo") ? "br trafo" : el.tagName === "circle" ? "bus" : "br";
+  el.setAttribute("class", `${kind} ${cls}`);
+  const title = el.querySelector("title");
+  if (title) title.textContent = `${title.textContent.split(":")[0]}: ${figure}`;
+  text(`fd-v-${key}`, figure);
+  text(`fd-s-${key}`, STATES[cls]);
+}
+
+function feeder(f) {
+  const svg = document.getElementById("feeder-svg");
+  if (!svg || !f || f.topology !== svg.dataset.topology) return;
+  const d = svg.dataset;
+  f.v_upu.forEach((v, k) => {
+    if (v !== null) element(`b${k}`, vClass(v / 1e6, d), `${(v / 1e6).toFixed(4)} p.u.`);
+  });
+  f.loading_ppm.forEach((x, k) => {
+    if (x !== null) element(`r${k}`, loadingClass(x / 1e4, d), `${(x / 1e4).toFixed(1)} %`);
+  });
+  text("feeder-when", `As the coordinator planned interval ${f.interval}: an AC power flow of its plan, not a measurement.`);
+}

@@ -1,0 +1,76 @@
+"""The feeder's one-line diagram on the community page of a simulated run: its figures are the
+run's power flows (they match kpis.json), the public page withholds every figure covering fewer
+than k households and names none, the operator sees every figure and who is where."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from gridctl.grid.record import GRID_FILE, read_drawing, read_state
+from gridctl.web.auth import OPERATOR
+from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
+
+
+def test_grid_sqlite_holds_every_interval_of_the_run_as_its_kpis_say(site: Site) -> None:
+    path = site.view.dir / GRID_FILE
+    d, limits, _ = read_drawing(path)
+    kpis = json.loads((site.view.dir / "kpis.json").read_text())
+    assert (limits.v_min_pu, limits.v_max_pu, limits.k) == (
+        kpis["voltage_band_min_pu"], kpis["voltage_band_max_pu"], 5)  # fmt: skip
+    assert {h for h, _ in d.households} == set(site.view.households)
+    states = [read_state(path, d, i) for i in range(site.view.first, site.view.last + 1)]
+    assert all(s is not None and s[0] == "actual" for s in states)
+    v = [x for s in states for x in s[1].v_upu]  # type: ignore[index]
+    lines = [k for k, r in enumerate(d.branches) if r.kind == "line"]
+    line_max = max(s[1].loading_ppm[k] for s in states for k in lines)  # type: ignore[index]
+    trafo_max = max(s[1].loading_ppm[0] for s in states)  # type: ignore[index]
+    assert round(min(v) / 1e6, 4) == kpis["min_voltage_pu"]
+    assert round(max(v) / 1e6, 4) == kpis["max_voltage_pu"]
+    assert round(line_max / 1e4, 2) == kpis["max_line_loading_pct"]
+    assert round(trafo_max / 1e4, 2) == kpis["max_trafo_loading_pct"]
+
+
+def _element(html: str, key: str) -> tuple[str, str]:
+    """(class, title) of diagram element fd-KEY."""
+    m = re.search(rf'id="fd-{key}" class="([^"]+)"[^>]*><title>([^<]*)</title>', html)
+    assert m, key
+    return m.group(1), m.group(2)
+
+
+def test_public_diagram_withholds_small_groups_and_the_operator_sees_all(site: Site) -> None:
+    path = site.view.dir / GRID_FILE
+    d, limits, topology = read_drawing(path)
+    found = read_state(path, d, site.view.last)
+    assert found is not None
+    s = found[1]
+    public = site.client().get("/").text
+    assert 'id="feeder-svg"' in public and 'role="img"' in public
+    assert f'data-topology="{topology}"' in public and "viewBox=" in public
+    assert f"As run in interval {site.view.last}" in public
+    operator = site.client()
+    login(operator, OPERATOR, site.passwords[OPERATOR])
+    full = operator.get("/").text
+    one_home = [k for k, r in enumerate(d.branches) if r.households == 1]
+    assert one_home, "the default feeder has service lines feeding one home"
+    for k, r in enumerate(d.branches):
+        pct = f"{s.loading_ppm[k] / 1e4:.1f} %"
+        cls, title = _element(public, f"r{k}")
+        if r.households < limits.k:
+            assert "withheld" in cls and "withheld" in title and pct not in title
+            assert re.search(rf'id="fd-v-r{k}">withheld', public)
+        else:
+            assert "withheld" not in cls and title.endswith(pct)
+        cls, title = _element(full, f"r{k}")
+        assert "withheld" not in cls and title.endswith(pct)
+        assert f'id="fd-v-r{k}">{pct}<' in full
+    for k, b in enumerate(d.buses):
+        v = f"{s.v_upu[k] / 1e6:.4f} p.u."
+        assert (v in _element(public, f"b{k}")[1]) == (b.households >= limits.k)
+        assert v in _element(full, f"b{k}")[1]
+    for h in site.view.households:  # names: the operator's table only
+        assert not re.search(rf"\b{h}\b", public)
+    at = {h: d.buses[b].name for h, b in d.households}
+    for h, bus in at.items():
+        row = re.search(rf"<th scope=\"row\">{re.escape(bus)}</th>.*?</tr>", full)
+        assert row and re.search(rf"\b{h}\b", row.group(0)), (h, bus)

@@ -111,7 +111,7 @@ def _rows(
     for k, b in enumerate(d.buses):
         fig, cls = "no value yet", WITHHELD
         if not operator and b.households < limits.k:
-            fig = f"withheld (fewer than {limits.k} homes)"
+            fig = WITHHELD
         elif state is not None:
             v = state.v_upu[k] / 1e6
             fig, cls = f"{v:.4f} p.u.", v_class(v, limits)
@@ -121,7 +121,7 @@ def _rows(
     for k, r in enumerate(d.branches):
         fig, cls = "no value yet", WITHHELD
         if not operator and r.households < limits.k:
-            fig = f"withheld (fewer than {limits.k} homes)"
+            fig = WITHHELD
         elif state is not None:
             pct = state.loading_ppm[k] / 1e4
             fig, cls = f"{pct:.1f} %", loading_class(pct)

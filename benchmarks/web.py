@@ -3,6 +3,10 @@
     python benchmarks/web.py [--households 1000] [--days 30] [--requests 40] [--updates 50]
                              [--json FILE] [--keep DIR]
 
+The community page carries the feeder's one-line diagram: the households are spread over the
+buses of SimBench's ``1-LV-semiurb4--0-sw`` and a power flow of each interval of the last day is
+recorded in ``grid.sqlite`` (rebuilt each run, seconds).
+
 A ledger of ``--households`` synthetic households (``SyntheticCommunity``: signed readings,
 physically consistent, a transformer meter) settled for ``--days`` UTC days of 96 intervals by
 the real ``Settler`` is built first (a few minutes for 1,000 × 30 days; progress shown). With
@@ -41,6 +45,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from web_live import measure_live, p95
 
+FEEDER = "1-LV-semiurb4--0-sw"
+"""The feeder the benchmark's households are spread over (its diagram is on the community page)."""
 TARGET_S = 0.200
 """Server time p95 each page must stay within, s."""
 FIRST_DAY = datetime(2026, 6, 1, tzinfo=UTC)
@@ -106,6 +112,38 @@ def _plans(run_dir: Path, households: int, first: int, n: int) -> None:
     log.close()
 
 
+def build_grid(run_dir: Path, households: int, days: int) -> int:
+    """``run_dir/grid.sqlite`` for the community page's feeder diagram: the households spread
+    over the low-voltage buses of ``FEEDER``, a pandapower power flow of seeded random powers
+    for each interval of the last day (as ``gridctl sim`` records them). Returns the buses."""
+    import numpy as np
+
+    from gridctl.core import INTERVAL_S, INTERVALS_PER_DAY
+    from gridctl.grid.ac import AcFeeder
+    from gridctl.grid.drawing import drawing, state
+    from gridctl.grid.feeder import load_feeder
+    from gridctl.grid.record import GRID_FILE, GridRecord, Limits
+
+    net, _ = load_feeder(FEEDER, None, run_dir)
+    lv = net.bus.index[(net.bus.vn_kv == net.bus.vn_kv.min()) & net.bus.in_service].to_numpy()
+    ids = [f"h{k:05d}" for k in range(households)]  # SyntheticCommunity's
+    buses = lv[np.arange(households) % len(lv)]
+    d = drawing(net, buses, ids)
+    ac = AcFeeder(net, buses, ids)
+    rng = np.random.default_rng(7)
+    last = int(FIRST_DAY.timestamp()) // INTERVAL_S + days * INTERVALS_PER_DAY - 1
+    path = run_dir / GRID_FILE
+    path.unlink(missing_ok=True)
+    rec = GridRecord(path, d, Limits(0.94, 1.06, 100.0, 5))
+    try:
+        for i in range(last - INTERVALS_PER_DAY + 1, last + 1):
+            p_w = rng.uniform(-1500.0, 2500.0, households)
+            rec.add([state(d, ac.net, i, ac.run(p_w, 0.2 * np.abs(p_w)))], "actual")
+    finally:
+        rec.close()
+    return len(d.buses)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -147,6 +185,7 @@ def measure(run_dir: Path, requests: int) -> dict[str, float | None]:
             r = client.get(url)
             times.append(time.perf_counter() - t0)
             assert r.status_code == 200, (url, r.status_code, r.text[:300])
+            assert name != "community" or 'id="feeder-svg"' in r.text, "no feeder diagram"
         out[f"{name}_first_s"] = round(times[0], 4)
         out[f"{name}_p95_s"] = round(p95(times[1:]), 4)
     return out
@@ -182,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         t0 = time.perf_counter()
         if not built.is_file() or json.loads(built.read_text(encoding="utf-8")) != want:
             build(run_dir, args.households, args.days)
+        buses = build_grid(run_dir, args.households, args.days)
         build_s = time.perf_counter() - t0
         size_mb = (run_dir / "ledger.sqlite").stat().st_size / 1e6
         figures = measure(run_dir, args.requests)
@@ -196,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "days": args.days,
         "requests": args.requests,
         "ledger_mb": round(size_mb, 1),
+        "feeder_buses": buses,
         "build_s": round(build_s, 1),
         "cores": os.cpu_count(),
     }

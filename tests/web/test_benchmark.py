@@ -25,6 +25,7 @@ def test_the_web_benchmark_times_the_pages_as_a_user_runs_it(tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert (figures["households"], figures["days"]) == (20, 2)
+    assert figures["feeder_buses"] > 20  # the community page drew the feeder
     for key in ("community_p95_s", "timeline_p95_s", "household_p95_s", "household_day_p95_s",
                 "baseline_p95_s", "household_first_s"):  # fmt: skip
         assert 0 < figures[key] < 60, key

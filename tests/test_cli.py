@@ -43,6 +43,7 @@ def test_sim_from_another_directory_writes_everything(tmp_path: Path) -> None:
     assert kpi["intervals"] == 8 and len(kpi["ledger_head"]) == 64
     for name in (
         "ledger.sqlite",
+        "grid.sqlite",
         "report.html",
         "feeder_power.png",
         "voltage.png",

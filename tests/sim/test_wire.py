@@ -82,6 +82,14 @@ def test_the_embedded_broker_gives_the_in_process_kpis_and_ledger(
     wire_plans = read_plans(tmp_path / "wire" / PLANS_FILE, 0, 2**40)
     assert len(wire_plans) == 8 and wire_plans[0].households == 14
     assert wire_plans == read_plans(tmp_path / "inproc" / PLANS_FILE, 0, 2**40)
+    # the same feeder power flows, recorded for the web app's diagram
+    for q in ("SELECT * FROM bus_states ORDER BY 1, 2, 3",
+              "SELECT * FROM branch_states ORDER BY 1, 2, 3"):  # fmt: skip
+        wire_rows = sqlite3.connect(tmp_path / "wire" / "grid.sqlite").execute(q).fetchall()
+        assert len(wire_rows) > 8 * 10
+        assert (
+            wire_rows == sqlite3.connect(tmp_path / "inproc" / "grid.sqlite").execute(q).fetchall()
+        )
 
 
 def test_a_broker_is_chosen_automatically_or_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,24 +107,25 @@ def _rows(
     homes: dict[int, list[str]] = {}
     for h, b in d.households:
         homes.setdefault(b, []).append(h)
+
+    def figure(households: int, value: tuple[str, str] | None) -> tuple[str, str]:
+        """(figure, class): withheld publicly below k households, else the value if known."""
+        if not operator and households < limits.k:
+            return WITHHELD, WITHHELD
+        return ("no value yet", WITHHELD) if value is None else value
+
     buses = []
     for k, b in enumerate(d.buses):
-        fig, cls = "no value yet", WITHHELD
-        if not operator and b.households < limits.k:
-            fig = WITHHELD
-        elif state is not None:
-            v = state.v_upu[k] / 1e6
-            fig, cls = f"{v:.4f} p.u.", v_class(v, limits)
+        v = None if state is None else state.v_upu[k] / 1e6
+        fig, cls = figure(b.households, None if v is None else (f"{v:.4f} p.u.",
+                                                                 v_class(v, limits)))  # fmt: skip
         at = ", ".join(homes.get(k, [])) if operator else ""
         buses.append(Row(f"b{k}", b.name, fig, cls, at))
     branches = []
     for k, r in enumerate(d.branches):
-        fig, cls = "no value yet", WITHHELD
-        if not operator and r.households < limits.k:
-            fig = WITHHELD
-        elif state is not None:
-            pct = state.loading_ppm[k] / 1e4
-            fig, cls = f"{pct:.1f} %", loading_class(pct)
+        pct = None if state is None else state.loading_ppm[k] / 1e4
+        fig, cls = figure(r.households, None if pct is None else (f"{pct:.1f} %",
+                                                                   loading_class(pct)))  # fmt: skip
         name = f"transformer {r.name}" if r.kind == "trafo" else r.name
         branches.append(Row(f"r{k}", name, fig, cls, ""))
     return buses, branches

@@ -13,17 +13,14 @@ from gridctl.grid.record import GRID_FILE, read_drawing, read_state
 from gridctl.protocol import FeederMessage, coordinator_topic, decode
 from gridctl.transport.session import Session
 from tests.conftest import Broker, stop_tasks, until
+from tests.coordinator.test_coordinator import Collector
 from tests.coordinator.test_planner import NOON, write_config
 
 
-class Got:
-    def __init__(self) -> None:
-        self.messages: list[FeederMessage] = []
-
-    async def __call__(self, topic: str, payload: bytes) -> None:
-        msg = decode(topic, payload).message
-        assert isinstance(msg, FeederMessage)
-        self.messages.append(msg)
+def _messages(got: Collector, topic: str) -> list[FeederMessage]:
+    out = [decode(topic, p).message for p in got.got.get(topic, [])]
+    assert all(isinstance(m, FeederMessage) for m in out)
+    return out  # type: ignore[return-value]
 
 
 async def test_each_planned_interval_is_recorded_and_published_without_small_groups(
@@ -35,21 +32,22 @@ async def test_each_planned_interval_is_recorded_and_published_without_small_gro
     clock_s = [first * INTERVAL_S + 1]
     coord, _ = coordinator_from_config(cfg, clock=lambda: clock_s[0])
     coord.tick_s = 0.05
-    got = Got()
-    home = Session(broker.settings("h03"), "home-h03",
-                   [coordinator_topic(broker.community, "feeder")], got)  # fmt: skip
+    got = Collector()
+    topic = coordinator_topic(broker.community, "feeder")
+    home = Session(broker.settings("h03"), "home-h03", [topic], got)
     tasks = [asyncio.create_task(x.run()) for x in (coord, home)]
     try:
         for k in range(2):
             clock_s[0] = (first + k) * INTERVAL_S + 1
-            await until(lambda k=k: any(m.interval == first + k for m in got.messages), 60)
+            await until(lambda k=k: any(m.interval == first + k
+                                        for m in _messages(got, topic)), 60)  # fmt: skip
     finally:
         await stop_tasks(*tasks)
     assert coord.failures["feeder"] == 0
     path = tmp_path / GRID_FILE
     d, limits, topology = read_drawing(path)
     assert limits.k == 5 and len(d.households) == len(ids)
-    msg = got.messages[-1]
+    msg = _messages(got, topic)[-1]
     assert msg.topology == topology and msg.kind == "planned"
     kind, s = read_state(path, d, first + 1) or (None, None)
     assert kind == "planned" and s is not None

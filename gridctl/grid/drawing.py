@@ -186,6 +186,44 @@ def _stored(value: float, top: int) -> int:
 
 
 def shown(d: Drawing, k: int) -> tuple[list[bool], list[bool]]:
-    """Which buses and branches may show their figure publicly: those with at least ``k``
-    households downstream (a bus or line that feeds fewer would reveal what they draw)."""
-    return [b.households >= k for b in d.buses], [r.households >= k for r in d.branches]
+    """Which buses and branches may show their figure publicly.
+
+    A bus (with the branch feeding it) is shown only if at least ``k`` households are
+    downstream of it: a line feeding fewer would tell what they draw. That alone is not
+    enough, since two shown figures can be subtracted: a line feeding 6 homes and the line
+    below it feeding 5 give away the sixth. So for each shown bus, its group (the households
+    below it but below none of its nearest shown descendants: what subtraction reaches) must be
+    empty or at least ``k``. Where it holds 1 … k-1 households, a shown descendant whose own
+    group is at least ``k`` is withheld (the smallest; with the descendants between, whose
+    groups are empty) so that its group joins; one always exists while the bus feeds ``k`` or
+    more, so what is nearest the transformer stays. Buses are in breadth-first order.
+    Returns (per bus, per branch) True where shown.
+    """
+    n = len(d.buses)
+    cover = [b.households for b in d.buses]
+    on = [c >= k for c in cover]
+    below: list[list[int]] = [[] for _ in range(n)]  # nearest shown descendants of each bus
+
+    def group(m: int) -> int:
+        return cover[m] - sum(cover[x] for x in below[m])
+
+    def nearest(xs: list[int]) -> list[int]:
+        return [y for x in xs for y in ([x] if on[x] else nearest(below[x]))]
+
+    for m in range(n - 1, -1, -1):  # children before parents
+        if on[m] and 0 < group(m) < k:
+            found: list[tuple[int, list[int]]] = []  # (bus with its own group ≥ k, buses above)
+            stack = [(x, [x]) for x in below[m]]
+            while stack:
+                x, path = stack.pop()
+                if group(x) >= k:
+                    found.append((x, path))
+                else:  # an empty group: its shown descendants feed all it feeds
+                    stack += [(y, [*path, y]) for y in below[x]]
+            _, path = min(found, key=lambda f: (cover[f[0]], len(f[1])))
+            for x in path:
+                on[x] = False
+            below[m] = nearest(below[m])
+        if d.buses[m].parent >= 0:
+            below[d.buses[m].parent] += [m] if on[m] else below[m]
+    return on, [on[r.to] for r in d.branches]

@@ -4,8 +4,9 @@ Each bus is a circle, each line and the transformer a stroke, classed by its sta
 within the band, near a limit (within ``NEAR_V_PU``) or outside it; loading below 80 %, 80–100 %
 or above 100 %. The classes change more than the colour (stroke width, dashes, rings: see the
 stylesheet and the legend), each element has a title with its figure, and the page gives the
-same figures as a table. A figure covering fewer than k households is withheld on the public
-page (drawn grey and dotted); the operator sees every figure and which household is where.
+same figures as a table. A figure covering fewer than k households, or singling out fewer when
+subtracted from another (``gridctl.grid.drawing.shown``), is withheld on the public page (drawn
+grey and dotted); the operator sees every figure and which household is where.
 Element ids (``fd-b3``, ``fd-r5``, ``fd-bv3``, ``fd-rv5``) let ``static/live.js`` update the
 diagram in place from the coordinator's ``FeederMessage``.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from gridctl.core import FeederError
-from gridctl.grid.drawing import Drawing, State
+from gridctl.grid.drawing import Drawing, State, shown
 from gridctl.grid.record import GRID_FILE, Limits, read_drawing, read_state
 
 log = logging.getLogger(__name__)
@@ -108,23 +109,25 @@ def _rows(
     for h, b in d.households:
         homes.setdefault(b, []).append(h)
 
-    def figure(households: int, value: tuple[str, str] | None) -> tuple[str, str]:
-        """(figure, class): withheld publicly below k households, else the value if known."""
-        if not operator and households < limits.k:
+    bus_ok, branch_ok = shown(d, limits.k)
+
+    def figure(ok: bool, value: tuple[str, str] | None) -> tuple[str, str]:
+        """(figure, class): withheld publicly unless ``ok``, else the value if known."""
+        if not (operator or ok):
             return WITHHELD, WITHHELD
         return ("no value yet", WITHHELD) if value is None else value
 
     buses = []
     for k, b in enumerate(d.buses):
         v = None if state is None else state.v_upu[k] / 1e6
-        fig, cls = figure(b.households, None if v is None else (f"{v:.4f} p.u.",
+        fig, cls = figure(bus_ok[k], None if v is None else (f"{v:.4f} p.u.",
                                                                  v_class(v, limits)))  # fmt: skip
         at = ", ".join(homes.get(k, [])) if operator else ""
         buses.append(Row(f"b{k}", b.name, fig, cls, at))
     branches = []
     for k, r in enumerate(d.branches):
         pct = None if state is None else state.loading_ppm[k] / 1e4
-        fig, cls = figure(r.households, None if pct is None else (f"{pct:.1f} %",
+        fig, cls = figure(branch_ok[k], None if pct is None else (f"{pct:.1f} %",
                                                                    loading_class(pct)))  # fmt: skip
         name = f"transformer {r.name}" if r.kind == "trafo" else r.name
         branches.append(Row(f"r{k}", name, fig, cls, ""))

@@ -13,7 +13,16 @@ import pytest
 
 from gridctl.core import FeederError
 from gridctl.grid.ac import AcFeeder
-from gridctl.grid.drawing import State, drawing, shown, state, tree_layout
+from gridctl.grid.drawing import (
+    Branch,
+    Bus,
+    Drawing,
+    State,
+    drawing,
+    shown,
+    state,
+    tree_layout,
+)
 from gridctl.grid.feeder import _simbench_net, resolve_buses
 from gridctl.grid.record import GridRecord, Limits, read_drawing, read_state
 
@@ -57,15 +66,52 @@ def test_households_downstream_decide_what_is_public(feeder) -> None:  # type: i
     trafo = d.branches[0]
     assert trafo.kind == "trafo" and trafo.households == 7
     bus_ok, branch_ok = shown(d, 5)
-    for b, ok in zip(d.buses, bus_ok, strict=True):
-        assert ok == (b.households >= 5)
-    # the line to h6's bus feeds only h6: withheld; the transformer is shown
+    # bus 8 (6 homes) and bus 11 (5) each feed k or more, but bus 11's figure subtracted from
+    # bus 8's gives h0's, and bus 8's from the transformer's gives h6's: only the top is shown
+    assert [b.name for b, ok in zip(d.buses, bus_ok, strict=True) if ok] == [
+        "MV1.101 Bus 4", "LV1.101 Bus 4"]  # fmt: skip
+    assert branch_ok == [r.kind == "trafo" for r in d.branches]
+    for k in (2, 3, 4):
+        assert_groups_private(d, shown(d, k)[0], k)
     to_h6 = next(k for k, r in enumerate(d.branches)
                  if d.buses[r.to].name == "LV1.101 Bus 1")  # fmt: skip
-    assert d.branches[to_h6].households == 1 and not branch_ok[to_h6] and branch_ok[0]
+    assert d.branches[to_h6].households == 1 and not shown(d, 2)[1][to_h6]
     assert [p for _, p in d.households] == [
         next(k for k, b in enumerate(d.buses) if b.name == n) for n in HOMES.values()
     ]
+
+
+def assert_groups_private(d: Drawing, on: list[bool], k: int) -> None:
+    """Every shown bus feeds k or more, and what subtraction of shown figures reaches (the
+    households below a shown bus and below none of its nearest shown descendants) is 0 or ≥ k."""
+    n = len(d.buses)
+    nearest: list[list[int]] = [[] for _ in range(n)]
+    for m in range(n - 1, 0, -1):
+        nearest[d.buses[m].parent] += [m] if on[m] else nearest[m]
+    for m, b in enumerate(d.buses):
+        if on[m]:
+            rest = b.households - sum(d.buses[x].households for x in nearest[m])
+            assert b.households >= k and (rest == 0 or rest >= k), (m, rest)
+
+
+def test_no_subtraction_of_shown_figures_singles_out_fewer_than_k_homes() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        parent = [-1] + [int(rng.integers(0, m)) for m in range(1, n)]
+        homes = rng.integers(0, 4, n) * (rng.random(n) < 0.6)
+        cover = homes.copy()
+        for m in range(n - 1, 0, -1):
+            cover[parent[m]] += cover[m]
+        d = Drawing([Bus(m, f"b{m}", 0.0, 0.0, parent[m], int(cover[m])) for m in range(n)],
+                    [Branch("line", m, f"l{m}", parent[m], m, int(cover[m]))
+                     for m in range(1, n)], [], False)  # fmt: skip
+        k = int(rng.integers(2, 6))
+        on, branch_on = shown(d, k)
+        assert_groups_private(d, on, k)
+        assert branch_on == on[1:]
+        if cover[0] >= k:
+            assert on[0]  # the top always stays (its own group is what is left)
 
 
 def test_a_meshed_feeder_cannot_be_drawn(feeder) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+from gridctl.grid.drawing import shown
 from gridctl.grid.record import GRID_FILE, read_drawing, read_state
 from gridctl.web.auth import OPERATOR
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
@@ -53,10 +54,15 @@ def test_public_diagram_withholds_small_groups_and_the_operator_sees_all(site: S
     full = operator.get("/").text
     one_home = [k for k, r in enumerate(d.branches) if r.households == 1]
     assert one_home, "the default feeder has service lines feeding one home"
-    for k, r in enumerate(d.branches):
+    bus_ok, branch_ok = shown(d, limits.k)
+    assert not any(branch_ok[k] for k in one_home) and branch_ok[0]  # the transformer's shown
+    # a line feeding k or more, withheld since subtracting it from another singles out fewer
+    assert any(r.households >= limits.k and not ok
+               for r, ok in zip(d.branches, branch_ok, strict=True))  # fmt: skip
+    for k, ok in enumerate(branch_ok):
         pct = f"{s.loading_ppm[k] / 1e4:.1f} %"
         cls, title = _element(public, f"r{k}")
-        if r.households < limits.k:
+        if not ok:
             assert "withheld" in cls and "withheld" in title and pct not in title
             assert re.search(rf'id="fd-v-r{k}">withheld', public)
         else:
@@ -64,9 +70,9 @@ def test_public_diagram_withholds_small_groups_and_the_operator_sees_all(site: S
         cls, title = _element(full, f"r{k}")
         assert "withheld" not in cls and title.endswith(pct)
         assert f'id="fd-v-r{k}">{pct}<' in full
-    for k, b in enumerate(d.buses):
+    for k, ok in enumerate(bus_ok):
         v = f"{s.v_upu[k] / 1e6:.4f} p.u."
-        assert (v in _element(public, f"b{k}")[1]) == (b.households >= limits.k)
+        assert (v in _element(public, f"b{k}")[1]) == ok
         assert v in _element(full, f"b{k}")[1]
     for h in site.view.households:  # names: the operator's table only
         assert not re.search(rf"\b{h}\b", public)

@@ -200,6 +200,18 @@ def read_state(path: Path, d: Drawing, interval: int | None = None) -> tuple[Kin
     return kind, state  # type: ignore[return-value]
 
 
+def busiest(path: Path, first: int, last: int) -> int | None:
+    """The interval of ``first`` … ``last`` whose transformer was loaded most (None: none
+    recorded then). FeederError when the file cannot be read."""
+    with _read(path) as db:
+        row = db.execute(
+            "SELECT s.interval FROM branch_states s JOIN branches b ON b.pos = s.pos "
+            "WHERE b.kind = 'trafo' AND s.interval BETWEEN ? AND ? "
+            "ORDER BY s.loading_ppm DESC, s.interval LIMIT 1", (first, last),
+        ).fetchone()  # fmt: skip
+    return None if row is None else int(row[0])
+
+
 def _int(v: object, lo: int, hi: int) -> int:
     if type(v) is not int or not lo <= v <= hi:
         raise ValueError(f"{v!r} is not an integer in {lo}…{hi}")

@@ -63,6 +63,11 @@ class WebApp:
         ctx |= {"me": s.account if s else None, "csrf": s.csrf if s else "", "OPERATOR": OPERATOR}
         return self.templates.TemplateResponse(request, name, ctx, status_code=code)
 
+    def operator(self, request: Request) -> bool:
+        """Whether the request comes from the operator's session."""
+        s = self.session(request)
+        return s is not None and s.account is not None and s.account.role == OPERATOR
+
     def authorize(self, request: Request, household: str) -> Session:
         """The session if it may read ``household``'s pages: 401 without a login, 403 for
         another household's, 404 for an unknown household (the operator's only)."""
@@ -104,8 +109,7 @@ def create_app(
     def community(request: Request) -> Response:
         c = view.community()
         last = interval_start(c.last).isoformat() if c.last is not None else None
-        s = web.session(request)
-        operator = s is not None and s.account is not None and s.account.role == OPERATOR
+        operator = web.operator(request)
         # a run shows its last settled interval; a coordinator the one it plans now
         feeder = feeder_figure(view.dir, operator, c.last if live is None else None)
         return web.render(

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from gridctl.core import FeederError
+from gridctl.core import FeederError, interval_start
 from gridctl.grid.drawing import Drawing, State, shown
-from gridctl.grid.record import GRID_FILE, Limits, read_drawing, read_state
+from gridctl.grid.record import GRID_FILE, Limits, busiest, read_drawing, read_state
 
 log = logging.getLogger(__name__)
 WIDTH, MAX_HEIGHT, PAD = 360, 480, 14
@@ -51,13 +51,15 @@ class Row:
 
 @dataclass(frozen=True)
 class FeederFigure:
-    """What the community page shows of the feeder: the diagram, its rows, the interval and
-    whether the values are as run ("actual") or as the coordinator planned them."""
+    """What the community page shows of the feeder: the diagram, its rows, the interval (and
+    its start, UTC) and whether the values are as run ("actual") or as the coordinator
+    planned them."""
 
     svg: Markup
     buses: list[Row]
     branches: list[Row]
     interval: int | None
+    start: str | None
     kind: str | None
     k: int
     band: tuple[float, float]
@@ -98,8 +100,23 @@ def feeder_figure(
     kind, state = found if found is not None else (None, None)
     buses, branches = _rows(d, limits, state, operator)
     svg = _svg(d, limits, topology, buses, branches, state)
-    return FeederFigure(svg, buses, branches, state.interval if state else None, kind,
+    start = None if state is None else interval_start(state.interval).strftime("%H:%M UTC")
+    return FeederFigure(svg, buses, branches, state.interval if state else None, start, kind,
                         limits.k, (limits.v_min_pu, limits.v_max_pu), d.geo)  # fmt: skip
+
+
+def busiest_figure(run_dir: Path, operator: bool, first: int, last: int) -> FeederFigure | None:
+    """The feeder at the interval of ``first`` … ``last`` whose transformer was loaded most
+    (``feeder_figure``); None without one recorded."""
+    path = run_dir / GRID_FILE
+    if not path.is_file():
+        return None
+    try:
+        at = busiest(path, first, last)
+    except FeederError as e:
+        log.warning("web: feeder drawing unavailable: %s", e)
+        return None
+    return None if at is None else feeder_figure(run_dir, operator, at)
 
 
 def _rows(

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from gridctl.core import interval_start
+from gridctl.web.feeder_svg import STATES, busiest_figure
 from gridctl.web.svg import Series, line_chart
 from gridctl.web.timeline import (
     PLAN_SERIES,
@@ -65,6 +66,8 @@ def router(web: WebApp) -> APIRouter:
         w = window(span, day)
         data = slots(w, view.aggregates(w.first, w.last), view.plans(w.first, w.last))
         planned = any(getattr(s, k) is not None for s in data for k in PLAN_SERIES)
+        operator = web.operator(request)
+        feeder = busiest_figure(view.dir, operator, w.first, w.last) if span == "day" else None
         return web.render(
             request, "timeline.html", w=w, span=span, day=day, title=title(w), charts=charts(
                 w, data, view.kpis(), view.plans_path.is_file()),
@@ -72,6 +75,7 @@ def router(web: WebApp) -> APIRouter:
             prev=w.shifted(-1) if w.first > view.first else None,
             next=w.shifted(1) if w.last < view.last else None,
             series=POWER_SERIES | PLAN_SERIES if planned else POWER_SERIES, fmt=cell,
+            feeder=feeder, operator=operator, states=STATES, busiest=True,
         )  # fmt: skip
 
     return r

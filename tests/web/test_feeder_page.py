@@ -80,3 +80,17 @@ def test_public_diagram_withholds_small_groups_and_the_operator_sees_all(site: S
     for h, bus in at.items():
         row = re.search(rf"<th scope=\"row\">{re.escape(bus)}</th>.*?</tr>", full)
         assert row and re.search(rf"\b{h}\b", row.group(0)), (h, bus)
+
+
+def test_the_timeline_day_shows_the_feeder_at_its_busiest_interval(site: Site) -> None:
+    path = site.view.dir / GRID_FILE
+    d, _, _ = read_drawing(path)
+    loads = {i: s[1].loading_ppm[0] for i in range(site.view.first, site.view.last + 1)
+             if (s := read_state(path, d, i)) is not None}  # fmt: skip
+    top = max(loads, key=lambda i: (loads[i], -i))
+    day = site.client().get("/timeline").text
+    assert f"the day's busiest interval for the transformer, {top} (from " in day
+    assert _element(day, "r0")[1].endswith(f"{loads[top] / 1e4:.1f} %")
+    for h in site.view.households:
+        assert not re.search(rf"\b{h}\b", day)
+    assert 'id="feeder-svg"' not in site.client().get("/timeline?span=week").text

@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def start_broker(procs: Processes, top: Path, port: int, homes: tuple[str, ...])
 def community_fixture() -> Iterator[Community]:
     """Broker, coordinator (with its ledger made and members enrolled) and web app running;
     each household's web login set by `gridctl coordinator web-login`."""
+    with running_community() as community:
+        yield community
+
+
+FEEDER = "1-LV-rural1--0-sw"
+FEEDER_BUSES = ("LV1.101 Bus 8", "LV1.101 Bus 11", "LV1.101 Bus 10")
+"""The households' buses on ``FEEDER`` (``running_community(feeder=True)``): one chain."""
+
+
+@contextmanager
+def running_community(feeder: bool = False) -> Iterator[Community]:
+    """The community of ``community_fixture``; ``feeder``: its coordinator plans the homes on
+    ``FEEDER_BUSES`` of ``FEEDER`` (public k = 2 for its three homes)."""
     mqtt_port = free_tcp_port()
     with pytest.MonkeyPatch.context() as mp, reachable_dir() as top, \
             processes(top / "logs") as procs:  # fmt: skip
@@ -108,9 +122,14 @@ def community_fixture() -> Iterator[Community]:
         generate_key_file(top / "coordinator.key")  # as `gridctl coordinator keygen`
         households = "".join(
             f"  - {{id: {h}, public_key: {generate_key_file(top / f'{h}.key').hex()}, "
-            f"member_key: {member_hex[h]}, connection_kw: 17.25}}\n"
-            for h in HOMES
+            f"member_key: {member_hex[h]}, connection_kw: 17.25"
+            + (f", bus: {bus}, load: {{profile: H0-A, annual_kwh: 3500}}" if feeder else "")
+            + "}\n"
+            for h, bus in zip(HOMES, FEEDER_BUSES, strict=True)
         )
+        if feeder:  # top-level keys after the list (the config writer ends with it)
+            households += (f"feeder: {{simbench: {FEEDER}}}\nopendata: {{k: 2}}\n"
+                           "dispatch: {horizon: 8, replan_every: 4, near: 4}\n")  # fmt: skip
         write_coordinator_config(top, mqtt_port, households)
         procs.start("coordinator", "gridctl", "coordinator", "run", top / "coordinator.yaml")
         procs.wait_for(lambda: (top / "ledger.sqlite").exists(), 60, "the coordinator's ledger")

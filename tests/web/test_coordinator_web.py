@@ -93,7 +93,9 @@ def test_the_live_json_holds_community_values_only(community: Community) -> None
         time.sleep(0.2)
     assert snap["prices"]["community_per_kwh"] == 0.2 and snap["households_online"] == 0
     assert set(snap) == {"broker", "coordinator", "households_online", "last_interval",
-                         "last_start", "last_root", "prices", "parameters", "scheduled", "plan", "actual"}  # fmt: skip
+                         "last_start", "last_root", "prices", "parameters", "scheduled", "plan",
+                         "actual", "feeder"}  # fmt: skip
+    assert snap["feeder"] is None  # this coordinator plans no feeder
     page = httpx.get(f"{community.base}/")
     assert page.status_code == 200 and 'src="/static/live.js"' in page.text
     assert 'id="households">3<' in page.text

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
 
 from gridctl.grid.drawing import shown
 from gridctl.grid.record import GRID_FILE, read_drawing, read_state
 from gridctl.web.auth import OPERATOR
+from gridctl.web.run_view import RunView
 from tests.web.helpers import Site, login, sim_dir_fixture, site_fixture  # noqa: F401
 
 
@@ -94,3 +100,24 @@ def test_the_timeline_day_shows_the_feeder_at_its_busiest_interval(site: Site) -
     for h in site.view.households:
         assert not re.search(rf"\b{h}\b", day)
     assert 'id="feeder-svg"' not in site.client().get("/timeline?span=week").text
+
+
+def test_a_missing_or_broken_grid_file_leaves_the_page_without_the_diagram(
+    site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copytree(site.view.dir, tmp_path / "run")
+    client = Site(RunView(tmp_path / "run"), site.accounts, site.passwords).client()
+    grid = tmp_path / "run" / GRID_FILE
+    with sqlite3.connect(grid) as db:  # a value beyond its stored width, edited by hand
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        db.execute("UPDATE bus_states SET v_upu = -5 WHERE pos = 0")
+    r = client.get("/")
+    assert r.status_code == 200 and 'id="feeder-svg"' not in r.text
+    assert "bad state" in caplog.text
+    grid.write_bytes(b"not a database" * 100)
+    r = client.get("/timeline")
+    assert r.status_code == 200 and 'id="feeder-svg"' not in r.text
+    grid.unlink()  # a run from before grid.sqlite
+    r = client.get("/")
+    assert r.status_code == 200 and 'id="feeder-svg"' not in r.text
+    assert "Our community" in r.text

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridctl.core import GridctlError, interval_start
 from gridctl.public.opendata import export
-from gridctl.web import gov_routes, live_routes
+from gridctl.web import feeder_routes, gov_routes, live_routes
 from gridctl.web.auth import OPERATOR, Accounts, LoginLimiter, Session, Sessions
 from gridctl.web.feeder_svg import STATES, feeder_figure
 from gridctl.web.household_page import HouseholdId
@@ -101,6 +101,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(live_routes.router)
     app.include_router(gov_routes.router)
+    app.include_router(feeder_routes.router)
     _error_pages(app, web)
     app.include_router(timeline_router(web))
     app.include_router(household_router(web))

@@ -7,8 +7,9 @@ stylesheet and the legend), each element has a title with its figure, and the pa
 same figures as a table. A figure covering fewer than k households, or singling out fewer when
 subtracted from another (``gridctl.grid.drawing.shown``), is withheld on the public page (drawn
 grey and dotted); the operator sees every figure and which household is where.
-Element ids (``fd-b3``, ``fd-r5``, ``fd-bv3``, ``fd-rv5``) let ``static/live.js`` update the
-diagram in place from the coordinator's ``FeederMessage``.
+Element ids (``fd-b3``, ``fd-r5``, ``fd-v-b3``, ``fd-s-r5``) let ``static/live.js`` update the
+diagram in place from the coordinator's ``FeederMessage`` (public figures), or on the operator's
+page (``data-full``) from ``/feeder.json`` (every figure, ``feeder_values``).
 """
 
 from __future__ import annotations
@@ -99,10 +100,35 @@ def feeder_figure(
         return None
     kind, state = found if found is not None else (None, None)
     buses, branches = _rows(d, limits, state, operator)
-    svg = _svg(d, limits, topology, buses, branches, state)
+    svg = _svg(d, limits, topology, buses, branches, state, operator)
     start = None if state is None else interval_start(state.interval).strftime("%H:%M UTC")
     return FeederFigure(svg, buses, branches, state.interval if state else None, start, kind,
                         limits.k, (limits.v_min_pu, limits.v_max_pu), d.geo)  # fmt: skip
+
+
+def feeder_values(run_dir: Path, operator: bool) -> dict[str, object] | None:
+    """The newest recorded state as ``FeederMessage`` fields (``/feeder.json``): every figure
+    for the operator, publicly None where ``shown`` withholds it; None without a readable one."""
+    path = run_dir / GRID_FILE
+    if not path.is_file():
+        return None
+    try:
+        d, limits, topology = read_drawing(path)
+        found = read_state(path, d)
+    except FeederError as e:
+        log.warning("web: feeder state unavailable: %s", e)
+        return None
+    if found is None:
+        return None
+    kind, s = found
+    bus_ok, branch_ok = shown(d, limits.k)
+    if operator:
+        bus_ok, branch_ok = [True] * len(bus_ok), [True] * len(branch_ok)
+    return {
+        "interval": s.interval, "kind": kind, "topology": topology,
+        "v_upu": [v if ok else None for v, ok in zip(s.v_upu, bus_ok, strict=True)],
+        "loading_ppm": [x if ok else None for x, ok in zip(s.loading_ppm, branch_ok, strict=True)],
+    }  # fmt: skip
 
 
 def busiest_figure(run_dir: Path, operator: bool, first: int, last: int) -> FeederFigure | None:
@@ -153,7 +179,7 @@ def _rows(
 
 def _svg(
     d: Drawing, limits: Limits, topology: str, buses: list[Row], branches: list[Row],
-    state: State | None,
+    state: State | None, full: bool,
 ) -> Markup:  # fmt: skip
     xs, ys = [b.x for b in d.buses], [b.y for b in d.buses]
     x0, y0 = min(xs), min(ys)
@@ -174,7 +200,7 @@ def _svg(
         f'aria-labelledby="feeder-t feeder-d" xmlns="http://www.w3.org/2000/svg" '
         f'data-topology="{escape(topology)}" data-v-min="{limits.v_min_pu}" '
         f'data-v-max="{limits.v_max_pu}" data-near="{NEAR_V_PU}" data-high="{HIGH_PCT}" '
-        f'data-over="{OVER_PCT}">',
+        f'data-over="{OVER_PCT}" data-full="{int(full)}">',
         '<title id="feeder-t">One-line diagram of the feeder</title>',
         f'<desc id="feeder-d">{escape(desc)}</desc>',
     ]

@@ -6,6 +6,7 @@ finds nothing serious at 390 px; every request goes to the app's own origin."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gridctl.grid.drawing import shown
-from gridctl.grid.record import GRID_FILE, read_drawing
+from gridctl.grid.record import GRID_FILE, read_drawing, read_state
 from gridctl.protocol import FeederMessage, coordinator_topic, encode
 from tests.deployment import Watcher
 from tests.web.a11y import PHONE, check_page
@@ -48,6 +49,56 @@ def _says(page: RecordedPage, element_id: str, text: str, timeout_s: float = 5.0
                  [element_id, text], timeout_s)  # fmt: skip
 
 
+def _next_message(watcher: Watcher) -> tuple[FeederMessage, float]:
+    """The coordinator's next feeder message and when it arrived (time.monotonic())."""
+    seen = len(watcher.on(TOPIC))
+    deadline = time.monotonic() + 15
+    while len(watcher.on(TOPIC)) == seen:
+        assert time.monotonic() < deadline, "no new feeder message"
+        time.sleep(0.002)
+    t0 = time.monotonic()
+    msg = watcher.on(TOPIC)[-1]
+    assert isinstance(msg, FeederMessage)
+    return msg, t0
+
+
+# first: the next test leaves a message of a far interval in the web's Live
+def test_the_operators_diagram_follows_every_figure(
+    community: Community, web_page: RecordedPage
+) -> None:
+    password = re.search(r"user operator, password (\S+)", community.procs.log("web"))
+    assert password
+    watcher = Watcher(community.mqtt_port, "h02", community.users["h02"], [TOPIC])
+    try:
+        page = web_page.page
+        page.goto(f"{community.base}/login")
+        page.fill("#username", "operator")
+        page.fill("#password", password.group(1))
+        page.click("main form button[type=submit]")
+        page.wait_for_url(f"{community.base}/")  # the operator lands on the community page
+        _says(web_page, "live-state", "Live.", 10)
+        path = community.top / GRID_FILE
+        d, limits, _ = read_drawing(path)
+        lone = next(k for k, r in enumerate(d.branches) if r.households == 1)
+        assert not shown(d, limits.k)[1][lone]  # withheld publicly
+        latencies = []
+        for _ in range(2):
+            msg, t0 = _next_message(watcher)
+            assert msg.loading_ppm[lone] is None  # left out of the broadcast
+            found = read_state(path, d, msg.interval)
+            assert found is not None and found[0] == "planned"
+            want = f"{found[1].loading_ppm[lone] / 1e4:.1f} %"
+            _says(web_page, "feeder-when", f"planned interval {msg.interval}:")
+            latencies.append(_says(web_page, f"fd-v-r{lone}", want) - t0)
+            assert "withheld" not in (web_page.page.get_attribute(f"#fd-r{lone}", "class") or "")
+        print(f"operator feeder live latency, ms: {[round(1000 * s) for s in latencies]}")
+        assert max(latencies) < LIVE_S, latencies
+    finally:
+        watcher.close()
+    assert any(h in web_page.page.content() for h in HOMES)  # who is where, for the operator
+    assert web_page.foreign(community.base) == [] and web_page.errors == []
+
+
 def test_the_diagram_follows_the_coordinators_planned_feeder(
     community: Community, web_page: RecordedPage
 ) -> None:
@@ -66,14 +117,8 @@ def test_the_diagram_follows_the_coordinators_planned_feeder(
         assert page.get_attribute("#feeder-svg", "data-topology") == topology
         latencies = []
         for _ in range(2):  # the next two intervals, as the coordinator plans them
-            seen = len(watcher.on(TOPIC))
-            deadline = time.monotonic() + 15
-            while len(watcher.on(TOPIC)) == seen:
-                assert time.monotonic() < deadline, "no new feeder message"
-                time.sleep(0.002)
-            t0 = time.monotonic()
-            msg = watcher.on(TOPIC)[-1]
-            assert isinstance(msg, FeederMessage) and msg.topology == topology
+            msg, t0 = _next_message(watcher)
+            assert msg.topology == topology
             latencies.append(_says(web_page, "feeder-when", f"planned interval {msg.interval}:")
                              - t0)  # fmt: skip
             assert msg.loading_ppm[0] is not None  # the transformer feeds all three homes

@@ -121,3 +121,31 @@ def test_a_missing_or_broken_grid_file_leaves_the_page_without_the_diagram(
     r = client.get("/")
     assert r.status_code == 200 and 'id="feeder-svg"' not in r.text
     assert "Our community" in r.text
+
+
+def test_feeder_json_is_every_figure_for_the_operator_and_the_shown_ones_publicly(
+    site: Site, tmp_path: Path
+) -> None:
+    path = site.view.dir / GRID_FILE
+    d, limits, topology = read_drawing(path)
+    found = read_state(path, d)
+    assert found is not None
+    kind, s = found
+    bus_ok, branch_ok = shown(d, limits.k)
+    public = site.client().get("/feeder.json")
+    assert public.status_code == 200 and public.headers["cache-control"] == "no-store"
+    assert public.json() == {
+        "interval": s.interval, "kind": kind, "topology": topology,
+        "v_upu": [v if ok else None for v, ok in zip(s.v_upu, bus_ok, strict=True)],
+        "loading_ppm": [x if ok else None
+                        for x, ok in zip(s.loading_ppm, branch_ok, strict=True)],
+    }  # fmt: skip
+    assert None in public.json()["loading_ppm"]
+    operator = site.client()
+    login(operator, OPERATOR, site.passwords[OPERATOR])
+    full = operator.get("/feeder.json").json()
+    assert full["v_upu"] == s.v_upu and full["loading_ppm"] == s.loading_ppm
+    shutil.copytree(site.view.dir, tmp_path / "run")
+    (tmp_path / "run" / GRID_FILE).unlink()
+    r = Site(RunView(tmp_path / "run"), site.accounts, site.passwords).client().get("/feeder.json")
+    assert r.status_code == 404 and "No feeder state" in r.json()["error"]

@@ -104,10 +104,23 @@ function element(key, cls, figure) {
   text(`fd-s-${key}`, STATES[cls]);
 }
 
+let feederInterval = null; // the interval the diagram shows, once live
+
 function feeder(f) {
   const svg = document.getElementById("feeder-svg");
-  if (!svg || !f || f.topology !== svg.dataset.topology) return;
-  const d = svg.dataset;
+  if (!svg || !f || f.topology !== svg.dataset.topology || f.interval === feederInterval) return;
+  feederInterval = f.interval;
+  if (svg.dataset.full === "1") { // the operator's page: every figure, from the server's record
+    fetch("/feeder.json", { cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((all) => { if (all && all.topology === f.topology) draw(all, svg.dataset); })
+      .catch(() => {});
+  } else {
+    draw(f, svg.dataset);
+  }
+}
+
+function draw(f, d) {
   f.v_upu.forEach((v, k) => {
     if (v !== null) element(`b${k}`, vClass(v / 1e6, d), `${(v / 1e6).toFixed(4)} p.u.`);
   });

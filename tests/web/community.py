@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 
 from gridctl.controller.keys import generate_key_file
@@ -67,6 +68,20 @@ class Community:
         self.procs.start("web", "gridctl", "web", self.config, "--port", str(self.web_port))
         self.procs.wait_for(lambda: _answers(f"{self.base}/how"), timeout_s, "the web app")
         return time.monotonic() - t0
+
+    @contextmanager
+    def client(self, user: str, client_id: str) -> Iterator[mqtt.Client]:
+        """An MQTT client (paho, its own thread) connected as ``user``, while in the block."""
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv5)  # fmt: skip
+        c.username_pw_set(user, self.users[user])
+        c.connect("127.0.0.1", self.mqtt_port)
+        c.loop_start()
+        try:
+            yield c
+        finally:
+            c.disconnect()
+            c.loop_stop()
 
     def stop_web(self) -> None:
         """Stop the web app (SIGINT, as Ctrl-C) and wait until it has ended."""

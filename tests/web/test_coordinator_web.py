@@ -12,7 +12,6 @@ import stat
 import time
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
@@ -121,21 +120,13 @@ def test_live_values_show_within_2_s_of_their_publication(
             assert _text(web_page, "#live-last-root") == root.root
             latencies.append(t1 - t0)
         # a household coming online (its retained status, a real publish as that household)
-        home = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="h02",
-                           protocol=mqtt.MQTTv5)  # fmt: skip
-        home.username_pw_set("h02", community.users["h02"])
-        home.connect("127.0.0.1", community.mqtt_port)
-        home.loop_start()
-        try:
+        with community.client("h02", "h02") as home:
             t0 = time.monotonic()
             home.publish(household_topic("oak", "h02", "status"), b"online", qos=1, retain=True)
             latencies.append(_wait_text(web_page, "live-online", "1", 5) - t0)
             home.publish(household_topic("oak", "h02", "status"), b"offline", qos=1,
                          retain=True).wait_for_publish(5)  # fmt: skip
             _wait_text(web_page, "live-online", "0", 5)
-        finally:
-            home.disconnect()
-            home.loop_stop()
     finally:
         watcher.close()
     print(f"live latency, ms: {[round(1000 * s) for s in latencies]}")

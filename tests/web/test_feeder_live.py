@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Iterator
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from gridctl.grid.drawing import shown
@@ -51,13 +50,8 @@ def _says(page: RecordedPage, element_id: str, text: str, timeout_s: float = 5.0
 
 def _next_message(watcher: Watcher) -> tuple[FeederMessage, float]:
     """The coordinator's next feeder message and when it arrived (time.monotonic())."""
-    seen = len(watcher.on(TOPIC))
-    deadline = time.monotonic() + 15
-    while len(watcher.on(TOPIC)) == seen:
-        assert time.monotonic() < deadline, "no new feeder message"
-        time.sleep(0.002)
+    msg = watcher.next(TOPIC, 15)
     t0 = time.monotonic()
-    msg = watcher.on(TOPIC)[-1]
     assert isinstance(msg, FeederMessage)
     return msg, t0
 
@@ -132,11 +126,13 @@ def test_the_diagram_follows_the_coordinators_planned_feeder(
         assert "withheld" in (page.get_attribute(f"#fd-r{lone}", "class") or "")
         # the state classes follow the figures: an overloaded plan, as the coordinator would
         # publish it (a later interval, so the running coordinator's next one is older)
-        _publish_as_coordinator(community, FeederMessage(
+        over = FeederMessage(
             interval=msg.interval + 1000, topology=topology,
             v_upu=[1_065_000 if ok else None for ok in bus_ok],
             loading_ppm=[1_200_000 if ok else None for ok in branch_ok],
-        ))  # fmt: skip
+        )  # fmt: skip
+        with community.client("coordinator", "test-coordinator") as coord:
+            coord.publish(TOPIC, encode(over), qos=1).wait_for_publish(5)
         _has_class(web_page, "fd-r0", "ld-over")
         _has_class(web_page, f"fd-b{bus_ok.index(True, 1)}", "v-out")
         assert page.text_content("#fd-s-r0") == "above 100 %"
@@ -147,16 +143,3 @@ def test_the_diagram_follows_the_coordinators_planned_feeder(
     for h in HOMES:
         assert h not in page.content()
     assert web_page.foreign(community.base) == [] and web_page.errors == []
-
-
-def _publish_as_coordinator(community: Community, msg: FeederMessage) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-coordinator",
-                         protocol=mqtt.MQTTv5)  # fmt: skip
-    client.username_pw_set("coordinator", community.users["coordinator"])
-    client.connect("127.0.0.1", community.mqtt_port)
-    client.loop_start()
-    try:
-        client.publish(TOPIC, encode(msg), qos=1).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()

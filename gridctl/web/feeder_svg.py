@@ -212,6 +212,15 @@ def _svg(
             f'x2="{x2:.1f}" y2="{y2:.1f}"><title>{escape(row.name)}: {escape(row.figure)}'
             "</title></line>"
         )
+    for r in d.branches:
+        if r.kind == "trafo":  # named on the drawing: where the feeder meets the town's grid
+            (x1, y1), (x2, y2) = at(r.frm), at(r.to)
+            anchor = "end" if (x1 + x2) / 2 > width / 2 else "start"
+            dx = -8 if anchor == "end" else 8
+            out.append(
+                f'<text class="lbl" x="{(x1 + x2) / 2 + dx:.1f}" y="{(y1 + y2) / 2 + 4:.1f}" '
+                f'text-anchor="{anchor}">transformer</text>'
+            )
     for k, row in enumerate(buses):
         x, y = at(k)
         homes = f" (homes: {row.homes})" if row.homes else ""

@@ -79,6 +79,9 @@ class GridRecord:
             old = self.db.execute("SELECT value FROM meta WHERE key='topology'").fetchone()
             if old is None or old[0] != d.topology_id:
                 _write_drawing(self.db, d)
+            else:  # the same places; a household may have another id
+                self.db.execute("DELETE FROM households")
+                _write_households(self.db, d)
             meta = {"topology": d.topology_id, "v_min_pu": limits.v_min_pu,
                     "v_max_pu": limits.v_max_pu, "loading_max_pct": limits.loading_max_pct,
                     "k": limits.k, "geo": int(d.geo)}  # fmt: skip
@@ -123,8 +126,12 @@ def _write_drawing(db: sqlite3.Connection, d: Drawing) -> None:
         [(k, r.kind, r.index, r.name[:MAX_NAME], r.frm, r.to, r.households)
          for k, r in enumerate(d.branches)],
     )  # fmt: skip
+    _write_households(db, d)
+
+
+def _write_households(db: sqlite3.Connection, d: Drawing) -> None:
     db.executemany("INSERT INTO households VALUES (?, ?, ?)",
-                   [(k, h, b) for k, (h, b) in enumerate(d.households)])  # fmt: skip
+                   [(k, h[:MAX_NAME], b) for k, (h, b) in enumerate(d.households)])  # fmt: skip
 
 
 @contextmanager

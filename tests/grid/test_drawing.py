@@ -142,6 +142,12 @@ def test_states_round_trip_through_grid_sqlite(feeder, tmp_path: Path) -> None: 
     assert d2 == d and limits == LIMITS and topology == d.topology_id
     assert read_state(path, d2, 42) is None
     assert read_state(path, d2) == ("planned", state(d, ac.net, 46, res))
+    # opened again with the same places under other ids: the states stay, the ids follow
+    renamed = drawing(net, buses, [f"x{h}" for h in HOMES])
+    assert renamed.topology_id == d.topology_id
+    GridRecord(path, renamed, LIMITS).close()
+    d3, _, _ = read_drawing(path)
+    assert d3 == renamed and read_state(path, d3) == ("planned", state(d, ac.net, 46, res))
     # a file is input: a value beyond its stored width is refused on reading
     with sqlite3.connect(path) as db:
         db.execute("UPDATE buses SET x = 7.5 WHERE pos = 0")

@@ -208,7 +208,8 @@ def _svg(
         (x1, y1), (x2, y2) = at(r.frm), at(r.to)
         kind = " trafo" if r.kind == "trafo" else ""
         out.append(
-            f'<line id="fd-{row.key}" class="br{kind} {row.cls}" x1="{x1:.1f}" y1="{y1:.1f}" '
+            f'<line id="fd-{row.key}" class="br{kind} {row.cls}" data-name="{escape(row.name)}" '
+            f'x1="{x1:.1f}" y1="{y1:.1f}" '
             f'x2="{x2:.1f}" y2="{y2:.1f}"><title>{escape(row.name)}: {escape(row.figure)}'
             "</title></line>"
         )
@@ -225,7 +226,8 @@ def _svg(
         x, y = at(k)
         homes = f" (homes: {row.homes})" if row.homes else ""
         out.append(
-            f'<circle id="fd-{row.key}" class="bus {row.cls}" cx="{x:.1f}" cy="{y:.1f}" r="4">'
+            f'<circle id="fd-{row.key}" class="bus {row.cls}" data-name="{escape(row.name)}" '
+            f'data-homes="{escape(row.homes)}" cx="{x:.1f}" cy="{y:.1f}" r="4">'
             f"<title>{escape(row.name)}: {escape(row.figure)}{escape(homes)}</title></circle>"
         )
     out.append("</svg>")

@@ -85,6 +85,8 @@ def test_the_operators_diagram_follows_every_figure(
             _says(web_page, "feeder-when", f"planned interval {msg.interval}:")
             latencies.append(_says(web_page, f"fd-v-r{lone}", want) - t0)
             assert "withheld" not in (web_page.page.get_attribute(f"#fd-r{lone}", "class") or "")
+            title = web_page.page.text_content(f"#fd-r{lone} title")
+            assert title == f"{d.branches[lone].name}: {want}", title
         print(f"operator feeder live latency, ms: {[round(1000 * s) for s in latencies]}")
         assert max(latencies) < LIVE_S, latencies
     finally:

@@ -99,7 +99,8 @@ function element(key, cls, figure) {
   const kind = el.classList.contains("trafo") ? "br trafo" : el.tagName === "circle" ? "bus" : "br";
   el.setAttribute("class", `${kind} ${cls}`);
   const title = el.querySelector("title");
-  if (title) title.textContent = `${title.textContent.split(":")[0]}: ${figure}`;
+  const homes = el.dataset.homes ? ` (homes: ${el.dataset.homes})` : "";
+  if (title) title.textContent = `${el.dataset.name}: ${figure}${homes}`;
   text(`fd-v-${key}`, figure);
   text(`fd-s-${key}`, STATES[cls]);
 }

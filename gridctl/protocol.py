@@ -321,8 +321,9 @@ class FeederMessage(_Msg):
     """The feeder in the interval the coordinator is executing, as it planned it and checked it
     with an AC power flow (not measured): each bus's voltage (µp.u.) and each branch's loading
     (ppm of its rating) in the order of the coordinator's drawing (``grid.sqlite``, whose
-    ``topology`` id it names); None where fewer than the community's k households are
-    downstream (the figure would reveal theirs)."""
+    ``topology`` id it names); None where the public diagram withholds the figure (fewer than
+    the community's k households downstream, or fewer singled out by subtracting another:
+    ``gridctl.grid.drawing.shown``)."""
 
     interval: Interval
     kind: Literal["planned"] = "planned"

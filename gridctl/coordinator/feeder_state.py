@@ -1,7 +1,8 @@
 """The feeder as the coordinator plans it, each interval: recorded in ``grid.sqlite`` beside
 the ledger (every figure, for the operator's page) and published retained on
-``coordinator/feeder`` for everyone (``FeederMessage``: a figure covering fewer than k
-households left out, since every household reads the coordinator's broadcasts)."""
+``coordinator/feeder`` for everyone (``FeederMessage``: what the public diagram withholds left
+out, ``gridctl.grid.drawing.shown``, since every household reads the coordinator's
+broadcasts)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from gridctl.protocol import MAX_COMMUNITY_W, CommunityPlanMessage, InForce
+from gridctl.settlement.canonical import canonical
 
 if TYPE_CHECKING:  # readers (the web app) need not load the LP solvers
     from gridctl.dispatch.community import Plan
@@ -97,7 +98,7 @@ class PlanLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
         d = plan.model_dump()
-        d["in_force"] = json.dumps(d["in_force"], separators=(",", ":"))
+        d["in_force"] = canonical(d["in_force"]).decode()
         with self._db:
             self._db.execute(
                 f"INSERT OR REPLACE INTO community_plans ({', '.join(_COLUMNS)}) "

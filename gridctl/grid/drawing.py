@@ -21,6 +21,7 @@ import pandapower as pp
 from gridctl.grid import LOADING_PPM_MAX, V_UPU_MAX
 from gridctl.grid.ac import AcResult
 from gridctl.grid.network import radial_network
+from gridctl.settlement.canonical import canonical
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Drawing:
             [(r.kind, r.index, r.frm, r.to) for r in self.branches],
             [p for _, p in self.households],
         ]
-        return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical(doc)).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
                        own telemetry / reading / status / vote and reads only its own plan and the
                        community broadcasts (a household's consumption is personal data); the
                        web app (user ``web``) reads the broadcasts and the households' online
-                       status and writes only vote topics (it relays members' signed votes)
+                       status, live telemetry and plans (never their readings) and writes only
+                       vote topics (it relays members' signed votes)
     credentials.json   user → password, for handing to each controller (mode 0600)
 
 Each client's id is its user name (``use_username_as_clientid``): a household that connects
@@ -160,9 +161,15 @@ def acl_text(community: str) -> str:
             f"user {COORDINATOR}",
             f"topic readwrite {base}/#",
             "",
-            "# the web app: households online (status) and members' signed votes, nothing else",
+            "# the web app: households online (status), their live telemetry and plans (read",
+            "# only, both retained: the coordinator's own web service shows each household its",
+            "# own devices now and its plan, authorizing every request server-side, keeps them",
+            "# in memory only and never publishes them), members' signed votes; nothing else:",
+            "# not the signed readings, and it may write no household's telemetry or plan",
             f"user {WEB}",
             f"topic read {base}/+/status",
+            f"topic read {base}/+/telemetry",
+            f"topic read {base}/+/plan",
             f"topic write {base}/+/vote",
             "",
             "# every household, by its user name (%u): its own subtree, its own plan, broadcasts",

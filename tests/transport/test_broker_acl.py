@@ -127,26 +127,33 @@ async def test_households_read_only_their_plan_and_write_only_their_subtree(brok
 
 
 @BOTH_BROKERS
-async def test_the_web_user_reads_status_and_broadcasts_and_writes_only_votes(
+async def test_the_web_user_reads_status_telemetry_plans_and_broadcasts_and_writes_only_votes(
     broker: Broker,
 ) -> None:
     c, hh = broker.community, broker.households[:3]
     async with _client(broker, "coordinator") as coord:
         await coord.subscribe(f"gridctl/v1/{c}/#", qos=1)
-        for h in hh:  # retained personal data the web must not see, and the status it may
+        expected = set()
+        for h in hh:  # retained live state the web shows each household, and the status
             await coord.publish(household_topic(c, h, "telemetry"), _telemetry(h, 1.0), qos=1,
                                 retain=True)  # fmt: skip
             plan = PlanMessage(household=h, issued=1, steps=[PlanStep(interval=2)])
             await coord.publish(household_topic(c, h, "plan"), encode(plan), qos=1, retain=True)
             await coord.publish(household_topic(c, h, "status"), b"online", qos=1, retain=True)
+            expected |= {household_topic(c, h, k) for k in ("telemetry", "plan", "status")}
         async with _client(broker, "web") as web:
             await web.subscribe(f"gridctl/v1/{c}/+/status", qos=1)
-            await web.subscribe(f"gridctl/v1/{c}/+/telemetry", qos=1)  # refused or filtered
+            await web.subscribe(f"gridctl/v1/{c}/+/telemetry", qos=1)
+            await web.subscribe(f"gridctl/v1/{c}/+/plan", qos=1)
+            await web.subscribe(f"gridctl/v1/{c}/+/reading", qos=1)  # refused or filtered
             await web.subscribe(coordinator_topic(c, "#"), qos=1)
+            for h in hh:  # a signed reading now: the web must never get one
+                await coord.publish(household_topic(c, h, "reading"), b"personal", qos=1)
             prices = coordinator_topic(c, "prices")
             await coord.publish(prices, b"end", qos=1)
             seen = await _collect_until(web, prices, b"end")
-            assert {t for t, _ in seen} == {household_topic(c, h, "status") for h in hh}, seen
+            assert {t for t, _ in seen} == expected, seen
+            assert not [t for t, p in seen if t.endswith("/reading") or p == b"personal"]
             for h in hh:  # it may write every vote topic, nothing else of a household
                 for kind in HOUSEHOLD_KINDS:
                     await web.publish(household_topic(c, h, kind), b"offline", qos=1)
@@ -157,6 +164,23 @@ async def test_the_web_user_reads_status_and_broadcasts_and_writes_only_votes(
     assert sorted(t for t, p in got if p in (b"offline", b"forged")) == sorted(
         household_topic(c, h, "vote") for h in hh
     ), got
+
+
+@BOTH_BROKERS
+async def test_a_household_reads_no_other_households_telemetry_or_plan(broker: Broker) -> None:
+    c, (a, b) = broker.community, broker.households[:2]
+    async with _client(broker, "coordinator") as coord:
+        await coord.publish(household_topic(c, b, "telemetry"), _telemetry(b, 7.0), qos=1,
+                            retain=True)  # fmt: skip
+        plan = PlanMessage(household=b, issued=1, steps=[PlanStep(interval=2, battery_w=99.0)])
+        await coord.publish(household_topic(c, b, "plan"), encode(plan), qos=1, retain=True)
+        async with _client(broker, a) as home:
+            for kind in ("telemetry", "plan", "status", "reading"):
+                await home.subscribe(household_topic(c, b, kind), qos=1)
+            await home.subscribe(coordinator_topic(c, "#"), qos=1)
+            await coord.publish(coordinator_topic(c, "prices"), b"end", qos=1)
+            got = await _collect_until(home, coordinator_topic(c, "prices"), b"end")
+    assert not [t for t, _ in got if f"/{b}/" in t], got
 
 
 @BOTH_BROKERS
@@ -328,7 +352,11 @@ def test_acl_rules_read_back_as_mosquitto_applies_them() -> None:
     assert acl.allows("coordinator", f"{base}/h1/reading", "read")
     assert acl.allows("web", f"{base}/h1/vote", "write")
     assert acl.allows("web", f"{base}/h1/status", "read")
-    assert not acl.allows("web", f"{base}/h1/telemetry", "read")
+    for kind in ("telemetry", "plan"):  # read, never written, by the coordinator's web
+        assert acl.allows("web", f"{base}/h1/{kind}", "read")
+        assert not acl.allows("web", f"{base}/h1/{kind}", "write")
+    assert not acl.allows("web", f"{base}/h1/reading", "read")
+    assert not acl.allows("h1", f"{base}/h2/telemetry", "read")
     assert not acl.allows("web", f"{base}/h1/status", "write")
     assert not acl.allows("h+", f"{base}/h1/plan", "read")  # a wildcard name gets no pattern
     # a subscription is within a user's reads only if every topic it can match is

@@ -1,7 +1,9 @@
-"""``/households/{id}``: a household's own statement, per month (``?month=YYYY-MM``, default the
-last settled) with a row per day, or one day (``?day=YYYY-MM-DD``) with its intervals and their
-inclusion proofs; the plain-language line of each case and flexibility request; what it would
-have paid on its own when the run has it. Only that household or the operator (``authorize``).
+"""``/households/{id}``: a household's devices now and its plan (coordinator mode; followed
+live through ``/households/{id}/live``, server-sent events), and its own statement, per month
+(``?month=YYYY-MM``, default the last settled) with a row per day, or one day
+(``?day=YYYY-MM-DD``) with its intervals and their inclusion proofs; the plain-language line of
+each case and flexibility request; what it would have paid on its own. Only that household or
+the operator (``authorize``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from gridctl.core import INTERVALS_PER_DAY, MICRO, W_PER_KW, interval_start
+from gridctl.web.devices_now import own_state
 from gridctl.web.explain import case_line, flex_line
+from gridctl.web.household_live import HouseholdLive
+from gridctl.web.live_routes import event_stream
 from gridctl.web.run_view import RunView
+from gridctl.web.security import COOKIE
 from gridctl.web.statements import Totals
 
 if TYPE_CHECKING:
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
 HOUSEHOLD_ID = r"^[A-Za-z0-9_-]{1,32}$"
 HouseholdId = Annotated[str, PathParam(pattern=HOUSEHOLD_ID)]
 MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+AGE_S = 5.0
+"""A household's live stream looks again at least this often, s (the telemetry's age)."""
 PROOF_VIEW = Path(__file__).parent / "static" / "proof-view.js"
 """The in-browser proof check (binds every ``button[data-proof-url]``), when the app ships it."""
 ON_ITS_OWN = (
@@ -88,9 +96,11 @@ def router(web: WebApp) -> APIRouter:
         view = web.view
         days = view.statements.days(household)
         months = _months(days)
+        store = _own_live(request)
         ctx: dict[str, object] = {
             "household": household, "figures": figures, "months": months, "cells": cells,
             "on_its_own": ON_ITS_OWN, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
+            "own": None if store is None else _own(store, household),
         }  # fmt: skip
         if day is not None:
             if day not in days:
@@ -114,7 +124,29 @@ def router(web: WebApp) -> APIRouter:
             month_days=in_month, lines=_lines(view, household, min(in_month), max(in_month)),
         )  # fmt: skip
 
+    @r.get("/households/{household}/live")
+    async def household_live(request: Request, household: HouseholdId) -> Response:
+        s = web.authorize(request, household)
+        store = _own_live(request)
+        if store is None:
+            raise HTTPException(404, "No devices now: this server shows a finished simulation.")
+        return event_stream(
+            request, "household", lambda: _own(store, household), store.changed.wait, AGE_S,
+            allowed=lambda: web.sessions.get(request.cookies.get(COOKIE)) is s,
+        )  # fmt: skip
+
     return r
+
+
+def _own_live(request: Request) -> HouseholdLive | None:
+    """The households' live state (coordinator mode), None for a finished simulation."""
+    live = getattr(request.app.state, "live", None)
+    return None if live is None else live.households
+
+
+def _own(store: HouseholdLive, household: str) -> dict:
+    """The household's devices now and plan (``devices_now.own_state``)."""
+    return own_state(store.telemetry.get(household), store.plans.get(household), store.clock())
 
 
 def _interval(d: date) -> int:

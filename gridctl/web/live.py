@@ -2,13 +2,14 @@
 topics, and the relay of members' signed votes.
 
 The web app connects as the broker user ``web`` (``gridctl broker config`` makes it), which
-reads only the coordinator's broadcasts and the households' online status and writes only vote
-topics. What it keeps is public: whether the coordinator is online, how many households are,
-the last settled interval and its root, the prices and governed parameters in force and the
-changes scheduled, the community's plan of the current interval with the envelopes and events
-in force, the last settled interval's public aggregates and the feeder as planned. No
-household's own figure is kept (its status only counts; the feeder message carries no figure
-the public diagram withholds).
+reads only the coordinator's broadcasts and the households' online status, telemetry and plans,
+and writes only vote topics. What ``snapshot`` shows is public: whether the coordinator is
+online, how many households are, the last settled interval and its root, the prices and
+governed parameters in force and the changes scheduled, the community's plan of the current
+interval with the envelopes and events in force, the last settled interval's public aggregates
+and the feeder as planned. No household's own figure is in it (its status only counts; the
+feeder message carries no figure the public diagram withholds): a household's telemetry and
+plan go to ``household_live``, shown to that household only.
 """
 
 from __future__ import annotations
@@ -27,32 +28,53 @@ from gridctl.protocol import (
     FeederMessage,
     ParametersMessage,
     PriceMessage,
+    ProtocolError,
     RejectCounter,
     coordinator_topic,
     encode,
     household_topic,
+    parse_topic,
 )
 from gridctl.settlement.aggregates import AggregateRow, OpenDataMessage
 from gridctl.settlement.roots import RootMessage
 from gridctl.transport.broker import WEB
 from gridctl.transport.session import BrokerSettings, Session
+from gridctl.web.household_live import HouseholdLive
 from gridctl.web.plan_view import actual_facts, plan_facts
+from gridctl.web.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
+OWN = ("telemetry", "plan")
+"""A household's own topics the web reads for that household's page (never shown publicly)."""
 MAX_STATUSES = 100_000
 """Households' online states kept at most (the broker's ACL lets only households write them)."""
+
+
+def _household_own(topic: str) -> bool:
+    """Whether ``topic`` is a household's telemetry or plan (not the coordinator's plan)."""
+    try:
+        _, household, kind = parse_topic(topic)
+    except ProtocolError:
+        return False
+    return household is not None and kind in OWN
 
 
 class Live:
     """Retained community state over MQTT, and a wake-up for whoever streams it.
 
-    community: the community id. broker: session settings of the ``web`` user."""
+    community: the community id. broker: session settings of the ``web`` user.
+    households: where each household's own telemetry and plan go (``household_live``); None:
+    not subscribed to them."""
 
-    def __init__(self, community: str, broker: BrokerSettings) -> None:
+    def __init__(self, community: str, broker: BrokerSettings,
+                 households: HouseholdLive | None = None) -> None:  # fmt: skip
         self.community = community
         filters = [f"{ROOT}/{community}/+/status", coordinator_topic(community, "#")]
+        if households is not None:
+            filters += [f"{ROOT}/{community}/+/{kind}" for kind in OWN]
         self.session = Session(broker, WEB, filters, self._on_message)
-        self.rejects = RejectCounter()
+        self.rejects = households.rejects if households is not None else RejectCounter()
+        self.households = households
         self.coordinator: str | None = None
         self.online: dict[str, bool] = {}
         self.root: RootMessage | None = None
@@ -66,12 +88,14 @@ class Live:
         self.feeder: FeederMessage | None = None
         """The feeder as the coordinator planned its current interval (public figures only:
         the coordinator leaves out those covering fewer than k households)."""
-        self._changed: asyncio.Event | None = None
+        self._changed = Wakeup()
 
     @asynccontextmanager
     async def running(self, *_: object) -> AsyncIterator[None]:
         """Keep the MQTT session while the web app runs (a FastAPI lifespan)."""
-        self._changed = asyncio.Event()
+        self._changed.start()
+        if self.households is not None:
+            self.households.changed.start()
         task = asyncio.create_task(self.session.run())
         try:
             yield
@@ -81,6 +105,9 @@ class Live:
                 await task
 
     async def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.households is not None and _household_own(topic):  # kept apart, never public
+            self._own(self.households, topic, payload)
+            return
         if not payload:
             return  # a retained message cleared
         d = self.rejects.decode(topic, payload)
@@ -116,19 +143,26 @@ class Live:
             return
         self._wake()
 
+    def _own(self, households: HouseholdLive, topic: str, payload: bytes) -> None:
+        """A household's telemetry or plan, to ``households`` only."""
+        if not payload:  # a retained message cleared
+            _, household, kind = parse_topic(topic)
+            households.clear(household, kind)  # type: ignore[arg-type]
+            return
+        d = self.rejects.decode(topic, payload)
+        if d is None:
+            return
+        if d.community != self.community:
+            self.rejects.refuse("wrong_community", topic, f"not community {self.community}")
+            return
+        households.take(topic, d)
+
     def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        self._changed.set()
 
     async def changed(self, timeout_s: float) -> None:
         """Return when the state changes, or after ``timeout_s``."""
-        event = self._changed
-        if event is None:
-            await asyncio.sleep(timeout_s)
-            return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+        await self._changed.wait(timeout_s)
 
     def snapshot(self) -> dict[str, Any]:
         """The public state: community-level values only (JSON-ready)."""

@@ -4,7 +4,7 @@ values only), and ``/live.json``, the same once. The page's ``static/live.js`` f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from gridctl.web.live import Live
 
 MAX_STREAMS = 1000
-"""Event streams served at once (one per open community page); beyond, 503."""
+"""Event streams served at once (one per open community or household page); beyond, 503."""
 KEEPALIVE_S = 15.0
 """A comment line at least this often, s, so proxies and the browser keep the stream."""
 RETRY_MS = 1000
@@ -36,6 +36,21 @@ def live_json(request: Request) -> Response:
 @router.get("/live")
 async def live_stream(request: Request) -> Response:
     live = _live(request)
+    return event_stream(request, "community", live.snapshot, live.changed, KEEPALIVE_S)
+
+
+def event_stream(
+    request: Request,
+    event: str,
+    snapshot: Callable[[], object],
+    changed: Callable[[float], Awaitable[None]],
+    every_s: float,
+    allowed: Callable[[], bool] = lambda: True,
+) -> Response:
+    """Server-sent events named ``event``: ``snapshot()`` (JSON) whenever it differs from the
+    last one sent, looked at after each ``changed`` (or ``every_s``, s); a keep-alive comment
+    otherwise; the stream ends once ``allowed()`` is False (a session that ended). At most
+    ``MAX_STREAMS`` streams at once (503 beyond)."""
     state = request.app.state
     if getattr(state, "streams", 0) >= MAX_STREAMS:
         raise HTTPException(503, "Too many live pages open right now; reload in a minute.")
@@ -45,14 +60,14 @@ async def live_stream(request: Request) -> Response:
         try:
             yield f"retry: {RETRY_MS}\n\n"
             last = None
-            while not await request.is_disconnected():
-                snap = live.snapshot()
+            while allowed() and not await request.is_disconnected():
+                snap = snapshot()
                 if snap != last:
-                    yield f"event: community\ndata: {json.dumps(snap)}\n\n"
+                    yield f"event: {event}\ndata: {json.dumps(snap)}\n\n"
                     last = snap
                 else:
                     yield ": keep-alive\n\n"
-                await live.changed(KEEPALIVE_S)
+                await changed(every_s)
         finally:
             state.streams -= 1
 

@@ -57,12 +57,15 @@ def serve_coordinator(config: Path, host: str, port: int, say: Callable[[str], N
                       broker_secret: Path | None = None) -> None:  # fmt: skip
     """Serve a running coordinator's community until interrupted: its ledger read-only, its
     retained MQTT state as the broker user ``web`` (password in ``broker_secret``, default
-    ``web.secret`` beside the config), the households' logins of its logins file."""
+    ``web.secret`` beside the config) with each enrolled household's telemetry and plan for
+    its own page, the households' logins of its logins file."""
     from gridctl.core import GridctlError, service_clock
+    from gridctl.protocol import RejectCounter
     from gridctl.transport.broker import WEB
     from gridctl.web.app import create_app
     from gridctl.web.coord_config import load_web_side
     from gridctl.web.coord_view import CoordinatorView
+    from gridctl.web.household_live import HouseholdLive
     from gridctl.web.live import Live
     from gridctl.web.logins import LOGINS_FILE, FileAccounts
 
@@ -80,7 +83,9 @@ def serve_coordinator(config: Path, host: str, port: int, say: Callable[[str], N
     say(f"operator login (this start only): user {OPERATOR}, password {operator}")
     say(f"household logins: {accounts.path} (`gridctl coordinator web-login CONFIG HOUSEHOLD`)")
     say(f"serving community {cfg.community} on http://{host}:{port}/ (Ctrl-C stops)")
-    _serve(create_app(view, accounts, live=Live(cfg.community, broker)), host, port)
+    # each enrolled household's own telemetry and plan, in memory, for its page only
+    own = HouseholdLive([h.id for h in cfg.households], view.clock, RejectCounter())
+    _serve(create_app(view, accounts, live=Live(cfg.community, broker, own)), host, port)
 
 
 def _serve(app: FastAPI, host: str, port: int) -> None:

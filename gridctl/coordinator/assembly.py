@@ -156,6 +156,7 @@ def assemble(
         community_per_kwh=spec.tariff.community_per_kwh,
         reward_tokens_per_kwh=spec.reward_tokens_per_kwh,
         flex_tokens_per_kwh=spec.flex_tokens_per_kwh,
+        grid_tariff=(spec.tariff.import_per_kwh, spec.tariff.feed_in_per_kwh),
         pooled=mode == "community",  # without a community, nothing goes through a pool
         balance=balance,
         public_k=spec.opendata.k,

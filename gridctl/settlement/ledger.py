@@ -44,6 +44,7 @@ from gridctl.settlement import (
     cases,
     flex_records,
     gov_records,
+    grid_records,
     readings,
     registry,
     roots,
@@ -68,9 +69,10 @@ from gridctl.settlement.tables import create_tables, insert_rows, make_append_on
 GENESIS = "00" * 32
 """prev_hash of the first posting."""
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 """3: signed, chained interval roots; 4: meter readings carry their interval's voltage;
-5: governance records (``gov_records``); 6: public aggregates (``aggregates``)."""
+5: governance records (``gov_records``); 6: public aggregates (``aggregates``); 8: grid
+tariffs and pool shares (``grid_records``)."""
 
 
 class LedgerConflictError(LedgerError):
@@ -256,7 +258,8 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         " WHERE reverses IS NOT NULL"
     )
     make_append_only(db.conn, ("entries", "transactions", "conflicts"))
-    owners = (registry, readings, cases, gov_records, flex_records, aggregates, roots)
+    owners = (registry, readings, cases, gov_records, flex_records, aggregates, grid_records,
+              roots)  # fmt: skip
     for tables in (m.TABLES for m in owners):
         create_tables(db, tables)
     readings.create_views(db)
@@ -276,7 +279,7 @@ def check_version(db: sqlite3.Connection, path: Path) -> None:
     if row and row[0] != SCHEMA_VERSION:
         raise LedgerError(
             f"{path} is a ledger of schema version {row[0]}; this gridctl reads version "
-            f"{SCHEMA_VERSION} (with public aggregates): settle into a new ledger"
+            f"{SCHEMA_VERSION} (with grid tariffs and pool shares): settle into a new ledger"
         )
 
 

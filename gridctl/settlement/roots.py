@@ -67,6 +67,8 @@ COVERED = (
     "flex_events",
     "flex_baselines",
     "flex_deliveries",
+    "grid_tariffs",
+    "pool_shares",
 )
 """Tables whose rows each root covers (the entries are covered by its Merkle root and head)."""
 

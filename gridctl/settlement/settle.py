@@ -42,6 +42,7 @@ from gridctl.settlement.cases import (
     case_detail,
     households_in_cases,
 )
+from gridctl.settlement.grid_records import add_shares, add_tariff, share_rows, tariff_row
 from gridctl.settlement.holds import hold_transactions, open_holds, resolution
 from gridctl.settlement.ledger import Ledger, Transaction
 from gridctl.settlement.physics import (
@@ -107,6 +108,7 @@ class SettlementConfig:
     flex_tokens_per_kwh: float = 0.0
     grid_import_per_kwh: float | None = None
     grid_feed_in_per_kwh: float | None = None
+    grid_tariff: tuple[float, float] | None = None
     pooled: bool = True
     interval_s: int = INTERVAL_S
     vee: VeeConfig = field(default_factory=VeeConfig)
@@ -575,6 +577,12 @@ class Settler:
         add_estimates(db, plan.estimate_rows)
         add_cases(db, plan.case_rows)
         add_aggregate(db, plan.aggregate)
+        tariff = self.config.grid_tariff
+        if tariff is not None:
+            add_tariff(db, tariff_row(interval, *tariff))
+            st = plan.settlement
+            add_shares(db, share_rows(interval, self.households, st.received_wh,  # type: ignore[arg-type]
+                                      st.supplied_wh))  # fmt: skip
         booked = self.ledger.append(plan.settlement.transactions)
         return booked, self.ledger.close_interval(interval)
 

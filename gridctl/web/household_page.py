@@ -22,6 +22,7 @@ from gridctl.web.devices_now import own_state
 from gridctl.web.explain import case_line, flex_line
 from gridctl.web.household_live import HouseholdLive
 from gridctl.web.live_routes import event_stream
+from gridctl.web.on_its_own import OnItsOwn, on_its_own
 from gridctl.web.run_view import RunView
 from gridctl.web.security import COOKIE
 from gridctl.web.statements import Totals
@@ -36,12 +37,11 @@ AGE_S = 5.0
 """A household's live stream looks again at least this often, s (the telemetry's age)."""
 PROOF_VIEW = Path(__file__).parent / "static" / "proof-view.js"
 """The in-browser proof check (binds every ``button[data-proof-url]``), when the app ships it."""
-ON_ITS_OWN = (
-    "What your home would have paid on its own is not known for this run: that needs the same "
-    "scenario simulated with every home optimised alone (gridctl sim --dispatch home), and this "
-    "run directory holds only the community's run. gridctl does not guess it."
+NOT_KNOWN = (
+    "What your home would have paid on its own is not known here: this ledger was settled "
+    "without the grid's prices, and gridctl does not guess them."
 )
-"""Said in place of the ``home`` counterfactual, which a run directory does not hold."""
+"""Said in place of the ``home`` counterfactual when the ledger has no grid price."""
 
 
 def money(micro: int) -> str:
@@ -72,6 +72,24 @@ def figures(t: Totals) -> list[tuple[str, str]]:
     return rows + [(what, money(v)) for what, v in rare if v]
 
 
+def alone_rows(o: OnItsOwn) -> list[tuple[str, str]]:
+    """The counterfactual in plain words: (what, amount paid; negative: earned)."""
+    return [
+        (f"On your own: {kwh(o.import_wh)} drawn, all at the grid's import price",
+         money(o.alone_import)),
+        (f"On your own: {kwh(o.export_wh)} fed in, all at the grid's feed-in price",
+         money(-o.alone_feed_in)),
+        ("On your own, in all", money(o.alone)),
+        ("In the community: paid to neighbours for energy received", money(o.pool_paid)),
+        ("In the community: earned from neighbours for energy shared", money(-o.pool_earned)),
+        (f"In the community: the rest drawn from the grid, {kwh(o.grid_import_wh)}",
+         money(o.grid_import)),
+        (f"In the community: the rest fed into the grid, {kwh(o.grid_export_wh)}",
+         money(-o.grid_feed_in)),
+        ("In the community, in all", money(o.community)),
+    ]  # fmt: skip
+
+
 def cells(t: Totals) -> Markup:
     """A row's cells for a month's or a day's totals: drew and fed in (kWh), paid, earned
     (pool and flexibility), tokens, flexibility delivered (kWh)."""
@@ -99,7 +117,8 @@ def router(web: WebApp) -> APIRouter:
         store = _own_live(request)
         ctx: dict[str, object] = {
             "household": household, "figures": figures, "months": months, "cells": cells,
-            "on_its_own": ON_ITS_OWN, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
+            "not_known": NOT_KNOWN,
+            "alone_rows": alone_rows, "money": money, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
             "own": None if store is None else _own(store, household),
         }  # fmt: skip
         if day is not None:
@@ -108,9 +127,12 @@ def router(web: WebApp) -> APIRouter:
             first = _interval(day)
             rows = view.statements.intervals(household, first, first + INTERVALS_PER_DAY - 1)
             roots = view.roots(first, first + INTERVALS_PER_DAY - 1)
+            alone = on_its_own(view.ledger, household, first, first + INTERVALS_PER_DAY - 1,
+                               days[day])  # fmt: skip
             return web.render(
                 request, "household.html", **ctx, day=day, total=days[day], rows=rows,
                 roots=roots, lines=_lines(view, household, day, day), month=day.strftime("%Y-%m"),
+                alone=alone,
             )  # fmt: skip
         if not days:
             return web.render(request, "household.html", **ctx, day=None, month=None, total=None)
@@ -119,9 +141,11 @@ def router(web: WebApp) -> APIRouter:
         if not in_month:
             raise HTTPException(404, f"{household} has no settled statement in {month}.")
         total = months[month]
+        lo, hi = _interval(min(in_month)), _interval(max(in_month) + timedelta(days=1)) - 1
         return web.render(
             request, "household.html", **ctx, day=None, month=month, total=total,
             month_days=in_month, lines=_lines(view, household, min(in_month), max(in_month)),
+            alone=on_its_own(view.ledger, household, lo, hi, total),
         )  # fmt: skip
 
     @r.get("/households/{household}/live")

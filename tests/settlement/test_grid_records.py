@@ -18,26 +18,28 @@ T0 = 1_000_000
 CFG = SettlementConfig(0.20, 1.0, grid_tariff=(0.32, 0.08))
 
 
-def _settled(db: Path) -> Ledger:
-    """Three intervals of three households: the import price changes at the third."""
+def settled(db: Path, config: SettlementConfig = CFG) -> Ledger:
+    """Three intervals of three households (``config``'s prices, the import price changed to
+    0.30 at the third when it records them)."""
     led = Ledger(db, COORDINATOR_KEY)
     s = {h: MeterSigner(main_meter(h), key_from_seed(h.encode())) for h in ("h0", "h1", "h2")}
     for h, x in s.items():
         register_meter(led, x.meter, h, "main", 10_000, public_bytes(x.key), T0)
-    settler = Settler(led, CFG)
+    settler = Settler(led, config)
     # cumulative counters (import, export) Wh: h0 draws 1000, h1 feeds 600, h2 draws 200
     settler.settle(T0, [s["h0"].sign(T0, 1000, 0), s["h1"].sign(T0, 0, 600),
                         s["h2"].sign(T0, 200, 0)])  # fmt: skip
     settler.settle(T0 + 1, [s["h0"].sign(T0 + 1, 1400, 0), s["h1"].sign(T0 + 1, 0, 600),
                             s["h2"].sign(T0 + 1, 200, 300)])  # fmt: skip
-    settler.config = dataclasses.replace(CFG, grid_tariff=(0.30, 0.08))
+    if config.grid_tariff is not None:
+        settler.config = dataclasses.replace(config, grid_tariff=(0.30, 0.08))
     settler.settle(T0 + 2, [s["h0"].sign(T0 + 2, 1400, 0), s["h1"].sign(T0 + 2, 0, 600),
                             s["h2"].sign(T0 + 2, 200, 300)])  # fmt: skip
     return led
 
 
 def test_prices_are_recorded_per_change_and_shares_per_interval(tmp_path: Path) -> None:
-    led = _settled(tmp_path / "l.sqlite")
+    led = settled(tmp_path / "l.sqlite")
     assert tariffs(led.db) == [TariffRow(T0, 320_000, 80_000), TariffRow(T0 + 2, 300_000, 80_000)]
     shares = [ShareRow(*r) for r in led.db.execute("SELECT * FROM pool_shares ORDER BY rowid")]
     # T0: 600 Wh shared, received in proportion to import (1000:200 -> 500, 100);
@@ -56,7 +58,7 @@ def test_an_altered_price_or_share_breaks_the_signed_roots(tmp_path: Path) -> No
                         "household = 'h0'"),
     ):  # fmt: skip
         db = tmp_path / f"{table}.sqlite"
-        _settled(db).db.close()
+        settled(db).db.close()
         con = sqlite3.connect(db)
         con.execute(f"DROP TRIGGER {table}_no_update")
         con.execute(change, (T0,))

@@ -18,7 +18,6 @@ from gridctl.settlement.flex_records import DeliveryRow, FlexEventRow
 from gridctl.settlement.statement import statement
 from gridctl.sim.run import run_sim
 from gridctl.web.explain import flex_line
-from gridctl.web.household_page import ON_ITS_OWN
 from gridctl.web.run_view import RunView
 from gridctl.web.serve import run_logins
 from gridctl.web.statements import StatementIndex
@@ -62,14 +61,6 @@ def test_bad_month_or_day_is_a_4xx_page(site: Site, url: str, status: int, says:
     login(client, "h01", site.passwords["h01"])
     r = client.get(f"/households/h01{url}")
     assert r.status_code == status and says in r.text and "Traceback" not in r.text
-
-
-def test_no_invented_counterfactual(site: Site) -> None:
-    client = site.client()
-    login(client, "h02", site.passwords["h02"])
-    page = client.get("/households/h02").text
-    assert "What you would have paid on your own" in page
-    assert "is not known for this run" in ON_ITS_OWN and ON_ITS_OWN in page.replace("&#39;", "'")
 
 
 def _event(

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from gridctl.core import W_PER_KW, interval_at, interval_start
 from gridctl.protocol import PlanMessage, PlanStep, Telemetry
@@ -17,6 +17,10 @@ MODES = {
     "starting": "starting up",
 }
 """What the controller is doing, by its telemetry's mode."""
+
+
+_END = "\0end"
+"""Past the last step: differs from every sentence, so the last run is said too."""
 
 
 def _kw(p_w: float) -> str:
@@ -74,13 +78,13 @@ def _when(first: int, last: int) -> str:
     return f"from {a:%d %b %H:%M} to {b:%d %b %H:%M} UTC"
 
 
-def _runs(steps: list[PlanStep], say: Any) -> list[str]:
+def _runs(steps: list[PlanStep], say: Callable[[PlanStep], str | None]) -> list[str]:
     """Sentences for runs of consecutive steps that ``say`` puts in the same words (None:
     nothing to say for that step)."""
     out: list[str] = []
     start, words = 0, say(steps[0]) if steps else None
     for k in range(1, len(steps) + 1):
-        now = say(steps[k]) if k < len(steps) else object()
+        now = say(steps[k]) if k < len(steps) else _END
         if now != words:
             if words is not None:
                 out.append(f"{words} {_when(steps[start].interval, steps[k - 1].interval)}")

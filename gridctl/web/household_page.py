@@ -117,8 +117,8 @@ def router(web: WebApp) -> APIRouter:
         store = _own_live(request)
         ctx: dict[str, object] = {
             "household": household, "figures": figures, "months": months, "cells": cells,
-            "not_known": NOT_KNOWN,
-            "alone_rows": alone_rows, "money": money, "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
+            "not_known": NOT_KNOWN, "alone_rows": alone_rows, "money": money,
+            "proof_js": PROOF_VIEW.is_file(), "start": _hhmm,
             "own": None if store is None else _own(store, household),
         }  # fmt: skip
         if day is not None:

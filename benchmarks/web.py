@@ -70,7 +70,10 @@ def build(run_dir: Path, households: int, days: int) -> None:
         verifier = ParallelVerifier()
         verifier.start()
         try:
-            settler = Settler(ledger, SettlementConfig(0.20, 1.0), verifier)
+            # the grid's prices recorded as the coordinator records them, so the household
+            # pages' figures include their home counterfactual
+            tariff = SettlementConfig(0.20, 1.0, grid_tariff=(0.32, 0.08))
+            settler = Settler(ledger, tariff, verifier)
             with _progress() as bar:
                 what = f"settling {households:,} households × {n:,} intervals"
                 task = bar.add_task(what, total=n)

@@ -50,8 +50,9 @@ class HouseholdLive:
             self.changed.set()
 
     def take(self, topic: str, d: Decoded) -> bool:
-        """Keep a decoded telemetry or plan of an enrolled household; False (counted) for any
-        other household or a telemetry stamped too far ahead."""
+        """Keep a decoded telemetry or plan of an enrolled household unless it is older than
+        the one kept; False (counted) for any other household or a telemetry stamped too far
+        ahead."""
         h, m = d.household, d.message
         if h is None or not isinstance(m, Telemetry | PlanMessage):
             return False
@@ -63,8 +64,14 @@ class HouseholdLive:
             if ahead_s > MAX_AHEAD_S:
                 self.rejects.refuse(FUTURE, topic, f"telemetry {ahead_s:.0f} s in the future")
                 return False
+            old = self.telemetry.get(h)
+            if old is not None and m.t < old.t:  # QoS 0 may arrive out of order
+                return False
             self.telemetry[h] = m
         else:
+            old_plan = self.plans.get(h)
+            if old_plan is not None and m.issued < old_plan.issued:
+                return False
             self.plans[h] = m
         self.changed.set()
         return True

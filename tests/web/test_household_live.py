@@ -88,6 +88,22 @@ def test_devices_and_plan_in_plain_words() -> None:
     assert own_state(None, None, NOW_S) == {"devices": None, "plan": None}
 
 
+def test_an_older_telemetry_or_plan_does_not_replace_a_newer_one() -> None:
+    store = HouseholdLive(["h01"], lambda: NOW_S, RejectCounter())
+    topic = household_topic("oak", "h01", "telemetry")
+    plan_topic = household_topic("oak", "h01", "plan")
+    new, old = _telemetry("h01", -2000.0), _telemetry("h01", -1000.0, t=NOON)
+    for msg, kept in ((new, True), (old, False)):
+        assert store.take(topic, decode(topic, encode(msg))) is kept
+    newer = _plan("h01", 1000.0)
+    older = newer.model_copy(update={"issued": newer.issued - 1})
+    for plan, kept in ((newer, True), (older, False)):
+        assert store.take(plan_topic, decode(plan_topic, encode(plan))) is kept
+    assert store.telemetry["h01"] == new and store.plans["h01"] == newer
+    store.clear("h01", "telemetry")
+    assert "h01" not in store.telemetry and store.rejects.total == 0
+
+
 async def test_hostile_messages_are_refused_and_counted_and_the_web_goes_on(
     broker: Broker,
 ) -> None:

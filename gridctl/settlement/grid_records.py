@@ -31,8 +31,8 @@ class ShareRow(NamedTuple):
     """One household's energy through the community pool in one interval, Wh (≥ 0): received
     from neighbours (of its import) and supplied to them (of its export)."""
 
-    interval: int
     household: str
+    interval: int
     received_wh: int
     supplied_wh: int
 
@@ -42,7 +42,8 @@ TABLES: dict[str, Table] = {
         TariffRow, pk="at_interval", not_null=("import_micro_per_kwh", "feed_in_micro_per_kwh")
     ),
     "pool_shares": Table.of(
-        ShareRow, pk=("interval", "household"), not_null=("received_wh", "supplied_wh")
+        # keyed by household first: a statement reads one household's range of intervals
+        ShareRow, pk=("household", "interval"), not_null=("received_wh", "supplied_wh")
     ),
 }
 
@@ -70,7 +71,7 @@ def share_rows(
 ) -> list[ShareRow]:
     """The pool shares of one interval, one row per household that received or supplied."""
     rec, sup = received_wh.tolist(), supplied_wh.tolist()
-    return [ShareRow(interval, households[k], rec[k], sup[k])
+    return [ShareRow(households[k], interval, rec[k], sup[k])
             for k in np.flatnonzero((received_wh != 0) | (supplied_wh != 0)).tolist()]  # fmt: skip
 
 

@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridctl.core import W_PER_KW
+from gridctl.settlement.grid_records import tariffs
 from gridctl.web.statements import Totals, read_ledger
 
-_ROWS = (
-    "SELECT COALESCE(r.d_import_wh, 0), COALESCE(r.d_export_wh, 0),"
-    " COALESCE(s.received_wh, 0), COALESCE(s.supplied_wh, 0),"
-    " (SELECT import_micro_per_kwh FROM grid_tariffs t WHERE t.at_interval <= r.interval"
-    "  ORDER BY t.at_interval DESC LIMIT 1),"
-    " (SELECT feed_in_micro_per_kwh FROM grid_tariffs t WHERE t.at_interval <= r.interval"
-    "  ORDER BY t.at_interval DESC LIMIT 1)"
-    " FROM readings r LEFT JOIN pool_shares s"
-    " ON s.interval = r.interval AND s.household = r.household"
-    " WHERE r.household = ? AND r.interval BETWEEN ? AND ?"
+_ENERGY = (
+    "SELECT COUNT(*), COALESCE(SUM(d_import_wh), 0), COALESCE(SUM(d_export_wh), 0) FROM readings"
+    " WHERE household = ? AND interval BETWEEN ? AND ?"
+)
+_SHARES = (
+    "SELECT COALESCE(SUM(received_wh), 0), COALESCE(SUM(supplied_wh), 0) FROM pool_shares"
+    " WHERE household = ? AND interval BETWEEN ? AND ?"
 )
 
 
@@ -71,16 +69,32 @@ class OnItsOwn:
 
 def on_its_own(ledger: Path, household: str, first: int, last: int, t: Totals) -> OnItsOwn | None:
     """The counterfactual over intervals first…last, with ``t`` the household's statement
-    totals of the same intervals; None when the ledger holds no grid price for one of its
-    readings (a ledger settled without them: nothing is guessed)."""
-    imp = exp = g_imp = g_exp = a_in = a_out = c_in = c_out = 0
+    totals of the same intervals (its energies are the meter's over them); None when the ledger
+    holds no grid price for one of its readings (settled without them: nothing is guessed).
+
+    Prices change rarely: the period is cut where they change, and each part's energies and
+    pool shares are summed in SQLite (one part, the usual case: the statement's own energies).
+    """
     with read_ledger(ledger) as db:
-        for i, e, rec, sup, p_in, p_out in db.execute(_ROWS, (household, first, last)):
-            if p_in is None or p_out is None:
-                return None
-            imp, exp, g_imp, g_exp = imp + i, exp + e, g_imp + i - rec, g_exp + e - sup
+        prices = [p for p in tariffs(db) if p.at_interval <= last]
+        head = prices[0].at_interval if prices else last + 1
+        if head > first and db.execute(_ENERGY, (household, first, head - 1)).fetchone()[0]:
+            return None  # readings before any price was recorded
+        bounds = [max(p.at_interval, first) for p in prices] + [last + 1]
+        keep = [k for k in range(len(prices)) if bounds[k + 1] > first]
+        a_in = a_out = c_in = c_out = rec = sup = 0
+        for k in keep:
+            lo, hi = bounds[k], bounds[k + 1] - 1
+            if len(keep) == 1:
+                i, e = t.import_wh, t.export_wh
+            else:
+                _, i, e = db.execute(_ENERGY, (household, lo, hi)).fetchone()
+            r, s = db.execute(_SHARES, (household, lo, hi)).fetchone()
+            _, p_in, p_out = prices[k]
             a_in, a_out = a_in + i * p_in, a_out + e * p_out
-            c_in, c_out = c_in + (i - rec) * p_in, c_out + (e - sup) * p_out
-    k = W_PER_KW
-    return OnItsOwn(imp, exp, a_in // k, a_out // k, g_imp, g_exp, c_in // k, c_out // k,
-                    t.pool_paid, t.pool_earned - t.held)  # fmt: skip
+            c_in, c_out = c_in + (i - r) * p_in, c_out + (e - s) * p_out
+            rec, sup = rec + r, sup + s
+    w = W_PER_KW
+    return OnItsOwn(t.import_wh, t.export_wh, a_in // w, a_out // w, t.import_wh - rec,
+                    t.export_wh - sup, c_in // w, c_out // w, t.pool_paid,
+                    t.pool_earned - t.held)  # fmt: skip

@@ -41,12 +41,12 @@ def settled(db: Path, config: SettlementConfig = CFG) -> Ledger:
 def test_prices_are_recorded_per_change_and_shares_per_interval(tmp_path: Path) -> None:
     led = settled(tmp_path / "l.sqlite")
     assert tariffs(led.db) == [TariffRow(T0, 320_000, 80_000), TariffRow(T0 + 2, 300_000, 80_000)]
-    shares = [ShareRow(*r) for r in led.db.execute("SELECT * FROM pool_shares ORDER BY rowid")]
+    rows = [ShareRow(*r) for r in led.db.execute("SELECT * FROM pool_shares ORDER BY rowid")]
     # T0: 600 Wh shared, received in proportion to import (1000:200 -> 500, 100);
     # T0+1: h2's 300 Wh go to h0 (its 400 Wh import); T0+2: nothing moves, no row
-    assert shares == [
-        ShareRow(T0, "h0", 500, 0), ShareRow(T0, "h1", 0, 600), ShareRow(T0, "h2", 100, 0),
-        ShareRow(T0 + 1, "h0", 300, 0), ShareRow(T0 + 1, "h2", 0, 300),
+    assert rows == [
+        ShareRow("h0", T0, 500, 0), ShareRow("h1", T0, 0, 600), ShareRow("h2", T0, 100, 0),
+        ShareRow("h0", T0 + 1, 300, 0), ShareRow("h2", T0 + 1, 0, 300),
     ]  # fmt: skip
     assert verify_ledger(led.path).ok
 

@@ -155,7 +155,7 @@ def router(web: WebApp) -> APIRouter:
         if store is None:
             raise HTTPException(404, "No devices now: this server shows a finished simulation.")
         return event_stream(
-            request, "household", lambda: _own(store, household), store.changed.wait, AGE_S,
+            request, "household", lambda: _own(store, household), store.changed, AGE_S,
             allowed=lambda: web.sessions.get(request.cookies.get(COOKIE)) is s,
         )  # fmt: skip
 

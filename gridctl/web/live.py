@@ -88,12 +88,13 @@ class Live:
         self.feeder: FeederMessage | None = None
         """The feeder as the coordinator planned its current interval (public figures only:
         the coordinator leaves out those covering fewer than k households)."""
-        self._changed = Wakeup()
+        self.changes = Wakeup()
+        """Set whenever the public state changes."""
 
     @asynccontextmanager
     async def running(self, *_: object) -> AsyncIterator[None]:
         """Keep the MQTT session while the web app runs (a FastAPI lifespan)."""
-        self._changed.start()
+        self.changes.start()
         if self.households is not None:
             self.households.changed.start()
         task = asyncio.create_task(self.session.run())
@@ -141,7 +142,7 @@ class Live:
             self.feeder = m
         else:
             return
-        self._wake()
+        self.changes.set()
 
     def _own(self, households: HouseholdLive, topic: str, payload: bytes) -> None:
         """A household's telemetry or plan, to ``households`` only."""
@@ -156,13 +157,6 @@ class Live:
             self.rejects.refuse("wrong_community", topic, f"not community {self.community}")
             return
         households.take(topic, d)
-
-    def _wake(self) -> None:
-        self._changed.set()
-
-    async def changed(self, timeout_s: float) -> None:
-        """Return when the state changes, or after ``timeout_s``."""
-        await self._changed.wait(timeout_s)
 
     def snapshot(self) -> dict[str, Any]:
         """The public state: community-level values only (JSON-ready)."""

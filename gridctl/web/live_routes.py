@@ -4,12 +4,13 @@ values only), and ``/live.json``, the same once. The page's ``static/live.js`` f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gridctl.web.live import Live
+from gridctl.web.wakeup import Wakeup
 
 MAX_STREAMS = 1000
 """Event streams served at once (one per open community or household page); beyond, 503."""
@@ -36,19 +37,19 @@ def live_json(request: Request) -> Response:
 @router.get("/live")
 async def live_stream(request: Request) -> Response:
     live = _live(request)
-    return event_stream(request, "community", live.snapshot, live.changed, KEEPALIVE_S)
+    return event_stream(request, "community", live.snapshot, live.changes, KEEPALIVE_S)
 
 
 def event_stream(
     request: Request,
     event: str,
     snapshot: Callable[[], object],
-    changed: Callable[[float], Awaitable[None]],
+    changes: Wakeup,
     every_s: float,
     allowed: Callable[[], bool] = lambda: True,
 ) -> Response:
     """Server-sent events named ``event``: ``snapshot()`` (JSON) whenever it differs from the
-    last one sent, looked at after each ``changed`` (or ``every_s``, s); a keep-alive comment
+    last one sent, looked at after each of ``changes`` (or ``every_s``, s); a keep-alive comment
     otherwise; the stream ends once ``allowed()`` is False (a session that ended). At most
     ``MAX_STREAMS`` streams at once (503 beyond)."""
     state = request.app.state
@@ -61,13 +62,14 @@ def event_stream(
             yield f"retry: {RETRY_MS}\n\n"
             last = None
             while allowed() and not await request.is_disconnected():
+                ticket = changes.ticket()  # before the snapshot: no change in between is lost
                 snap = snapshot()
                 if snap != last:
                     yield f"event: {event}\ndata: {json.dumps(snap)}\n\n"
                     last = snap
                 else:
                     yield ": keep-alive\n\n"
-                await changed(every_s)
+                await changes.wait(every_s, ticket)
         finally:
             state.streams -= 1
 

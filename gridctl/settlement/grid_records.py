@@ -43,7 +43,9 @@ TABLES: dict[str, Table] = {
     ),
     "pool_shares": Table.of(
         # keyed by household first: a statement reads one household's range of intervals
-        ShareRow, pk=("household", "interval"), not_null=("received_wh", "supplied_wh")
+        ShareRow,
+        pk=("household", "interval"),
+        not_null=("received_wh", "supplied_wh"),
     ),
 }
 
@@ -56,6 +58,13 @@ def tariff_row(at_interval: int, import_per_kwh: float, feed_in_per_kwh: float) 
 def tariffs(db: sqlite3.Connection) -> list[TariffRow]:
     """Every recorded change of the grid's prices, in interval order."""
     return select_rows(db, TariffRow, "FROM grid_tariffs ORDER BY at_interval")
+
+
+def shared_wh(db: sqlite3.Connection, household: str, first: int, last: int) -> tuple[int, int]:
+    """(received, supplied) Wh through the pool by ``household`` in intervals first…last."""
+    q = ("SELECT COALESCE(SUM(received_wh), 0), COALESCE(SUM(supplied_wh), 0) FROM pool_shares"
+         " WHERE household = ? AND interval BETWEEN ? AND ?")  # fmt: skip
+    return db.execute(q, (household, first, last)).fetchone()
 
 
 def add_tariff(db: sqlite3.Connection, row: TariffRow) -> None:

@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridctl.core import W_PER_KW
-from gridctl.settlement.grid_records import tariffs
+from gridctl.settlement.grid_records import shared_wh, tariffs
 from gridctl.web.statements import Totals, read_ledger
 
 _ENERGY = (
     "SELECT COUNT(*), COALESCE(SUM(d_import_wh), 0), COALESCE(SUM(d_export_wh), 0) FROM readings"
-    " WHERE household = ? AND interval BETWEEN ? AND ?"
-)
-_SHARES = (
-    "SELECT COALESCE(SUM(received_wh), 0), COALESCE(SUM(supplied_wh), 0) FROM pool_shares"
     " WHERE household = ? AND interval BETWEEN ? AND ?"
 )
 
@@ -89,7 +85,7 @@ def on_its_own(ledger: Path, household: str, first: int, last: int, t: Totals) -
                 i, e = t.import_wh, t.export_wh
             else:
                 _, i, e = db.execute(_ENERGY, (household, lo, hi)).fetchone()
-            r, s = db.execute(_SHARES, (household, lo, hi)).fetchone()
+            r, s = shared_wh(db, household, lo, hi)
             _, p_in, p_out = prices[k]
             a_in, a_out = a_in + i * p_in, a_out + e * p_out
             c_in, c_out = c_in + (i - r) * p_in, c_out + (e - s) * p_out

@@ -52,6 +52,24 @@ def _devices(page: RecordedPage) -> str:
     return page.page.evaluate("document.getElementById('own-devices').textContent")
 
 
+def _wait_devices(page: RecordedPage, community: Community, want: str) -> None:
+    """Wait up to 5 s until the devices list says ``want``; else fail saying what it showed
+    and what the web app logged."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.page.wait_for_function(
+            "want => document.getElementById('own-devices').textContent.includes(want)",
+            arg=want, timeout=5_000, polling="raf",
+        )  # fmt: skip
+    except PlaywrightTimeout:
+        state = page.page.evaluate("document.getElementById('own-state').textContent")
+        raise AssertionError(
+            f"no {want!r} within 5 s; state {state!r}, devices {_devices(page)!r}, web log:\n"
+            + community.procs.log("web")[-2000:]
+        ) from None
+
+
 def test_the_page_follows_its_own_devices_and_never_shows_anothers(
     community: Community, web_page: RecordedPage
 ) -> None:
@@ -85,10 +103,7 @@ def test_the_page_follows_its_own_devices_and_never_shows_anothers(
             _publish(theirs, "h02", -8800.0, -7700.0)
             t0 = time.monotonic()
             _publish(mine, "h01", pv_w, -900.0)
-            page.wait_for_function(
-                "want => document.getElementById('own-devices').textContent.includes(want)",
-                arg=f"producing {-pv_w / 1000:.1f} kW", timeout=5_000, polling="raf",
-            )  # fmt: skip
+            _wait_devices(web_page, community, f"producing {-pv_w / 1000:.1f} kW")
             latencies.append(time.monotonic() - t0)
             assert "discharging at 0.9 kW" in _devices(web_page)
         print(f"devices-now latency, ms: {[round(1000 * s) for s in latencies]}")

@@ -21,15 +21,6 @@ from tests.web.test_coordinator_web import LIVE_S, _browser_login
 pytestmark = pytest.mark.slow  # the community takes ~20 s to start (imports, on 2 cores)
 
 
-def _controller(community: Community, household: str) -> mqtt.Client:
-    """A connection as ``household``'s controller (its broker user)."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=household, protocol=mqtt.MQTTv5)
-    c.username_pw_set(household, community.users[household])
-    c.connect("127.0.0.1", community.mqtt_port)
-    c.loop_start()
-    return c
-
-
 def _publish(c: mqtt.Client, household: str, pv_w: float, battery_w: float) -> None:
     """Retained telemetry stamped with the community's (sped-up) clock."""
     t = datetime.fromtimestamp(service_clock()(), UTC)
@@ -76,13 +67,10 @@ def test_the_page_follows_its_own_devices_and_never_shows_anothers(
     page, base = web_page.page, community.base
     # retained plans as the coordinator's user (this connection ends the coordinator's own
     # for a moment: published and gone at once, and the coordinator connects again)
-    coordinator = _controller(community, "coordinator")
-    _plan(coordinator, "h02", 9900.0)
-    _plan(coordinator, "h01", 2400.0)
-    coordinator.disconnect()
-    coordinator.loop_stop()
-    mine, theirs = _controller(community, "h01"), _controller(community, "h02")
-    try:
+    with community.client("coordinator", "coordinator") as coordinator:
+        _plan(coordinator, "h02", 9900.0)
+        _plan(coordinator, "h01", 2400.0)
+    with community.client("h01", "h01") as mine, community.client("h02", "h02") as theirs:
         _publish(theirs, "h02", -8800.0, -7700.0)
         _publish(mine, "h01", -3200.0, 2100.0)
         _browser_login(web_page, base, "h01", PASSWORDS["h01"])
@@ -116,8 +104,4 @@ def test_the_page_follows_its_own_devices_and_never_shows_anothers(
         bad = check_page(web_page, base, "/households/h01", "household-devices-now")
         assert not bad, "\n".join(bad)
         assert "producing 6.1 kW" in _devices(web_page) and "8.8 kW" not in page.content()
-    finally:
-        for c in (mine, theirs):
-            c.disconnect()
-            c.loop_stop()
     assert web_page.foreign(base) == [] and web_page.errors == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -16,6 +17,7 @@ from gridctl.protocol import PlanMessage, PlanStep, Telemetry, encode, household
 from tests.web.a11y import PHONE, check_page
 from tests.web.community import PASSWORDS, Community, community_fixture  # noqa: F401
 from tests.web.conftest import RecordedPage
+from tests.web.helpers import csrf_of, login
 from tests.web.test_coordinator_web import LIVE_S, _browser_login
 
 pytestmark = pytest.mark.slow  # the community takes ~20 s to start (imports, on 2 cores)
@@ -37,6 +39,11 @@ def _plan(c: mqtt.Client, household: str, battery_w: float) -> None:
     msg = PlanMessage(household=household, issued=now, steps=steps)
     c.publish(household_topic("oak", household, "plan"), encode(msg), qos=1,
               retain=True).wait_for_publish(5)  # fmt: skip
+
+
+def _csrf(browser: httpx.Client) -> str:
+    """The logout form's CSRF token on the household's page."""
+    return csrf_of(browser.get("/households/h01").text)
 
 
 def _devices(page: RecordedPage) -> str:
@@ -105,3 +112,22 @@ def test_the_page_follows_its_own_devices_and_never_shows_anothers(
         assert not bad, "\n".join(bad)
         assert "producing 6.1 kW" in _devices(web_page) and "8.8 kW" not in page.content()
     assert web_page.foreign(base) == [] and web_page.errors == []
+
+
+def test_the_stream_ends_with_its_session(community: Community) -> None:
+    with httpx.Client(base_url=community.base, timeout=10) as browser, \
+            community.client("h01", "h01") as mine:  # fmt: skip
+        assert login(browser, "h01", PASSWORDS["h01"]).status_code == 303
+        with browser.stream("GET", "/households/h01/live") as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 1000" and next(lines) == ""
+            assert next(lines) == "event: household" and next(lines).startswith("data: {")
+            assert browser.post("/logout", data={"csrf": _csrf(browser)}).status_code == 303
+            _publish(mine, "h01", -5700.0, 0.0)  # a change: the stream looks, and ends
+            rest, deadline = [], time.monotonic() + 12
+            for line in lines:  # ends once the server ends the stream (keep-alives every 5 s)
+                rest.append(line)
+                assert time.monotonic() < deadline, f"the stream went on after logout: {rest}"
+        assert not [line for line in rest if "5.7 kW" in line], rest
+        assert browser.get("/households/h01/live").status_code == 401

@@ -101,7 +101,7 @@ def test_the_page_shows_the_counterfactual_of_the_run(site: Site) -> None:
         savings.append(saved)
         for url in (f"/households/{h}?day={day}", f"/households/{h}?month={day:%Y-%m}"):
             page = c.get(url).text
-            words = (f"saved you {money(saved)}" if saved >= 0 else f"cost you {money(-saved)}")
+            words = f"saved you {money(saved)}" if saved >= 0 else f"cost you {money(-saved)}"
             assert f"Sharing with your neighbours {words}" in page, (h, url)
             assert f"on your own you would have paid {money(alone)}, in the community you " \
                    f"paid {money(community)}" in page  # fmt: skip

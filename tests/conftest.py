@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import getpass
 import os
+import pickle
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,9 +32,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def default_day(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
-    """The packaged default scenario (96 intervals), simulated into a fresh ledger."""
-    out: Path = tmp_path_factory.mktemp("default_day")
-    return simulate(load_scenario(), out / "ledger.sqlite")
+    """The packaged default scenario (96 intervals), simulated into a fresh ledger (read only:
+    under xdist the workers of one run share it, simulated by whichever asks first)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        out: Path = tmp_path_factory.mktemp("default_day")
+        return simulate(load_scenario(), out / "ledger.sqlite")
+    shared = tmp_path_factory.getbasetemp().parent / f"default-day-{run}"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = shared / "result.pickle"
+        if done.is_file():
+            return pickle.loads(done.read_bytes())
+        result = simulate(load_scenario(), shared / "ledger.sqlite")
+        done.write_bytes(pickle.dumps(result))
+        return result
 
 
 def require_tool(name: str) -> str:

@@ -161,6 +161,7 @@ def measure(run_dir: Path, requests: int) -> dict[str, float | None]:
     from gridctl.web.app import create_app
     from gridctl.web.auth import HOUSEHOLD, Accounts
     from gridctl.web.run_view import RunView
+    from gridctl.web.serve import settle_heap
 
     view = RunView(run_dir)
     accounts = Accounts()
@@ -168,6 +169,7 @@ def measure(run_dir: Path, requests: int) -> dict[str, float | None]:
     for h in users:
         accounts.add(h, HOUSEHOLD, f"benchmark-password-{h}")
     app = create_app(view, accounts)
+    settle_heap()  # as `gridctl web` does before it serves
     month = f"/timeline?span=month&start={FIRST_DAY.date().isoformat()}"
     day = FIRST_DAY.date().isoformat()
     clients = {h: _logged_in(TestClient(app), h) for h in users}

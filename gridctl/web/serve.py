@@ -3,6 +3,7 @@ simulation or a running coordinator, and serving it on uvicorn."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,9 +89,18 @@ def serve_coordinator(config: Path, host: str, port: int, say: Callable[[str], N
     _serve(create_app(view, accounts, live=Live(cfg.community, broker, own)), host, port)
 
 
+def settle_heap() -> None:
+    """Take what start-up made (modules, the app, its view) out of the garbage collector's
+    rounds: they live as long as the server, and a full collection walking them every few
+    requests added 150-200 ms to one request in six (the month timeline at 1,000 households)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(app: FastAPI, host: str, port: int) -> None:
     import uvicorn
 
     sys.stdout.flush()  # the logins now, also when standard output is a pipe or a file
+    settle_heap()
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
                 timeout_graceful_shutdown=SHUTDOWN_S)  # fmt: skip

@@ -1,10 +1,9 @@
 // Live community values on the community page: follows the server-sent events of
-// section#live's data-live-url and writes each value into its element (text only). After the
-// server restarts the stream comes back by itself: the browser's own retry (the server asks for
-// 1 s), and a new EventSource, with backoff, when the browser gives one up.
+// section#live's data-live-url and writes each value into its element (text only); the stream
+// comes back by itself after the server restarts (stream.js).
+import { follow, setItems } from "./stream.js";
+
 const section = document.getElementById("live");
-const MAX_DELAY_MS = 10000;
-let delayMs = 500;
 
 function text(id, value) {
   const el = document.getElementById(id);
@@ -14,11 +13,7 @@ function text(id, value) {
 function list(id, items, empty) {
   const ul = document.getElementById(id);
   if (!ul) return;
-  ul.replaceChildren(...(items.length ? items : [empty]).map((t) => {
-    const li = document.createElement("li");
-    li.textContent = t;
-    return li;
-  }));
+  setItems(ul, items.length ? items : [empty]);
 }
 
 function price(prices, key) {
@@ -58,22 +53,10 @@ function show(s) {
   feeder(s.feeder);
 }
 
-function connect() {
-  const source = new EventSource(section.dataset.liveUrl);
-  source.addEventListener("community", (ev) => {
-    delayMs = 500;
-    show(JSON.parse(ev.data));
-  });
-  source.onerror = () => {
-    text("live-state", "Reconnecting to the server…");
-    if (source.readyState === EventSource.CLOSED) {
-      setTimeout(connect, delayMs);
-      delayMs = Math.min(2 * delayMs, MAX_DELAY_MS);
-    }
-  };
+if (section) {
+  follow(section.dataset.liveUrl, "community", show,
+    () => text("live-state", "Reconnecting to the server…"));
 }
-
-if (section) connect();
 
 // The feeder diagram (gridctl/web/feeder_svg.py): the coordinator's planned power flow of the
 // interval it executes. Only figures the message carries change (the coordinator leaves out

@@ -17,6 +17,7 @@ from gridctl.protocol import (
     MAX_PAYLOAD_BYTES,
     REASONS,
     CommunityPlanMessage,
+    FeederMessage,
     InForce,
     PlanMessage,
     PlanStep,
@@ -88,7 +89,19 @@ VALID = {
     ),
     coordinator_topic(C, "status"): b"online",
     coordinator_topic(C, "opendata"): encode(OpenDataMessage.of(_AGGREGATES)),
-}
+    coordinator_topic(C, "plan"): encode(
+        CommunityPlanMessage(
+            interval=1000, households=14, k=5, load_w=5000, pv_w=-9000, trafo_w=-2000,
+            battery_w=2000, ev_w=0, shared_w=4000, curtail_w=0, feeder_export_max_w=8000,
+            in_force=[InForce(kind="envelope", source="config", export_max_w=8000,
+                              start_s=900_000, end_s=901_800)],
+        )
+    ),
+    coordinator_topic(C, "feeder"): encode(
+        FeederMessage(interval=1000, topology="0123456789abcdef", v_upu=[1_020_000, None],
+                      loading_ppm=[412_000])
+    ),
+}  # fmt: skip
 
 
 def test_every_valid_message_round_trips() -> None:
